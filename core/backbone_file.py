@@ -1,0 +1,68 @@
+"""Backbone files: weights and preprocessing in one safetensors file, no pickle."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.nets import SmallResNet
+
+FORMAT = "banana-backbone/1"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become backbone inputs: resize to a square, scale to [0, 1], normalise."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def save_backbone(path, model, *, preprocessing, info=None, dtype=torch.float16):
+    """Write a :class:`SmallResNet` and its preprocessing to a safetensors file.
+
+    Weights are stored in ``dtype`` (float16 halves the file; loading casts back
+    to float32). ``info`` is free-form JSON-able provenance (recipe, data, figures).
+    """
+    tensors = {name: t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
+               for name, t in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "architecture": json.dumps({"name": "small_resnet", "widths": list(model.widths), "blocks": list(model.blocks)}),
+        "preprocessing": json.dumps(dict(image_size=preprocessing.image_size, mean=list(preprocessing.mean),
+                                         std=list(preprocessing.std))),
+        "info": json.dumps(info or {}),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def read_metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata() or {}
+
+
+def load_backbone(path):
+    """Load a backbone file written by :func:`save_backbone`.
+
+    Returns
+    -------
+    model : SmallResNet in eval mode, float32, on the CPU
+    preprocessing : Preprocessing
+    info : dict
+    """
+    metadata = read_metadata(path)
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a banana backbone file (format {metadata.get('format')!r}, "
+                         f"expected {FORMAT!r}); write one with `python -m app.cli ssl-train`.")
+    architecture = json.loads(metadata["architecture"])
+    model = SmallResNet(widths=tuple(architecture["widths"]), blocks=tuple(architecture["blocks"]))
+    state = {name: t.float() if t.is_floating_point() else t for name, t in load_file(str(path)).items()}
+    model.load_state_dict(state)
+    prep = json.loads(metadata["preprocessing"])
+    preprocessing = Preprocessing(image_size=prep["image_size"], mean=tuple(prep["mean"]), std=tuple(prep["std"]))
+    return model.eval(), preprocessing, json.loads(metadata.get("info", "{}"))
