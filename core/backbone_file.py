@@ -32,8 +32,11 @@ def save_backbone(path, model, *, preprocessing, info=None, dtype=torch.float16)
     metadata = {
         "format": FORMAT,
         "architecture": json.dumps({"name": "small_resnet", "widths": list(model.widths), "blocks": list(model.blocks)}),
-        "preprocessing": json.dumps(dict(image_size=preprocessing.image_size, mean=list(preprocessing.mean),
-                                         std=list(preprocessing.std))),
+        "preprocessing": json.dumps(dict(
+            image_size=int(preprocessing.image_size),
+            mean=[float(v) for v in preprocessing.mean],
+            std=[float(v) for v in preprocessing.std],
+        )),
         "info": json.dumps(info or {}),
     }
     save_file(tensors, str(path), metadata=metadata)
