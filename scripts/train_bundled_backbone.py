@@ -14,35 +14,16 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from core.class_folder import read_class_folder
 from core.backbone_file import Preprocessing, save_backbone
 from core.knn import KNNMonitor
 from core.simclr import SimCLRConfig, SimCLRTrainer
-
-
-def _decode(path):
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.uint8)
-
-
-def load_folder(data_dir, workers):
-    paths, labels, numbers = [], [], []
-    classes = sorted(p.name for p in Path(data_dir).iterdir() if p.is_dir())
-    for label, name in enumerate(classes):
-        for path in sorted((Path(data_dir) / name).glob("*.jpg")):
-            paths.append(path)
-            labels.append(label)
-            numbers.append(int(path.stem))
-    with ProcessPoolExecutor(workers) as pool:
-        images = np.stack(list(pool.map(_decode, paths, chunksize=512)))
-    return images, np.array(labels), np.array(numbers), classes
 
 
 class StepTimer:
@@ -109,7 +90,8 @@ def main():
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    images, labels, numbers, classes = load_folder(args.data_dir, args.workers)
+    images, labels, paths, classes = read_class_folder(args.data_dir, size=32, workers=args.workers)
+    numbers = np.array([int(p.stem) for p in paths])
     train = numbers < args.holdout_from
     print(f"decoded {len(images)} images in {time.perf_counter() - started:.1f}s; "
           f"{train.sum()} train, {(~train).sum()} held out", flush=True)
