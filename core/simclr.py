@@ -96,6 +96,8 @@ class SimCLRTrainer:
         Normalisation of the training pool, part of the backbone's preprocessing.
     step_ : int
         Optimisation steps done, counting those of a resumed run.
+    total_steps_ : int
+        Steps the run takes in all: ``epochs * (N // batch_size)``.
     history_ : list of dict
         ``{"step", "epoch", "loss", "lr"}`` per logged step.
     """
@@ -184,7 +186,7 @@ class SimCLRTrainer:
         data = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.device)
         mean, std = torch.from_numpy(self.mean_).to(self.device), torch.from_numpy(self.std_).to(self.device)
         steps_per_epoch = self.n_images_ // self.batch_size_
-        total_steps = self.config.epochs * steps_per_epoch
+        total_steps = self.total_steps_ = self.config.epochs * steps_per_epoch
         use_autocast = self.half_precision if self.half_precision is not None else self.device == "cuda"
         peak_lr = self.config.base_lr * self.batch_size_ / 256
         self.backbone_.train()
