@@ -1,0 +1,100 @@
+"""Classes and annotations, one short transaction per user action."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.database import Database
+from services.errors import UserError
+from storage import queries
+from storage.models import Annotation, AnnotationSource, Item, ItemStatus, LabelClass, Project
+
+
+def add_label_class(db: Database, *, project: Project, name: str) -> LabelClass:
+    """Add class ``name`` to ``project``.
+
+    Raises
+    ------
+    UserError
+        When the name is empty or the project already has the class.
+    """
+    name = name.strip()
+    if not name:
+        raise UserError("class name is empty; type a name")
+    with db.writing() as session:
+        if queries.label_classes_by_name(session, project.id, [name]):
+            raise UserError(f"project {project.name!r} already has a class called {name!r}")
+        return queries.add_label_class(session, project.id, name)
+
+
+def record_annotation(
+    db: Database,
+    *,
+    item_id: int,
+    class_names: Sequence[str],
+    annotator: str | None,
+    source: AnnotationSource = AnnotationSource.HUMAN,
+    duration_ms: int | None = None,
+    supersedes_id: int | None = None,
+) -> int:
+    """Append an annotation and return its id once it is committed.
+
+    Parameters
+    ----------
+    db : Database
+    item_id : int
+        An ingested (not rejected) item.
+    class_names : sequence of str
+        The item's whole class set; empty clears the label. More than one
+        only in a multi-label project. Every class must exist, unarchived.
+    annotator : str or None
+        Who labeled; required for human and review annotations, added if new.
+    source : AnnotationSource
+    duration_ms : int, optional
+        Time the annotator spent on the item.
+    supersedes_id : int, optional
+        The item's annotation this one corrects or undoes.
+
+    Returns
+    -------
+    int
+        The new annotation's id; when this returns, the row is durable.
+
+    Raises
+    ------
+    UserError
+        When any of the conditions above does not hold.
+    """
+    wanted = sorted(set(class_names))
+    if annotator is None and source in (AnnotationSource.HUMAN, AnnotationSource.REVIEW):
+        raise UserError(f"a {source.value} annotation needs the annotator's name")
+    with db.writing() as session:
+        item = session.get(Item, item_id)
+        if item is None or item.status is not ItemStatus.OK:
+            raise UserError(f"item {item_id} does not exist or is a rejected file; only ingested images can be labeled")
+        project = session.get(Project, item.project_id)
+        if len(wanted) > 1 and not project.multi_label:
+            raise UserError(f"project {project.name!r} is single-label; choose one class, not {', '.join(wanted)}")
+        classes = queries.label_classes_by_name(session, project.id, wanted)
+        missing = [name for name in wanted if name not in classes]
+        if missing:
+            raise UserError(f"project {project.name!r} has no class {', '.join(map(repr, missing))}; add the class first")
+        archived = [name for name in wanted if classes[name].archived_at is not None]
+        if archived:
+            raise UserError(f"class {', '.join(map(repr, archived))} is archived; restore it or choose another class")
+        if supersedes_id is not None:
+            superseded = session.get(Annotation, supersedes_id)
+            if superseded is None or superseded.item_id != item_id:
+                raise UserError(f"annotation {supersedes_id} is not an annotation of item {item_id}; it cannot be superseded here")
+        annotator_id = queries.get_or_add_annotator(session, annotator).id if annotator is not None else None
+        annotation = queries.add_annotation(
+            session,
+            item_id=item_id,
+            label_classes=[classes[name] for name in wanted],
+            source=source,
+            annotator_id=annotator_id,
+            duration_ms=duration_ms,
+            supersedes_id=supersedes_id,
+        )
+        annotation_id = annotation.id
+    return annotation_id

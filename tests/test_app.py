@@ -1,0 +1,47 @@
+"""The Streamlit overview page, run headless with AppTest."""
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from services.config import load_settings
+from services.database import open_database
+from services.ingest import ingest
+from tests.images import write_image
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BANANA_CONFIG", raising=False)
+    monkeypatch.delenv("BANANA_DATABASE_URL", raising=False)
+    st.cache_resource.clear()  # the app caches settings and database per process
+    yield tmp_path / "home"
+    st.cache_resource.clear()
+
+
+def test_overview_shows_the_projects_counts(home, tmp_path):
+    write_image(tmp_path / "images" / "a.png", 1)
+    write_image(tmp_path / "images" / "b.png", 2)
+    (tmp_path / "images" / "<img src=x onerror=alert(1)>.jpg").write_bytes(b"bad")
+    settings = load_settings()
+    with open_database(settings) as db:
+        ingest(db, settings, source=tmp_path / "images", project="default")
+
+    app = AppTest.from_file(MAIN, default_timeout=30).run()
+
+    assert not app.exception
+    assert {metric.label: metric.value for metric in app.metric} == {"Images": "2", "Rejected files": "1", "Duplicate files": "0"}
+    assert app.selectbox[0].value == "default"
+
+
+def test_overview_without_projects_says_how_to_add_images(home):
+    app = AppTest.from_file(MAIN, default_timeout=30).run()
+
+    assert not app.exception
+    assert "app.cli ingest" in app.code[0].value
+    assert not app.metric

@@ -1,0 +1,85 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from tests.images import write_image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, env_home: Path):
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "BANANA_HOME": str(env_home)},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_module_entry_point_runs_ingest_and_help(tmp_path):
+    write_image(tmp_path / "images" / "a.png", 1)
+
+    top = _cli("--help", env_home=tmp_path / "home")
+    sub = _cli("ingest", "--help", env_home=tmp_path / "home")
+    run = _cli("ingest", str(tmp_path / "images"), env_home=tmp_path / "home")
+
+    assert top.returncode == 0 and "ingest" in top.stdout
+    assert sub.returncode == 0 and "--project" in sub.stdout
+    assert run.returncode == 0 and "added: 1" in run.stdout, run.stderr
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BANANA_CONFIG", raising=False)
+    monkeypatch.delenv("BANANA_DATABASE_URL", raising=False)
+    return tmp_path / "home"
+
+
+def test_ingest_prints_counts_and_lists_rejected_files(home, tmp_path, capsys):
+    write_image(tmp_path / "images" / "a.png", 1)
+    write_image(tmp_path / "images" / "copy" / "a.png", 1)
+    (tmp_path / "images" / "bad.jpg").write_bytes(b"nope")
+
+    assert main(["ingest", str(tmp_path / "images"), "--project", "cats"]) == 0
+    first = capsys.readouterr().out
+    assert main(["ingest", str(tmp_path / "images"), "--project", "cats"]) == 0
+    second = capsys.readouterr().out
+
+    assert "project 'cats'" in first
+    for line in ("added: 1", "skipped-known: 0", "duplicates: 1", "errors: 1", "  bad.jpg: "):
+        assert line in first
+    for line in ("added: 0", "skipped-known: 3", "duplicates: 0", "errors: 0"):
+        assert line in second
+    assert "project now holds 1 images, 1 rejected files, 1 duplicate files" in second
+
+
+def test_missing_path_fails_with_a_clear_message(home, tmp_path, capsys):
+    assert main(["ingest", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_configuration_fails_with_a_clear_message(home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BANANA_MAX_IMAGE_BYTES", "big")
+    assert main(["ingest", str(tmp_path)]) == 1
+    assert "max_image_bytes must be an integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["ingest"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ingest", "--help"]])
+def test_help_exits_0(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
