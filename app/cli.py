@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.commands import ingest
+from app.commands import embed, export_embeddings, ingest, similar
 from services.config import load_settings
 from services.errors import UserError
 
-COMMANDS = (ingest,)
+COMMANDS = (ingest, embed, similar, export_embeddings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,30 @@
+"""Item look-ups for embeddings and similarity search. Each takes a Session and never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Item, ItemStatus
+
+
+def ok_item_paths(session: Session, project_id: int) -> list[tuple[int, str]]:
+    """Return ``(item id, path relative to the root)`` of every ingested image, by id."""
+    query = select(Item.id, Item.path).where(Item.project_id == project_id, Item.status == ItemStatus.OK).order_by(Item.id)
+    return [(item_id, path) for item_id, path in session.execute(query)]
+
+
+def item_id_by_path(session: Session, project_id: int, path: str) -> int | None:
+    """Return the id of the project's item at ``path`` (relative, POSIX), or None."""
+    return session.scalar(select(Item.id).where(Item.project_id == project_id, Item.path == path))
+
+
+def paths_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, str]:
+    """Map each of the project's ``item_ids`` that exists to its relative path."""
+    ids = list(item_ids)
+    if not ids:
+        return {}
+    query = select(Item.id, Item.path).where(Item.project_id == project_id, Item.id.in_(ids))
+    return {item_id: path for item_id, path in session.execute(query)}
