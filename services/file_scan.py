@@ -101,7 +101,10 @@ def _walk(folder: Path, root: Path) -> Iterator[FoundFile]:
             yield from _walk(Path(entry.path), root)
         elif entry.is_file(follow_symlinks=False):
             # The walk never passes through a link, so a plain file here is inside the root.
-            yield _checked_name(prefix + entry.name, entry.path, entry.stat(follow_symlinks=False))
+            try:
+                yield _checked_name(prefix + entry.name, entry.path, entry.stat(follow_symlinks=False))
+            except OSError:  # vanished or unreadable since the listing; _file says which
+                yield _file(Path(entry.path), root)
         elif entry.is_symlink() and _is_folder_inside(Path(entry.path), root):
             continue  # its files are reached through their real path
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -48,7 +49,10 @@ def check_image_file(path: str | os.PathLike[str], *, size_bytes: int, max_bytes
     if size_bytes > max_bytes:
         return _too_large(size_bytes, max_bytes)
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+        # O_NONBLOCK: a file swapped for a FIFO since the scan must not hang the ingest.
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return Rejection("not a regular file", "remove it; only image files can be ingested")
             data = handle.read(max_bytes + 1)
     except OSError as error:
         return Rejection(f"cannot read file ({error.strerror})", "make the file readable by this user and check the disk")

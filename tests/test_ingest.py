@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
+from services.file_scan import scan_folder
+from services.image_check import check_image_file
 from services.ingest import ingest
 from services.parallel_check import ParallelCheckPlan, check_files
-from services.file_scan import scan_folder
 from storage.models import DuplicateFile, Item, ItemStatus
 from tests.images import image_bytes, png_header_claiming, write_image
 
@@ -259,3 +260,22 @@ def test_worker_processes_give_the_same_outcomes_in_order(tmp_path):
 
     assert in_workers == in_process
     assert len(in_process) == len(files)
+
+
+def test_special_files_are_rejected(db, settings, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    os.mkfifo(root / "pipe.png")
+
+    ingest(db, settings, source=root, project="p")
+
+    [item] = _items(db)
+    assert item.status is ItemStatus.ERROR and "not a regular file" in item.error
+
+
+def test_a_fifo_swapped_in_after_the_scan_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+
+    outcome = check_image_file(tmp_path / "pipe.png", size_bytes=10, max_bytes=100, max_pixels=100)
+
+    assert outcome.reason == "not a regular file"
