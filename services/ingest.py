@@ -106,7 +106,7 @@ def ingest(
             found = list(scan_folder(source, root=real_root))
         except ValueError:
             raise UserError(
-                f"folder {source} is outside project {project!r}'s root {real_root}; "
+                f"folder {source} is outside the root {real_root} of project {project!r}; "
                 "ingest it into another --project"
             ) from None
     else:
