@@ -1,0 +1,181 @@
+"""Each pool item's similarity to its nearest labeled item, kept current as labels arrive.
+
+New labels cost (new labels x pool) work, not (all labels x pool): the maximum over
+labeled items only ever grows when labels are added. A retrain changes predictions,
+not similarities, so it needs no recompute here; :meth:`SimilarityState.refresh` is
+the full recompute for when labels are changed or removed (and the check that the
+incremental path is right).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from core.scorers import typicality
+
+_BLOCK_ELEMENTS = 1 << 23  # similarity block of ~32 MB float32, whatever the number of labels
+
+
+class SimilarityState:
+    """Nearest-labeled cosine similarity of every pool item, overall and per class.
+
+    Not thread-safe: one writer at a time.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (N, D)
+        L2-normalised rows. Kept by reference, never copied (a memmap works);
+        float32 is fastest, other dtypes are cast one block at a time.
+    label_block : int
+        Labels multiplied against the pool at once.
+
+    Attributes
+    ----------
+    nearest_similarity_ : ndarray of shape (N,), float32
+        Largest cosine similarity to any labeled item; -inf while nothing is labeled.
+    nearest_index_ : ndarray of shape (N,), int64
+        Pool index of that labeled item; -1 while nothing is labeled.
+    classes_ : ndarray of shape (C,)
+        Classes with at least one label, sorted.
+    class_similarity_ : ndarray of shape (C, N), float32
+        Largest cosine similarity to a labeled item of each class.
+    labeled_ : ndarray of shape (N,), bool
+    """
+
+    def __init__(self, embeddings, *, label_block=1024):
+        if embeddings.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D (N, D); got shape {embeddings.shape}.")
+        self.embeddings = embeddings
+        self.label_block = label_block
+        self._reset()
+
+    def _reset(self):
+        n = len(self.embeddings)
+        self.nearest_similarity_ = np.full(n, -np.inf, np.float32)
+        self.nearest_index_ = np.full(n, -1, np.int64)
+        self.classes_ = np.zeros(0)
+        self.class_similarity_ = np.zeros((0, n), np.float32)
+        self.labeled_ = np.zeros(n, bool)
+
+    def add_labels(self, indices, labels):
+        """Fold newly labeled items in: (new labels x pool) work.
+
+        Parameters
+        ----------
+        indices : array-like of shape (L,), int
+            Pool rows; a row may repeat with several labels (multi-label).
+        labels : array-like of shape (L,)
+            Class of each (row, label) pair.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        Only additions are incremental: a relabeled item still counts for its old
+        class until :meth:`refresh`.
+        """
+        indices, labels = self._validate(indices, labels)
+        if len(indices):
+            self._grow_classes(labels)
+            self._fold_in(indices, labels)
+        return self
+
+    def refresh(self, indices, labels):
+        """Recompute everything from the full labeled set: (all labels x pool) work.
+
+        Same arguments as :meth:`add_labels`; returns self.
+        """
+        indices, labels = self._validate(indices, labels)
+        self._reset()
+        return self.add_labels(indices, labels)
+
+    def similarity_to_class(self, classes, rows=None):
+        """Similarity of each item to the nearest labeled item of a given class
+        (e.g. its predicted class); -inf where that class has no label.
+
+        Parameters
+        ----------
+        classes : ndarray of shape (M,)
+            One class per item of ``rows``.
+        rows : ndarray of shape (M,), int, or None
+            Pool rows; all N when None.
+
+        Returns
+        -------
+        ndarray of shape (M,), float32
+        """
+        rows = np.arange(len(self.embeddings)) if rows is None else np.asarray(rows)
+        classes = np.asarray(classes)
+        out = np.full(len(rows), -np.inf, np.float32)
+        if len(self.classes_) == 0:
+            return out
+        position = np.searchsorted(self.classes_, classes).clip(0, len(self.classes_) - 1)
+        known = self.classes_[position] == classes
+        out[known] = self.class_similarity_[position[known], rows[known]]
+        return out
+
+    def typicality(self, *, k=20, reference_size=10_000, seed=0):
+        """:func:`core.scorers.typicality` of the pool against a random reference sample
+        of at most ``reference_size`` items, cached (it does not depend on labels).
+
+        Returns
+        -------
+        ndarray of shape (N,)
+        """
+        key = (k, reference_size, seed)
+        if getattr(self, "_typicality_key", None) != key:
+            n = len(self.embeddings)
+            reference = np.sort(np.random.default_rng(seed).choice(n, min(n, reference_size), replace=False))
+            self._typicality = typicality(self.embeddings, k=k, reference=self.embeddings[reference],
+                                          reference_index=reference)
+            self._typicality_key = key
+        return self._typicality
+
+    # ----- internals -----------------------------------------------------------------
+
+    def _validate(self, indices, labels):
+        indices, labels = np.asarray(indices, dtype=np.int64).ravel(), np.asarray(labels).ravel()
+        if len(indices) != len(labels):
+            raise ValueError(f"got {len(indices)} indices but {len(labels)} labels.")
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self.embeddings)):
+            raise ValueError(f"indices must be pool rows in [0, {len(self.embeddings)}).")
+        return indices, labels
+
+    def _grow_classes(self, labels):
+        new = np.setdiff1d(np.unique(labels), self.classes_)
+        if len(new) == 0:
+            return
+        classes = np.union1d(self.classes_, new) if len(self.classes_) else new
+        table = np.full((len(classes), len(self.embeddings)), -np.inf, np.float32)
+        table[np.searchsorted(classes, self.classes_)] = self.class_similarity_
+        self.classes_, self.class_similarity_ = classes, table
+
+    def _fold_in(self, indices, labels):
+        """Max-update every state array with the similarities of ``indices`` x pool."""
+        self.labeled_[indices] = True
+        column = np.searchsorted(self.classes_, labels)
+        order = np.argsort(column, kind="stable")
+        indices, column = indices[order], column[order]
+        n = len(self.embeddings)
+        for q0 in range(0, len(indices), self.label_block):
+            rows, cols = indices[q0 : q0 + self.label_block], column[q0 : q0 + self.label_block]
+            queries = np.asarray(self.embeddings[rows], dtype=np.float32)
+            starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])  # one run of rows per class
+            block = max(1024, _BLOCK_ELEMENTS // len(rows))
+            for b0 in range(0, n, block):
+                pool = np.asarray(self.embeddings[b0 : b0 + block], dtype=np.float32)
+                sims = queries @ pool.T  # (labels, block): a wide GEMM, the fast shape for BLAS
+                self._update_block(b0, sims, rows, cols[starts], starts)
+
+    def _update_block(self, b0, sims, rows, class_columns, starts):
+        b1 = b0 + sims.shape[1]
+        best = sims.argmax(axis=0)
+        value = sims[best, np.arange(sims.shape[1])]
+        nearest = self.nearest_similarity_[b0:b1]
+        closer = value > nearest
+        nearest[closer] = value[closer]
+        self.nearest_index_[b0:b1][closer] = rows[best[closer]]
+        per_class = np.maximum.reduceat(sims, starts, axis=0)
+        table = self.class_similarity_[:, b0:b1]
+        table[class_columns] = np.maximum(table[class_columns], per_class)

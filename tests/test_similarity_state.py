@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from core.similarity_state import SimilarityState
+from tests.engine_data import clusters
+
+
+def brute_force(X, rows, labels):
+    sims = X @ X[rows].T
+    nearest = sims.max(axis=1)
+    classes = np.unique(labels)
+    per_class = np.stack([sims[:, labels == c].max(axis=1) for c in classes])
+    return nearest, rows[sims.argmax(axis=1)], classes, per_class
+
+
+@pytest.fixture
+def pool():
+    X, y = clusters([300, 300, 300, 100], dim=24, spread=1.0, seed=0)
+    return X, y
+
+
+def test_incremental_updates_equal_a_full_recompute(pool):
+    X, y = pool
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(X), 120, replace=False)
+    rows = rows[np.argsort(y[rows] == 3, kind="stable")]  # class 3 first appears in the last batches
+    incremental = SimilarityState(X, label_block=7)  # small blocks exercise the label blocking
+    for batch in np.array_split(np.arange(120), 9):
+        incremental.add_labels(rows[batch], y[rows][batch])
+    full = SimilarityState(X).refresh(rows, y[rows])
+    np.testing.assert_allclose(incremental.nearest_similarity_, full.nearest_similarity_, atol=1e-6)
+    np.testing.assert_array_equal(incremental.classes_, full.classes_)
+    np.testing.assert_allclose(incremental.class_similarity_, full.class_similarity_, atol=1e-6)
+    np.testing.assert_array_equal(incremental.labeled_, full.labeled_)
+    # The index may differ only between (numerically) tied labeled items.
+    at_index = np.einsum("ij,ij->i", X, X[incremental.nearest_index_])
+    np.testing.assert_allclose(at_index, full.nearest_similarity_, atol=1e-6)
+
+
+def test_state_matches_brute_force(pool):
+    X, y = pool
+    rows = np.arange(0, len(X), 37)
+    state = SimilarityState(X).refresh(rows, y[rows])
+    nearest, index, classes, per_class = brute_force(X, rows, y[rows])
+    np.testing.assert_allclose(state.nearest_similarity_, nearest, atol=1e-6)
+    np.testing.assert_array_equal(state.nearest_index_, index)
+    np.testing.assert_array_equal(state.classes_, classes)
+    np.testing.assert_allclose(state.class_similarity_, per_class, atol=1e-6)
+    assert state.labeled_.sum() == len(rows)
+    np.testing.assert_allclose(state.nearest_similarity_[rows], 1.0, atol=1e-6)
+
+
+def test_refresh_forgets_relabels_and_removals(pool):
+    X, y = pool
+    state = SimilarityState(X).add_labels([0, 400], [0, 1])
+    state.add_labels([0], [1])  # relabel: incremental keeps the stale class-0 entry
+    assert np.isfinite(state.class_similarity_[0]).all()
+    state.refresh([0, 400], [1, 1])
+    assert list(state.classes_) == [1]
+    state.refresh([], [])
+    assert np.isneginf(state.nearest_similarity_).all() and (state.nearest_index_ == -1).all()
+
+
+def test_similarity_to_class_gathers_the_predicted_class_column(pool):
+    X, y = pool
+    rows = np.array([0, 1, 300, 301])
+    state = SimilarityState(X).refresh(rows, np.array(["a", "a", "b", "b"]))
+    predicted = np.where(y == 0, "a", "b")
+    got = state.similarity_to_class(predicted)
+    expected = np.where(y == 0, (X @ X[[0, 1]].T).max(axis=1), (X @ X[[300, 301]].T).max(axis=1))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.isneginf(state.similarity_to_class(np.array(["zebra"]), rows=np.array([5])))[0]
+    np.testing.assert_allclose(state.similarity_to_class(predicted[[5, 700]], rows=np.array([5, 700])),
+                               expected[[5, 700]], atol=1e-6)
+
+
+def test_float16_embeddings_work_by_reference(pool):
+    X, y = pool
+    half = X.astype(np.float16)
+    state = SimilarityState(half).refresh([3, 500], [0, 1])
+    assert state.embeddings is half
+    reference = SimilarityState(half.astype(np.float32)).refresh([3, 500], [0, 1])
+    np.testing.assert_allclose(state.nearest_similarity_, reference.nearest_similarity_, atol=1e-6)
+
+
+def test_typicality_is_cached_and_higher_inside_clusters(pool):
+    X, y = pool
+    state = SimilarityState(X)
+    t = state.typicality(k=10, reference_size=500)
+    assert state.typicality(k=10, reference_size=500) is t
+    assert t.shape == (len(X),)
+    assert state.typicality(k=5, reference_size=500) is not t
+
+
+def test_rejects_bad_rows(pool):
+    X, _ = pool
+    state = SimilarityState(X)
+    with pytest.raises(ValueError, match="pool rows"):
+        state.add_labels([len(X)], [0])
+    with pytest.raises(ValueError, match="labels"):
+        state.add_labels([1, 2], [0])
