@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from core.nets import SmallResNet
 
 FORMAT = "banana-backbone/1"
+METADATA_KEY = "banana"
 
 
 @dataclass(frozen=True)
@@ -29,24 +30,30 @@ def save_backbone(path, model, *, preprocessing, info=None, dtype=torch.float16)
     """
     tensors = {name: t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
                for name, t in model.state_dict().items()}
-    metadata = {
-        "format": FORMAT,
-        "architecture": json.dumps({"name": "small_resnet", "widths": list(model.widths), "blocks": list(model.blocks)}),
-        "preprocessing": json.dumps(dict(
-            image_size=int(preprocessing.image_size),
-            mean=[float(v) for v in preprocessing.mean],
-            std=[float(v) for v in preprocessing.std],
-        )),
-        "info": json.dumps(info or {}),
-    }
+    header = dict(
+        format=FORMAT,
+        architecture=dict(name="small_resnet", widths=list(model.widths), blocks=list(model.blocks)),
+        preprocessing=dict(image_size=int(preprocessing.image_size), mean=[float(v) for v in preprocessing.mean],
+                           std=[float(v) for v in preprocessing.std]),
+        info=info or {},
+    )
+    # One metadata key: safetensors writes several keys in random order, and the file's
+    # hash is the weights identity, so the same weights must always give the same bytes.
+    metadata = {METADATA_KEY: json.dumps(header, sort_keys=True)}
     save_file(tensors, str(path), metadata=metadata)
 
 
-def read_metadata(path):
+def read_header(path):
+    """The JSON header of a backbone file: format, architecture, preprocessing, info."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        return handle.metadata() or {}
+        metadata = handle.metadata() or {}
+    header = json.loads(metadata.get(METADATA_KEY, "{}"))
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a banana backbone file (format {header.get('format')!r}, "
+                         f"expected {FORMAT!r}); write one with `python -m app.cli ssl-train`.")
+    return header
 
 
 def load_backbone(path):
@@ -58,14 +65,11 @@ def load_backbone(path):
     preprocessing : Preprocessing
     info : dict
     """
-    metadata = read_metadata(path)
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a banana backbone file (format {metadata.get('format')!r}, "
-                         f"expected {FORMAT!r}); write one with `python -m app.cli ssl-train`.")
-    architecture = json.loads(metadata["architecture"])
+    header = read_header(path)
+    architecture = header["architecture"]
     model = SmallResNet(widths=tuple(architecture["widths"]), blocks=tuple(architecture["blocks"]))
     state = {name: t.float() if t.is_floating_point() else t for name, t in load_file(str(path)).items()}
     model.load_state_dict(state)
-    prep = json.loads(metadata["preprocessing"])
+    prep = header["preprocessing"]
     preprocessing = Preprocessing(image_size=prep["image_size"], mean=tuple(prep["mean"]), std=tuple(prep["std"]))
-    return model.eval(), preprocessing, json.loads(metadata.get("info", "{}"))
+    return model.eval(), preprocessing, header["info"]

@@ -116,3 +116,13 @@ def test_bad_input_is_named():
         SimCLRTrainer(config=TINY).fit(np.zeros((4, 32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="at least 2 images"):
         SimCLRTrainer(config=TINY).fit(np.zeros((1, 16, 16, 3), np.uint8))
+
+
+def test_same_weights_always_give_the_same_file_bytes(tmp_path):
+    """The file hash identifies the weights, so re-saving must not change it."""
+    trainer = SimCLRTrainer(config=replace(TINY, epochs=1)).fit(blob_images())
+    prep = Preprocessing(16, tuple(trainer.mean_), tuple(trainer.std_))
+    info = {"a": 1, "b": [2, 3], "c": "x"}
+    for name in ("one", "two"):
+        save_backbone(tmp_path / name, trainer.backbone_, preprocessing=prep, info=info)
+    assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()
