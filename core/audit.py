@@ -71,8 +71,10 @@ def wilson_interval(successes, trials, confidence=0.9):
         p = successes / trials
         centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
         half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    empty = trials == 0
-    return np.where(empty, 0.0, centre - half), np.where(empty, 1.0, centre + half)
+    # At p = 0 or 1 the interval ends exactly there; rounding would leave it a hair short.
+    low = np.where((trials == 0) | (p == 0), 0.0, centre - half)
+    high = np.where((trials == 0) | (p == 1), 1.0, centre + half)
+    return low, high
 
 
 def learning_curve(version, n_labels, correct, *, confidence=0.9):

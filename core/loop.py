@@ -1,0 +1,158 @@
+"""Background retraining: labeling never waits for a fit.
+
+Labels are enqueued; a worker thread refits after every ``retrain_every`` new labels
+(or on request) on a snapshot of them, then swaps the new model in with a single
+reference assignment under a lock. A fit that raises leaves the previous version
+serving. No persistence here: the service layer stores each version through
+``on_model``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.probe import LinearProbe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    retrain_every: int = 10  # new labels that trigger a retrain
+
+
+class RetrainLoop:
+    """Retrains a model in a background thread as labels arrive.
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(indices, labels, previous_model) -> (model, metrics)``; ``indices`` and
+        ``labels`` are arrays of every label so far (the latest label per item),
+        ``previous_model`` is the serving model or None. It must return a new object,
+        not modify ``previous_model``, which callers may be predicting with.
+    config : LoopConfig
+    callbacks : sequence
+        Objects with optional ``on_model(version, model, metrics)`` (a new version is
+        serving; metrics gain ``n_labels`` and ``fit_seconds``) and
+        ``on_error(error)`` (a retrain or an ``on_model`` callback raised).
+    model, version : initial model (e.g. loaded from storage) and its version number.
+
+    Attributes
+    ----------
+    current : tuple (version, model, metrics)
+        The serving model; version 0 and model None before the first fit.
+    """
+
+    def __init__(self, *, fit, config=LoopConfig(), callbacks=(), model=None, version=0):
+        self.fit = fit
+        self.config = config
+        self.callbacks = callbacks
+        self.current = (version, model, {})
+        self._labels = {}
+        self._new = 0
+        self._requested = False
+        self._busy = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="retrain-loop", daemon=True)
+        self._thread.start()
+
+    def add_labels(self, indices, labels):
+        """Enqueue labels (a later label for the same item replaces the earlier); returns at once."""
+        indices, labels = np.asarray(indices).ravel(), np.asarray(labels)
+        if len(indices) != len(labels):
+            raise ValueError(f"got {len(indices)} indices but {len(labels)} labels.")
+        with self._cond:
+            self._labels.update(zip(indices.tolist(), labels.tolist()))
+            self._new += len(indices)
+            self._cond.notify_all()
+
+    def request_retrain(self):
+        """Retrain as soon as the worker is free, whatever the count of new labels."""
+        with self._cond:
+            self._requested = True
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout=None):
+        """Block until no retrain is running or due; True unless ``timeout`` ran out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy and not self._due(), timeout)
+
+    def close(self, timeout=None):
+        """Stop the worker after the retrain in progress, if any."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _due(self):
+        return bool(self._labels) and (self._requested or self._new >= self.config.retrain_every)
+
+    def _run(self):
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing or self._due())
+                if self._closing:
+                    return
+                indices = np.fromiter(self._labels.keys(), np.int64, len(self._labels))
+                labels = np.array(list(self._labels.values()))
+                self._new, self._requested, self._busy = 0, False, True
+                version, previous, _ = self.current
+            try:
+                self._retrain(indices, labels, version, previous)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _retrain(self, indices, labels, version, previous):
+        start = time.perf_counter()
+        try:
+            model, metrics = self.fit(indices, labels, previous)
+        except Exception as error:  # the previous version keeps serving
+            self._report(error)
+            return
+        metrics = dict(metrics, n_labels=len(indices), fit_seconds=time.perf_counter() - start)
+        with self._cond:
+            self.current = (version + 1, model, metrics)  # the atomic swap
+        for callback in self.callbacks:
+            if hasattr(callback, "on_model"):
+                try:
+                    callback.on_model(version + 1, model, metrics)
+                except Exception as error:
+                    self._report(error)
+
+    def _report(self, error):
+        reported = False
+        for callback in self.callbacks:
+            if hasattr(callback, "on_error"):
+                try:
+                    callback.on_error(error)
+                    reported = True
+                except Exception:
+                    log.exception("on_error callback failed")
+        if not reported:
+            log.error("retrain failed and no callback took the error", exc_info=error)
+
+
+def probe_fit(embeddings, **probe_params):
+    """A ``fit`` for :class:`RetrainLoop` that trains a :class:`LinearProbe` on the
+    labeled rows of ``embeddings``, warm-started from a copy of the serving probe.
+
+    Metrics: ``n_classes``, ``oof_accuracy`` (single-label), ``temperature``, ``n_iter``.
+    """
+    def fit(indices, labels, previous):
+        probe = copy.deepcopy(previous) if previous is not None else LinearProbe(**probe_params)
+        probe.fit(embeddings[indices], labels)
+        metrics = dict(n_classes=len(probe.classes_), temperature=probe.temperature_, n_iter=probe.n_iter_)
+        if not probe.multi_label and len(labels):
+            metrics["oof_accuracy"] = float(np.mean(probe.classes_[probe.oof_proba_.argmax(axis=1)] == labels))
+        return probe, metrics
+
+    return fit
