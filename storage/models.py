@@ -203,7 +203,8 @@ class SelectionRun(Base):
 
 
 class Pick(Base):
-    """An item a selection run chose, its rank and the score parts that explain why."""
+    """An item a selection run chose, its rank, the score parts that explain why, the
+    rule that chose it and the probe's prediction at ask time (audit picks measure accuracy)."""
 
     __tablename__ = "pick"
     __table_args__ = (
@@ -216,3 +217,7 @@ class Pick(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id"), index=True)
     rank: Mapped[int]
     score_parts: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    # The rule that chose the item: the strategy's name, "discovery", "cold_start" or "audit".
+    source: Mapped[str] = mapped_column(String(32), default="strategy", server_default="strategy")
+    # Label class ids the probe predicted at ask time; None without a probe.
+    predicted: Mapped[list[int] | None] = mapped_column(JSON)
