@@ -169,13 +169,23 @@ class SimilarityState:
                 self._update_block(b0, sims, rows, cols[starts], starts)
 
     def _update_block(self, b0, sims, rows, class_columns, starts):
+        """Max-update the state's columns b0.. with ``sims`` (labels x block).
+
+        Reductions run row by row over contiguous pool columns: numpy's axis-0
+        argmax and reduceat are several times slower on this shape.
+        """
         b1 = b0 + sims.shape[1]
-        best = sims.argmax(axis=0)
-        value = sims[best, np.arange(sims.shape[1])]
-        nearest = self.nearest_similarity_[b0:b1]
-        closer = value > nearest
-        nearest[closer] = value[closer]
-        self.nearest_index_[b0:b1][closer] = rows[best[closer]]
-        per_class = np.maximum.reduceat(sims, starts, axis=0)
+        ends = np.r_[starts[1:], len(sims)]
+        per_class = np.stack([sims[a:b].max(axis=0) for a, b in zip(starts, ends)])
         table = self.class_similarity_[:, b0:b1]
         table[class_columns] = np.maximum(table[class_columns], per_class)
+        value = per_class.max(axis=0)
+        nearest = self.nearest_similarity_[b0:b1]
+        closer = value > nearest
+        if not closer.any():
+            return
+        nearest[closer] = value[closer]
+        best = np.empty(sims.shape[1], np.int64)
+        for i in range(len(sims) - 1, -1, -1):  # descending, so the first maximal row wins
+            best[sims[i] == value] = i
+        self.nearest_index_[b0:b1][closer] = rows[best[closer]]
