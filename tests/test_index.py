@@ -45,7 +45,7 @@ def test_large_pools_get_an_ivf_index_with_high_recall():
     _, found = index.search(vectors[:200], 10)
     _, truth = brute_force(vectors, ids, vectors[:200], 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
-    assert index.kind_ == "ivf" and faiss.extract_index_ivf(index.index_).nlist == 252
+    assert index.kind_ == "ivf" and faiss.extract_index_ivf(index.index_).nlist == 63
     assert recall >= 0.95
 
 
