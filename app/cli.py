@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.commands import embed, export_embeddings, ingest, similar
+from app.commands import embed, export_embeddings, ingest, similar, simulate, ssl_train
 from services.config import load_settings
 from services.errors import UserError
 
-COMMANDS = (ingest, embed, similar, export_embeddings)
+COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:

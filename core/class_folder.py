@@ -35,14 +35,13 @@ def decode_many(paths, *, size, workers=1):
         return np.stack(list(pool.map(decode, paths, chunksize=256)))
 
 
-def read_class_folder(root, *, size, workers=1):
-    """Every image under ``root/<class>/`` at ``size`` x ``size``.
+def list_class_folder(root):
+    """Image files under ``root/<class>/`` with their class index.
 
     Returns
     -------
-    images : ndarray of shape (N, size, size, 3), uint8
-    labels : ndarray of shape (N,), int — index into ``classes``
     paths : list of Path, sorted by class then file name
+    labels : ndarray of shape (N,), int — index into ``classes``
     classes : list of str, sorted
     """
     root = Path(root)
@@ -57,4 +56,16 @@ def read_class_folder(root, *, size, workers=1):
                 labels.append(label)
     if not paths:
         raise ValueError(f"labeled folder {root} holds no images in class subfolders (<class>/<image>)")
-    return decode_many(paths, size=size, workers=workers), np.array(labels), paths, classes
+    return paths, np.array(labels), classes
+
+
+def read_class_folder(root, *, size, workers=1):
+    """Every image under ``root/<class>/`` at ``size`` x ``size``.
+
+    Returns
+    -------
+    images : ndarray of shape (N, size, size, 3), uint8
+    labels, paths, classes : as :func:`list_class_folder` returns them
+    """
+    paths, labels, classes = list_class_folder(root)
+    return decode_many(paths, size=size, workers=workers), labels, paths, classes
