@@ -1,0 +1,59 @@
+"""Display copies of item images: small images upscaled, large ones shrunk, cached as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image
+
+# Up to this size an image is enlarged with nearest-neighbour (crisp pixels, nothing invented);
+# larger ones are resized with bicubic interpolation.
+PIXEL_ART_MAX_SIDE = 64
+
+
+def render(path: Path, side: int) -> bytes:
+    """The image at ``path`` fitted into a ``side`` x ``side`` box, as PNG bytes."""
+    with Image.open(path) as image:
+        image.seek(0)
+        picture = image.convert("RGB")
+    scale = side / max(picture.size)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    resample = Image.Resampling.NEAREST if max(picture.size) <= PIXEL_ART_MAX_SIDE else Image.Resampling.BICUBIC
+    buffer = io.BytesIO()
+    picture.resize(size, resample).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+class ImageCache:
+    """Thread-safe LRU of rendered images keyed by (item id, side).
+
+    Parameters
+    ----------
+    root : Path
+        Project root; item paths are relative to it.
+    capacity : int
+        Rendered images kept.
+    """
+
+    def __init__(self, root: Path, *, capacity: int = 512) -> None:
+        self.root = Path(root)
+        self.capacity = capacity
+        self._images: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, item_id: int, path: str, side: int) -> bytes:
+        """PNG bytes of the item at ``side`` pixels; rendered on a miss."""
+        key = (item_id, side)
+        with self._lock:
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key]
+        data = render(self.root / path, side)
+        with self._lock:
+            self._images[key] = data
+            while len(self._images) > self.capacity:
+                self._images.popitem(last=False)
+        return data

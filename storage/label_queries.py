@@ -1,0 +1,181 @@
+"""Queries behind labeling: current labels, classes, selection runs, model versions.
+
+Each takes a Session and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    Annotation,
+    AnnotationSource,
+    Annotator,
+    Item,
+    LabelClass,
+    ModelVersion,
+    Pick,
+    SelectionRun,
+    annotation_class,
+)
+from storage.types import utc_now
+
+
+@dataclass(frozen=True)
+class CurrentLabel:
+    """An item's newest annotation: its id and the item's class ids (empty when cleared)."""
+
+    annotation_id: int
+    class_ids: tuple[int, ...]
+
+
+def current_labels(session: Session, project_id: int, item_ids: Iterable[int] | None = None) -> dict[int, CurrentLabel]:
+    """Map each annotated item of the project (or of ``item_ids``) to its newest annotation."""
+    newest = select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id).where(Item.project_id == project_id)
+    if item_ids is not None:
+        newest = newest.where(Annotation.item_id.in_(list(item_ids)))
+    newest = newest.group_by(Annotation.item_id)
+    rows = session.execute(
+        select(Annotation.id, Annotation.item_id, annotation_class.c.label_class_id)
+        .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
+        .where(Annotation.id.in_(newest))
+    )
+    labels: dict[int, tuple[int, list[int]]] = {}
+    for annotation_id, item_id, class_id in rows:
+        entry = labels.setdefault(item_id, (annotation_id, []))
+        if class_id is not None:
+            entry[1].append(class_id)
+    return {item_id: CurrentLabel(annotation_id, tuple(sorted(ids))) for item_id, (annotation_id, ids) in labels.items()}
+
+
+def label_classes(session: Session, project_id: int, *, include_archived: bool = False) -> list[LabelClass]:
+    """The project's classes in the order they were added (the keyboard order)."""
+    query = select(LabelClass).where(LabelClass.project_id == project_id)
+    if not include_archived:
+        query = query.where(LabelClass.archived_at.is_(None))
+    return list(session.scalars(query.order_by(LabelClass.id)))
+
+
+def set_class_name(session: Session, class_id: int, name: str) -> None:
+    session.get(LabelClass, class_id).name = name
+    session.flush()
+
+
+def set_class_archived(session: Session, class_id: int, archived: bool) -> None:
+    session.get(LabelClass, class_id).archived_at = utc_now() if archived else None
+    session.flush()
+
+
+def add_selection_run(
+    session: Session,
+    *,
+    project_id: int,
+    model_version_id: int | None,
+    strategy: str,
+    parameters: Mapping[str, Any],
+    picks: Sequence[Mapping[str, Any]],
+) -> tuple[int, list[int]]:
+    """Add a selection run and its picks (dicts of item_id, score_parts, source, predicted).
+
+    Returns the run id and the pick ids, in rank order.
+    """
+    run = SelectionRun(project_id=project_id, model_version_id=model_version_id, strategy=strategy,
+                       parameters=dict(parameters))
+    session.add(run)
+    session.flush()
+    rows = [Pick(selection_run_id=run.id, rank=rank, **pick) for rank, pick in enumerate(picks)]
+    session.add_all(rows)
+    session.flush()
+    return run.id, [row.id for row in rows]
+
+
+def add_model_version(session: Session, *, project_id: int, n_labels: int, metrics: Mapping[str, Any],
+                      artifact_path: str) -> int:
+    version = ModelVersion(project_id=project_id, n_labels=n_labels, metrics=dict(metrics), artifact_path=artifact_path)
+    session.add(version)
+    session.flush()
+    return version.id
+
+
+def latest_model_version(session: Session, project_id: int, backbone_key: str) -> ModelVersion | None:
+    """The newest model version of the project trained on embeddings of ``backbone_key``."""
+    versions = session.scalars(
+        select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id.desc())
+    )
+    return next((v for v in versions if v.metrics.get("backbone") == backbone_key), None)
+
+
+def model_versions(session: Session, project_id: int) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)))
+
+
+@dataclass(frozen=True)
+class AnnotationEvent:
+    """One annotation of a project, for activity charts."""
+
+    annotation_id: int
+    item_id: int
+    created_at: datetime
+    annotator: str | None
+    source: AnnotationSource
+    class_ids: tuple[int, ...]
+
+
+def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent]:
+    """Every annotation of the project, oldest first."""
+    rows = session.execute(
+        select(Annotation.id, Annotation.item_id, Annotation.created_at, Annotator.name, Annotation.source,
+               annotation_class.c.label_class_id)
+        .join(Item, Item.id == Annotation.item_id)
+        .outerjoin(Annotator, Annotator.id == Annotation.annotator_id)
+        .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
+        .where(Item.project_id == project_id)
+        .order_by(Annotation.id)
+    )
+    events: dict[int, tuple[Any, list[int]]] = {}
+    for annotation_id, item_id, created, annotator, source, class_id in rows:
+        entry = events.setdefault(annotation_id, ((item_id, created, annotator, source), []))
+        if class_id is not None:
+            entry[1].append(class_id)
+    return [AnnotationEvent(annotation_id, *head, tuple(sorted(ids))) for annotation_id, (head, ids) in events.items()]
+
+
+@dataclass(frozen=True)
+class AuditPick:
+    """An audit ask: the item, when it was asked, the model version that predicted, and what."""
+
+    item_id: int
+    asked_at: datetime
+    model_version_id: int | None
+    predicted: tuple[int, ...]
+
+
+def audit_picks(session: Session, project_id: int) -> list[AuditPick]:
+    """Every audit pick of the project that carries a prediction, oldest first."""
+    rows = session.execute(
+        select(Pick.item_id, SelectionRun.created_at, SelectionRun.model_version_id, Pick.predicted)
+        .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
+        .where(SelectionRun.project_id == project_id, Pick.source == "audit", Pick.predicted.is_not(None))
+        .order_by(Pick.id)
+    )
+    return [AuditPick(item_id, asked, version, tuple(predicted)) for item_id, asked, version, predicted in rows
+            if predicted]
+
+
+def latest_picks(session: Session, item_ids: Iterable[int]) -> dict[int, Pick]:
+    """The newest pick of each item, for "why was this asked"."""
+    newest = select(func.max(Pick.id)).where(Pick.item_id.in_(list(item_ids))).group_by(Pick.item_id)
+    return {pick.item_id: pick for pick in session.scalars(select(Pick).where(Pick.id.in_(newest)))}
+
+
+def items_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, Item]:
+    ids = list(item_ids)
+    if not ids:
+        return {}
+    return {item.id: item for item in session.scalars(select(Item).where(Item.project_id == project_id, Item.id.in_(ids)))}
