@@ -32,7 +32,9 @@ class LinearProbe:
     Parameters
     ----------
     C : float
-        Inverse L2 strength, as in scikit-learn.
+        Inverse L2 strength (on standardised inputs), as in scikit-learn. 0.01 beat
+        0.1 and 1 at every budget from 20 to 300 labels, for random and for margin
+        sampling, on bundled-backbone CIFAR-10 features (6k pool, 2 seeds).
     class_weight : {"balanced", None}
     multi_label : bool
         One-vs-rest sigmoids; ``y`` is then an indicator matrix.
@@ -73,7 +75,7 @@ class LinearProbe:
         L-BFGS iterations of the full fit.
     """
 
-    def __init__(self, *, C=1.0, class_weight="balanced", multi_label=False, warm_start=True, calibrate=True,
+    def __init__(self, *, C=0.01, class_weight="balanced", multi_label=False, warm_start=True, calibrate=True,
                  n_folds=5, max_iter=500, tol=1e-5, random_state=0, blas_threads=1):
         self.C = C
         self.class_weight = class_weight
