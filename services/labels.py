@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
 
 from services.database import Database
 from services.errors import UserError
@@ -65,36 +68,70 @@ def record_annotation(
     UserError
         When any of the conditions above does not hold.
     """
+    with db.writing() as session:
+        return append_annotation(session, item_id=item_id, class_names=class_names, annotator=annotator,
+                                  source=source, duration_ms=duration_ms, supersedes_id=supersedes_id)
+
+
+@dataclass(frozen=True)
+class NewLabel:
+    """One annotation for :func:`record_annotations`: the item, its whole class set, and
+    the annotation it supersedes (the item's newest, if it has one)."""
+
+    item_id: int
+    class_names: Sequence[str]
+    supersedes_id: int | None = None
+
+
+def record_annotations(db: Database, labels: Sequence[NewLabel], *, annotator: str | None,
+                       source: AnnotationSource = AnnotationSource.HUMAN) -> list[int]:
+    """Append several annotations in one transaction (one user action, e.g. accepting a grid).
+
+    Same rules as :func:`record_annotation`; if any label breaks one, none is written.
+
+    Returns
+    -------
+    list of int
+        The new annotation ids, in order; durable when this returns.
+    """
+    with db.writing() as session:
+        return [append_annotation(session, item_id=label.item_id, class_names=label.class_names, annotator=annotator,
+                                   source=source, duration_ms=None, supersedes_id=label.supersedes_id)
+                for label in labels]
+
+
+def append_annotation(session: Session, *, item_id: int, class_names: Sequence[str], annotator: str | None,
+                       source: AnnotationSource, duration_ms: int | None, supersedes_id: int | None) -> int:
+    """Check one annotation against the rules of :func:`record_annotation` and add it in the
+    caller's write session (for actions that change more than annotations in one transaction)."""
     wanted = sorted(set(class_names))
     if annotator is None and source in (AnnotationSource.HUMAN, AnnotationSource.REVIEW):
         raise UserError(f"a {source.value} annotation needs the annotator's name")
-    with db.writing() as session:
-        item = session.get(Item, item_id)
-        if item is None or item.status is not ItemStatus.OK:
-            raise UserError(f"item {item_id} does not exist or is a rejected file; only ingested images can be labeled")
-        project = session.get(Project, item.project_id)
-        if len(wanted) > 1 and not project.multi_label:
-            raise UserError(f"project {project.name!r} is single-label; choose one class, not {', '.join(wanted)}")
-        classes = queries.label_classes_by_name(session, project.id, wanted)
-        missing = [name for name in wanted if name not in classes]
-        if missing:
-            raise UserError(f"project {project.name!r} has no class {', '.join(map(repr, missing))}; add the class first")
-        archived = [name for name in wanted if classes[name].archived_at is not None]
-        if archived:
-            raise UserError(f"class {', '.join(map(repr, archived))} is archived; restore it or choose another class")
-        if supersedes_id is not None:
-            superseded = session.get(Annotation, supersedes_id)
-            if superseded is None or superseded.item_id != item_id:
-                raise UserError(f"annotation {supersedes_id} is not an annotation of item {item_id}; it cannot be superseded here")
-        annotator_id = queries.get_or_add_annotator(session, annotator).id if annotator is not None else None
-        annotation = queries.add_annotation(
-            session,
-            item_id=item_id,
-            label_classes=[classes[name] for name in wanted],
-            source=source,
-            annotator_id=annotator_id,
-            duration_ms=duration_ms,
-            supersedes_id=supersedes_id,
-        )
-        annotation_id = annotation.id
-    return annotation_id
+    item = session.get(Item, item_id)
+    if item is None or item.status is not ItemStatus.OK:
+        raise UserError(f"item {item_id} does not exist or is a rejected file; only ingested images can be labeled")
+    project = session.get(Project, item.project_id)
+    if len(wanted) > 1 and not project.multi_label:
+        raise UserError(f"project {project.name!r} is single-label; choose one class, not {', '.join(wanted)}")
+    classes = queries.label_classes_by_name(session, project.id, wanted)
+    missing = [name for name in wanted if name not in classes]
+    if missing:
+        raise UserError(f"project {project.name!r} has no class {', '.join(map(repr, missing))}; add the class first")
+    archived = [name for name in wanted if classes[name].archived_at is not None]
+    if archived:
+        raise UserError(f"class {', '.join(map(repr, archived))} is archived; restore it or choose another class")
+    if supersedes_id is not None:
+        superseded = session.get(Annotation, supersedes_id)
+        if superseded is None or superseded.item_id != item_id:
+            raise UserError(f"annotation {supersedes_id} is not an annotation of item {item_id}; it cannot be superseded here")
+    annotator_id = queries.get_or_add_annotator(session, annotator).id if annotator is not None else None
+    annotation = queries.add_annotation(
+        session,
+        item_id=item_id,
+        label_classes=[classes[name] for name in wanted],
+        source=source,
+        annotator_id=annotator_id,
+        duration_ms=duration_ms,
+        supersedes_id=supersedes_id,
+    )
+    return annotation.id

@@ -18,6 +18,7 @@ from storage.models import (
     AnnotationSource,
     Annotator,
     Item,
+    ItemStatus,
     LabelClass,
     ModelVersion,
     Pick,
@@ -35,12 +36,10 @@ class CurrentLabel:
     class_ids: tuple[int, ...]
 
 
-def current_labels(session: Session, project_id: int, item_ids: Iterable[int] | None = None) -> dict[int, CurrentLabel]:
-    """Map each annotated item of the project (or of ``item_ids``) to its newest annotation."""
-    newest = select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id).where(Item.project_id == project_id)
-    if item_ids is not None:
-        newest = newest.where(Annotation.item_id.in_(list(item_ids)))
-    newest = newest.group_by(Annotation.item_id)
+def current_labels(session: Session, project_id: int) -> dict[int, CurrentLabel]:
+    """Map each annotated item of the project to its newest annotation."""
+    newest = (select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id)
+              .where(Item.project_id == project_id).group_by(Annotation.item_id))
     rows = session.execute(
         select(Annotation.id, Annotation.item_id, annotation_class.c.label_class_id)
         .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
@@ -168,10 +167,14 @@ def audit_picks(session: Session, project_id: int) -> list[AuditPick]:
             if predicted]
 
 
-def latest_picks(session: Session, item_ids: Iterable[int]) -> dict[int, Pick]:
-    """The newest pick of each item, for "why was this asked"."""
-    newest = select(func.max(Pick.id)).where(Pick.item_id.in_(list(item_ids))).group_by(Pick.item_id)
-    return {pick.item_id: pick for pick in session.scalars(select(Pick).where(Pick.id.in_(newest)))}
+def item_ids_by_path(session: Session, project_id: int, paths: Sequence[str]) -> dict[str, int]:
+    """Map each of ``paths`` (relative to the root) that is an ingested image of the project to its id."""
+    found: dict[str, int] = {}
+    for start in range(0, len(paths), 500):  # stays under SQLite's bound-parameter limit
+        query = select(Item.path, Item.id).where(Item.project_id == project_id, Item.status == ItemStatus.OK,
+                                                 Item.path.in_(paths[start : start + 500]))
+        found.update(session.execute(query).all())
+    return found
 
 
 def items_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, Item]:

@@ -1,12 +1,12 @@
-"""Overview page: what each project holds. Labeling arrives in a later release."""
+"""Files page: what each project holds, and the files ingest rejected."""
 
 import streamlit as st
 
 from app.resources import database, settings
 from services.projects import list_projects, project_counts, rejected_files
 
-st.title("banana")
-st.write("Active-learning image labeling. This page shows what has been ingested; the labeling screen is not built yet.")
+st.title("Files")
+st.write("What has been ingested into each project, and the files that were rejected with the reason.")
 
 db = database()
 projects = list_projects(db)

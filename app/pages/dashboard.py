@@ -1,0 +1,71 @@
+"""Dashboard: labels per class, progress, learning curve, model versions, labeling pace."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.resources import database
+from app.safe_text import escape_markdown, escape_plotly
+from app.user_state import chosen_project
+from services.dashboard import dashboard, labels_per_minute
+from services.errors import UserError
+
+st.title("Dashboard")
+try:
+    figures = dashboard(database(), chosen_project())
+except UserError as error:
+    st.info(escape_markdown(str(error)))
+    st.stop()
+
+labeled, total, pace = st.columns(3)
+labeled.metric("Labeled images", f"{figures.n_labeled:,}")
+total.metric("Images", f"{figures.n_items:,}")
+pace.metric("Labels per active minute (all annotators)",
+            f"{sum(labels_per_minute(m) for m in figures.per_minute.values()):.1f}")
+st.progress(figures.n_labeled / figures.n_items if figures.n_items else 0.0,
+            text=f"{figures.n_labeled / max(figures.n_items, 1):.1%} of the images are labeled")
+
+counts, curve = st.columns(2)
+with counts:
+    st.subheader("Labels per class")
+    if figures.class_counts:
+        names = list(figures.class_counts)
+        chart = go.Figure(go.Bar(x=[figures.class_counts[n] for n in names], y=[escape_plotly(n) for n in names],
+                                 orientation="h"))
+        chart.update_layout(height=40 + 28 * len(names), margin=dict(l=0, r=0, t=0, b=0), yaxis=dict(autorange="reversed"))
+        st.plotly_chart(chart, width="stretch")
+    else:
+        st.caption("No classes yet.")
+with curve:
+    st.subheader("Learning curve")
+    if figures.curve is None:
+        st.caption("Audit asks (about 1 in 20, chosen at random) measure accuracy once a model is serving; "
+                   "none has been answered yet.")
+    else:
+        c = figures.curve
+        chart = go.Figure(go.Scatter(
+            x=c.n_labels, y=c.accuracy, mode="lines+markers", name="audit accuracy",
+            error_y=dict(type="data", symmetric=False, array=c.high - c.accuracy, arrayminus=c.accuracy - c.low),
+            customdata=c.n_audits, hovertemplate="%{x} labels: %{y:.0%} on %{customdata} audit asks<extra></extra>"))
+        chart.update_layout(xaxis_title="labels the model was trained on", yaxis_title="accuracy on audit asks",
+                            yaxis_range=[0, 1.05], height=320, margin=dict(l=0, r=0, t=0, b=0))
+        st.plotly_chart(chart, width="stretch")
+        st.caption(f"Stop hint: {figures.stop.reason}. Last window {figures.stop.accuracy:.0%} "
+                   f"(90% interval {figures.stop.low:.0%}–{figures.stop.high:.0%}).")
+
+st.subheader("Labels per minute, per annotator")
+if figures.per_minute:
+    chart = go.Figure([go.Scatter(x=[m for m, _ in per], y=[n for _, n in per], mode="lines+markers",
+                                  name=escape_plotly(name))
+                       for name, per in figures.per_minute.items()])
+    chart.update_layout(xaxis_title="minute", yaxis_title="labels", height=300, margin=dict(l=0, r=0, t=0, b=0))
+    st.plotly_chart(chart, width="stretch")
+else:
+    st.caption("No labels yet.")
+
+st.subheader("Model versions")
+if figures.models:
+    st.dataframe([{"version": m.id, "trained": m.created_at, "labels": m.n_labels,
+                   "out-of-fold accuracy": m.oof_accuracy, "fit seconds": m.fit_seconds}
+                  for m in reversed(figures.models)], hide_index=True, width="stretch")
+else:
+    st.caption("No model yet: one trains once two classes have labels.")

@@ -1,0 +1,66 @@
+"""Export the current labels (CSV, JSON, COCO-style JSON, ImageFolder) and import labels from CSV."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.resources import database
+from app.safe_text import escape_markdown
+from app.user_state import chosen_project
+from services.engines import running_engines
+from services.errors import UserError
+from services.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
+
+st.title("Export / import")
+db, project = database(), chosen_project()
+
+
+def _labeled():
+    return labeled_images(db, project)
+
+
+st.header("Export the current labels")
+st.caption("Files are made when you click. Paths are relative to the project's root folder.")
+csv_file, json_file, coco_file = st.columns(3)
+csv_file.download_button("CSV", lambda: to_csv(_labeled()), file_name=f"{project}-labels.csv", mime="text/csv",
+                         on_click="ignore", icon=":material/download:")
+json_file.download_button("JSON", lambda: to_json(_labeled()), file_name=f"{project}-labels.json",
+                          mime="application/json", on_click="ignore", icon=":material/download:")
+coco_file.download_button("COCO-style JSON", lambda: to_coco(db, project, _labeled()),
+                          file_name=f"{project}-coco.json", mime="application/json", on_click="ignore",
+                          icon=":material/download:")
+
+with st.form("image-folder"):
+    st.subheader("ImageFolder")
+    folder = st.text_input("New or empty folder on this computer", placeholder="/data/exports/banana")
+    how = st.radio("Files", ["copies", "symbolic links"], horizontal=True)
+    if st.form_submit_button("Write one folder per class"):
+        try:
+            written = export_image_folder(db, project, _labeled(), Path(folder).expanduser(), link=how != "copies")
+        except (UserError, OSError) as error:
+            st.error(escape_markdown(str(error)))
+        else:
+            st.success(escape_markdown(f"Wrote {written} files under {folder}."))
+
+st.header("Import labels")
+st.caption("A CSV with a header row and the columns path (relative to the project's root) and labels "
+           "(class names separated by ;). Each imported label supersedes the image's current one.")
+with st.form("import"):
+    upload = st.file_uploader("CSV file", type=["csv"])
+    create = st.checkbox("Create classes that do not exist yet")
+    if st.form_submit_button("Import") and upload is not None:
+        try:
+            report = import_csv(db, project, upload.getvalue().decode("utf-8-sig"), create_classes=create)
+        except (UserError, UnicodeDecodeError) as error:
+            st.error(escape_markdown(str(error)))
+        else:
+            for engine in running_engines():
+                if engine.project_name == project:
+                    engine.reload_classes()
+                    engine.reload_labels()
+            st.success(f"Imported {report.imported} labels; {report.unchanged} were already current.")
+            if report.created_classes:
+                st.info(escape_markdown(f"New classes: {', '.join(report.created_classes)}"))
+            if report.unknown_paths:
+                st.warning(f"{len(report.unknown_paths)} paths are not images of this project; the first ones:")
+                st.dataframe({"path": report.unknown_paths[:20]}, hide_index=True)
