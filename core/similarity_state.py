@@ -13,6 +13,7 @@ import numpy as np
 from core.scorers import typicality
 
 _BLOCK_ELEMENTS = 1 << 23  # similarity block of ~32 MB float32, whatever the number of labels
+_BLOCK_ROWS = 1 << 17  # pool rows per block: bounds the float32 copy of a float16 pool
 
 
 class SimilarityState:
@@ -162,7 +163,7 @@ class SimilarityState:
             rows, cols = indices[q0 : q0 + self.label_block], column[q0 : q0 + self.label_block]
             queries = np.asarray(self.embeddings[rows], dtype=np.float32)
             starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])  # one run of rows per class
-            block = max(1024, _BLOCK_ELEMENTS // len(rows))
+            block = min(_BLOCK_ROWS, max(1024, _BLOCK_ELEMENTS // len(rows)))
             for b0 in range(0, n, block):
                 pool = np.asarray(self.embeddings[b0 : b0 + block], dtype=np.float32)
                 sims = queries @ pool.T  # (labels, block): a wide GEMM, the fast shape for BLAS
