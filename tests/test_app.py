@@ -1,4 +1,4 @@
-"""The Streamlit overview page, run headless with AppTest."""
+"""The Streamlit Files page (what each project holds), run headless with AppTest."""
 
 from pathlib import Path
 
@@ -12,6 +12,10 @@ from services.ingest import ingest
 from tests.images import write_image
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def files_page() -> AppTest:
+    return AppTest.from_file(MAIN, default_timeout=30).switch_page("pages/overview.py").run()
 
 
 @pytest.fixture
@@ -32,7 +36,7 @@ def test_overview_shows_the_projects_counts(home, tmp_path):
     with open_database(settings) as db:
         ingest(db, settings, source=tmp_path / "images", project="default")
 
-    app = AppTest.from_file(MAIN, default_timeout=30).run()
+    app = files_page()
 
     assert not app.exception
     assert {metric.label: metric.value for metric in app.metric} == {"Images": "2", "Rejected files": "1", "Duplicate files": "0"}
@@ -40,7 +44,7 @@ def test_overview_shows_the_projects_counts(home, tmp_path):
 
 
 def test_overview_without_projects_says_how_to_add_images(home):
-    app = AppTest.from_file(MAIN, default_timeout=30).run()
+    app = files_page()
 
     assert not app.exception
     assert "app.cli ingest" in app.code[0].value

@@ -1,0 +1,44 @@
+"""The Dashboard page: counts, progress, learning curve from audit asks, model versions, pace."""
+
+import json
+
+from services.dashboard import dashboard
+from services.labeling import LabelingSession
+from tests.app_helpers import open_page
+from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+
+
+def label_truly(engine, n, annotator="ann"):
+    session = LabelingSession(engine, annotator)
+    for _ in range(n):
+        ask = session.current()
+        session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+
+
+def test_dashboard_counts_labels_and_scores_audit_asks_against_the_serving_model(engine):
+    label_truly(engine, 8)
+    engine.retrain_now()
+    assert engine.loop.wait_idle(60)
+    engine.set_selection("default", audit_share=1.0)  # every ask is an audit ask
+    label_truly(engine, 4, annotator="other")
+
+    figures = dashboard(engine.db, "default")
+    assert figures.n_items == 24 and figures.n_labeled == 12
+    assert sum(figures.class_counts.values()) == 12
+    assert figures.curve is not None and figures.curve.n_audits.sum() == 4
+    assert figures.curve.n_labels.tolist() == [8]
+    assert set(figures.per_minute) == {"ann", "other"}
+
+    app = open_page("pages/dashboard.py")
+    assert {m.label: m.value for m in app.metric}["Labeled images"] == "12"
+    charts = app.get("plotly_chart")
+    assert len(charts) == 3  # labels per class, learning curve, labels per minute
+    bars = json.loads(charts[0].proto.spec)["data"][0]
+    assert sum(bars["x"]) == 12
+    assert len(app.dataframe) == 1  # model versions
+
+
+def test_dashboard_of_an_unlabeled_project_explains_what_is_missing(engine):
+    app = open_page("pages/dashboard.py")
+    captions = " ".join(c.value for c in app.caption)
+    assert "none has been answered yet" in captions and "No model yet" in captions

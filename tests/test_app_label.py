@@ -1,0 +1,82 @@
+"""The Label page, run headless: keyboard buttons, undo, new class, suggestions, multi-label toggles."""
+
+from sqlalchemy import update
+
+from services.engines import close_engines
+from storage.models import Project
+from tests.app_helpers import open_page, shortcuts
+from tests.labeling_project import (  # noqa: F401
+    CLASSES, class_id, engine, labeling_home, labeling_template, ready_engine, true_class)
+
+
+def shown_path(app) -> str:
+    return app.text[0].value
+
+
+def test_each_class_has_a_number_key_and_the_actions_have_theirs(engine):
+    app = open_page()
+    keys = shortcuts(app)
+    assert [keys[str(n)] for n in range(1, len(CLASSES) + 1)] == list(CLASSES)
+    assert (keys["s"], keys["u"], keys["backspace"], keys["n"]) == ("Skip", "Undo", "Undo", "New class")
+    assert keys["enter"].startswith("Accept")
+    assert app.expander[0].label == "Why this image?"
+
+
+def test_a_class_key_labels_the_shown_image_at_once_and_undo_brings_it_back(engine):
+    app = open_page()
+    path = shown_path(app)
+    item = engine.item_ids[engine.paths.index(path)]
+    app.button(key=f"class-{class_id(engine, true_class(path))}").click().run()
+
+    assert engine.current_label(item).class_ids == (class_id(engine, true_class(path)),)
+    assert shown_path(app) != path
+    app.button(key="undo-backspace").click().run()
+    assert engine.current_label(item).class_ids == ()
+    assert shown_path(app) == path
+
+
+def test_new_class_names_are_shown_literally(engine):
+    app = open_page()
+    app.button[[b.proto.shortcut for b in app.button].index("n")].click().run()
+    app.text_input(key="new_class_name").input("*bold* [link](http://x) :red[y]")
+    app.button[[b.label for b in app.button].index("Add the class and use it for this image")].click().run()
+
+    assert not app.exception
+    new = class_id(engine, "*bold* [link](http://x) :red[y]")
+    assert engine.current_label(engine.labeled_items()[0]).class_ids == (new,)
+    assert app.button(key=f"class-{new}").label == r"\*bold\* \[link\]\(http\:\/\/x\) \:red\[y\]"
+
+
+def test_enter_accepts_the_models_top_suggestion(engine):
+    app = open_page()
+    for _ in range(8):
+        path = shown_path(app)
+        app.button(key=f"class-{class_id(engine, true_class(path))}").click().run()
+    engine.retrain_now()
+    assert engine.loop.wait_idle(60)
+    app.run()
+    path = shown_path(app)
+    item = engine.item_ids[engine.paths.index(path)]
+    top = engine.suggestions(item)[0][0]
+    accept = app.button[[b.proto.shortcut for b in app.button].index("enter")]
+    assert accept.label == f"Accept {engine.classes[top].name}" and not accept.disabled
+    accept.click().run()
+    assert engine.current_label(item).class_ids == (top,)
+
+
+def test_multi_label_projects_toggle_classes_and_save_them_together(engine):
+    with engine.db.writing() as session:
+        session.execute(update(Project).values(multi_label=True))
+    close_engines()
+    restarted = ready_engine(engine.db, engine.settings)  # reads the project again; the app uses it
+    app = open_page()
+    path = shown_path(app)
+    cat, frog = class_id(restarted, "cat"), class_id(restarted, "frog")
+    app.button(key=f"class-{cat}").click().run()
+    app.button(key=f"class-{frog}").click().run()
+    assert app.button(key=f"class-{cat}").proto.type == "primary"
+    app.button[[b.proto.shortcut for b in app.button].index("enter")].click().run()
+
+    item = restarted.item_ids[restarted.paths.index(path)]
+    assert restarted.multi_label
+    assert restarted.current_label(item).class_ids == tuple(sorted((cat, frog)))

@@ -1,0 +1,67 @@
+"""Export / import: CSV, JSON, COCO-style JSON, ImageFolder, and CSV import."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from services.errors import UserError
+from services.labeling import LabelingSession
+from services.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
+from tests.app_helpers import open_page
+from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+
+
+@pytest.fixture
+def labeled(engine):
+    session = LabelingSession(engine, "ann")
+    for _ in range(5):
+        ask = session.current()
+        session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+    session.undo()  # the undone image is not exported
+    return labeled_images(engine.db, "default")
+
+
+def test_exports_hold_each_labeled_image_once_with_its_class(engine, labeled):
+    assert len(labeled) == 4
+    rows = list(csv.DictReader(io.StringIO(to_csv(labeled))))
+    assert [(r["path"], r["labels"], r["annotator"]) for r in rows] == [(i.path, true_class(i.path), "ann") for i in labeled]
+    assert [r["labels"] for r in json.loads(to_json(labeled))] == [[true_class(i.path)] for i in labeled]
+    coco = json.loads(to_coco(engine.db, "default", labeled))
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    files = {i["id"]: i["file_name"] for i in coco["images"]}
+    assert sorted((files[a["image_id"]], names[a["category_id"]]) for a in coco["annotations"]) == \
+        sorted((i.path, true_class(i.path)) for i in labeled)
+    assert all(i["width"] == i["height"] == 32 for i in coco["images"])
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_image_folder_export_puts_each_image_under_its_class(engine, labeled, tmp_path, link):
+    written = export_image_folder(engine.db, "default", labeled, tmp_path / "out", link=link)
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
+    assert written == 4
+    assert files == sorted(f"{true_class(i.path)}/{i.path.replace('/', '__')}" for i in labeled)
+    assert all(p.is_symlink() == link for p in (tmp_path / "out").rglob("*.jpg"))
+    with pytest.raises(UserError, match="not empty"):
+        export_image_folder(engine.db, "default", labeled, tmp_path / "out", link=link)
+
+
+def test_csv_import_supersedes_current_labels_and_reports_unknown_paths(engine, labeled):
+    first = labeled[0]
+    text = "path,labels\n" + f"{first.path},truck\n{labeled[1].path},{labeled[1].labels[0]}\nnot/there.jpg,cat\n"
+    with pytest.raises(UserError, match="unknown classes"):
+        import_csv(engine.db, "default", text.replace("truck", "boat"), create_classes=False)
+
+    report = import_csv(engine.db, "default", text, create_classes=False)
+    assert (report.imported, report.unchanged, report.unknown_paths) == (1, 1, ["not/there.jpg"])
+    after = {i.path: i for i in labeled_images(engine.db, "default")}
+    assert after[first.path].labels == ["truck"] and after[first.path].source == "import"
+
+    report = import_csv(engine.db, "default", "path,labels\n" + f"{first.path},boat\n", create_classes=True)
+    assert report.created_classes == ["boat"]
+
+
+def test_export_page_offers_three_downloads(engine, labeled):
+    app = open_page("pages/transfer.py")
+    assert [b.label for b in app.get("download_button")] == ["CSV", "JSON", "COCO-style JSON"]

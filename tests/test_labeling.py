@@ -1,0 +1,100 @@
+"""The labeling services on a small real project: asks, labels, undo, skip, model versions."""
+
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from services.engines import close_engines, start_engine
+from services.errors import UserError
+from services.labeling import LabelingSession
+from storage.models import Annotation, ModelVersion, Pick, SelectionRun
+from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+
+
+def label_truly(session, n):
+    labeled = []
+    for _ in range(n):
+        ask = session.current()
+        session.label(ask.item_id, [class_id(session.engine, true_class(ask.path))])
+        labeled.append(ask)
+    return labeled
+
+
+def test_asks_are_recorded_with_their_score_parts_and_labels_are_committed_at_once(engine):
+    session = LabelingSession(engine, "ann")
+    ask = session.current()
+    assert ask.score_parts and ask.source
+    annotation_id = session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+
+    with engine.db.reading() as db_session:
+        pick = db_session.get(Pick, ask.pick_id)
+        run = db_session.get(SelectionRun, pick.selection_run_id)
+        annotation = db_session.get(Annotation, annotation_id)
+        assert (pick.item_id, pick.source, pick.score_parts) == (ask.item_id, ask.source, ask.score_parts)
+        assert run.strategy == "default"
+        assert annotation.item_id == ask.item_id and annotation.duration_ms is not None
+        assert [c.name for c in annotation.classes] == [true_class(ask.path)]
+    assert session.current().item_id != ask.item_id
+
+
+def test_undo_appends_a_superseding_annotation_and_asks_the_item_again(engine):
+    session = LabelingSession(engine, "ann")
+    first, second = label_truly(session, 2)
+
+    assert session.undo().item_id == second.item_id
+    assert session.current().item_id == second.item_id
+    assert session.undo().item_id == first.item_id  # undo walks back through the session's labels
+
+    with engine.db.reading() as db_session:
+        rows = db_session.scalars(select(Annotation).where(Annotation.item_id == second.item_id)
+                                  .order_by(Annotation.id)).all()
+    assert len(rows) == 2 and rows[1].supersedes_id == rows[0].id and rows[1].classes == []
+    assert engine.labeled_items() == []
+
+
+def test_skipped_items_are_not_asked_again_and_the_session_ends_when_nothing_is_left(engine):
+    session = LabelingSession(engine, "ann")
+    skipped = set()
+    for _ in range(5):
+        ask = session.current()
+        skipped.add(ask.item_id)
+        session.skip(ask.item_id)
+    asked = []
+    while (ask := session.current()) is not None:
+        asked.append(ask.item_id)
+        session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+    assert not skipped & set(asked)
+    assert len(asked) == len(set(asked)) == 24 - 5
+
+
+def test_labeling_with_an_unknown_class_is_refused(engine):
+    session = LabelingSession(engine, "ann")
+    with pytest.raises(UserError):
+        session.label(session.current().item_id, [])
+    with pytest.raises(UserError):
+        session.label(session.current().item_id, [999])
+
+
+def test_retrained_model_is_saved_as_arrays_and_served_after_a_restart(engine, labeling_home):
+    session = LabelingSession(engine, "ann")
+    label_truly(session, 12)
+    engine.retrain_now()
+    assert engine.loop.wait_idle(60)
+    serving = engine.serving
+    assert serving.model_version_id is not None and serving.metrics["trained_labels"] == 12
+
+    with engine.db.reading() as db_session:
+        version = db_session.get(ModelVersion, serving.model_version_id)
+        assert version.n_labels == 12 and version.artifact_path.endswith(".npz")
+    with np.load(labeling_home / version.artifact_path, allow_pickle=False) as arrays:
+        assert set(arrays.files) >= {"coef", "intercept", "classes"}
+
+    settings, db = engine.settings, engine.db
+    close_engines()
+    restarted = start_engine(db, settings)
+    while restarted.phase not in ("ready", "failed"):
+        time.sleep(0.05)
+    assert restarted.engine.serving.model_version_id == serving.model_version_id
+    assert len(restarted.engine.labeled_items()) == 12
