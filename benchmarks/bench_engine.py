@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.probe import LinearProbe  # noqa: E402
+from core.selection import select  # noqa: E402
 from core.similarity_state import SimilarityState  # noqa: E402
 
 
@@ -118,6 +119,11 @@ def state_figures(n_pool, dim, rng, probe):
         predicted = np.concatenate([probe.classes_[probe.predict_proba(pool[b : b + 65_536]).argmax(axis=1)]
                                     for b in range(0, n_pool, 65_536)])
         return state.similarity_to_class(predicted)
+
+    labeled_rows = np.flatnonzero(state.labeled_)
+    seconds, _ = timed(lambda: select(pool, labeled_rows, labels_of(labeled_rows), 20, probe=probe, state=state,
+                                      rng=0))
+    print(f"select 20 (default strategy, with the state and a 10-class probe): {seconds:.2f} s {cpu_note()}")
 
     seconds, _ = timed(after_retrain)
     print(f"after a retrain (predict the pool, gather each item's predicted-class similarity): {seconds:.2f} s "

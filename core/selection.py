@@ -190,10 +190,14 @@ class _Picker:
     # ----- probabilities -------------------------------------------------------------
 
     def proba(self, rows):
-        if self.probe is None:
+        if self.probe is None or len(rows) == 0:
             return None
-        return np.concatenate([self.probe.predict_proba(self.embeddings[rows[i : i + 65_536]])
-                               for i in range(0, len(rows), 65_536)]) if len(rows) else None
+        block, n = 65_536, len(self.embeddings)
+        if len(rows) > n // 2:  # most of the pool: predict on contiguous views rather than gather a copy
+            return np.concatenate([self.probe.predict_proba(self.embeddings[b : b + block])
+                                   for b in range(0, n, block)])[rows]
+        return np.concatenate([self.probe.predict_proba(self.embeddings[rows[i : i + block]])
+                               for i in range(0, len(rows), block)])
 
     def predicted(self, rows):
         if self.probe is None or len(self.probe.classes_) == 0:
@@ -242,15 +246,15 @@ class _Picker:
         proba = self.proba(free)
         density = self._density()[free] if "discovery" in slots else None
 
-        def scores(kind, similarity_now, rows):
-            return get_scores(kind, proba=None if proba is None else proba[rows], multi_label=self.multi_label,
+        def scores(kind, similarity_now, rows=None):  # rows=None: every free item, without a copy
+            pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+            return get_scores(kind, proba=None if proba is None else pick(proba), multi_label=self.multi_label,
                               uncertainty=c.uncertainty, similarity=similarity_now, band_center=self.band[0],
-                              band_width=self.band[1], density=None if density is None else density[rows],
+                              band_width=self.band[1], density=None if density is None else pick(density),
                               rng=self.rng)
 
         # Candidates: the best `shortlist` items of each score in use.
-        everything = np.arange(len(free))
-        shortlist = np.unique(np.concatenate([_top(scores(kind, similarity, everything)[0], max(c.shortlist, n))
+        shortlist = np.unique(np.concatenate([_top(scores(kind, similarity)[0], max(c.shortlist, n))
                                               for kind in np.unique(slots)]))
         cand_sim = similarity[shortlist].copy()
         cand_emb = np.asarray(self.embeddings[free[shortlist]], dtype=np.float32)
