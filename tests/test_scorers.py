@@ -103,3 +103,11 @@ def test_get_scores_validates_in_one_place():
     with pytest.raises(ValueError, match="unknown uncertainty"):
         scorers.get_scores("default", proba=UNIFORM, similarity=np.zeros(1), band_center=0, band_width=1,
                            uncertainty="vibes")
+
+
+def test_random_scores_are_uniform_and_seeded():
+    similarity = np.zeros(5000)
+    score, parts = scorers.get_scores("random", similarity=similarity, rng=np.random.default_rng(0))
+    again, _ = scorers.get_scores("random", similarity=similarity, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(score, again)
+    assert set(parts) == {"random"} and 0.45 < score.mean() < 0.55 and score.min() >= 0 and score.max() < 1
