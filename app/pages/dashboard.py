@@ -9,6 +9,8 @@ from app.user_state import chosen_project
 from services.dashboard import dashboard, labels_per_minute
 from services.errors import UserError
 
+MINUTE_MS = 60_000
+
 st.title("Dashboard")
 try:
     figures = dashboard(database(), chosen_project())
@@ -54,10 +56,10 @@ with curve:
 
 st.subheader("Labels per minute, per annotator")
 if figures.per_minute:
-    chart = go.Figure([go.Scatter(x=[m for m, _ in per], y=[n for _, n in per], mode="lines+markers",
-                                  name=escape_plotly(name))
-                       for name, per in figures.per_minute.items()])
-    chart.update_layout(xaxis_title="minute", yaxis_title="labels", height=300, margin=dict(l=0, r=0, t=0, b=0))
+    chart = go.Figure([go.Bar(x=[m for m, _ in per], y=[n for _, n in per], name=escape_plotly(name),
+                              width=MINUTE_MS * 0.8) for name, per in figures.per_minute.items()])
+    chart.update_layout(barmode="stack", xaxis_title="minute", yaxis_title="labels", xaxis_tickformat="%H:%M",
+                        height=300, margin=dict(l=0, r=0, t=0, b=0), showlegend=True)
     st.plotly_chart(chart, width="stretch")
 else:
     st.caption("No labels yet.")

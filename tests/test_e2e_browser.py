@@ -1,0 +1,147 @@
+"""End to end in a real browser: start the app, label 20 images with the keyboard only, undo one,
+and find exactly those 19 labels in the database. Screenshots go to test-artifacts/.
+
+Needs Debian's chromium at /usr/bin/chromium (``.ci/run`` installs it) and the playwright
+package; playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from services.config import Settings
+from services.database import open_database
+from services.ingest import ingest
+from services.labels import add_label_class
+from services.projects import get_project
+from storage import item_queries, label_queries
+from tests.labeling_project import SAMPLE_IMAGES
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+CLASSES = ("airplane", "cat", "frog", "ship", "truck")
+PER_CLASS = 6
+LABELS = 20
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":  # CI installs it, so there it must be found
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def project_home(tmp_path: Path) -> Path:
+    """A fresh BANANA_HOME whose project holds 30 ingested images, not yet embedded, and 5 classes."""
+    for name in CLASSES:
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for source in sorted((SAMPLE_IMAGES / name).iterdir())[:PER_CLASS]:
+            shutil.copy(source, tmp_path / "images" / name / source.name)
+    settings = Settings(home=tmp_path / "home")
+    with open_database(settings) as db:
+        ingest(db, settings, source=tmp_path / "images", project="default")
+        project = get_project(db, "default")
+        for name in CLASSES:
+            add_label_class(db, project=project, name=name)
+    return settings.home
+
+
+@pytest.fixture
+def app_url(project_home: Path):
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BANANA_")}
+    env["BANANA_HOME"] = str(project_home)
+    log = open(project_home / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), "--server.headless",
+         "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (project_home / "streamlit.log").read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def shown_path(page) -> str:
+    return page.locator('[data-testid="stMain"] [data-testid="stText"]').first.inner_text()
+
+
+def settle(page) -> None:
+    """Wait until the app has finished its current run."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_timeout(150)
+
+
+def press_and_wait_for_new_image(page, key: str, before: str) -> str:
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "before => { const e = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stText\"]');"
+        " return e && e.innerText !== before; }", arg=before, timeout=60_000)
+    settle(page)
+    return shown_path(page)
+
+
+def test_label_twenty_images_with_the_keyboard_and_undo_one(app_url, project_home):
+    ARTIFACTS.mkdir(exist_ok=True)
+    given: list[tuple[str, str]] = []  # (path, class) in the order labeled
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app_url)  # first start: the app embeds the images, showing progress, then asks
+        page.get_by_role("button", name="Skip").wait_for(timeout=120_000)
+        settle(page)
+        path = shown_path(page)
+        for _ in range(LABELS):
+            truth = path.split("/")[0]
+            accept = page.get_by_role("button", name=f"Accept {truth}")
+            key = "Enter" if accept.count() and accept.is_enabled() else str(CLASSES.index(truth) + 1)
+            given.append((path, truth))
+            path = press_and_wait_for_new_image(page, key, path)
+        last = given[-1][0]
+        assert press_and_wait_for_new_image(page, "u", path) == last  # undo asks the image again
+        page.screenshot(path=str(ARTIFACTS / "label-page.png"))
+        page.goto(f"{app_url}/dashboard")
+        page.get_by_text("Labels per class").wait_for(timeout=60_000)
+        settle(page)
+        page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(1).wait_for(timeout=60_000)  # charts drawn
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        browser.close()
+
+    with open_database(Settings(home=project_home)) as db:
+        project = get_project(db, "default")
+        with db.reading() as session:
+            names = {c.id: c.name for c in label_queries.label_classes(session, project.id)}
+            paths = dict(item_queries.ok_item_paths(session, project.id))
+            current = label_queries.current_labels(session, project.id)
+    labeled = {paths[item]: [names[c] for c in label.class_ids] for item, label in current.items() if label.class_ids}
+    assert labeled == {path: [truth] for path, truth in given[:-1]}
+    assert current[next(i for i, p in paths.items() if p == last)].class_ids == ()  # undone, history kept
