@@ -31,5 +31,7 @@ def labeling_session(engine: ProjectEngine) -> LabelingSession:
     """This user's labeling session; a new one when the project's engine or the annotator changes."""
     session = st.session_state.get("labeling_session")
     if session is None or session.engine is not engine or session.annotator != annotator():
+        if session is not None:
+            session.close()
         session = st.session_state["labeling_session"] = LabelingSession(engine, annotator())
     return session

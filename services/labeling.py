@@ -145,6 +145,13 @@ class LabelingSession:
             self._returned.add(done.ask.item_id)
         return done.ask
 
+    def close(self) -> None:
+        """Hand the queued asks back, so other labelers may be asked about them at once."""
+        with self._lock:
+            queued = {ask.item_id for ask in self._queue}
+            self._queue.clear()
+        self.engine.release(queued, self)
+
     # ----- the queue -------------------------------------------------------------------
 
     def _ask_for(self, item_id: int) -> Ask:

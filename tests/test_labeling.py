@@ -98,3 +98,16 @@ def test_retrained_model_is_saved_as_arrays_and_served_after_a_restart(engine, l
         time.sleep(0.05)
     assert restarted.engine.serving.model_version_id == serving.model_version_id
     assert len(restarted.engine.labeled_items()) == 12
+
+
+def test_a_closed_session_hands_its_queued_asks_to_other_labelers(engine):
+    first = LabelingSession(engine, "ann")
+    held = first.current().item_id
+    second = LabelingSession(engine, "bob")
+    assert held not in [second.current().item_id]
+    first.close()
+    asked = set()
+    while (ask := second.current()) is not None:
+        asked.add(ask.item_id)
+        second.skip(ask.item_id)
+    assert held in asked
