@@ -7,6 +7,9 @@ import pytest
 from services.config import Settings
 from services.database import Database, open_database
 
+# Fixtures of a small embedded project (labeling_template, labeling_home, engine).
+pytest_plugins = ["tests.labeling_project"]
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -6,7 +6,7 @@ from services.engines import close_engines
 from services.labeling import LabelingSession
 from storage.models import Annotation, AnnotationSource
 from tests.app_helpers import open_page
-from tests.labeling_project import class_id, engine, labeling_home, labeling_template, ready_engine  # noqa: F401
+from tests.labeling_project import class_id, ready_engine
 
 
 def test_rename_keeps_the_labels_and_shows_the_new_name(engine):

@@ -5,7 +5,7 @@ import json
 from services.dashboard import dashboard
 from services.labeling import LabelingSession
 from tests.app_helpers import open_page
-from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+from tests.labeling_project import class_id, true_class
 
 
 def label_truly(engine, n, annotator="ann"):

@@ -7,7 +7,7 @@ import numpy as np
 from services.explore import more_like, pca_2d
 from services.labeling import LabelingSession
 from tests.app_helpers import open_page
-from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+from tests.labeling_project import class_id, true_class
 
 
 def test_map_has_one_trace_per_label_and_one_for_unlabeled_images(engine):

@@ -3,7 +3,7 @@
 from services.grid import near_copies
 from services.labeling import LabelingSession
 from tests.app_helpers import open_page
-from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+from tests.labeling_project import class_id, true_class
 
 
 def test_grid_labels_the_checked_images_of_the_predicted_class_in_one_action(engine):

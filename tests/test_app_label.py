@@ -5,8 +5,7 @@ from sqlalchemy import update
 from services.engines import close_engines
 from storage.models import Project
 from tests.app_helpers import open_page, shortcuts
-from tests.labeling_project import (  # noqa: F401
-    CLASSES, class_id, engine, labeling_home, labeling_template, ready_engine, true_class)
+from tests.labeling_project import CLASSES, class_id, ready_engine, true_class
 
 
 def shown_path(app) -> str:

@@ -10,7 +10,7 @@ from services.errors import UserError
 from services.labeling import LabelingSession
 from services.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
 from tests.app_helpers import open_page
-from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+from tests.labeling_project import class_id, true_class
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from services.engines import close_engines, start_engine
 from services.errors import UserError
 from services.labeling import LabelingSession
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun
-from tests.labeling_project import class_id, engine, labeling_home, labeling_template, true_class  # noqa: F401
+from tests.labeling_project import class_id, true_class
 
 
 def label_truly(session, n):
