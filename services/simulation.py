@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,39 @@ from core.extract import ExtractConfig, extract_embeddings
 from core.simulate import SimulationConfig, run_simulation, summarize
 from services.config import Settings
 from services.errors import UserError
+
+
+ORACLE_FILE = "oracle.json"
+BASELINE_STRATEGIES = ("ours:random", "peer:random")
+
+
+def default_output(settings: Settings, oracle: Path) -> Path:
+    """Where a simulation of ``oracle`` writes by default; the dashboard looks there for baselines."""
+    return settings.home / "simulations" / Path(os.path.realpath(oracle)).name
+
+
+def random_baseline(settings: Settings, folder: str) -> list[tuple[int, float]] | None:
+    """Random sampling's mean accuracy per budget from the newest simulation whose oracle is ``folder``.
+
+    Returns None when no simulation of that folder has been run.
+    """
+    wanted = os.path.realpath(folder)
+    found = []
+    for meta in (settings.home / "simulations").glob(f"*/{ORACLE_FILE}"):
+        try:
+            if json.loads(meta.read_text()).get("oracle") == wanted and (meta.parent / "summary.csv").exists():
+                found.append(meta.parent / "summary.csv")
+        except (OSError, ValueError):
+            continue
+    if not found:
+        return None
+    with open(max(found, key=lambda p: p.stat().st_mtime), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for strategy in BASELINE_STRATEGIES:
+        points = sorted((int(r["budget"]), float(r["mean"])) for r in rows if r["strategy"] == strategy)
+        if points:
+            return points
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,6 +114,7 @@ def simulate(settings: Settings, *, oracle: Path, backbone: str, out: Path, conf
     _write_csv(results, rows)
     summary = summarize(rows)
     _write_csv(summary_path, summary)
+    (out / ORACLE_FILE).write_text(json.dumps(dict(oracle=os.path.realpath(oracle), backbone=backbone)))
     _plot(summary, plot, title=f"{oracle.name}: pool {len(pool)}, test {len(test)}, backbone {backbone}")
     return SimulationReport(results=results, summary=summary_path, plot=plot, pool_size=len(pool),
                             test_size=len(test), table=markdown_table(summary, config.budgets))

@@ -6,6 +6,8 @@ import pytest
 
 from app.cli import main
 from core.simulate import SimulationConfig, run_simulation, summarize
+from services.config import Settings
+from services.simulation import random_baseline
 from tests.embedding_helpers import write_colour_images
 
 
@@ -47,17 +49,24 @@ def test_simulate_command_writes_results_summary_and_plot(tmp_path, monkeypatch,
     oracle = tmp_path / "oracle"
     for colour_folder, offset in (("a", 0), ("b", 1), ("c", 2)):
         write_colour_images(oracle / colour_folder, per_colour=3, seed=offset)
-    out = tmp_path / "sim"
     argv = ["simulate", "--oracle", str(oracle), "--budgets", "3,9", "--seeds", "1", "--pool-size", "20",
-            "--test-size", "7", "--ours", "default", "--peers", "random", "--out", str(out)]
+            "--test-size", "7", "--ours", "default", "--peers", "random"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| ours:default |" in printed and "| peer:random |" in printed
+    out = tmp_path / "home" / "simulations" / "oracle"
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["strategy"], r["budget"]) for r in rows] == [("ours:default", "3"), ("ours:default", "9"),
                                                            ("peer:random", "3"), ("peer:random", "9")]
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The dashboard of a project on that folder finds random sampling's curve there.
+    settings = Settings(home=tmp_path / "home")
+    baseline = random_baseline(settings, str(oracle))
+    assert [budget for budget, _ in baseline] == [3, 9]
+    assert all(0 <= accuracy <= 1 for _, accuracy in baseline)
+    assert random_baseline(settings, str(tmp_path)) is None
 
 
 def test_simulate_refuses_a_budget_larger_than_the_pool(tmp_path, monkeypatch, capsys):

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-size", type=int, default=2_000)
     parser.add_argument("--ours", type=_csv_names, default=_csv_names(OURS), help=f"our strategies (default {OURS})")
     parser.add_argument("--peers", type=_csv_names, default=_csv_names(PEERS), help=f"peer strategies (default {PEERS})")
-    parser.add_argument("--out", type=Path, default=Path("simulation"), help="output folder (default ./simulation)")
+    parser.add_argument("--out", type=Path, help="output folder (default $BANANA_HOME/simulations/<FOLDER name>, "
+                        "where the app's dashboard finds random sampling's curve for a project on FOLDER)")
     parser.set_defaults(run=run)
 
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.simulate import SimulationConfig
     from services.errors import UserError
-    from services.simulation import simulate
+    from services.simulation import default_output, simulate
 
     config = SimulationConfig(budgets=args.budgets, seeds=args.seeds, ours=args.ours, peers=args.peers)
     bar = tqdm(unit="image", desc="embedding", disable=not sys.stderr.isatty())
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                    f"accuracy {row['accuracy']:.3f} ({row['seconds']:.1f}s)", file=sys.stderr)
 
     try:
-        report = simulate(settings, oracle=args.oracle, backbone=args.backbone or settings.backbone, out=args.out,
+        out = args.out or default_output(settings, args.oracle)
+        report = simulate(settings, oracle=args.oracle, backbone=args.backbone or settings.backbone, out=out,
                           config=config, pool_size=args.pool_size, test_size=args.test_size, progress=progress,
                           log=log)
     except ValueError as error:

@@ -3,11 +3,13 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.resources import database
+from app.resources import database, settings
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import chosen_project
 from services.dashboard import dashboard, labels_per_minute
 from services.errors import UserError
+from services.projects import get_project
+from services.simulation import random_baseline
 
 MINUTE_MS = 60_000
 
@@ -48,9 +50,16 @@ with curve:
             x=c.n_labels, y=c.accuracy, mode="lines+markers", name="audit accuracy",
             error_y=dict(type="data", symmetric=False, array=c.high - c.accuracy, arrayminus=c.accuracy - c.low),
             customdata=c.n_audits, hovertemplate="%{x} labels: %{y:.0%} on %{customdata} audit asks<extra></extra>"))
+        baseline = random_baseline(settings(), get_project(database(), chosen_project()).root_path)
+        if baseline:
+            chart.add_trace(go.Scatter(x=[b for b, _ in baseline], y=[a for _, a in baseline], mode="lines",
+                                       line=dict(dash="dash"), name="random sampling (simulator)"))
         chart.update_layout(xaxis_title="labels the model was trained on", yaxis_title="accuracy on audit asks",
                             yaxis_range=[0, 1.05], height=320, margin=dict(l=0, r=0, t=0, b=0))
         st.plotly_chart(chart, width="stretch")
+        if not baseline:
+            st.caption("Run `python -m app.cli simulate --oracle FOLDER` on a labeled copy of this project's folder "
+                       "to draw random sampling's curve here.")
         st.caption(f"Stop hint: {figures.stop.reason}. Last window {figures.stop.accuracy:.0%} "
                    f"(90% interval {figures.stop.low:.0%}–{figures.stop.high:.0%}).")
 
