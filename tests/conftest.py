@@ -20,3 +20,13 @@ def settings(tmp_path: Path) -> Settings:
 def db(settings: Settings) -> Database:
     with open_database(settings) as database:
         yield database
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh BANANA_HOME for code that reads settings from the environment (the CLI, the app)."""
+    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    for name in ("BANANA_CONFIG", "BANANA_DATABASE_URL", "BANANA_BACKBONE", "BANANA_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "home"

@@ -28,15 +28,6 @@ def test_module_entry_point_runs_ingest(tmp_path):
     assert run.returncode == 0 and "added: 1" in run.stdout, run.stderr
 
 
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("BANANA_CONFIG", raising=False)
-    monkeypatch.delenv("BANANA_DATABASE_URL", raising=False)
-    return tmp_path / "home"
-
-
 def test_ingest_prints_counts_and_lists_rejected_files(home, tmp_path, capsys):
     write_image(tmp_path / "images" / "a.png", 1)
     write_image(tmp_path / "images" / "copy" / "a.png", 1)

@@ -9,13 +9,6 @@ from app.cli import main
 from tests.embedding_helpers import write_colour_images, write_tiny_backbone
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
-    for name in ("BANANA_CONFIG", "BANANA_DATABASE_URL", "BANANA_BACKBONE", "BANANA_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "home"
 
 
 @pytest.fixture

@@ -1,18 +1,9 @@
 """`ssl-train` end to end: ingest a folder, pretrain, then embed with the result through the registry."""
 import numpy as np
-import pytest
 
 from app.cli import main
 from core.backbones import build_backbone
 from tests.embedding_helpers import write_colour_images
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("BANANA_CONFIG", raising=False)
-    monkeypatch.delenv("BANANA_DATABASE_URL", raising=False)
-    return tmp_path / "home"
 
 
 def test_ssl_train_writes_a_backbone_the_registry_loads_and_embed_uses(home, tmp_path, capsys):
