@@ -121,16 +121,26 @@ def typicality(embeddings, *, k=20, reference=None, reference_index=None):
     return (sims.sum(axis=1, dtype=np.float64) - dropped) / k
 
 
+def typical_preference(density, power, ceiling):
+    """(typicality / ``ceiling``, clipped to [0, 1]) raised to ``power``: 1 for items at
+    least as typical as ``ceiling``, falling towards outliers. Above the ceiling all items
+    are equal, so a clump of near-copies is not preferred for being dense. Typicality
+    spans a narrow range (about 0.7 to 0.9 on image embeddings), so a power well above
+    1 is what makes it count next to uncertainty."""
+    return np.clip(density / max(ceiling, 1e-6), 0.0, 1.0) ** power
+
+
 # ----- the entry point ----------------------------------------------------------------
 
 def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin", similarity=None, band_center=None,
-               band_width=None, density=None, rng=None):
+               band_width=None, density=None, typicality_power=0.0, typicality_ceiling=1.0, rng=None):
     """Score candidate items for one strategy.
 
     Strategies
     ----------
     ``"default"``
-        uncertainty x band: unsure items at a middle distance from the labeled ones.
+        uncertainty x band: unsure items at a middle distance from the labeled ones;
+        x :func:`typical_preference` when ``typicality_power`` is not 0.
     ``"margin"``, ``"entropy"``, ``"least_confidence"``
         that uncertainty alone.
     ``"band_only"``
@@ -157,7 +167,11 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
     band_center, band_width : float
         From :func:`band_parameters`.
     density : ndarray of shape (M,)
-        :func:`typicality` (needed by ``"discovery"``).
+        :func:`typicality` (needed by ``"discovery"``, and by ``"default"`` with a
+        ``typicality_power``).
+    typicality_power, typicality_ceiling : float
+        Of the typicality factor of ``"default"`` (:func:`typical_preference`); a power
+        of 0 leaves it out.
     rng : numpy.random.Generator
         For ``"random"``.
 
@@ -172,8 +186,8 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
     method = strategy if strategy in UNCERTAINTY else uncertainty
     if method not in UNCERTAINTY:
         raise ValueError(f"unknown uncertainty {method!r}; choose one of {', '.join(UNCERTAINTY)}.")
-    needs = {"default": ("similarity",), "band_only": ("similarity",), "discovery": ("similarity", "density"),
-             "random": ("rng",)}.get(strategy, ())
+    needs = {"default": ("similarity", "density") if typicality_power else ("similarity",),
+             "band_only": ("similarity",), "discovery": ("similarity", "density"), "random": ("rng",)}.get(strategy, ())
     given = dict(similarity=similarity, density=density, rng=rng)
     missing = [name for name in needs if given[name] is None]
     if missing:
@@ -192,6 +206,8 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
                                     else UNCERTAINTY[method](proba))
     if strategy in ("default", "band_only"):
         parts["band"] = band(similarity, center=band_center, width=band_width)
+    if strategy == "default" and typicality_power:
+        parts["typicality"] = typical_preference(density, typicality_power, typicality_ceiling)
     if strategy == "discovery":
         parts["novelty"] = novelty(similarity)
         parts["typicality"] = np.clip(density, 0.0, 1.0)

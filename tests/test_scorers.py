@@ -78,6 +78,28 @@ def test_get_scores_default_is_uncertainty_times_band():
     assert set(parts) == {"uncertainty", "band"}
 
 
+def test_typical_preference_favours_dense_items_up_to_the_ceiling():
+    density = np.array([0.9, 0.8, 0.7, 0.95])
+    weight = scorers.typical_preference(density, 8.0, 0.9)
+    assert weight[0] == 1.0 and weight[3] == 1.0  # at or above the ceiling: all equal
+    assert weight[0] > weight[1] > weight[2] > 0
+    np.testing.assert_allclose(weight[1], (0.8 / 0.9) ** 8)
+    assert scorers.typical_preference(density, 0.0, 0.9).tolist() == [1, 1, 1, 1]
+
+
+def test_get_scores_default_with_a_typicality_power_multiplies_in_typicality():
+    proba = np.full((3, 2), 0.5)
+    similarity = np.full(3, 0.6)
+    density = np.array([0.9, 0.6, 0.99])
+    score, parts = scorers.get_scores("default", proba=proba, similarity=similarity, band_center=0.6,
+                                      band_width=0.1, density=density, typicality_power=8.0, typicality_ceiling=0.9)
+    np.testing.assert_allclose(score, parts["uncertainty"] * parts["band"] * parts["typicality"])
+    assert score[0] == score[2] > score[1]
+    with pytest.raises(ValueError, match="needs density"):
+        scorers.get_scores("default", proba=proba, similarity=similarity, band_center=0.6, band_width=0.1,
+                           typicality_power=8.0)
+
+
 def test_get_scores_without_an_informative_probe_takes_uncertainty_as_one():
     score, parts = scorers.get_scores("default", proba=np.ones((2, 1)), similarity=np.array([0.6, 0.9]),
                                       band_center=0.6, band_width=0.1)

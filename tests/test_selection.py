@@ -201,3 +201,14 @@ def test_arguments_are_validated(bands):
         select(X, labeled, labels, 3, probe=LinearProbe())
     with pytest.raises(ValueError, match="non-negative"):
         select(X, labeled, labels, -1)
+
+
+def test_default_weighs_typicality_only_while_labels_are_few(bands):
+    X, kind, labeled, labels = bands
+    early = select(X, labeled, labels, 4, config=QUIET, rng=0)
+    assert np.isfinite(early.score_parts["typicality"]).all()
+    assert set(kind[early.indices]) == {"mid"}  # dense near-copies do not win for being dense
+    # 4 labels in 4 classes is not fewer than 1 per class: uncertainty x band alone.
+    late = select(X, labeled, labels, 4, config=SelectionConfig(audit_share=0.0, discovery_min_labels=0,
+                                                                typicality_labels_per_class=1), rng=0)
+    assert np.isnan(late.score_parts["typicality"]).all()
