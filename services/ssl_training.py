@@ -55,10 +55,15 @@ def train_backbone(db: Database, settings: Settings, *, project: str, config: Si
     callbacks = list(callbacks)
     monitor = None
     if knn_folder is not None:
-        held, labels, _, _ = read_class_folder(knn_folder, size=config.image_size, workers=workers)
-        half = len(held) // 2
+        try:
+            held, labels, _, _ = read_class_folder(knn_folder, size=config.image_size, workers=workers)
+        except (FileNotFoundError, ValueError) as error:
+            raise UserError(str(error)) from None
+        if len(held) < 2:
+            raise UserError(f"--knn-folder {knn_folder} holds {len(held)} image; kNN needs 2 or more")
+        # Even-numbered images are the bank, odd-numbered ones the queries.
         monitor = KNNMonitor(bank_images=held[::2], bank_labels=labels[::2], query_images=held[1::2],
-                             query_labels=labels[1::2], every=knn_every, log=log) if half else None
+                             query_labels=labels[1::2], every=knn_every, log=log)
         callbacks.append(monitor)
     trainer = SimCLRTrainer(config=config, device=device, callbacks=callbacks).fit(images, checkpoint_path=str(state))
     knn = monitor.evaluate(trainer) if monitor else None

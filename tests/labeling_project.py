@@ -29,20 +29,28 @@ def true_class(path: str) -> str:
     return path.split("/")[0]
 
 
-@pytest.fixture(scope="session")
-def labeling_template(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("labeling-template")
-    for name in CLASSES:
+def ingested_sample_project(base: Path, *, classes=CLASSES, per_class=PER_CLASS) -> Settings:
+    """Copy ``per_class`` sample images of each class under ``base/images``, ingest them into
+    project "default" of ``base/home`` and add the classes; returns the settings."""
+    for name in classes:
         (base / "images" / name).mkdir(parents=True)
-        for source in sorted((SAMPLE_IMAGES / name).iterdir())[:PER_CLASS]:
+        for source in sorted((SAMPLE_IMAGES / name).iterdir())[:per_class]:
             shutil.copy(source, base / "images" / name / source.name)
     settings = Settings(home=base / "home")
     with open_database(settings) as db:
         ingest(db, settings, source=base / "images", project="default")
-        embed(db, settings, project="default", backbone="bundled", config=ExtractConfig(num_workers=0))
         project = get_project(db, "default")
-        for name in CLASSES:
+        for name in classes:
             add_label_class(db, project=project, name=name)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def labeling_template(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("labeling-template")
+    settings = ingested_sample_project(base)
+    with open_database(settings) as db:
+        embed(db, settings, project="default", backbone="bundled", config=ExtractConfig(num_workers=0))
     return base
 
 

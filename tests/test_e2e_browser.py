@@ -8,7 +8,6 @@ package; playwright's own browser download is never used.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,11 +19,9 @@ import pytest
 
 from services.config import Settings
 from services.database import open_database
-from services.ingest import ingest
-from services.labels import add_label_class
 from services.projects import get_project
 from storage import item_queries, label_queries
-from tests.labeling_project import SAMPLE_IMAGES
+from tests.labeling_project import ingested_sample_project
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -49,17 +46,7 @@ def free_port() -> int:
 @pytest.fixture
 def project_home(tmp_path: Path) -> Path:
     """A fresh BANANA_HOME whose project holds 30 ingested images, not yet embedded, and 5 classes."""
-    for name in CLASSES:
-        (tmp_path / "images" / name).mkdir(parents=True)
-        for source in sorted((SAMPLE_IMAGES / name).iterdir())[:PER_CLASS]:
-            shutil.copy(source, tmp_path / "images" / name / source.name)
-    settings = Settings(home=tmp_path / "home")
-    with open_database(settings) as db:
-        ingest(db, settings, source=tmp_path / "images", project="default")
-        project = get_project(db, "default")
-        for name in CLASSES:
-            add_label_class(db, project=project, name=name)
-    return settings.home
+    return ingested_sample_project(tmp_path, classes=CLASSES, per_class=PER_CLASS).home
 
 
 @pytest.fixture

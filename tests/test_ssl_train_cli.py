@@ -32,3 +32,10 @@ def test_ssl_train_writes_a_backbone_the_registry_loads_and_embed_uses(home, tmp
 def test_ssl_train_needs_an_ingested_project(home, capsys):
     assert main(["ssl-train", "--project", "nothing-here"]) == 1
     assert "run `python -m app.cli ingest FOLDER` first" in capsys.readouterr().err
+
+
+def test_ssl_train_names_a_missing_knn_folder(home, tmp_path, capsys):
+    write_colour_images(tmp_path / "pool", per_colour=2)
+    assert main(["ingest", str(tmp_path / "pool")]) == 0
+    assert main(["ssl-train", "--epochs", "1", "--knn-folder", str(tmp_path / "nowhere")]) == 1
+    assert f"labeled folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
