@@ -8,7 +8,7 @@ from services.config import Settings
 from services.database import Database, open_database
 
 # Fixtures of a small embedded project (labeling_template, labeling_home, engine).
-pytest_plugins = ["tests.labeling_project"]
+pytest_plugins = ["tests.labeling_project", "tests.backends"]
 
 
 @pytest.fixture
