@@ -73,3 +73,17 @@ def test_help_exits_0(argv, mentions, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out and mentions in out
+
+
+def test_building_the_parser_never_imports_torch():
+    # Every subcommand pays for what the parser imports; torch alone takes seconds.
+    code = "import sys; from app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "False"
+
+
+def test_embed_help_lists_every_backbone_name():
+    from app.commands.embed import BACKBONE_NAMES
+    from core.backbones import BACKBONE_NAMES as registry_names
+
+    assert BACKBONE_NAMES == registry_names

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.backbones import BACKBONE_NAMES
-from core.extract import ExtractConfig
 from services.config import Settings
-from services.database import open_database
-from services.embeddings import embed
+
+# Listed here, not imported from core.backbones, so --help never imports torch; a test keeps them equal.
+BACKBONE_NAMES = ("bundled", "local:PATH", "dinov2_vits14", "dinov2_vitb14", "dino_vits16", "dino_resnet50",
+                  "swav_resnet50", "resnet50", "ARCH@PATH")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = ExtractConfig()
     parser = subparsers.add_parser(
         "embed",
         help="embed the project's images with a backbone and update the similarity index",
@@ -27,15 +26,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--backbone", help="backbone name (default: the BANANA_BACKBONE setting, 'bundled')")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or mps (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"images per batch (default: {defaults.batch_size})")
+    # Defaults (None) come from core.extract.ExtractConfig, read in run() so --help never imports torch.
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    parser.add_argument("--batch-size", type=int, help="images per batch (default: 64)")
     parser.add_argument("--workers", type=int, help="image-decoding processes (default: CPU count - 1, at most 8)")
     parser.add_argument("--half", action="store_true", help="float16 model on cuda or mps")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    config = ExtractConfig(batch_size=args.batch_size, num_workers=args.workers, device=args.device, half=args.half)
+    from core.extract import ExtractConfig
+    from services.database import open_database
+    from services.embeddings import embed
+
+    given = {"batch_size": args.batch_size, "num_workers": args.workers, "device": args.device}
+    config = ExtractConfig(half=args.half, **{name: value for name, value in given.items() if value is not None})
     with open_database(settings) as db:
         report = embed(db, settings, project=args.project or settings.project, backbone=args.backbone or settings.backbone,
                        config=config, show_progress=sys.stderr.isatty())

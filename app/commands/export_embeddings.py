@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from services.config import Settings
-from services.database import open_database
-from services.embeddings import export_embeddings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.database import open_database
+    from services.embeddings import export_embeddings  # imports torch: not at --help time
+
     with open_database(settings) as db:
         report = export_embeddings(db, settings, project=args.project or settings.project,
                                    backbone=args.backbone or settings.backbone, out=args.out)

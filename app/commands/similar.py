@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from services.config import Settings
-from services.database import open_database
-from services.embeddings import similar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.database import open_database
+    from services.embeddings import similar  # imports torch: not at --help time
+
     with open_database(settings) as db:
         query, neighbours = similar(db, settings, project=args.project or settings.project,
                                     backbone=args.backbone or settings.backbone, item=args.item, k=args.k)
