@@ -44,14 +44,14 @@ def _head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(config).get_heads())
 
 
-def test_migration_creates_the_schema_on_an_empty_database(db):
-    assert set(inspect(db.engine).get_table_names()) == TABLES
-    with db.engine.connect() as connection:
+def test_migration_creates_the_schema_on_an_empty_database(backend_db):
+    assert set(inspect(backend_db.engine).get_table_names()) == TABLES
+    with backend_db.engine.connect() as connection:
         assert set(connection.scalars(text("SELECT version_num FROM alembic_version"))) == _head_revisions()
 
 
-def test_migrated_schema_matches_the_models(db):
-    with db.engine.connect() as connection:
+def test_migrated_schema_matches_the_models(backend_db):
+    with backend_db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
 
@@ -126,8 +126,8 @@ def _project_with_item(session, *, multi_label=False):
     return project, item_id
 
 
-def test_round_trip_of_every_table(db):
-    with db.writing() as session:
+def test_round_trip_of_every_table(backend_db):
+    with backend_db.writing() as session:
         project, item_id = _project_with_item(session, multi_label=True)
         cat = queries.add_label_class(session, project.id, "cat")
         dog = queries.add_label_class(session, project.id, "dog")
@@ -147,7 +147,7 @@ def test_round_trip_of_every_table(db):
         session.add(Pick(selection_run_id=run.id, item_id=item_id, rank=0, score_parts={"margin": 0.25, "band": 0.5}))
         first_id, undo_id = first.id, undo.id
 
-    with db.reading() as session:
+    with backend_db.reading() as session:
         item = session.get(Item, item_id)
         assert (item.path, item.width, item.height, item.format, item.status) == ("a/b.jpg", 3, 4, "JPEG", ItemStatus.OK)
         assert item.created_at.tzinfo is timezone.utc
@@ -164,34 +164,34 @@ def test_round_trip_of_every_table(db):
 
 
 @pytest.mark.parametrize("statement", ["UPDATE annotation SET duration_ms = 1", "DELETE FROM annotation", "DELETE FROM annotation_class"])
-def test_annotations_are_append_only(db, statement):
-    with db.writing() as session:
+def test_annotations_are_append_only(backend_db, statement):
+    with backend_db.writing() as session:
         project, item_id = _project_with_item(session)
         cat = queries.add_label_class(session, project.id, "cat")
         queries.add_annotation(session, item_id=item_id, label_classes=[cat], source=AnnotationSource.IMPORT)
     with pytest.raises(DBAPIError, match="append-only"):
-        with db.writing() as session:
+        with backend_db.writing() as session:
             session.execute(text(statement))
 
 
-def test_same_content_twice_in_a_project_is_refused(db):
-    with db.writing() as session:
+def test_same_content_twice_in_a_project_is_refused(backend_db):
+    with backend_db.writing() as session:
         project, _ = _project_with_item(session)
     with pytest.raises(IntegrityError):
-        with db.writing() as session:
+        with backend_db.writing() as session:
             queries.insert_items(
                 session,
                 [{"project_id": project.id, "path": "other.jpg", "sha256": "0" * 64, "size_bytes": 1, "mtime_ns": 1, "status": ItemStatus.OK}],
             )
 
 
-def test_foreign_keys_are_enforced(db):
+def test_foreign_keys_are_enforced(backend_db):
     with pytest.raises(IntegrityError):
-        with db.writing() as session:
+        with backend_db.writing() as session:
             session.add(ModelVersion(project_id=999, n_labels=0, metrics={}, artifact_path="x"))
 
 
-def test_naive_datetimes_are_refused(db):
+def test_naive_datetimes_are_refused(backend_db):
     with pytest.raises(StatementError, match="naive"):
-        with db.writing() as session:
+        with backend_db.writing() as session:
             session.add(ModelVersion(project_id=1, n_labels=0, metrics={}, artifact_path="x", created_at=datetime(2020, 1, 1)))
