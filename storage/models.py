@@ -221,3 +221,8 @@ class Pick(Base):
     source: Mapped[str] = mapped_column(String(32), default="strategy", server_default="strategy")
     # Label class ids the probe predicted at ask time; None without a probe.
     predicted: Mapped[list[int] | None] = mapped_column(JSON)
+
+
+# Models of other concerns live in modules of their own; importing them here puts their
+# tables in ``Base.metadata`` for Alembic and the schema test.
+from storage import slice_models  # noqa: E402,F401
