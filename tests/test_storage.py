@@ -29,14 +29,13 @@ TABLES = {
     "annotation_class",
     "annotator",
     "duplicate_file",
-    "failure_slice",
-    "failure_slice_example",
-    "failure_slice_metric",
     "item",
+    "item_lease",
     "label_class",
     "model_version",
     "pick",
     "project",
+    "review_task",
     "selection_run",
 }
 
