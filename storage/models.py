@@ -225,4 +225,5 @@ class Pick(Base):
 
 # Models of other concerns live in modules of their own; importing them here puts their
 # tables in ``Base.metadata`` for Alembic and the schema test.
+from storage import slice_models  # noqa: E402,F401
 from storage import lease_models  # noqa: E402,F401
