@@ -223,7 +223,7 @@ class ProjectEngine:
                                         n_labels=metrics["trained_labels"], metrics=metrics)
         self.serving = Serving(version_id, probe, metrics)  # one reference assignment: atomic
         self.last_error = None
-        from services.after_model import run_after_model  # here: services.slices needs this module loaded
+        from services.after_model import run_after_model  # hooks of other concerns (failure slices)
         run_after_model(self)  # re-mines failure slices; never raises
 
     def on_error(self, error: Exception) -> None:
