@@ -38,6 +38,10 @@ def create_engine_for_url(url: str, *, pragmas: SqlitePragmas = SqlitePragmas())
     the SQLAlchemy SQLite documentation: pysqlite's own BEGIN is switched off
     and SQLAlchemy emits BEGIN itself.
 
+    Other databases (PostgreSQL) are servers that may restart or drop idle
+    connections, so a pooled connection is tested before each use
+    (``pool_pre_ping``) and replaced if it has died.
+
     Parameters
     ----------
     url : str
@@ -49,10 +53,11 @@ def create_engine_for_url(url: str, *, pragmas: SqlitePragmas = SqlitePragmas())
     -------
     sqlalchemy.Engine
     """
-    engine = create_engine(url)
     if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(url)
         _configure_sqlite(engine, pragmas)
-    return engine
+        return engine
+    return create_engine(url, pool_pre_ping=True)
 
 
 def _configure_sqlite(engine: Engine, pragmas: SqlitePragmas) -> None:

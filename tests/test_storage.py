@@ -200,3 +200,13 @@ def test_naive_datetimes_are_refused(backend_db):
     with pytest.raises(StatementError, match="naive"):
         with backend_db.writing() as session:
             session.add(ModelVersion(project_id=1, n_labels=0, metrics={}, artifact_path="x", created_at=datetime(2020, 1, 1)))
+
+
+@pytest.mark.parametrize("backend_settings", ["postgresql"], indirect=True)
+def test_postgresql_connections_dropped_by_the_server_are_replaced(backend_db):
+    with backend_db.reading() as session:
+        backend_pid = session.scalar(text("SELECT pg_backend_pid()"))  # this connection goes back to the pool
+    with create_engine_for_url(backend_db.engine.url.render_as_string(hide_password=False)).connect() as admin:
+        assert admin.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_pid})
+    with backend_db.writing() as session:
+        assert session.scalar(text("SELECT pg_backend_pid()")) != backend_pid
