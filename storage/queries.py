@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.models import (
@@ -141,9 +142,14 @@ def get_or_add_annotator(session: Session, name: str) -> Annotator:
     """Return the annotator called ``name``, adding it if new."""
     annotator = session.scalar(select(Annotator).where(Annotator.name == name))
     if annotator is None:
-        annotator = Annotator(name=name)
-        session.add(annotator)
-        session.flush()
+        # On PostgreSQL another transaction may add the same name at the same moment;
+        # the savepoint keeps this transaction usable, and the name is then theirs to read.
+        try:
+            with session.begin_nested():
+                annotator = Annotator(name=name)
+                session.add(annotator)
+        except IntegrityError:
+            annotator = session.scalar(select(Annotator).where(Annotator.name == name))
     return annotator
 
 
