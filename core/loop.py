@@ -1,14 +1,14 @@
 """Background retraining: labeling never waits for a fit.
 
-Labels are enqueued; a worker thread refits after every ``retrain_every`` new labels
+Labels are enqueued; a worker thread refits after every ``retrain_every`` changed labels
 (or on request) on a snapshot of them, then swaps the new model in with a single
 reference assignment under a lock. A fit that raises leaves the previous version
-serving. No persistence here: the service layer stores each version through
-``on_model``.
+serving. :func:`probe_fit` runs the fit itself in a child process
+(:mod:`core.retrain_worker`), so that even a killed fit only costs that retrain. No
+persistence here: the service layer stores each version through ``on_model``.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.probe import LinearProbe
+from core.retrain_worker import ProbeTrainer, train_probe
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,11 @@ class RetrainLoop:
     ----------
     fit : callable
         ``fit(indices, labels, previous_model) -> (model, metrics)``; ``indices`` and
-        ``labels`` are arrays of every label so far (the latest label per item),
+        ``labels`` are arrays of every current label (the latest label per item; an
+        object array when labels are tuples, e.g. multi-label class sets),
         ``previous_model`` is the serving model or None. It must return a new object,
-        not modify ``previous_model``, which callers may be predicting with.
+        not modify ``previous_model``, which callers may be predicting with. Its
+        ``close()``, if it has one, is called by :meth:`close`.
     config : LoopConfig
     callbacks : sequence
         Objects with optional ``on_model(version, model, metrics)`` (a new version is
@@ -64,12 +66,25 @@ class RetrainLoop:
         self._thread.start()
 
     def add_labels(self, indices, labels):
-        """Enqueue labels (a later label for the same item replaces the earlier); returns at once."""
-        indices, labels = np.asarray(indices).ravel(), np.asarray(labels)
+        """Enqueue labels (a later label for the same item replaces the earlier); returns at once.
+
+        ``labels``: one per index; a label may be a tuple (e.g. a multi-label class set).
+        """
+        indices = np.asarray(indices).ravel()
         if len(indices) != len(labels):
             raise ValueError(f"got {len(indices)} indices but {len(labels)} labels.")
+        labels = [tuple(v) if isinstance(v, (tuple, list)) else v for v in np.asarray(labels, object).tolist()]
         with self._cond:
-            self._labels.update(zip(indices.tolist(), labels.tolist()))
+            self._labels.update(zip(indices.tolist(), labels))
+            self._new += len(indices)
+            self._cond.notify_all()
+
+    def remove_labels(self, indices):
+        """Forget the labels of these items (an undo, or a label cleared); counts as a change."""
+        indices = np.asarray(indices).ravel().tolist()
+        with self._cond:
+            for index in indices:
+                self._labels.pop(index, None)
             self._new += len(indices)
             self._cond.notify_all()
 
@@ -85,14 +100,29 @@ class RetrainLoop:
             return self._cond.wait_for(lambda: not self._busy and not self._due(), timeout)
 
     def close(self, timeout=None):
-        """Stop the worker after the retrain in progress, if any."""
+        """Stop the worker after the retrain in progress, if any, and close the fit."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        if hasattr(self.fit, "close"):
+            self.fit.close()
 
     def _due(self):
-        return bool(self._labels) and (self._requested or self._new >= self.config.retrain_every)
+        # With no labels left, retrain only to forget removed ones a served model learned.
+        has_data = bool(self._labels) or self.current[1] is not None
+        return has_data and (self._requested or self._new >= self.config.retrain_every)
+
+    def _snapshot(self):
+        indices = np.fromiter(self._labels.keys(), np.int64, len(self._labels))
+        values = list(self._labels.values())
+        if any(isinstance(v, tuple) for v in values):
+            labels = np.empty(len(values), object)
+            for i, value in enumerate(values):
+                labels[i] = value
+        else:
+            labels = np.array(values)
+        return indices, labels
 
     def _run(self):
         while True:
@@ -100,8 +130,7 @@ class RetrainLoop:
                 self._cond.wait_for(lambda: self._closing or self._due())
                 if self._closing:
                     return
-                indices = np.fromiter(self._labels.keys(), np.int64, len(self._labels))
-                labels = np.array(list(self._labels.values()))
+                indices, labels = self._snapshot()
                 self._new, self._requested, self._busy = 0, False, True
                 version, previous, _ = self.current
             try:
@@ -141,18 +170,23 @@ class RetrainLoop:
             log.error("retrain failed and no callback took the error", exc_info=error)
 
 
-def probe_fit(embeddings, **probe_params):
-    """A ``fit`` for :class:`RetrainLoop` that trains a :class:`LinearProbe` on the
-    labeled rows of ``embeddings``, warm-started from a copy of the serving probe.
+def probe_fit(embeddings, *, train=train_probe, **probe_params):
+    """A ``fit`` for :class:`RetrainLoop` that trains a :class:`core.probe.LinearProbe`
+    on the labeled rows of ``embeddings`` in a worker process
+    (:class:`core.retrain_worker.ProbeTrainer`), warm-started from the serving probe.
 
-    Metrics: ``n_classes``, ``oof_accuracy`` (single-label), ``temperature``, ``n_iter``.
+    Metrics: ``n_classes``, ``n_iter``, ``temperature``, and from the latest out-of-fold
+    fits ``oof_accuracy`` (single-label) and ``oof_labels``.
     """
-    def fit(indices, labels, previous):
-        probe = copy.deepcopy(previous) if previous is not None else LinearProbe(**probe_params)
-        probe.fit(embeddings[indices], labels)
-        metrics = dict(n_classes=len(probe.classes_), temperature=probe.temperature_, n_iter=probe.n_iter_)
-        if not probe.multi_label and len(labels):
-            metrics["oof_accuracy"] = float(np.mean(probe.classes_[probe.oof_proba_.argmax(axis=1)] == labels))
-        return probe, metrics
+    return _EmbeddingFit(embeddings, ProbeTrainer(train=train, **probe_params))
 
-    return fit
+
+class _EmbeddingFit:
+    def __init__(self, embeddings, trainer):
+        self.embeddings, self.trainer = embeddings, trainer
+
+    def __call__(self, indices, labels, previous):
+        return self.trainer.fit(self.embeddings[indices], labels, previous)
+
+    def close(self):
+        self.trainer.close()

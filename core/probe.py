@@ -15,6 +15,8 @@ on top, and renormalises one-vs-rest scores, which distorts multiclass probabili
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_expit, log_softmax, softmax
@@ -67,7 +69,9 @@ class LinearProbe:
     coef_ : ndarray of shape (D, K), float32
     intercept_ : ndarray of shape (K,), float32
     temperature_ : float
-    oof_proba_ : ndarray of shape (n_labels, K), or None when ``n_folds`` is 0
+        From the latest out-of-fold fits (1 without calibration); a fit with
+        ``out_of_fold=False`` keeps the warm start's.
+    oof_proba_ : ndarray of shape (n_labels, K), or None without out-of-fold fits
         Calibrated probabilities of each labeled item from a model fit without it.
         Rows of items whose class had no other label in the training folds give
         that class probability 0.
@@ -90,7 +94,7 @@ class LinearProbe:
 
     # ----- fitting -------------------------------------------------------------------
 
-    def fit(self, X, y, *, classes=None):
+    def fit(self, X, y, *, classes=None, out_of_fold=True):
         """Fit on labeled embeddings.
 
         Parameters
@@ -101,28 +105,50 @@ class LinearProbe:
         classes : array-like or None
             Classes known to exist even without labels yet (single-label), or the
             column labels of ``y`` (multi-label).
+        out_of_fold : bool
+            False skips the out-of-fold fits (``oof_proba_`` is None) whatever
+            ``n_folds``, and keeps a warm start's ``temperature_``, so that the model can
+            be served before :meth:`fit_out_of_fold` calibrates it.
 
         Returns
         -------
         self
         """
+        X = self._check_X(X)
+        with self._blas_limit():
+            previous = self._previous_fit(X.shape[1])
+            temperature = getattr(self, "temperature_", 1.0) if previous is not None else 1.0
+            targets = self._targets(X, y, classes, previous)
+            init = self._initial_params(X.shape[1], previous)
+            weights = self._sample_weights(targets)
+            self.coef_, self.intercept_, self.n_iter_ = self._fit_params(X, targets, weights, init)
+            self.temperature_ = temperature if not out_of_fold else 1.0
+            self.oof_proba_ = None
+            if out_of_fold and self.n_folds:
+                self.oof_proba_ = self._out_of_fold(X, targets)
+        return self
+
+    def fit_out_of_fold(self, X, y, *, classes=None):
+        """The out-of-fold fits of the labels the probe was just fit on: sets ``oof_proba_``
+        and (with ``calibrate``) ``temperature_``; ``coef_`` and ``intercept_`` stay.
+
+        Same ``X``, ``y`` and ``classes`` as the :meth:`fit` call before; returns self.
+        """
+        X = self._check_X(X)
+        with self._blas_limit():
+            targets = self._targets(X, y, classes, (self.classes_, self.coef_, self.intercept_))
+            self.oof_proba_ = self._out_of_fold(X, targets) if self.n_folds else None
+        return self
+
+    @staticmethod
+    def _check_X(X):
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (n, D); got shape {X.shape}.")
-        if self.blas_threads is None:
-            return self._fit(X, y, classes)
-        with threadpool_limits(self.blas_threads, user_api="blas"):
-            return self._fit(X, y, classes)
+        return X
 
-    def _fit(self, X, y, classes):
-        previous = self._previous_fit(X.shape[1])
-        targets = self._targets(X, y, classes, previous)
-        init = self._initial_params(X.shape[1], previous)
-        weights = self._sample_weights(targets)
-        self.coef_, self.intercept_, self.n_iter_ = self._fit_params(X, targets, weights, init)
-        self.temperature_ = 1.0
-        self.oof_proba_ = self._out_of_fold(X, targets) if self.n_folds else None
-        return self
+    def _blas_limit(self):
+        return threadpool_limits(self.blas_threads, user_api="blas") if self.blas_threads is not None else nullcontext()
 
     def _previous_fit(self, dim):
         """(classes, coef, intercept) to warm-start from, or None."""
