@@ -1,4 +1,5 @@
-"""Export a project's current labels (CSV, JSON, COCO-style JSON, ImageFolder) and import labels from CSV."""
+"""Export a project's current labels (CSV, JSON, COCO-style JSON, Label Studio tasks, ImageFolder)
+and import labels (CSV, Label Studio JSON export, COCO-style JSON)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from services import json_records, label_studio
 from services.database import Database
 from services.errors import UserError
 from services.labels import append_annotation
 from services.projects import get_project
-from storage import label_queries, queries
+from storage import item_queries, label_queries, queries
 from storage.models import AnnotationSource
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
@@ -79,27 +81,59 @@ def to_coco(db: Database, project_name: str, images: list[LabeledImage]) -> str:
     }, indent=1)
 
 
+def to_label_studio(db: Database, project_name: str, images: list[LabeledImage], *, image_prefix: str | None = None) -> str:
+    """Label Studio import JSON (see :mod:`services.label_studio`); ``image_prefix`` defaults to
+    local-files URLs of the project root."""
+    prefix = image_prefix if image_prefix is not None else label_studio.default_image_prefix(get_project(db, project_name).root_path)
+    return label_studio.to_tasks([(image.path, image.labels) for image in images], image_prefix=prefix)
+
+
+def label_studio_config(db: Database, project_name: str) -> str:
+    """The Label Studio labeling config for the project's active classes."""
+    project = get_project(db, project_name)
+    with db.reading() as session:
+        names = [c.name for c in label_queries.label_classes(session, project.id)]
+    return label_studio.labeling_config(names, multi_label=project.multi_label)
+
+
+FILE_MODES = ("copy", "hardlink", "symlink")
+
+
 def export_image_folder(db: Database, project_name: str, images: list[LabeledImage], out: Path, *,
-                        link: bool) -> int:
-    """Copy (or symlink) each labeled image into ``out/<class>/``; return the files written.
+                        files: str = "copy") -> int:
+    """Copy, hard-link or symlink (``files``) each labeled image into ``out/<class>/``; return the files written.
 
     File names are the image's path with ``/`` turned into ``__``, so names never collide.
+    An image with several classes (multi-label) is written once under each.
     """
+    if files not in FILE_MODES:
+        raise UserError(f"unknown file mode {files!r}; choose one of {', '.join(FILE_MODES)}")
     project = get_project(db, project_name)
     root, out = Path(project.root_path), Path(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; choose a new or empty folder")
+    place = {"copy": shutil.copy2, "hardlink": os.link, "symlink": os.symlink}[files]
     written = 0
     for image in images:
         for name in image.labels:
             target = out / _folder_name(name) / image.path.replace("/", "__")
             target.parent.mkdir(parents=True, exist_ok=True)
-            if link:
-                os.symlink(root / image.path, target)
-            else:
-                shutil.copy2(root / image.path, target)
+            try:
+                place(root / image.path, target)
+            except OSError as error:
+                raise UserError(f"could not write {target}: {error.strerror}; hard links need the same file system "
+                                "as the images (use copies), symbolic links a file system that has them") from None
             written += 1
     return written
+
+
+def write_atomically(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` whole or not at all (a temporary file, then a rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(text, encoding="utf-8", newline="")
+    os.replace(temporary, out)
 
 
 def _folder_name(class_name: str) -> str:
@@ -108,49 +142,230 @@ def _folder_name(class_name: str) -> str:
     return "_" + safe if safe in ("", ".", "..") or safe.startswith(".") else safe
 
 
+# ----- import ----------------------------------------------------------------------------
+
+FORMATS = ("csv", "label-studio", "coco")
+MAX_CLASS_NAME = 200  # the label_class.name column's length
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One label of an import file: the line its record starts on, the image's path as the file
+    names it, its class names (sorted; empty: the record carries no label) and who labeled it."""
+
+    line: int
+    path: str
+    labels: tuple[str, ...]
+    annotator: str | None = None
+
+
+@dataclass(frozen=True)
+class UnknownPath:
+    line: int
+    path: str
+
+
 @dataclass(frozen=True)
 class ImportReport:
+    """What an import did: new annotations, rows already current, rows without a label,
+    paths that are not images of the project (skipped), and classes it created."""
+
     imported: int
     unchanged: int
-    unknown_paths: list[str]
+    unlabeled: int
+    unknown: list[UnknownPath]
     created_classes: list[str]
 
+    @property
+    def unknown_paths(self) -> list[str]:
+        return [u.path for u in self.unknown]
 
-def import_csv(db: Database, project_name: str, text: str, *, create_classes: bool) -> ImportReport:
-    """Import labels from CSV with columns ``path`` and ``labels`` (``;``-separated) in one transaction.
 
-    Each row becomes an ``import`` annotation that supersedes the image's current one; rows
-    whose label equals the current one are left alone. Unknown classes are created when
-    ``create_classes``, else the import is refused.
+def guess_format(file_name: str, text: str) -> str:
+    """``csv``, ``label-studio`` or ``coco``, from the extension, else from the content."""
+    suffix = Path(file_name).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    start = text.lstrip()[:1]
+    if start == "[":
+        return "label-studio"
+    if start == "{":
+        return "coco"
+    if suffix == ".json":
+        raise UserError(f"{file_name}: a JSON import is a Label Studio export (a list of tasks) or a COCO file "
+                        "(an object with images, categories and annotations); pass --format")
+    return "csv"
+
+
+def read_text(data: bytes, file_name: str) -> str:
+    """UTF-8 text (a byte-order mark is dropped); bad bytes are a UserError naming the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserError(f"{file_name}, line {line}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def parse_import(text: str, *, fmt: str, file_name: str) -> list[ImportRow]:
+    """Every record of an import file; the first malformed one is a UserError naming its line."""
+    if fmt == "csv":
+        return parse_csv(text, file_name)
+    if fmt == "label-studio":
+        return [ImportRow(task.line, task.path, task.labels) for task in label_studio.read_tasks(text, file_name)]
+    if fmt == "coco":
+        return parse_coco(text, file_name)
+    raise UserError(f"unknown import format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def parse_csv(text: str, file_name: str) -> list[ImportRow]:
+    """Rows of a CSV whose header names ``path`` and ``labels`` (``;``-separated); an
+    ``annotator`` column, when present, names who labeled. Other columns are ignored."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, rows, end = None, [], 0
+    try:
+        for record in reader:
+            line, end = end + 1, reader.line_num  # the record's first line; quoted fields may span lines
+            if not record:
+                continue
+            if header is None:
+                header = [name.strip() for name in record]
+                if not {"path", "labels"} <= set(header):
+                    raise UserError(f"{file_name}, line {line}: the first row must be a header naming the columns "
+                                    f"path and labels (found {', '.join(header)}); add the line `path,labels` at the top")
+                continue
+            if len(record) != len(header):
+                raise UserError(f"{file_name}, line {line}: {len(record)} fields, but the header has {len(header)}; "
+                                "quote values that contain a comma, or add the missing fields")
+            row = dict(zip(header, record))
+            if not row["path"].strip():
+                raise UserError(f"{file_name}, line {line}: the path is empty; give the image's path")
+            rows.append(ImportRow(line, row["path"].strip(), _names(row["labels"].split(LABEL_SEPARATOR)),
+                                  (row.get("annotator") or "").strip() or None))
+    except csv.Error as error:
+        raise UserError(f"{file_name}, line {reader.line_num}: {error}; fix the quoting there") from None
+    if header is None:
+        raise UserError(f"{file_name}, line 1: the file is empty; it needs a header row `path,labels`")
+    return rows
+
+
+def parse_coco(text: str, file_name: str) -> list[ImportRow]:
+    """Images of a COCO-style classification file, each with the category names of its annotations."""
+    coco = json_records.load(text, file_name)
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "categories", "annotations")):
+        raise UserError(f"{file_name}, line 1: a COCO file is an object with the lists images, categories and "
+                        "annotations")
+
+    def entries(key: str, fields: dict[str, type]):
+        for line, entry in zip(json_records.array_lines(text, key), coco[key]):
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(f), t) for f, t in fields.items()):
+                raise UserError(f"{file_name}, line {line}: each of {key} needs "
+                                + " and ".join(f"{f} ({t.__name__})" for f, t in fields.items()))
+            yield line, entry
+
+    categories = {c["id"]: c["name"] for _, c in entries("categories", {"id": int, "name": str})}
+    images = {i["id"]: (line, i["file_name"]) for line, i in entries("images", {"id": int, "file_name": str})}
+    labels: dict[int, set[str]] = {}
+    for line, a in entries("annotations", {"image_id": int, "category_id": int}):
+        if a["image_id"] not in images or a["category_id"] not in categories:
+            raise UserError(f"{file_name}, line {line}: the annotation names image {a['image_id']} and category "
+                            f"{a['category_id']}; both must be listed in images and categories")
+        labels.setdefault(a["image_id"], set()).add(categories[a["category_id"]])
+    return [ImportRow(line, path, _names(labels.get(image_id, ()))) for image_id, (line, path) in images.items()]
+
+
+def _names(names) -> tuple[str, ...]:
+    return tuple(sorted({name.strip() for name in names if name.strip()}))
+
+
+def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, file_name: str, create_classes: bool,
+                  annotator: str | None = None) -> ImportReport:
+    """Record ``rows`` as ``import`` annotations, all in one transaction.
+
+    Every row is checked first; a row that cannot be recorded (two classes in a
+    single-label project, an unknown class without ``create_classes``, an archived
+    class, the same image twice with different labels) is a UserError naming its line,
+    and nothing is written. Rows naming no image of the project are skipped and reported.
+    An image whose current label equals the row's gets no new annotation, so importing a
+    file twice changes nothing. ``annotator`` (else the row's own) is recorded with each.
     """
     project = get_project(db, project_name)
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or not {"path", "labels"} <= set(reader.fieldnames):
-        raise UserError("the CSV needs a header row with the columns path and labels")
-    rows = [(row["path"].strip(), sorted({n.strip() for n in (row["labels"] or "").split(LABEL_SEPARATOR) if n.strip()}))
-            for row in reader]
-    wanted = sorted({name for _, names in rows for name in names})
     with db.writing() as session:
-        known = queries.label_classes_by_name(session, project.id, wanted)
-        missing = [name for name in wanted if name not in known]
+        ids = {path: item_id for item_id, path in item_queries.ok_item_paths(session, project.id)}
+        resolve = _path_resolver(set(ids))
+        wanted, unknown, unlabeled = {}, [], 0
+        for row in rows:
+            where = f"{file_name}, line {row.line}"
+            if len(row.labels) > 1 and not project.multi_label:
+                raise UserError(f"{where}: {', '.join(row.labels)} are several classes, but project "
+                                f"{project.name!r} is single-label; give one class per image")
+            long = [name for name in row.labels if len(name) > MAX_CLASS_NAME]
+            if long:
+                raise UserError(f"{where}: class name {long[0][:40]!r}... is longer than {MAX_CLASS_NAME} characters")
+            path = resolve(row.path)
+            if path is None:
+                unknown.append(UnknownPath(row.line, row.path))
+            elif not row.labels:
+                unlabeled += 1
+            elif path in wanted and wanted[path].labels != row.labels:
+                raise UserError(f"{where}: {path} is labeled {', '.join(row.labels)}, but line {wanted[path].line} "
+                                f"labels it {', '.join(wanted[path].labels)}; keep one of the two")
+            else:
+                wanted.setdefault(path, row)
+        classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
+        first_use: dict[str, int] = {}
+        for row in wanted.values():
+            for name in row.labels:
+                first_use.setdefault(name, row.line)
+        missing = sorted(name for name in first_use if name not in classes)
         if missing and not create_classes:
-            raise UserError(f"unknown classes: {', '.join(missing[:10])}; add them first or allow creating them")
+            raise UserError(f"{file_name}, line {first_use[missing[0]]}: unknown class{'es' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
+                            "creating new classes")
+        archived = [name for name in first_use if name in classes and classes[name].archived_at is not None]
+        if archived:
+            raise UserError(f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
+                            "first (Classes and settings page)")
         for name in missing:
-            queries.add_label_class(session, project.id, name)
-        ids = label_queries.item_ids_by_path(session, project.id, [path for path, _ in rows])
+            classes[name] = queries.add_label_class(session, project.id, name)
+        names = {c.id: name for name, c in classes.items()}
         current = label_queries.current_labels(session, project.id)
-        names = {c.id: c.name for c in label_queries.label_classes(session, project.id, include_archived=True)}
         imported = unchanged = 0
-        for path, classes in rows:
-            if path not in ids or not classes:
-                continue
+        for path, row in wanted.items():
             label = current.get(ids[path])
-            if label is not None and sorted(names[c] for c in label.class_ids) == classes:
+            if label is not None and tuple(sorted(names[c] for c in label.class_ids)) == row.labels:
                 unchanged += 1
                 continue
-            append_annotation(session, item_id=ids[path], class_names=classes, annotator=None,
+            append_annotation(session, item_id=ids[path], class_names=row.labels, annotator=annotator or row.annotator,
                               source=AnnotationSource.IMPORT, duration_ms=None,
                               supersedes_id=label.annotation_id if label is not None else None)
             imported += 1
-    unknown = [path for path, _ in rows if path not in ids]
-    return ImportReport(imported=imported, unchanged=unchanged, unknown_paths=unknown, created_classes=missing)
+    return ImportReport(imported=imported, unchanged=unchanged, unlabeled=unlabeled, unknown=unknown,
+                        created_classes=missing)
+
+
+def import_file(db: Database, project_name: str, data: bytes, *, file_name: str, fmt: str | None = None,
+                create_classes: bool, annotator: str | None = None) -> ImportReport:
+    """Read, check and import one file (format guessed when ``fmt`` is None); see :func:`import_labels`."""
+    text = read_text(data, file_name)
+    rows = parse_import(text, fmt=fmt or guess_format(file_name, text), file_name=file_name)
+    return import_labels(db, project_name, rows, file_name=file_name, create_classes=create_classes,
+                         annotator=annotator)
+
+
+def import_csv(db: Database, project_name: str, text: str, *, create_classes: bool) -> ImportReport:
+    """Import CSV text (see :func:`parse_csv` and :func:`import_labels`)."""
+    return import_labels(db, project_name, parse_csv(text, "the CSV"), file_name="the CSV",
+                         create_classes=create_classes)
+
+
+def _path_resolver(paths: set[str]):
+    """Map a path as an import file names it to an item path: the path itself, else its longest
+    ending that is an item path (absolute paths under the root, URLs' paths, other tools' folders)."""
+    def resolve(path: str) -> str | None:
+        path = path.replace("\\", "/")
+        if path in paths:
+            return path
+        parts = [part for part in PurePosixPath(path).parts if part != "/"]
+        return next(("/".join(parts[i:]) for i in range(len(parts)) if "/".join(parts[i:]) in paths), None)
+
+    return resolve

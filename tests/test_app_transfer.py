@@ -1,4 +1,5 @@
-"""Export / import: CSV, JSON, COCO-style JSON, ImageFolder, and CSV import."""
+"""Export / import page and services: CSV, JSON, COCO-style JSON, Label Studio, ImageFolder, and CSV import.
+Round trips and malformed files: tests/test_transfer_formats.py."""
 
 import csv
 import io
@@ -36,21 +37,22 @@ def test_exports_hold_each_labeled_image_once_with_its_class(engine, labeled):
     assert all(i["width"] == i["height"] == 32 for i in coco["images"])
 
 
-@pytest.mark.parametrize("link", [False, True])
-def test_image_folder_export_puts_each_image_under_its_class(engine, labeled, tmp_path, link):
-    written = export_image_folder(engine.db, "default", labeled, tmp_path / "out", link=link)
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
+def test_image_folder_export_puts_each_image_under_its_class(engine, labeled, tmp_path, mode):
+    written = export_image_folder(engine.db, "default", labeled, tmp_path / "out", files=mode)
     files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
     assert written == 4
     assert files == sorted(f"{true_class(i.path)}/{i.path.replace('/', '__')}" for i in labeled)
-    assert all(p.is_symlink() == link for p in (tmp_path / "out").rglob("*.jpg"))
+    assert all(p.is_symlink() == (mode == "symlink") for p in (tmp_path / "out").rglob("*.jpg"))
+    assert all((p.lstat().st_nlink == 2) == (mode == "hardlink") for p in (tmp_path / "out").rglob("*.jpg"))
     with pytest.raises(UserError, match="not empty"):
-        export_image_folder(engine.db, "default", labeled, tmp_path / "out", link=link)
+        export_image_folder(engine.db, "default", labeled, tmp_path / "out", files=mode)
 
 
 def test_csv_import_supersedes_current_labels_and_reports_unknown_paths(engine, labeled):
     first = labeled[0]
     text = "path,labels\n" + f"{first.path},truck\n{labeled[1].path},{labeled[1].labels[0]}\nnot/there.jpg,cat\n"
-    with pytest.raises(UserError, match="unknown classes"):
+    with pytest.raises(UserError, match="line 2: unknown class boat"):
         import_csv(engine.db, "default", text.replace("truck", "boat"), create_classes=False)
 
     report = import_csv(engine.db, "default", text, create_classes=False)
@@ -62,6 +64,7 @@ def test_csv_import_supersedes_current_labels_and_reports_unknown_paths(engine, 
     assert report.created_classes == ["boat"]
 
 
-def test_export_page_offers_three_downloads(engine, labeled):
+def test_export_page_offers_four_downloads_and_the_label_studio_config(engine, labeled):
     app = open_page("pages/transfer.py")
-    assert [b.label for b in app.get("download_button")] == ["CSV", "JSON", "COCO-style JSON"]
+    assert [b.label for b in app.get("download_button")] == ["CSV", "JSON", "COCO-style JSON", "Label Studio tasks"]
+    assert all(f'<Choice value="{name}"/>' in app.code[0].value for name in ("airplane", "cat", "frog", "truck"))

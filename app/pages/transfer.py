@@ -1,15 +1,21 @@
-"""Export the current labels (CSV, JSON, COCO-style JSON, ImageFolder) and import labels from CSV."""
+"""Export the current labels (CSV, JSON, COCO-style JSON, Label Studio tasks, ImageFolder) and import labels
+(CSV, Label Studio JSON export, COCO-style JSON)."""
 
 from pathlib import Path
 
 import streamlit as st
 
+from app.auth import require
 from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import chosen_project
 from services.engines import running_engines
 from services.errors import UserError
-from services.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
+from services.transfer import (export_image_folder, import_file, label_studio_config, labeled_images, to_coco, to_csv,
+                               to_json, to_label_studio)
+from storage.models import Role
+
+require(Role.ADMIN)  # first: see app/auth.py
 
 st.title("Export / import")
 db, project = database(), chosen_project()
@@ -21,7 +27,7 @@ def _labeled():
 
 st.header("Export the current labels")
 st.caption("Files are made when you click. Paths are relative to the project's root folder.")
-csv_file, json_file, coco_file = st.columns(3)
+csv_file, json_file, coco_file, studio_file = st.columns(4)
 csv_file.download_button("CSV", lambda: to_csv(_labeled()), file_name=f"{project}-labels.csv", mime="text/csv",
                          on_click="ignore", icon=":material/download:")
 json_file.download_button("JSON", lambda: to_json(_labeled()), file_name=f"{project}-labels.json",
@@ -29,14 +35,22 @@ json_file.download_button("JSON", lambda: to_json(_labeled()), file_name=f"{proj
 coco_file.download_button("COCO-style JSON", lambda: to_coco(db, project, _labeled()),
                           file_name=f"{project}-coco.json", mime="application/json", on_click="ignore",
                           icon=":material/download:")
+studio_file.download_button("Label Studio tasks", lambda: to_label_studio(db, project, _labeled()),
+                            file_name=f"{project}-label-studio.json", mime="application/json", on_click="ignore",
+                            icon=":material/download:",
+                            help="Labels as pre-annotations; data.image points at /data/local-files/ under the project root "
+                                 "(Label Studio with LOCAL_FILES_DOCUMENT_ROOT=/).")
+with st.expander("Label Studio labeling config"):
+    st.code(label_studio_config(db, project), language="xml")
 
 with st.form("image-folder"):
     st.subheader("ImageFolder")
     folder = st.text_input("New or empty folder on this computer", placeholder="/data/exports/banana")
-    how = st.radio("Files", ["copies", "symbolic links"], horizontal=True)
+    how = st.radio("Files", ["copies", "hard links", "symbolic links"], horizontal=True)
     if st.form_submit_button("Write one folder per class"):
         try:
-            written = export_image_folder(db, project, _labeled(), Path(folder).expanduser(), link=how != "copies")
+            written = export_image_folder(db, project, _labeled(), Path(folder).expanduser(),
+                                          files={"copies": "copy", "hard links": "hardlink"}.get(how, "symlink"))
         except (UserError, OSError) as error:
             st.error(escape_markdown(str(error)))
         else:
@@ -44,14 +58,15 @@ with st.form("image-folder"):
 
 st.header("Import labels")
 st.caption("A CSV with a header row and the columns path (relative to the project's root) and labels "
-           "(class names separated by ;). Each imported label supersedes the image's current one.")
+           "(class names separated by ;), a Label Studio JSON export, or a COCO-style JSON file. Each imported "
+           "label supersedes the image's current one; a file with a malformed line is refused whole.")
 with st.form("import"):
-    upload = st.file_uploader("CSV file", type=["csv"])
+    upload = st.file_uploader("CSV or JSON file", type=["csv", "json"])
     create = st.checkbox("Create classes that do not exist yet")
     if st.form_submit_button("Import") and upload is not None:
         try:
-            report = import_csv(db, project, upload.getvalue().decode("utf-8-sig"), create_classes=create)
-        except (UserError, UnicodeDecodeError) as error:
+            report = import_file(db, project, upload.getvalue(), file_name=upload.name, create_classes=create)
+        except UserError as error:
             st.error(escape_markdown(str(error)))
         else:
             for engine in running_engines():
@@ -61,6 +76,8 @@ with st.form("import"):
             st.success(f"Imported {report.imported} labels; {report.unchanged} were already current.")
             if report.created_classes:
                 st.info(escape_markdown(f"New classes: {', '.join(report.created_classes)}"))
-            if report.unknown_paths:
-                st.warning(f"{len(report.unknown_paths)} paths are not images of this project; the first ones:")
-                st.dataframe({"path": report.unknown_paths[:20]}, hide_index=True)
+            if report.unknown:
+                st.warning(f"{len(report.unknown)} paths are not images of this project and were skipped; "
+                           "the first ones:")
+                st.dataframe({"line": [u.line for u in report.unknown[:20]],
+                              "path": [u.path for u in report.unknown[:20]]}, hide_index=True)

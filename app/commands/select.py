@@ -1,0 +1,73 @@
+"""``select``: choose the next images to label and write them to a CSV, for labeling in another tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.selection import ALL_STRATEGIES, PART_NAMES  # numpy only: --help stays fast
+from services.config import Settings
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of images, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "select",
+        help="choose the next N images to label and write them to a CSV with the reasons",
+        description=(
+            "Embed the images not embedded yet, train the model on the current labels (or use the newest "
+            "stored model if it was trained on them), choose N unlabeled images with the selection strategy, "
+            "record the choice as a selection run, and write OUT: rank, path (relative to the project root), "
+            "item_id, source (the rule that chose the image), predicted (classes, ;-separated), probability "
+            "(of the most probable class), then one column per score part (" + ", ".join(PART_NAMES) + "; empty where a part "
+            "does not apply). The app's strategy setting is not changed."
+        ),
+    )
+    parser.add_argument("--n", type=_positive, required=True, help="how many images to choose")
+    parser.add_argument("--strategy", default="default", choices=ALL_STRATEGIES, metavar="STRATEGY",
+                        help=f"one of {', '.join(ALL_STRATEGIES)} (default: default)")
+    parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
+    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the BANANA_BACKBONE setting)")
+    parser.add_argument("--device", default="cpu", help="device for embedding new images: cpu, cuda, cuda:N or mps")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from core.extract import ExtractConfig
+    from services.database import open_database
+    from services.engines import close_engines
+    from services.headless_selection import picks_csv, select_images  # imports torch
+    from services.transfer import write_atomically
+
+    settings = replace(settings, backbone=args.backbone or settings.backbone)
+    project = args.project or settings.project
+    with open_database(settings) as db:
+        try:
+            chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,
+                                   extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty())
+        finally:
+            close_engines()
+    write_atomically(args.out, picks_csv(chosen))
+    model = (f"model version {chosen.model_version_id}" if chosen.model_version_id is not None
+             else "no model yet (fewer than two classes labeled)")
+    print(f"selected {len(chosen.picks)} of {chosen.n_unlabeled} unlabeled images ({chosen.strategy}; {model}; "
+          f"{chosen.n_labeled} labels; {chosen.embedded_now} images embedded now) -> {args.out}, "
+          f"selection run {chosen.selection_run_id}")
+    if chosen.model_error:
+        print(f"warning: the retrain on the current labels failed ({chosen.model_error}); "
+              "the newest stored model, if any, scored the images", file=sys.stderr)
+    return 0
+

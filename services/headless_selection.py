@@ -1,0 +1,135 @@
+"""Choose the next images to label without the app, for teams that label in another tool.
+
+The same path as the app's: embed what is not embedded yet, start the project's engine
+(current labels, the newest stored model if it was trained on them, else a retrain that
+is stored as a new model version), then one call of :func:`core.selection.select`
+recorded as a selection run whose picks carry their score parts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.extract import ExtractConfig
+from core.selection import ALL_STRATEGIES, PART_NAMES
+from services.config import Settings
+from services.database import Database
+from services.embeddings import embed
+from services.engine import ProjectEngine, SelectionSettings
+from services.engines import start_engine
+from services.errors import UserError
+from services.projects import get_project, project_counts
+from storage.models import Pick
+
+CSV_COLUMNS = ("rank", "path", "item_id", "source", "predicted", "probability", *PART_NAMES)
+
+
+@dataclass(frozen=True)
+class PickRow:
+    """One chosen image: rank (1 = ask first), the rule that chose it, the serving model's
+    predicted classes and its probability of the most probable class (NaN without a model),
+    and the score parts that apply."""
+
+    rank: int
+    item_id: int
+    path: str
+    source: str
+    predicted: tuple[str, ...]
+    probability: float
+    score_parts: dict[str, float]
+
+
+@dataclass(frozen=True)
+class HeadlessSelection:
+    """A recorded selection run and its picks, best first.
+
+    ``model_version_id`` is the model that scored them (None before two classes are
+    labeled); ``model_error`` says why a retrain failed, when it did.
+    """
+
+    selection_run_id: int
+    strategy: str
+    model_version_id: int | None
+    n_labeled: int
+    n_unlabeled: int
+    embedded_now: int
+    picks: list[PickRow]
+    model_error: str | None = None
+
+
+def check_request(n: int, strategy: str) -> None:
+    """The arguments' checks, before any work."""
+    if n < 1:
+        raise UserError(f"--n must be a positive number of images, got {n}")
+    if strategy not in ALL_STRATEGIES:
+        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(ALL_STRATEGIES)}")
+
+
+def select_images(db: Database, settings: Settings, *, project: str, n: int, strategy: str = "default",
+                  extract: ExtractConfig = ExtractConfig(), show_progress: bool = False) -> HeadlessSelection:
+    """Choose up to ``n`` unlabeled images of ``project`` with ``strategy`` and record the run.
+
+    The strategy applies to this run only; the app's selection settings are not changed.
+    """
+    check_request(n, strategy)
+    found = get_project(db, project)
+    if project_counts(db, found).ok == 0:
+        raise UserError(f"project {project!r} has no images; ingest some first: "
+                        f"python -m app.cli ingest FOLDER --project {project}")
+    embedded = embed(db, settings, project=project, backbone=settings.backbone, config=extract,
+                     show_progress=show_progress)
+    engine = _ready_engine(db, settings, project)
+    engine.loop.wait_idle()  # a retrain on the current labels, when the stored model is older
+    kept = engine.selection  # the app's settings stay as they are, on disk and in the engine
+    engine.selection = SelectionSettings(strategy, kept.config)
+    try:
+        asks = engine.next_asks(n, owner=object())
+    finally:
+        engine.selection = kept
+    if not asks:
+        raise UserError(f"project {project!r} has no unlabeled embedded images left to choose from")
+    rows = np.asarray([engine.row_of[ask.item_id] for ask in asks])
+    predictions = engine.predictions(rows)
+    probability = predictions[1] if predictions is not None else np.full(len(asks), math.nan)
+    with db.reading() as session:
+        run_id = session.get(Pick, asks[0].pick_id).selection_run_id
+    picks = [PickRow(rank, ask.item_id, ask.path, ask.source,
+                     tuple(engine.classes[c].name for c in ask.predicted), float(probability[rank - 1]),
+                     ask.score_parts)
+             for rank, ask in enumerate(asks, start=1)]
+    n_labeled = len(engine.labeled_items())
+    return HeadlessSelection(selection_run_id=run_id, strategy=strategy, model_version_id=asks[0].model_version_id,
+                             n_labeled=n_labeled, n_unlabeled=len(engine.item_ids) - n_labeled,
+                             embedded_now=embedded.embedded, picks=picks, model_error=engine.last_error)
+
+
+def _ready_engine(db: Database, settings: Settings, project: str) -> ProjectEngine:
+    # Its own embed run finds nothing new: the images were embedded just before.
+    startup = start_engine(db, settings, project)
+    while startup.phase not in ("ready", "failed"):
+        time.sleep(0.05)
+    if startup.phase == "failed":
+        raise UserError(startup.error)
+    return startup.engine
+
+
+def picks_csv(selection: HeadlessSelection) -> str:
+    """The picks as CSV: :data:`CSV_COLUMNS`, predicted classes ``;``-separated, empty where a part does not apply."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for pick in selection.picks:
+        parts = [_number(pick.score_parts.get(name, math.nan)) for name in PART_NAMES]
+        writer.writerow([pick.rank, pick.path, pick.item_id, pick.source, ";".join(pick.predicted),
+                         _number(pick.probability), *parts])
+    return buffer.getvalue()
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6g}"

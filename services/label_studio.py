@@ -1,0 +1,131 @@
+"""Label Studio: tasks to import into it (labels as pre-annotations) and its JSON export read back.
+
+Export: one task per labeled image, ``data.image`` the image's URL for Label Studio,
+``data.banana_path`` its path relative to the project root, and the labels as a
+*prediction* (``model_version`` :data:`MODEL_VERSION`), which Label Studio imports as a
+pre-annotation that a labeler accepts or corrects.
+
+Import: a task's label is its newest annotation that was not cancelled; a task with
+none is read from a prediction of :data:`MODEL_VERSION` (banana's own labels coming
+back untouched), never from another model's predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+from xml.sax.saxutils import quoteattr
+
+from services import json_records
+from services.errors import UserError
+
+MODEL_VERSION = "banana-labels"
+FROM_NAME, TO_NAME = "label", "image"  # the names in the labeling config below
+LOCAL_FILES = "/data/local-files/?d="
+
+
+@dataclass(frozen=True)
+class TaskLabel:
+    """One task of an export: the line it starts on, the image's path as the task names it, and
+    its class names (empty when the task has no label)."""
+
+    line: int
+    path: str
+    labels: tuple[str, ...]
+
+
+def to_tasks(paths_and_labels: Sequence[tuple[str, Sequence[str]]], *, image_prefix: str) -> str:
+    """Label Studio import JSON: ``data.image`` is ``image_prefix`` + the URL-quoted path."""
+    tasks = [{"data": {"image": image_prefix + quote(path), "banana_path": path},
+              "predictions": [{"model_version": MODEL_VERSION, "score": 1.0,
+                               "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                           "value": {"choices": list(labels)}}]}]}
+             for path, labels in paths_and_labels]
+    return json.dumps(tasks, indent=1)
+
+
+def default_image_prefix(root: str) -> str:
+    """Local-files URLs that work with ``LOCAL_FILES_DOCUMENT_ROOT=/``."""
+    return LOCAL_FILES + quote(root.strip("/")) + "/"
+
+
+def labeling_config(class_names: Sequence[str], *, multi_label: bool) -> str:
+    """The labeling config (XML) whose names match the exported tasks."""
+    choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in class_names)
+    return (f'<View>\n  <Image name="{TO_NAME}" value="$image"/>\n'
+            f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{"multiple" if multi_label else "single"}">\n'
+            f"{choices}\n  </Choices>\n</View>\n")
+
+
+def read_tasks(text: str, file_name: str) -> list[TaskLabel]:
+    """Every task of a Label Studio JSON export; a malformed task is a UserError naming its line."""
+    tasks = json_records.load(text, file_name)
+    if not isinstance(tasks, list):
+        raise UserError(f"{file_name}, line 1: a Label Studio export is a JSON list of tasks; "
+                        "export the project with the JSON format (not JSON-MIN or CSV)")
+    return [_task_label(task, line, file_name) for line, task in zip(json_records.array_lines(text), tasks)]
+
+
+def _task_label(task, line: int, file_name: str) -> TaskLabel:
+    where = f"{file_name}, line {line}"
+    data = task.get("data") if isinstance(task, dict) else None
+    data = data if isinstance(data, dict) else {}
+    ours, image = data.get("banana_path"), data.get("image")
+    if isinstance(ours, str) and ours.strip():
+        path = ours
+    elif isinstance(image, str) and image.strip():
+        path = image_path(image)
+    else:
+        raise UserError(f"{where}: the task has no data.image; each task needs the image's path or URL in "
+                        "data.image (export with the JSON format, not JSON-MIN)")
+    annotations = _list(task, "annotations", where)
+    done = [a for a in annotations if not a.get("was_cancelled")]
+    if done:
+        labels = _choices(max(enumerate(done), key=_recency)[1], where)
+    else:
+        ours = [p for p in _list(task, "predictions", where) if p.get("model_version") == MODEL_VERSION]
+        labels = _choices(ours[-1], where) if ours else ()
+    return TaskLabel(line, path, labels)
+
+
+def _recency(position_and_annotation: tuple[int, dict]) -> tuple:
+    """Newest by time of the last change, then by id, then by place in the list."""
+    position, annotation = position_and_annotation
+    stamp = annotation.get("updated_at") or annotation.get("created_at") or ""
+    number = annotation.get("id")
+    return str(stamp), number if isinstance(number, int) else -1, position
+
+
+def _list(task: dict, key: str, where: str) -> list[dict]:
+    value = task.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise UserError(f"{where}: the task's {key} must be a list of objects")
+    return value
+
+
+def _choices(annotation: dict, where: str) -> tuple[str, ...]:
+    """The class names chosen in an annotation's (or prediction's) results."""
+    results = annotation.get("result") or []
+    names: set[str] = set()
+    for result in results if isinstance(results, list) else [None]:
+        value = result.get("value") if isinstance(result, dict) else None
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: a result has no value object; results must look like "
+                            '{"type": "choices", "value": {"choices": ["cat"]}}')
+        choices = value.get("choices", [])
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            raise UserError(f"{where}: value.choices must be a list of class names")
+        names.update(c.strip() for c in choices if c.strip())
+    return tuple(sorted(names))
+
+
+def image_path(reference: str) -> str:
+    """The file path in an image reference: a local-files URL's ``d``, another URL's path, or the path itself."""
+    parts = urlsplit(reference)
+    if parts.path.rstrip("/").endswith("/data/local-files") and "d" in parse_qs(parts.query):
+        return parse_qs(parts.query)["d"][0]
+    if parts.scheme in ("http", "https", "s3", "gs", "azure-blob"):
+        return unquote(parts.path).lstrip("/")
+    return reference
