@@ -12,7 +12,7 @@ import copy
 import json
 import logging
 import threading
-import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,8 +34,6 @@ from storage.label_queries import CurrentLabel
 from storage.models import Project
 
 log = logging.getLogger(__name__)
-
-RESERVATION_SECONDS = 600  # an ask held by a labeler is not offered to others for this long
 
 
 @dataclass(frozen=True)
@@ -107,13 +105,12 @@ class ProjectEngine:
         self.row_of = {int(item_id): row for row, item_id in enumerate(self.item_ids.tolist())}
         self.images = ImageCache(Path(project.root_path))
         self.background = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"asks-{project.id}")
-        self._lock = threading.Lock()  # guards _labels and _reserved; held only briefly
+        self._lock = threading.Lock()  # guards _labels; held only briefly
         self._state_lock = threading.Lock()  # guards _state, which selection reads for a while
         self._rng = np.random.default_rng()
         self._state = SimilarityState(embeddings)
         self._state_labels: dict[int, tuple[int, ...]] = {}  # the labels _state reflects
         self._labels: dict[int, CurrentLabel] = {}  # item id -> newest annotation (cleared ones too)
-        self._reserved: dict[int, tuple[object, float]] = {}
         self.last_error: str | None = None
         self.classes: dict[int, ClassInfo] = {}
         self.reload_classes()
@@ -168,7 +165,6 @@ class ProjectEngine:
             return  # not embedded: nothing to learn from
         with self._lock:
             self._labels[item_id] = label
-            self._reserved.pop(item_id, None)
         # The similarity state catches up when the next asks are chosen, off the labeling path.
         # The loop's own copy of the labels only triggers retrains; _fit reads the engine's labels.
         self.loop.add_labels([row], [0])
@@ -286,28 +282,26 @@ class ProjectEngine:
 
     # ----- selection -------------------------------------------------------------------
 
-    def next_asks(self, n: int, *, owner: object, exclude: set[int] = frozenset()) -> list[Ask]:
-        """Choose up to ``n`` asks for ``owner`` (a labeling session) and record them as a selection run.
+    def next_asks(self, n: int, *, claim: Callable[[list[int]], list[int]], exclude: Iterable[int] = ()) -> list[Ask]:
+        """Choose up to ``n`` asks and record them as a selection run.
 
-        Items other owners hold, and ``exclude``, are left out.
+        ``claim`` gets the candidate item ids, best first, and returns those the caller may
+        ask about (it leases them: see ``services.leases``); only those become asks.
+        Items in ``exclude`` are left out.
         """
-        now = time.monotonic()
         with self._state_lock:
             with self._lock:
-                held = {item for item, (who, since) in self._reserved.items()
-                        if who is not owner and now - since < RESERVATION_SECONDS}
                 labeled = {i: lab.class_ids for i, lab in self._labels.items() if lab.class_ids}
-            skip = {self.row_of[i] for i in held | set(exclude) if i in self.row_of}
+            skip = {self.row_of[i] for i in exclude if i in self.row_of}
             self._catch_up_state(labeled)
             rows = np.asarray([self.row_of[i] for i in labeled], np.int64)
             serving, settings = self.serving, self.selection
             labels = self._selection_labels(list(labeled.values()), serving.probe)
             chosen = select(self.embeddings, rows, labels, n + len(skip), strategy=settings.strategy,
                             probe=serving.probe, state=self._state, config=settings.config, rng=self._rng)
-        keep = [i for i, row in enumerate(chosen.indices.tolist()) if row not in skip][:n]
-        with self._lock:
-            for i in keep:
-                self._reserved[int(self.item_ids[chosen.indices[i]])] = (owner, now)
+        candidates = [i for i, row in enumerate(chosen.indices.tolist()) if row not in skip][:n]
+        claimed = set(claim([int(self.item_ids[chosen.indices[i]]) for i in candidates]))
+        keep = [i for i in candidates if int(self.item_ids[chosen.indices[i]]) in claimed]
         picks = [self._pick(chosen, i, serving.probe) for i in keep]
         if not picks:
             return []
@@ -319,18 +313,6 @@ class ProjectEngine:
                     source=pick["source"], score_parts=pick["score_parts"], predicted=tuple(pick["predicted"] or ()),
                     model_version_id=serving.model_version_id, band=chosen.band)
                 for pick, pick_id in zip(picks, pick_ids)]
-
-    def reserve(self, item_id: int, owner: object) -> None:
-        """Keep ``item_id`` from other labelers' asks while ``owner`` holds it."""
-        with self._lock:
-            self._reserved[item_id] = (owner, time.monotonic())
-
-    def release(self, item_ids: set[int], owner: object) -> None:
-        """Let other labelers be asked about these items again."""
-        with self._lock:
-            for item in item_ids:
-                if self._reserved.get(item, (None,))[0] is owner:
-                    del self._reserved[item]
 
     def _selection_labels(self, class_sets: list[tuple[int, ...]], probe: LinearProbe | None) -> np.ndarray:
         if not self.multi_label or probe is None:

@@ -3,7 +3,10 @@
 Each label is committed to the database before :meth:`LabelingSession.label` returns;
 undo appends an annotation that supersedes the undone one (history is never rewritten).
 Asks are chosen in small batches in the background and the next images are rendered
-ahead, so the next ask is ready before the labeler presses a key.
+ahead, so the next ask is ready before the labeler presses a key. Every queued ask is
+leased to this labeler in the database (:mod:`services.leases`), so no other labeler, in
+this process or another, is asked about it meanwhile (overlap asks aside); the leases are
+renewed while the session is used and given back when it skips, drops or closes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from services.engine import Ask, ProjectEngine
 from services.errors import UserError
-from services.labels import record_annotation
+from services.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
 from storage.label_queries import CurrentLabel
 
 ASK_IMAGE_SIDE = 448  # pixels of the image being labeled
@@ -45,13 +48,19 @@ class LabelingSession:
         Asks chosen per selection run.
     low_water : int
         A new batch is chosen in the background when fewer asks than this are queued.
+    team : TeamSettings, optional
+        Lease time and overlap share; the project's saved team settings when None.
     """
 
-    def __init__(self, engine: ProjectEngine, annotator: str, *, batch_size: int = 8, low_water: int = 4) -> None:
+    def __init__(self, engine: ProjectEngine, annotator: str, *, batch_size: int = 8, low_water: int = 4,
+                 team: TeamSettings | None = None) -> None:
         if not annotator.strip():
             raise UserError("annotator name is empty; type your name")
         self.engine = engine
         self.annotator = annotator.strip()
+        self.leases = AskLeases(engine, self.annotator,
+                                team=team if team is not None else read_team_settings(engine.settings, engine.project_id))
+        self._renewed = time.monotonic()
         self.batch_size, self.low_water = batch_size, low_water
         self.history: list[Labeled] = []
         self._queue: deque[Ask] = deque()
@@ -59,6 +68,7 @@ class LabelingSession:
         self._returned: set[int] = set()  # undone items asked again even though they may hold a label
         self._lock = threading.Lock()
         self._refill: Future | None = None
+        self._stale: list[Ask] = []  # dropped asks whose leases are still to be given back
         self._shown: tuple[int, float] | None = None  # item on screen and when it first showed
 
     # ----- what to show ----------------------------------------------------------------
@@ -76,8 +86,11 @@ class LabelingSession:
                     return None
                 continue
             label = self.engine.current_label(head.item_id)
-            if label is not None and label.class_ids and head.item_id not in self._returned:
-                self._drop(head.item_id)  # someone else labeled it meanwhile
+            if label is not None and label.class_ids and head.item_id not in self._returned and not is_overlap(head):
+                self._drop(head.item_id)  # labeled on another page meanwhile
+                self.leases.release([head])
+                continue
+            if not self._renew_if_due():
                 continue
             if self._shown is None or self._shown[0] != head.item_id:
                 self._shown = (head.item_id, time.monotonic())
@@ -100,10 +113,10 @@ class LabelingSession:
             duration_ms = round((time.monotonic() - self._shown[1]) * 1000)
         previous = self.engine.current_label(item_id)
         classes = tuple(sorted(set(class_ids)))
-        annotation_id = record_annotation(
-            self.engine.db, item_id=item_id, class_names=[self.engine.classes[c].name for c in classes],
-            annotator=self.annotator, duration_ms=duration_ms,
-            supersedes_id=previous.annotation_id if previous is not None else None)
+        # An overlap label is a second opinion, not a correction of the first label.
+        supersedes = previous.annotation_id if previous is not None and not is_overlap(ask) else None
+        annotation_id = self.leases.label(ask, [self.engine.classes[c].name for c in classes],
+                                          duration_ms=duration_ms, supersedes_id=supersedes)
         self.engine.set_label(item_id, CurrentLabel(annotation_id, classes))
         self.history.append(Labeled(ask, annotation_id, previous))
         self._drop(item_id)
@@ -112,9 +125,10 @@ class LabelingSession:
 
     def skip(self, item_id: int) -> None:
         """Do not ask about this item again in this session."""
+        ask = self._ask_for(item_id)
         self._skipped.add(item_id)
         self._drop(item_id)
-        self.engine.release({item_id}, self)
+        self.leases.release([ask])
         self._top_up()
 
     def undo(self) -> Ask | None:
@@ -134,12 +148,10 @@ class LabelingSession:
         if now is None or now.annotation_id != done.annotation_id:
             raise UserError(f"{done.ask.path} was labeled again by someone else since; open it on the Grid or Explore page")
         restored = done.previous.class_ids if done.previous is not None else ()
-        annotation_id = record_annotation(
-            self.engine.db, item_id=done.ask.item_id, class_names=[self.engine.classes[c].name for c in restored],
-            annotator=self.annotator, supersedes_id=done.annotation_id)
+        annotation_id = self.leases.undo(done.ask, [self.engine.classes[c].name for c in restored],
+                                         supersedes_id=done.annotation_id)
         self.engine.set_label(done.ask.item_id, CurrentLabel(annotation_id, restored))
         self.history.pop()
-        self.engine.reserve(done.ask.item_id, self)
         with self._lock:
             self._queue.appendleft(done.ask)
             self._returned.add(done.ask.item_id)
@@ -148,9 +160,10 @@ class LabelingSession:
     def close(self) -> None:
         """Hand the queued asks back, so other labelers may be asked about them at once."""
         with self._lock:
-            queued = {ask.item_id for ask in self._queue}
+            queued = list(self._queue) + self._stale
             self._queue.clear()
-        self.engine.release(queued, self)
+            self._stale = []
+        self.leases.release(queued)
 
     # ----- the queue -------------------------------------------------------------------
 
@@ -160,6 +173,20 @@ class LabelingSession:
                 if ask.item_id == item_id:
                     return ask
         raise UserError(f"item {item_id} is not among this session's asks; it may have been labeled already")
+
+    def _renew_if_due(self) -> bool:
+        """Renew the queued asks' leases once half the lease time has passed; drop those lost
+        (left so long that someone else took them). False when any was dropped."""
+        if time.monotonic() - self._renewed < self.leases.team.lease_seconds / 2:
+            return True
+        with self._lock:
+            queued = list(self._queue)
+        held = self.leases.renew(queued)
+        self._renewed = time.monotonic()
+        lost = [ask for ask in queued if ask.item_id not in held]
+        for ask in lost:
+            self._drop(ask.item_id)
+        return not lost
 
     def _drop(self, item_id: int) -> None:
         with self._lock:
@@ -172,7 +199,9 @@ class LabelingSession:
         serving = self.engine.serving.model_version_id
         with self._lock:
             if len(self._queue) > 2 and self._queue[-1].model_version_id != serving:
-                self._queue = deque(list(self._queue)[:2])
+                stale = [ask for ask in list(self._queue)[2:] if ask.item_id not in self._returned]
+                self._queue = deque(ask for ask in self._queue if ask not in stale)
+                self._stale.extend(stale)  # given back by the next refill, before it leases again
             start = len(self._queue) < self.low_water and self._refill is None
             if start:
                 self._refill = self.engine.background.submit(self._fill)
@@ -185,7 +214,9 @@ class LabelingSession:
         try:
             with self._lock:
                 exclude = {ask.item_id for ask in self._queue} | self._skipped
-            asks = self.engine.next_asks(self.batch_size, owner=self, exclude=exclude)
+                stale, self._stale = self._stale, []
+            self.leases.release(stale)
+            asks = self.leases.lease(self.batch_size, exclude=exclude)
             with self._lock:
                 known = {ask.item_id for ask in self._queue}
                 self._queue.extend(ask for ask in asks if ask.item_id not in known)
