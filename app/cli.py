@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.commands import embed, export_embeddings, ingest, similar, simulate, ssl_train
+from app.commands import embed, export, export_embeddings, import_labels, ingest, similar, simulate, ssl_train
+from app.commands import select as select_command
 from app.commands import backup
 from services.config import load_settings
 from services.errors import UserError
 
-COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, backup)
+COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, select_command, import_labels, export, backup)
 
 
 def build_parser() -> argparse.ArgumentParser:
