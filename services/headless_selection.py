@@ -89,7 +89,7 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
     kept = engine.selection  # the app's settings stay as they are, on disk and in the engine
     engine.selection = SelectionSettings(strategy, kept.config)
     try:
-        asks = engine.next_asks(n, owner=object())
+        asks = engine.next_asks(n, claim=lambda candidates: candidates)  # a report: nothing is leased
     finally:
         engine.selection = kept
     if not asks:
