@@ -1,4 +1,8 @@
-"""Streamlit entry point: ``streamlit run app/main.py``. Routes to the pages and holds the sidebar."""
+"""Streamlit entry point: ``streamlit run app/main.py``. Routes to the pages and holds the sidebar.
+
+A visitor who is not signed in sees only the sign-in page; a signed-in account sees the
+pages its role allows (roles form a ladder: see services/accounts.py).
+"""
 
 import sys
 from pathlib import Path
@@ -8,27 +12,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
+from app.auth import current_account, sign_out  # noqa: E402
 from app.resources import database, settings  # noqa: E402
-from app.user_state import default_annotator  # noqa: E402
+from app.safe_text import escape_markdown  # noqa: E402
 from services.projects import list_projects  # noqa: E402
+from storage.models import Role  # noqa: E402
 
 PAGES = Path(__file__).parent / "pages"
 
+# (page, the lowest role that sees it); the first page is the default.
+PAGES_BY_ROLE = [
+    (st.Page(PAGES / "label.py", title="Label", icon=":material/label:", default=True), Role.ANNOTATOR),
+    (st.Page(PAGES / "dashboard.py", title="Dashboard", icon=":material/monitoring:"), Role.ANNOTATOR),
+    (st.Page(PAGES / "grid.py", title="Grid", icon=":material/grid_view:"), Role.ANNOTATOR),
+    (st.Page(PAGES / "explore.py", title="Explore", icon=":material/scatter_plot:"), Role.ANNOTATOR),
+    (st.Page(PAGES / "classes.py", title="Classes and settings", icon=":material/tune:"), Role.ADMIN),
+    (st.Page(PAGES / "transfer.py", title="Export / import", icon=":material/import_export:"), Role.ADMIN),
+    (st.Page(PAGES / "overview.py", title="Files", icon=":material/folder:"), Role.ANNOTATOR),
+    (st.Page(PAGES / "users.py", title="Users", icon=":material/group:"), Role.ADMIN),
+]
+
 st.set_page_config(page_title="banana", layout="wide")
-navigation = st.navigation([
-    st.Page(PAGES / "label.py", title="Label", icon=":material/label:", default=True),
-    st.Page(PAGES / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
-    st.Page(PAGES / "grid.py", title="Grid", icon=":material/grid_view:"),
-    st.Page(PAGES / "explore.py", title="Explore", icon=":material/scatter_plot:"),
-    st.Page(PAGES / "classes.py", title="Classes and settings", icon=":material/tune:"),
-    st.Page(PAGES / "transfer.py", title="Export / import", icon=":material/import_export:"),
-    st.Page(PAGES / "overview.py", title="Files", icon=":material/folder:"),
-])
+account = current_account()
+if account is None:
+    st.navigation([st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    st.stop()
+
+# Pages left out of the navigation cannot be opened, not even by their URL.
+navigation = st.navigation([page for page, lowest in PAGES_BY_ROLE if account.can(lowest)])
 with st.sidebar:
     names = [project.name for project in list_projects(database())]
     if len(names) > 1:
         st.selectbox("Project", names, index=names.index(settings().project) if settings().project in names else 0,
                      key="project")
-    st.text_input("Your name", value=default_annotator(), key="annotator", max_chars=200,
-                  help="Recorded with every label you give.")
+    st.caption(f"Signed in as **{escape_markdown(account.name)}** ({account.role.value}); "
+               "your labels are recorded under this name.")
+    st.button("Sign out", on_click=sign_out, icon=":material/logout:")
 navigation.run()

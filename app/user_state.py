@@ -1,21 +1,15 @@
-"""Per-user state (one browser session): chosen project, annotator name, labeling session."""
+"""Per-user state (one browser session): chosen project, signed-in account, labeling session."""
 
 from __future__ import annotations
 
-import getpass
-
 import streamlit as st
 
+from app.auth import ACCOUNT
 from app.resources import settings
+from services.accounts import Account
 from services.engine import ProjectEngine
 from services.labeling import LabelingSession
-
-
-def default_annotator() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "annotator"
+from storage.models import Role
 
 
 def chosen_project() -> str:
@@ -23,8 +17,22 @@ def chosen_project() -> str:
     return st.session_state.get("project") or settings().project
 
 
+def account() -> Account:
+    """The signed-in account; the router (app/main.py) runs pages only for one."""
+    signed_in = st.session_state.get(ACCOUNT)
+    if signed_in is None:
+        raise RuntimeError("no account is signed in; pages run only after app/main.py has signed one in")
+    return signed_in
+
+
 def annotator() -> str:
-    return (st.session_state.get("annotator") or "").strip() or default_annotator()
+    """The signed-in account's name: recorded with every label it gives."""
+    return account().name
+
+
+def role() -> Role:
+    """The signed-in account's role (roles form a ladder: see services/accounts.py)."""
+    return account().role
 
 
 def labeling_session(engine: ProjectEngine) -> LabelingSession:

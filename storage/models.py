@@ -139,14 +139,31 @@ class LabelClass(Base):
     archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class Role(enum.Enum):
+    """What an account may do; each role includes the ones below it (see services/accounts.py)."""
+
+    ADMIN = "admin"
+    REVIEWER = "reviewer"
+    ANNOTATOR = "annotator"
+
+
 class Annotator(Base):
-    """A person (or named tool) who labels."""
+    """A person (or named tool) who labels, and the account they sign in with.
+
+    Rows made by labeling before accounts existed have a name only: no password and no
+    email, so nobody signs in as them until an admin sets a password. ``email`` is the
+    OIDC identity (lower case); ``password_hash`` is an Argon2id hash.
+    """
 
     __tablename__ = "annotator"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    role: Mapped[Role] = mapped_column(_enum_column(Role), default=Role.ANNOTATOR, server_default=Role.ANNOTATOR.value)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 annotation_class = Table(

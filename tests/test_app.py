@@ -1,7 +1,5 @@
 """The Streamlit Files page (what each project holds), run headless with AppTest."""
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -9,13 +7,12 @@ from streamlit.testing.v1 import AppTest
 from services.config import load_settings
 from services.database import open_database
 from services.ingest import ingest
+from tests.app_helpers import signed_in_app
 from tests.images import write_image
-
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 def files_page() -> AppTest:
-    return AppTest.from_file(MAIN, default_timeout=30).switch_page("pages/overview.py").run()
+    return signed_in_app(timeout=30).switch_page("pages/overview.py").run()
 
 
 @pytest.fixture

@@ -4,12 +4,16 @@ from collections import Counter
 
 import streamlit as st
 
+from app.auth import require
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown
 from app.user_state import annotator
 from core.selection import ALL_STRATEGIES
 from services.classes import add_class, merge_classes, rename_class, set_archived
 from services.errors import UserError
+from storage.models import Role
+
+require(Role.ADMIN)  # first: see app/auth.py
 
 st.title("Classes and settings")
 engine = ready_engine()

@@ -3,6 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.auth import require
 from app.resources import database, settings
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import chosen_project
@@ -10,6 +11,9 @@ from services.dashboard import dashboard, labels_per_minute
 from services.errors import UserError
 from services.projects import get_project
 from services.simulation import random_baseline
+from storage.models import Role
+
+require(Role.ANNOTATOR)  # first: see app/auth.py
 
 MINUTE_MS = 60_000
 

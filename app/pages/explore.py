@@ -5,11 +5,15 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.auth import require
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown, escape_plotly
 from services.engine import ProjectEngine
 from services.explore import map_points, more_like, pca_2d
 from services.labeling import THUMBNAIL_SIDE
+from storage.models import Role
+
+require(Role.ANNOTATOR)  # first: see app/auth.py
 
 COLUMNS = 6
 

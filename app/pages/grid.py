@@ -2,12 +2,16 @@
 
 import streamlit as st
 
+from app.auth import require
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown
 from app.user_state import annotator
 from services.errors import UserError
 from services.grid import GRID_SIZE, NEAR_COPY_SIMILARITY, accept, near_copies, predicted_members
 from services.labeling import THUMBNAIL_SIDE
+from storage.models import Role
+
+require(Role.ANNOTATOR)  # first: see app/auth.py
 
 COLUMNS = 6
 RECENT_SOURCES = 100  # labeled images offered as the source of near-copies

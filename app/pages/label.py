@@ -8,6 +8,7 @@ import math
 
 import streamlit as st
 
+from app.auth import require
 from app.engine_gate import ready_engine
 from app.label_why import why_panel
 from app.safe_text import escape_markdown
@@ -16,6 +17,9 @@ from services.classes import add_class
 from services.engine import Ask, ClassInfo
 from services.errors import UserError
 from services.labeling import ASK_IMAGE_SIDE, LabelingSession
+from storage.models import Role
+
+require(Role.ANNOTATOR)  # first: see app/auth.py
 
 KEYED_CLASSES = 10  # keys 1-9 and 0 pick the first ten classes; the rest are picked from a list
 

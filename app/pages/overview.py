@@ -2,8 +2,12 @@
 
 import streamlit as st
 
+from app.auth import require
 from app.resources import database, settings
 from services.projects import list_projects, project_counts, rejected_files
+from storage.models import Role
+
+require(Role.ANNOTATOR)  # first: see app/auth.py
 
 st.title("Files")
 st.write("What has been ingested into each project, and the files that were rejected with the reason.")

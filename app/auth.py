@@ -1,0 +1,97 @@
+"""Who is signed in to this browser session: a local account, or an OIDC identity mapped to one.
+
+The session remembers only the account's id; every run loads the account again, so a
+disabled account or a changed role takes effect at the user's next click.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import streamlit as st
+
+from app.resources import database
+from services.accounts import Account, account_for_email, get_account
+from services.errors import UserError
+from storage.models import Role
+
+ACCOUNT_ID = "account_id"
+ACCOUNT = "account"
+OIDC_REFUSED = "oidc_refused"
+
+
+def oidc_providers(secrets: Mapping) -> list[str | None]:
+    """Providers in Streamlit's ``[auth]`` secrets: None for one set directly in ``[auth]``,
+    the name for each ``[auth.NAME]`` table; empty when OIDC is not configured."""
+    auth = secrets.get("auth")
+    if not isinstance(auth, Mapping):
+        return []
+    named = [name for name, value in auth.items() if isinstance(value, Mapping) and "client_id" in value]
+    return ([None] if "client_id" in auth else []) + named
+
+
+def configured_oidc_providers() -> list[str | None]:
+    """The OIDC providers of this server's ``.streamlit/secrets.toml`` (none without the file)."""
+    if not st.secrets.load_if_toml_exists():
+        return []
+    return oidc_providers(st.secrets)
+
+
+def current_account() -> Account | None:
+    """The signed-in account, loaded fresh; None (and signed out) when there is none or it is disabled."""
+    account_id = st.session_state.get(ACCOUNT_ID)
+    if account_id is None and getattr(st.user, "is_logged_in", False):
+        account_id = _map_oidc_identity()
+    account = get_account(database(), account_id) if account_id is not None else None
+    if account is None or account.disabled:
+        st.session_state.pop(ACCOUNT_ID, None)
+        st.session_state.pop(ACCOUNT, None)
+        return None
+    st.session_state[ACCOUNT] = account
+    return account
+
+
+def _map_oidc_identity() -> int | None:
+    try:
+        account = account_for_email(database(), getattr(st.user, "email", None))
+    except UserError as error:
+        st.session_state[OIDC_REFUSED] = str(error)
+        return None
+    st.session_state.pop(OIDC_REFUSED, None)
+    st.session_state[ACCOUNT_ID] = account.id
+    return account.id
+
+
+def sign_in(account: Account) -> None:
+    """Remember ``account`` for this browser session."""
+    st.session_state[ACCOUNT_ID] = account.id
+    st.session_state[ACCOUNT] = account
+
+
+def sign_out() -> None:
+    """Forget the account (and the provider's sign-in) and everything this session held for it."""
+    labeling = st.session_state.get("labeling_session")
+    if labeling is not None:
+        labeling.close()
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    if getattr(st.user, "is_logged_in", False):
+        st.logout()
+
+
+def require(role: Role) -> Account:
+    """The signed-in account if it has ``role`` or above; otherwise say why and stop the page.
+
+    ``st.navigation`` already leaves out the pages an account may not see. Every page still
+    starts with this call because Streamlit runs a file of ``app/pages/`` by its URL without
+    ``app/main.py`` (its older multipage mode) until ``st.navigation`` has run once in the
+    server process, and AppTest does so on every run.
+    """
+    account = current_account()
+    if account is None:
+        st.warning("Sign in first: open the app's start page.", icon=":material/login:")
+        st.stop()
+    if not account.can(role):
+        st.error(f"This page is for accounts with the {role.value} role or above.", icon=":material/block:")
+        st.stop()
+    return account
