@@ -1,9 +1,10 @@
 """Choose the next images to label without the app, for teams that label in another tool.
 
-The same path as the app's: embed what is not embedded yet, start the project's engine
-(current labels, the newest stored model if it was trained on them, else a retrain that
-is stored as a new model version), then one call of :func:`core.selection.select`
-recorded as a selection run whose picks carry their score parts.
+The same path as the app's: embed what is not embedded yet, a project engine (current
+labels, the newest stored model if it was trained on them, else a retrain that is stored
+as a new model version), then one call of :func:`core.selection.select` through
+:meth:`ProjectEngine.next_asks`, recorded as a selection run whose picks carry their
+score parts. The picks are not leased: they are labeled in another tool.
 """
 
 from __future__ import annotations
@@ -11,21 +12,24 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from core.embedding_store import EmbeddingStore
 from core.extract import ExtractConfig
+from core.loop import LoopConfig
 from core.selection import ALL_STRATEGIES, PART_NAMES
 from services.config import Settings
 from services.database import Database
 from services.embeddings import embed
 from services.engine import ProjectEngine, SelectionSettings
-from services.engines import start_engine
 from services.errors import UserError
 from services.projects import get_project, project_counts
-from storage.models import Pick
+from storage import item_queries
+from storage.models import Pick, Project
 
 CSV_COLUMNS = ("rank", "path", "item_id", "source", "predicted", "probability", *PART_NAMES)
 
@@ -84,16 +88,19 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
                         f"python -m app.cli ingest FOLDER --project {project}")
     embedded = embed(db, settings, project=project, backbone=settings.backbone, config=extract,
                      show_progress=show_progress)
-    engine = _ready_engine(db, settings, project)
-    engine.loop.wait_idle()  # a retrain on the current labels, when the stored model is older
-    kept = engine.selection  # the app's settings stay as they are, on disk and in the engine
-    engine.selection = SelectionSettings(strategy, kept.config)
+    engine = _engine(db, settings, found, embedded.folder)
     try:
-        asks = engine.next_asks(n, claim=lambda candidates: candidates)  # a report: nothing is leased
+        engine.loop.wait_idle()  # the retrain on the current labels, if the stored model is older
+        engine.selection = SelectionSettings(strategy, engine.selection.config)  # this run only, not saved
+        asks = engine.next_asks(n, claim=lambda item_ids: item_ids)  # not leased: labeled elsewhere
+        if not asks:
+            raise UserError(f"project {project!r} has no unlabeled embedded images left to choose from")
+        return _result(db, engine, asks, strategy, embedded.embedded)
     finally:
-        engine.selection = kept
-    if not asks:
-        raise UserError(f"project {project!r} has no unlabeled embedded images left to choose from")
+        engine.close()
+
+
+def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int) -> HeadlessSelection:
     rows = np.asarray([engine.row_of[ask.item_id] for ask in asks])
     predictions = engine.predictions(rows)
     probability = predictions[1] if predictions is not None else np.full(len(asks), math.nan)
@@ -106,17 +113,23 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
     n_labeled = len(engine.labeled_items())
     return HeadlessSelection(selection_run_id=run_id, strategy=strategy, model_version_id=asks[0].model_version_id,
                              n_labeled=n_labeled, n_unlabeled=len(engine.item_ids) - n_labeled,
-                             embedded_now=embedded.embedded, picks=picks, model_error=engine.last_error)
+                             embedded_now=embedded_now, picks=picks, model_error=engine.last_error)
 
 
-def _ready_engine(db: Database, settings: Settings, project: str) -> ProjectEngine:
-    # Its own embed run finds nothing new: the images were embedded just before.
-    startup = start_engine(db, settings, project)
-    while startup.phase not in ("ready", "failed"):
-        time.sleep(0.05)
-    if startup.phase == "failed":
-        raise UserError(startup.error)
-    return startup.engine
+def _engine(db: Database, settings: Settings, project: Project, folder: Path) -> ProjectEngine:
+    """An engine of its own (not the app's shared one) that retrains only when asked: at start,
+    when the newest stored model was not trained on the current labels."""
+    with db.reading() as session:
+        paths = dict(item_queries.ok_item_paths(session, project.id))
+    ids, vectors = EmbeddingStore.open_for_reading(folder).done()
+    keep = np.isin(ids, np.fromiter(paths, np.int64, len(paths)))
+    ids, vectors = ids[keep], vectors[keep]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # float16 storage rounds the norm
+    if len(ids) == 0:
+        raise UserError(f"no image of project {project.name!r} could be embedded; see `python -m app.cli embed`")
+    return ProjectEngine(db, settings, project=project, backbone_key=folder.name, item_ids=ids,
+                         paths=[paths[i] for i in ids.tolist()], embeddings=vectors,
+                         loop_config=LoopConfig(retrain_every=sys.maxsize))
 
 
 def picks_csv(selection: HeadlessSelection) -> str:

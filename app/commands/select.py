@@ -48,18 +48,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.extract import ExtractConfig
     from services.database import open_database
-    from services.engines import close_engines
     from services.headless_selection import picks_csv, select_images  # imports torch
     from services.transfer import write_atomically
 
     settings = replace(settings, backbone=args.backbone or settings.backbone)
     project = args.project or settings.project
     with open_database(settings) as db:
-        try:
-            chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,
-                                   extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty())
-        finally:
-            close_engines()
+        chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,
+                               extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty())
     write_atomically(args.out, picks_csv(chosen))
     model = (f"model version {chosen.model_version_id}" if chosen.model_version_id is not None
              else "no model yet (fewer than two classes labeled)")

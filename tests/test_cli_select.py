@@ -1,0 +1,120 @@
+"""``select``: picks CSV with score parts, recorded as a selection run; clear errors."""
+
+import csv
+import math
+
+import pytest
+from sqlalchemy import select
+
+from app.cli import main
+from core.selection import ALL_STRATEGIES, PART_NAMES
+from services.config import load_settings
+from services.database import open_database
+from services.headless_selection import CSV_COLUMNS
+from services.labels import NewLabel, record_annotations
+from services.projects import get_project
+from storage import item_queries
+from storage.models import ModelVersion, Pick, SelectionRun
+from tests.labeling_project import CLASSES, true_class
+
+
+@pytest.fixture
+def labeled_paths(labeling_home):
+    """Three labeled images of each of the four classes; the other twelve unlabeled."""
+    with open_database(load_settings()) as db:
+        project = get_project(db, "default")
+        with db.reading() as session:
+            items = item_queries.ok_item_paths(session, project.id)
+        chosen = [(i, p) for name in CLASSES for i, p in [(i, p) for i, p in items if true_class(p) == name][:3]]
+        record_annotations(db, [NewLabel(i, [true_class(p)]) for i, p in chosen], annotator="ann")
+    return {p for _, p in chosen}
+
+
+def _runs():
+    with open_database(load_settings()) as db, db.reading() as session:
+        runs = list(session.scalars(select(SelectionRun).order_by(SelectionRun.id)))
+        picks = {run.id: list(session.scalars(select(Pick).where(Pick.selection_run_id == run.id).order_by(Pick.rank)))
+                 for run in runs}
+        versions = list(session.scalars(select(ModelVersion)))
+    return runs, picks, versions
+
+
+def _read(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return reader.fieldnames, list(reader)
+
+
+def test_select_writes_n_picks_with_score_parts_and_records_the_run(labeled_paths, tmp_path, capsys):
+    out = tmp_path / "picks.csv"
+
+    assert main(["select", "--n", "5", "--out", str(out)]) == 0
+
+    columns, rows = _read(out)
+    assert tuple(columns) == CSV_COLUMNS and set(PART_NAMES) <= set(columns)
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert len({r["path"] for r in rows}) == 5 and not {r["path"] for r in rows} & labeled_paths
+    assert all(r["predicted"] in CLASSES and 0 < float(r["probability"]) <= 1 for r in rows)
+    assert all(any(r[name] for name in PART_NAMES) for r in rows)
+    runs, picks, versions = _runs()
+    assert len(runs) == 1 and runs[0].strategy == "default"
+    assert len(versions) == 1 and versions[0].n_labels == 12 and runs[0].model_version_id == versions[0].id
+    stored = picks[runs[0].id]
+    assert [p.item_id for p in stored] == [int(r["item_id"]) for r in rows]
+    for pick, row in zip(stored, rows):
+        assert pick.source == row["source"]
+        assert {name: float(row[name]) for name in PART_NAMES if row[name]} == \
+            pytest.approx(pick.score_parts, rel=1e-5)
+    printed = capsys.readouterr().out
+    assert printed.startswith("selected 5 of 12 unlabeled images") and f"selection run {runs[0].id}" in printed
+
+
+def test_a_second_select_reuses_the_stored_model_and_other_strategies_leave_the_app_setting(labeled_paths, labeling_home,
+                                                                                         tmp_path):
+    assert main(["select", "--n", "3", "--out", str(tmp_path / "a.csv")]) == 0
+    assert main(["select", "--n", "100", "--strategy", "margin", "--out", str(tmp_path / "b.csv")]) == 0
+
+    runs, _, versions = _runs()
+    assert [run.strategy for run in runs] == ["default", "margin"]
+    assert len(versions) == 1  # trained on the same labels: no retrain
+    _, rows = _read(tmp_path / "b.csv")
+    assert len(rows) == 12 and {r["source"] for r in rows} <= {"margin", "audit"}  # every unlabeled image, no more
+    assert not list(labeling_home.rglob("selection.json"))
+
+
+def test_without_labels_select_still_chooses_and_says_there_is_no_model(labeling_home, tmp_path, capsys):
+    assert main(["select", "--n", "4", "--out", str(tmp_path / "p.csv")]) == 0
+    _, rows = _read(tmp_path / "p.csv")
+    assert len(rows) == 4 and all(r["predicted"] == "" and r["probability"] == "" for r in rows)
+    assert "no model yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--n", "0"], "positive"),
+    (["--n", "many"], "positive"),
+    (["--n", "5", "--strategy", "best"], ", ".join(map(repr, ALL_STRATEGIES))),
+])
+def test_bad_arguments_are_usage_errors(home, tmp_path, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["select", *argv, "--out", str(tmp_path / "p.csv")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_empty_or_missing_project_says_to_ingest_first(home, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["ingest", str(tmp_path / "empty"), "--project", "empty"]) == 0
+    capsys.readouterr()
+
+    assert main(["select", "--n", "5", "--project", "empty", "--out", str(tmp_path / "p.csv")]) == 1
+    assert "has no images; ingest some first" in capsys.readouterr().err
+    assert main(["select", "--n", "5", "--project", "nowhere", "--out", str(tmp_path / "p.csv")]) == 1
+    assert "python -m app.cli ingest" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_probability_is_the_top_class_probability(labeled_paths, tmp_path):
+    assert main(["select", "--n", "6", "--out", str(tmp_path / "p.csv")]) == 0
+    _, rows = _read(tmp_path / "p.csv")
+    # With four classes the most probable one has at least a quarter.
+    assert all(float(r["probability"]) >= 0.25 - 1e-6 and not math.isnan(float(r["probability"])) for r in rows)
