@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.database import Database
@@ -24,10 +25,17 @@ def add_label_class(db: Database, *, project: Project, name: str) -> LabelClass:
     name = name.strip()
     if not name:
         raise UserError("class name is empty; type a name")
-    with db.writing() as session:
-        if queries.label_classes_by_name(session, project.id, [name]):
-            raise UserError(f"project {project.name!r} already has a class called {name!r}")
-        return queries.add_label_class(session, project.id, name)
+    taken = UserError(f"project {project.name!r} already has a class called {name!r}")
+    try:
+        with db.writing() as session:
+            if queries.label_classes_by_name(session, project.id, [name]):
+                raise taken
+            return queries.add_label_class(session, project.id, name)
+    except IntegrityError as error:
+        # PostgreSQL runs writers side by side: another one may add the name after the check.
+        if "uq_label_class_project_id_name" in str(error.orig):
+            raise taken from None
+        raise
 
 
 def record_annotation(

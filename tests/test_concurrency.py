@@ -11,9 +11,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from services.database import open_database
+from services.errors import UserError
 from services.labels import add_label_class, record_annotation
 from services.projects import ensure_project
 from storage import queries
@@ -94,3 +96,40 @@ def test_concurrent_labelers_lose_nothing_and_never_see_an_error(backend_db, bac
     print(f"\n{backend_db.engine.dialect.name}: {len(latencies_ms)} annotations by {THREADS} threads in {RUN_SECONDS:.0f} s, "
           f"write latency p50 {np.percentile(latencies_ms, 50):.1f} ms, p99 {np.percentile(latencies_ms, 99):.1f} ms, "
           f"max {latencies_ms.max():.1f} ms")
+
+
+def _wait_until_a_writer_waits(db) -> None:
+    """Return once another transaction waits on a lock this test holds."""
+    if db.engine.dialect.name != "postgresql":
+        time.sleep(0.5)  # SQLite gives no view of a writer waiting on BEGIN IMMEDIATE
+        return
+    deadline = time.monotonic() + 30
+    with db.engine.connect() as connection:
+        while not connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                         "AND wait_event_type = 'Lock'")):
+            assert time.monotonic() < deadline, "the second writer never reached the lock"
+            time.sleep(0.01)
+            connection.rollback()  # a fresh snapshot of pg_stat_activity
+
+
+def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_error(backend_db, tmp_path):
+    project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
+    outcome: list[BaseException | None] = []
+
+    def add_cow() -> None:
+        try:
+            add_label_class(backend_db, project=project, name="cow")
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - asserted below
+            outcome.append(error)
+
+    second = threading.Thread(target=add_cow)
+    with backend_db.writing() as session:  # the first labeler's transaction, still open
+        queries.add_label_class(session, project.id, "cow")
+        second.start()
+        _wait_until_a_writer_waits(backend_db)
+    second.join(timeout=30)
+
+    assert len(outcome) == 1 and isinstance(outcome[0], UserError) and "already has a class" in str(outcome[0])
+    with backend_db.reading() as session:
+        assert list(queries.label_classes_by_name(session, project.id, ["cow"])) == ["cow"]
