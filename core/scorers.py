@@ -133,7 +133,8 @@ def typical_preference(density, power, ceiling):
 # ----- the entry point ----------------------------------------------------------------
 
 def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin", similarity=None, band_center=None,
-               band_width=None, density=None, typicality_power=0.0, typicality_ceiling=1.0, rng=None):
+               band_width=None, density=None, typicality_power=0.0, typicality_ceiling=1.0, rng=None,
+               uncertainty_values=None):
     """Score candidate items for one strategy.
 
     Strategies
@@ -174,6 +175,9 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
         of 0 leaves it out.
     rng : numpy.random.Generator
         For ``"random"``.
+    uncertainty_values : ndarray of shape (M,) or None
+        The uncertainty, already computed (see :mod:`core.pool_predictions`); used
+        instead of ``proba``.
 
     Returns
     -------
@@ -192,14 +196,17 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
     missing = [name for name in needs if given[name] is None]
     if missing:
         raise ValueError(f"strategy {strategy!r} needs {', '.join(missing)}.")
-    lengths = {len(a) for a in (proba, similarity, density) if a is not None}
+    lengths = {len(a) for a in (proba, similarity, density, uncertainty_values) if a is not None}
     if len(lengths) != 1:
-        raise ValueError(f"proba, similarity and density must be given for the same items; got lengths {lengths}.")
+        raise ValueError("proba (or uncertainty_values), similarity and density must be given for the same items; "
+                         f"got lengths {lengths}.")
     n_items = lengths.pop()
 
     parts = {}
     if strategy in ("default", *UNCERTAINTY):
-        if proba is None or proba.shape[1] < (1 if multi_label else 2):
+        if uncertainty_values is not None:
+            parts["uncertainty"] = np.asarray(uncertainty_values, float)
+        elif proba is None or proba.shape[1] < (1 if multi_label else 2):
             parts["uncertainty"] = np.ones(n_items)
         else:
             parts["uncertainty"] = (multilabel_uncertainty(proba, method) if multi_label

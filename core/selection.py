@@ -198,14 +198,17 @@ class _Picker:
     # ----- probabilities -------------------------------------------------------------
 
     def proba(self, rows):
+        """Probabilities of a few rows (the picks)."""
         if self.probe is None or len(rows) == 0:
             return None
-        block, n = 65_536, len(self.embeddings)
-        if len(rows) > n // 2:  # most of the pool: predict on contiguous views rather than gather a copy
-            return np.concatenate([self.probe.predict_proba(self.embeddings[b : b + block])
-                                   for b in range(0, n, block)])[rows]
-        return np.concatenate([self.probe.predict_proba(self.embeddings[rows[i : i + block]])
-                               for i in range(0, len(rows), block)])
+        return self.probe.predict_proba(self.embeddings[rows])
+
+    def uncertainty(self, method):
+        """Uncertainty of every pool item, (N,), from the state's per-probe cache; None
+        without an informative probe (every item then counts as uncertain)."""
+        if not self._informative_probe():
+            return None
+        return self.state.predictions(self.probe).uncertainty(method)
 
     def predicted(self, rows):
         if self.probe is None or len(self.probe.classes_) == 0:
@@ -251,7 +254,8 @@ class _Picker:
         similarity = self.state.nearest_similarity_[free].astype(np.float64)
         self.band = band_parameters(similarity, center_quantile=c.band_center_quantile,
                                     width_quantiles=c.band_width_quantiles, center=c.band_center, width=c.band_width)
-        proba = self.proba(free)
+        uncertainty = self.uncertainty(self.strategy if self.strategy in UNCERTAINTY else c.uncertainty)
+        uncertainty = None if uncertainty is None else uncertainty[free]
         power = c.typicality_power if self.n_labeled < c.typicality_labels_per_class * len(self.class_counts) else 0.0
         density = self._density()[free] if "discovery" in slots or power else None
         ceiling = 1.0
@@ -264,8 +268,8 @@ class _Picker:
 
         def scores(kind, similarity_now, rows=None):  # rows=None: every free item, without a copy
             pick = (lambda a: a) if rows is None else (lambda a: a[rows])
-            return get_scores(kind, proba=None if proba is None else pick(proba), multi_label=self.multi_label,
-                              uncertainty=c.uncertainty, similarity=similarity_now, band_center=self.band[0],
+            return get_scores(kind, uncertainty_values=None if uncertainty is None else pick(uncertainty),
+                              multi_label=self.multi_label, uncertainty=c.uncertainty, similarity=similarity_now, band_center=self.band[0],
                               band_width=self.band[1], density=None if density is None else pick(density),
                               typicality_power=power, typicality_ceiling=ceiling, rng=self.rng)
 

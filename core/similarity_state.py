@@ -8,12 +8,18 @@ incremental path is right).
 """
 from __future__ import annotations
 
-import numpy as np
+import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from core.pool_predictions import PoolPredictions
 from core.scorers import typicality
 
-_BLOCK_ELEMENTS = 1 << 23  # similarity block of ~32 MB float32, whatever the number of labels
-_BLOCK_ROWS = 1 << 17  # pool rows per block: bounds the float32 copy of a float16 pool
+_BLAS = ThreadpoolController()  # found once: a new one scans the loaded libraries (~5 ms)
+_CACHE_ELEMENTS = 1 << 17  # similarity block of 512 KB float32 (a core's L2), whatever the number of labels
+_BLOCK_ROWS = 1 << 15  # pool rows per block at most: bounds the float32 copy of a float16 pool
 
 
 class SimilarityState:
@@ -28,6 +34,8 @@ class SimilarityState:
         float32 is fastest, other dtypes are cast one block at a time.
     label_block : int
         Labels multiplied against the pool at once.
+    n_threads : int or None
+        Threads that share the pool's rows; None: one per CPU core.
 
     Attributes
     ----------
@@ -42,11 +50,12 @@ class SimilarityState:
     labeled_ : ndarray of shape (N,), bool
     """
 
-    def __init__(self, embeddings, *, label_block=1024):
+    def __init__(self, embeddings, *, label_block=1024, n_threads=None):
         if embeddings.ndim != 2:
             raise ValueError(f"embeddings must be 2-D (N, D); got shape {embeddings.shape}.")
         self.embeddings = embeddings
         self.label_block = label_block
+        self.n_threads = max(1, n_threads or os.cpu_count() or 1)
         self._reset()
 
     def _reset(self):
@@ -116,6 +125,13 @@ class SimilarityState:
         out[known] = self.class_similarity_[position[known], rows[known]]
         return out
 
+    def predictions(self, probe):
+        """:class:`core.pool_predictions.PoolPredictions` of ``probe`` over this pool, kept
+        for the latest probe only: a retrain predicts the pool once, not once per selection."""
+        if getattr(self, "_predictions", None) is None or not self._predictions.is_current(probe):
+            self._predictions = PoolPredictions(self.embeddings, probe)
+        return self._predictions
+
     def typicality(self, *, k=20, reference_size=10_000, seed=0):
         """:func:`core.scorers.typicality` of the pool against a random reference sample
         of at most ``reference_size`` items, cached (it does not depend on labels).
@@ -159,34 +175,55 @@ class SimilarityState:
         order = np.argsort(column, kind="stable")
         indices, column = indices[order], column[order]
         n = len(self.embeddings)
+        # Threads of our own over disjoint spans of the pool, one BLAS thread each: BLAS's
+        # own threads cost more to synchronise than these small products gain.
+        spans = np.linspace(0, n, self.n_threads + 1).astype(int)
         for q0 in range(0, len(indices), self.label_block):
             rows, cols = indices[q0 : q0 + self.label_block], column[q0 : q0 + self.label_block]
             queries = np.asarray(self.embeddings[rows], dtype=np.float32)
             starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])  # one run of rows per class
-            block = min(_BLOCK_ROWS, max(1024, _BLOCK_ELEMENTS // len(rows)))
-            for b0 in range(0, n, block):
-                pool = np.asarray(self.embeddings[b0 : b0 + block], dtype=np.float32)
-                sims = queries @ pool.T  # (labels, block): a wide GEMM, the fast shape for BLAS
-                self._update_block(b0, sims, rows, cols[starts], starts)
+            runs = list(zip(cols[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(rows)].tolist()))
+            with _BLAS.limit(limits=1, user_api="blas"):
+                if self.n_threads == 1:
+                    self._fold_span(0, n, queries, rows, runs)
+                    continue
+                with ThreadPoolExecutor(self.n_threads) as pool:
+                    for done in [pool.submit(self._fold_span, a, b, queries, rows, runs)
+                                 for a, b in zip(spans[:-1], spans[1:])]:
+                        done.result()
 
-    def _update_block(self, b0, sims, rows, class_columns, starts):
-        """Max-update the state's columns b0.. with ``sims`` (labels x block).
+    def _fold_span(self, start, stop, queries, rows, runs):
+        """:meth:`_fold_in` of one label block over pool rows [start, stop)."""
+        # A block small enough that its similarities stay in cache while they are reduced.
+        block = int(np.clip(_CACHE_ELEMENTS // len(rows), 1024, _BLOCK_ROWS))
+        sims_buffer = np.empty((len(rows), block), np.float32)
+        convert = self.embeddings.dtype != np.float32
+        pool_buffer = np.empty((block, self.embeddings.shape[1]), np.float32) if convert else None
+        for b0 in range(start, stop, block):
+            pool = self.embeddings[b0 : min(b0 + block, stop)]
+            if convert:
+                pool = pool_buffer[: len(pool)]
+                np.copyto(pool, self.embeddings[b0 : b0 + len(pool)], casting="unsafe")
+            sims = sims_buffer[:, : len(pool)]
+            np.matmul(queries, pool.T, out=sims)  # (labels, block): a wide GEMM, the fast shape for BLAS
+            self._update_block(b0, sims, rows, runs)
 
-        Reductions run row by row over contiguous pool columns: numpy's axis-0
-        argmax and reduceat are several times slower on this shape.
+    def _update_block(self, b0, sims, rows, runs):
+        """Max-update the state's columns b0.. with ``sims`` (labels x block), in place.
+
+        ``runs``: (class column, first row, end row) of each class's rows of ``sims``.
         """
         b1 = b0 + sims.shape[1]
-        ends = np.r_[starts[1:], len(sims)]
-        per_class = np.stack([sims[a:b].max(axis=0) for a, b in zip(starts, ends)])
-        table = self.class_similarity_[:, b0:b1]
-        table[class_columns] = np.maximum(table[class_columns], per_class)
-        value = per_class.max(axis=0)
+        value = None
+        for column, a, b in runs:
+            best = sims[a] if b - a == 1 else sims[a:b].max(axis=0)
+            table = self.class_similarity_[column, b0:b1]
+            np.maximum(table, best, out=table)
+            value = best.copy() if value is None else np.maximum(value, best, out=value)
         nearest = self.nearest_similarity_[b0:b1]
-        closer = value > nearest
-        if not closer.any():
+        closer = np.flatnonzero(value > nearest)
+        if len(closer) == 0:
             return
         nearest[closer] = value[closer]
-        best = np.empty(sims.shape[1], np.int64)
-        for i in range(len(sims) - 1, -1, -1):  # descending, so the first maximal row wins
-            best[sims[i] == value] = i
-        self.nearest_index_[b0:b1][closer] = rows[best[closer]]
+        # argmax returns the first maximal row: ties go to the earliest label, as in a full recompute.
+        self.nearest_index_[b0 + closer] = rows[sims[:, closer].argmax(axis=0)]

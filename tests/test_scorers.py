@@ -133,3 +133,16 @@ def test_random_scores_are_uniform_and_seeded():
     again, _ = scorers.get_scores("random", similarity=similarity, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(score, again)
     assert set(parts) == {"random"} and 0.45 < score.mean() < 0.55 and score.min() >= 0 and score.max() < 1
+
+
+def test_get_scores_takes_precomputed_uncertainty_instead_of_probabilities():
+    proba = np.array([[0.5, 0.5], [0.9, 0.1], [0.7, 0.3]])
+    similarity = np.array([0.1, 0.5, 0.9])
+    from_proba, _ = scorers.get_scores("default", proba=proba, similarity=similarity, band_center=0.5, band_width=0.2)
+    given, parts = scorers.get_scores("default", uncertainty_values=scorers.margin(proba), similarity=similarity,
+                                      band_center=0.5, band_width=0.2)
+    np.testing.assert_allclose(given, from_proba)
+    np.testing.assert_allclose(parts["uncertainty"], [1.0, 0.2, 0.6])
+    with pytest.raises(ValueError, match="same items"):
+        scorers.get_scores("default", uncertainty_values=np.ones(2), similarity=similarity, band_center=0.5,
+                           band_width=0.2)

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from core.probe import LinearProbe
+from core.scorers import margin as margin_of
 from core.similarity_state import SimilarityState
 from tests.engine_data import clusters
 
@@ -99,3 +101,19 @@ def test_rejects_bad_rows(pool):
         state.add_labels([len(X)], [0])
     with pytest.raises(ValueError, match="labels"):
         state.add_labels([1, 2], [0])
+
+
+def test_pool_predictions_are_computed_once_per_probe_and_follow_a_refit(pool):
+    X, y = pool
+    rows = np.arange(0, len(X), 10)
+    probe = LinearProbe(n_folds=0).fit(X[rows], y[rows])
+    state = SimilarityState(X)
+    predictions = state.predictions(probe)
+    margin = predictions.uncertainty("margin")
+    np.testing.assert_allclose(margin, margin_of(probe.predict_proba(X)))
+    np.testing.assert_array_equal(probe.classes_[predictions.predicted_column()], probe.predict(X))
+    assert state.predictions(probe) is predictions and predictions.uncertainty("margin") is margin
+    probe.fit(X[rows[:40]], y[rows[:40]])  # refit in place: the cached predictions are stale
+    fresh = state.predictions(probe)
+    assert fresh is not predictions
+    np.testing.assert_allclose(fresh.uncertainty("margin"), margin_of(probe.predict_proba(X)))
