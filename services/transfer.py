@@ -81,10 +81,13 @@ def to_coco(db: Database, project_name: str, images: list[LabeledImage]) -> str:
     }, indent=1)
 
 
-def to_label_studio(db: Database, project_name: str, images: list[LabeledImage], *, image_prefix: str | None = None) -> str:
+def to_label_studio(db: Database, project_name: str, images: list[LabeledImage], *,
+                    image_prefix: str | None = None) -> str:
     """Label Studio import JSON (see :mod:`services.label_studio`); ``image_prefix`` defaults to
     local-files URLs of the project root."""
-    prefix = image_prefix if image_prefix is not None else label_studio.default_image_prefix(get_project(db, project_name).root_path)
+    prefix = image_prefix
+    if prefix is None:
+        prefix = label_studio.default_image_prefix(get_project(db, project_name).root_path)
     return label_studio.to_tasks([(image.path, image.labels) for image in images], image_prefix=prefix)
 
 
@@ -251,7 +254,8 @@ def parse_csv(text: str, file_name: str) -> list[ImportRow]:
 def parse_coco(text: str, file_name: str) -> list[ImportRow]:
     """Images of a COCO-style classification file, each with the category names of its annotations."""
     coco = json_records.load(text, file_name)
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "categories", "annotations")):
+    keys = ("images", "categories", "annotations")
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(key), list) for key in keys):
         raise UserError(f"{file_name}, line 1: a COCO file is an object with the lists images, categories and "
                         "annotations")
 

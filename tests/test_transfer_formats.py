@@ -230,3 +230,20 @@ def test_cli_export_and_import_labels_round_trip(two_projects, tmp_path, monkeyp
     written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.*"))
     assert written == sorted(f"{labels[0]}/{path.replace('/', '__')}" for path, labels in _current(db, "default").items())
     assert all(p.stat().st_nlink == 2 for p in folder.rglob("*.*"))
+
+
+def test_bytes_that_are_not_utf8_name_the_line_and_an_archived_class_is_refused(two_projects):
+    db, _ = two_projects
+    path = sorted(_ids(db, "default"))[0]
+    before = _state(db, "default")
+    with pytest.raises(UserError, match=r"^x.csv, line 3: not UTF-8"):
+        import_file(db, "default", f"path,labels\n{path},cat\n".encode() + b"caf\xe9.png,cat\n", file_name="x.csv",
+                    create_classes=True)
+    project = get_project(db, "default")
+    with db.writing() as session:
+        label_queries.set_class_archived(session, label_queries.label_classes(session, project.id)[1].id, True)
+    archived = CLASSES[1]  # classes were added in this order
+    with pytest.raises(UserError, match=rf"^x.csv, line 2: class '{archived}' is archived"):
+        import_file(db, "default", f"path,labels\n{path},{archived}\n".encode(), file_name="x.csv",
+                    create_classes=True)
+    assert _state(db, "default") == before

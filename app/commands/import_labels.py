@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("csv", "label-studio", "coco"),
                         help="file format (default: from the extension and the content)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    parser.add_argument("--annotator", help="record this name as who labeled (default: the CSV's annotator column, else none)")
+    parser.add_argument("--annotator",
+                        help="record this name as who labeled (default: the CSV's annotator column, else none)")
     parser.add_argument("--no-new-classes", action="store_true",
                         help="refuse the import if it names a class the project does not have (default: create it)")
     parser.set_defaults(run=run)

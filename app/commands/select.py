@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "stored model if it was trained on them), choose N unlabeled images with the selection strategy, "
             "record the choice as a selection run, and write OUT: rank, path (relative to the project root), "
             "item_id, source (the rule that chose the image), predicted (classes, ;-separated), probability "
-            "(of the most probable class), then one column per score part (" + ", ".join(PART_NAMES) + "; empty where a part "
-            "does not apply). The app's strategy setting is not changed."
+            "(of the most probable class), then one column per score part (" + ", ".join(PART_NAMES)
+            + "; empty where a part does not apply). The picks are not held from the app's labelers. "
+            "The app's strategy setting is not changed."
         ),
     )
     parser.add_argument("--n", type=_positive, required=True, help="how many images to choose")
