@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.scorers import margin
+from core.scorers import margin, multilabel_uncertainty
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,11 @@ def remine(similarity, threshold, uncertainty, labeled):
     return candidates[np.lexsort((-similarity[candidates], key))]
 
 
-def uncertainty_of(proba):
-    """Margin uncertainty (1 - top + runner-up) of probabilities (N, K) -> (N,)."""
-    return margin(np.asarray(proba, np.float64))
+def uncertainty_of(proba, *, multi_label=False):
+    """Margin uncertainty (1 - top + runner-up) of probabilities (N, K) -> (N,); multi-label:
+    that of the least certain class's yes/no decision."""
+    proba = np.asarray(proba, np.float64)
+    return multilabel_uncertainty(proba, "margin") if multi_label else margin(proba)
 
 
 def heldout_member_predictions(probe, X, y, members, *, n_folds=3, random_state=0):
