@@ -336,7 +336,7 @@ class LinearProbe:
     @classmethod
     def from_arrays(cls, arrays, **params):
         """Rebuild a fitted probe from :meth:`to_arrays` output; ``params`` go to ``__init__``."""
-        probe = cls(multi_label=bool(arrays["multi_label"]), **params)
+        probe = cls(**{**params, "multi_label": bool(arrays["multi_label"])})
         probe.coef_ = np.asarray(arrays["coef"], np.float32)
         probe.intercept_ = np.asarray(arrays["intercept"], np.float32)
         probe.classes_ = np.asarray(arrays["classes"])

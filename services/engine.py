@@ -8,7 +8,6 @@ engine is a cache of the database that can always be rebuilt from it.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import threading
@@ -20,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from core.loop import LoopConfig, RetrainLoop, probe_fit
+from core.loop import LoopConfig, RetrainLoop
 from core.probe import LinearProbe
+from core.retrain_worker import ProbeTrainer
 from core.selection import ALL_STRATEGIES, SelectionConfig, select
 from core.similarity_state import SimilarityState
 from services.config import Settings
@@ -120,12 +120,11 @@ class ProjectEngine:
         if stored is not None:
             self.serving = Serving(*stored)
         self._load_labels()
+        self._trainer = ProbeTrainer(multi_label=self.multi_label)  # fits run in a worker process
         self.loop = RetrainLoop(fit=self._fit, config=loop_config, callbacks=(self,), model=self.serving.probe)
-        labeled = self.labeled_items()
-        if labeled:
-            self.loop.add_labels([self.row_of[i] for i in labeled], [0] * len(labeled))
-            if self.serving.probe is None or self.serving.metrics.get("trained_labels") != len(labeled):
-                self.loop.request_retrain()
+        labeled = self._feed_loop()
+        if labeled and (self.serving.probe is None or self.serving.metrics.get("trained_labels") != labeled):
+            self.loop.request_retrain()
 
     # ----- labels ----------------------------------------------------------------------
 
@@ -138,7 +137,21 @@ class ProjectEngine:
     def reload_labels(self) -> None:
         """Re-read every current label from the database (after bulk changes such as a merge)."""
         self._load_labels()
+        self._feed_loop()
         self.loop.request_retrain()
+
+    def _feed_loop(self) -> int:
+        """Give the retrain loop every current label (and forget the cleared ones); returns how many."""
+        with self._lock:
+            labels = dict(self._labels)
+        cleared = [self.row_of[i] for i, label in labels.items() if not label.class_ids]
+        labeled = {self.row_of[i]: self._loop_label(label) for i, label in labels.items() if label.class_ids}
+        self.loop.remove_labels(cleared)
+        self.loop.add_labels(list(labeled), list(labeled.values()))
+        return len(labeled)
+
+    def _loop_label(self, label: CurrentLabel) -> int | tuple[int, ...]:
+        return tuple(label.class_ids) if self.multi_label else label.class_ids[0]
 
     def reload_classes(self) -> None:
         with self.db.reading() as session:
@@ -166,8 +179,10 @@ class ProjectEngine:
         with self._lock:
             self._labels[item_id] = label
         # The similarity state catches up when the next asks are chosen, off the labeling path.
-        # The loop's own copy of the labels only triggers retrains; _fit reads the engine's labels.
-        self.loop.add_labels([row], [0])
+        if label.class_ids:
+            self.loop.add_labels([row], [self._loop_label(label)])
+        else:
+            self.loop.remove_labels([row])
         probe = self.serving.probe
         if probe is not None and not set(label.class_ids) <= set(np.asarray(probe.classes_).tolist()):
             self.loop.request_retrain()  # a class the probe has never seen: learn it now
@@ -189,28 +204,19 @@ class ProjectEngine:
 
     # ----- training --------------------------------------------------------------------
 
-    def _fit(self, _indices, _labels, previous):
-        """The retrain loop's fit: the engine's current labels, not the loop's queue (which
-        cannot forget an undone label)."""
-        with self._lock:
-            labeled = {item: label.class_ids for item, label in self._labels.items() if label.class_ids}
-        rows = np.asarray([self.row_of[item] for item in labeled], np.int64)
-        if self.multi_label:
-            return self._fit_multi_label(rows, list(labeled.values()), previous)
-        targets = np.asarray([classes[0] for classes in labeled.values()], np.int64)
-        probe, metrics = probe_fit(self.embeddings)(rows, targets, previous)
-        return probe, dict(metrics, trained_labels=len(rows))
-
-    def _fit_multi_label(self, rows, class_sets, previous):
+    def _fit(self, rows, labels, previous):
+        """The retrain loop's fit (pool rows; class ids, or class-id tuples when multi-label), in
+        the worker process: a crash there only fails this retrain."""
+        if not self.multi_label:
+            probe, metrics = self._trainer.fit(self.embeddings[rows], np.asarray(labels, np.int64), previous)
+            return probe, dict(metrics, trained_labels=len(rows))
         known = set(np.asarray(previous.classes_).tolist()) if previous is not None else set()
-        columns = np.asarray(sorted(known.union(*class_sets)), np.int64)
+        columns = np.asarray(sorted(known.union(*labels)), np.int64)
         targets = np.zeros((len(rows), len(columns)), np.float32)
-        for i, classes in enumerate(class_sets):
+        for i, classes in enumerate(labels):
             targets[i, np.searchsorted(columns, classes)] = 1
-        probe = copy.deepcopy(previous) if previous is not None else LinearProbe(multi_label=True)
-        probe.fit(self.embeddings[rows], targets, classes=columns)
-        return probe, dict(n_classes=len(columns), temperature=probe.temperature_, n_iter=probe.n_iter_,
-                           trained_labels=len(rows))
+        probe, metrics = self._trainer.fit(self.embeddings[rows], targets, previous, classes=columns)
+        return probe, dict(metrics, trained_labels=len(rows))
 
     def on_model(self, _version, probe, metrics) -> None:
         """RetrainLoop callback: store the version, then serve it."""
@@ -363,4 +369,5 @@ class ProjectEngine:
 
     def close(self) -> None:
         self.loop.close(timeout=30)
+        self._trainer.close()
         self.background.shutdown(wait=True)

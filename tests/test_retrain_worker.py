@@ -117,3 +117,18 @@ def test_calibration_follows_the_served_fit_and_calibrates_the_next():
         assert first.temperature_ == 1.0  # the served probe was not modified
     finally:
         trainer.close()
+
+
+def test_multi_label_probes_train_in_the_worker_and_grow_columns():
+    X, y = clusters([30, 30, 30], seed=4)
+    Y = np.stack([y == 0, y != 2], axis=1).astype(np.float32)  # columns 10 and 20
+    trainer = ProbeTrainer(multi_label=True)
+    try:
+        first, _ = trainer.fit(X, Y, None, classes=[10, 20])
+        assert first.multi_label and list(first.classes_) == [10, 20]
+        wider = np.c_[Y, (y == 1).astype(np.float32)]
+        probe, metrics = trainer.fit(X, wider, first, classes=[10, 20, 30])
+        assert list(probe.classes_) == [10, 20, 30] and metrics["n_classes"] == 3
+        np.testing.assert_array_equal(probe.predict(X), wider.astype(np.int8))
+    finally:
+        trainer.close()
