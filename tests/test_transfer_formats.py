@@ -3,6 +3,7 @@ Label Studio exports as Label Studio writes them, and malformed files that chang
 
 import json
 import random
+import shutil
 
 import pytest
 from sqlalchemy import func, select
@@ -11,12 +12,12 @@ from app.cli import main
 from services.database import open_database
 from services.errors import UserError
 from services.ingest import ingest
-from services.labels import NewLabel, record_annotation, record_annotations
+from services.labels import NewLabel, add_label_class, record_annotation, record_annotations
 from services.projects import get_project
 from services.transfer import import_file, labeled_images, to_coco, to_csv, to_label_studio
 from storage import item_queries, label_queries
 from storage.models import Annotation, Project
-from tests.labeling_project import CLASSES, ingested_sample_project, true_class
+from tests.labeling_project import CLASSES, PER_CLASS, SAMPLE_IMAGES, true_class
 
 EXPORTS = {
     "csv": lambda db, project: to_csv(labeled_images(db, project)),
@@ -30,12 +31,20 @@ SUFFIX = {"csv": ".csv", "label-studio": ".json", "label-studio-image-only": ".j
 
 
 @pytest.fixture
-def two_projects(tmp_path):
-    """Project "default" (24 images, 4 classes) and project "b" over the same images, no classes."""
-    settings = ingested_sample_project(tmp_path)
-    with open_database(settings) as db:
-        ingest(db, settings, source=tmp_path / "images", project="b")
-        yield db, tmp_path / "images"
+def two_projects(backend_settings, tmp_path):
+    """Project "default" (24 sample images, 4 classes) and project "b" over the same images, no
+    classes; on SQLite and on PostgreSQL."""
+    images = tmp_path / "images"
+    for name in CLASSES:
+        (images / name).mkdir(parents=True)
+        for source in sorted((SAMPLE_IMAGES / name).iterdir())[:PER_CLASS]:
+            shutil.copy(source, images / name / source.name)
+    with open_database(backend_settings) as db:
+        for project in ("default", "b"):
+            ingest(db, backend_settings, source=images, project=project)
+        for name in CLASSES:
+            add_label_class(db, project=get_project(db, "default"), name=name)
+        yield db, images
 
 
 def _current(db, project_name):
@@ -207,10 +216,11 @@ def test_unknown_paths_are_reported_per_line_and_skipped(two_projects):
     assert _current(db, "default") == {paths[0]: ["cat"], paths[1]: ["frog"]}
 
 
-def test_cli_export_and_import_labels_round_trip(two_projects, tmp_path, monkeypatch, capsys):
+def test_cli_export_and_import_labels_round_trip(two_projects, backend_settings, tmp_path, monkeypatch, capsys):
     db, _ = two_projects
-    monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
-    for variable in ("BANANA_CONFIG", "BANANA_DATABASE_URL", "BANANA_PROJECT"):
+    monkeypatch.setenv("BANANA_HOME", str(backend_settings.home))
+    monkeypatch.setenv("BANANA_DATABASE_URL", backend_settings.database_url)
+    for variable in ("BANANA_CONFIG", "BANANA_PROJECT"):
         monkeypatch.delenv(variable, raising=False)
     _label_project_a(db, multi_label=False)
     out = tmp_path / "export" / "tasks.json"
