@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -11,8 +11,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from services.config import Settings
-from storage.db import create_engine_for_url, make_session_factories
+from storage.db import SqlitePragmas, create_engine_for_url, make_session_factories
 from storage.schema import upgrade_to_head
+from storage.writer_queue import WriterQueue
 
 
 class Database:
@@ -27,12 +28,16 @@ class Database:
     def __init__(self, *, engine: Engine) -> None:
         self.engine = engine
         self._write_sessions, self._read_sessions = make_session_factories(engine)
+        # SQLite wakes waiting writers in no order; this process's writers take turns first.
+        sqlite = engine.dialect.name == "sqlite"
+        self._writer_queue = WriterQueue(timeout_s=SqlitePragmas().busy_timeout_ms / 1000) if sqlite else None
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """Yield a session in a write transaction; commit on success, roll back on error."""
-        with self._write_sessions.begin() as session:
-            yield session
+        with self._writer_queue.turn() if self._writer_queue is not None else nullcontext():
+            with self._write_sessions.begin() as session:
+                yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
