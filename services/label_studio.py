@@ -94,8 +94,8 @@ def _recency(position_and_annotation: tuple[int, dict]) -> tuple:
     """Newest by time of the last change, then by id, then by place in the list."""
     position, annotation = position_and_annotation
     stamp = annotation.get("updated_at") or annotation.get("created_at") or ""
-    number = annotation.get("id")
-    return str(stamp), number if isinstance(number, int) else -1, position
+    number = str(annotation.get("id", ""))  # an int, or a string of digits in some exports
+    return str(stamp), int(number) if number.isdigit() else -1, position
 
 
 def _list(task: dict, key: str, where: str) -> list[dict]:
