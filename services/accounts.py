@@ -123,6 +123,12 @@ def _can_sign_in(row: Annotator) -> bool:
     return row.disabled_at is None and (row.password_hash is not None or row.email is not None)
 
 
+def anyone_can_sign_in(db: Database) -> bool:
+    """True once some enabled account has a password or an email."""
+    with db.reading() as session:
+        return any(_can_sign_in(row) for row in session.scalars(select(Annotator)))
+
+
 def first_admin_needed(db: Database) -> bool:
     """True while no enabled admin can sign in: the sign-in page then offers to create one."""
     with db.reading() as session:

@@ -21,6 +21,7 @@ from services.config import Settings
 from services.database import open_database
 from services.projects import get_project
 from storage import item_queries, label_queries
+from tests.e2e_app import add_account, sign_in
 from tests.labeling_project import ingested_sample_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +46,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def project_home(tmp_path: Path) -> Path:
-    """A fresh BANANA_HOME whose project holds 30 ingested images, not yet embedded, and 5 classes."""
-    return ingested_sample_project(tmp_path, classes=CLASSES, per_class=PER_CLASS).home
+    """A fresh BANANA_HOME whose project holds 30 ingested images, not yet embedded, and 5 classes,
+    and the annotator account "ann"."""
+    home = ingested_sample_project(tmp_path, classes=CLASSES, per_class=PER_CLASS).home
+    add_account(home, "ann")
+    return home
 
 
 @pytest.fixture
@@ -102,7 +106,7 @@ def test_label_twenty_images_with_the_keyboard_and_undo_one(app_url, project_hom
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app_url)  # first start: the app embeds the images, showing progress, then asks
+        sign_in(page, app_url, "ann")  # first start: the app embeds the images, showing progress, then asks
         page.get_by_role("button", name="Skip").wait_for(timeout=120_000)
         settle(page)
         path = shown_path(page)
@@ -115,7 +119,7 @@ def test_label_twenty_images_with_the_keyboard_and_undo_one(app_url, project_hom
         last = given[-1][0]
         assert press_and_wait_for_new_image(page, "u", path) == last  # undo asks the image again
         page.screenshot(path=str(ARTIFACTS / "label-page.png"))
-        page.goto(f"{app_url}/dashboard")
+        page.get_by_test_id("stSidebarNav").get_by_text("Dashboard").click()  # a reload would sign out
         page.get_by_text("Labels per class").wait_for(timeout=60_000)
         settle(page)
         page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(1).wait_for(timeout=60_000)  # charts drawn

@@ -12,7 +12,7 @@ import streamlit as st
 from app.auth import OIDC_REFUSED, configured_oidc_providers, sign_in
 from app.resources import database
 from app.safe_text import escape_markdown
-from services.accounts import authenticate, create_first_admin, first_admin_needed
+from services.accounts import anyone_can_sign_in, authenticate, create_first_admin, first_admin_needed
 from services.errors import UserError
 
 
@@ -62,10 +62,10 @@ refused = st.session_state.get(OIDC_REFUSED)
 if refused:
     st.error(escape_markdown(refused), icon=":material/block:")
     st.button("Sign out of the provider", on_click=st.logout)
+if anyone_can_sign_in(database()):
+    _password_form()
 if first_admin_needed(database()):
     _first_admin_form()
-else:
-    _password_form()
 for provider in configured_oidc_providers():
     st.button(f"Sign in with {escape_markdown(provider)}" if provider else "Sign in with your organisation",
               key=f"oidc-{provider}", on_click=st.login, args=(provider,), icon=":material/login:")
