@@ -1,10 +1,14 @@
-"""Engine figures: probe retrain at 10k labels, similarity state at 1M items.
+"""Engine figures: probe retrain at 10k labels; similarity state, refresh and memory at 1M items.
 
 Usage: .venv/bin/python benchmarks/bench_engine.py [--pool 1000000] [--dim 384] [--labels 10000]
+                                                 [--dtype float32|float16]
 
+Prints, each with the naive full recompute it replaces (measured in the same run):
+the incremental update after 10 new labels, the full refresh after a retrain, the
+probe retrain at 10k labels with and without out-of-fold fits, and resident memory.
 Synthetic data (no structure at the 1M scale, which is the worst case for any
-pruning and irrelevant to brute force). Prints the machine's load so figures from a
-shared machine can be read in context.
+pruning and irrelevant to brute force). Prints the machine's load and CPU seconds
+next to wall seconds, so figures from a shared machine can be read in context.
 """
 from __future__ import annotations
 
@@ -19,12 +23,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.probe import LinearProbe  # noqa: E402
+from core.retrain_worker import ProbeTrainer  # noqa: E402
+from core.scorers import band_parameters, get_scores  # noqa: E402
 from core.selection import select  # noqa: E402
 from core.similarity_state import SimilarityState  # noqa: E402
 
 
 def rss_mb():
-    """Resident and peak resident memory of this process, MB."""
+    """Resident and peak resident memory of this process, MiB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
@@ -49,8 +55,8 @@ def cpu_note():
     return f"(CPU {CPU['last']:.2f} s)"
 
 
-def unit_rows(rng, n, dim, block=100_000):
-    out = np.empty((n, dim), np.float32)
+def unit_rows(rng, n, dim, dtype, block=100_000):
+    out = np.empty((n, dim), dtype)
     for b0 in range(0, n, block):
         x = rng.standard_normal((min(block, n - b0), dim), dtype=np.float32)
         out[b0 : b0 + block] = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -69,35 +75,45 @@ def probe_figures(n_labels, dim, rng):
     probe = LinearProbe()
     seconds, _ = timed(lambda: probe.fit(X[:n_labels], y[:n_labels]))
     oof_accuracy = np.mean(probe.oof_proba_.argmax(axis=1) == y[:n_labels])
-    print(f"cold fit (full + 5 out-of-fold fits + temperature): {seconds:.2f} s {cpu_note()} "
+    print(f"cold fit (full + 5 out-of-fold fits + temperature), in this process: {seconds:.2f} s {cpu_note()} "
           f"(out-of-fold accuracy {oof_accuracy:.3f}, temperature {probe.temperature_:.2f})")
-    seconds, _ = timed(lambda: probe.fit(X, y), repeats=3)
-    print(f"retrain after 10 new labels, warm start (full + 5 out-of-fold fits): {seconds:.2f} s {cpu_note()}")
-    fast = LinearProbe(n_folds=0).fit(X[:n_labels], y[:n_labels])
-    seconds, _ = timed(lambda: fast.fit(X, y), repeats=3)
-    print(f"retrain after 10 new labels, warm start, no out-of-fold fits (n_folds=0): {seconds:.2f} s {cpu_note()}")
-    return probe
+    warm = LinearProbe().fit(X[:n_labels], y[:n_labels])
+    with_oof, _ = timed(lambda: warm.fit(X, y), repeats=3)
+    print(f"retrain after 10 new labels, warm start, with 5 out-of-fold fits (naive: the served model waits "
+          f"for them): {with_oof:.2f} s {cpu_note()}")
+    fast = LinearProbe().fit(X[:n_labels], y[:n_labels])
+    without_oof, _ = timed(lambda: fast.fit(X, y, out_of_fold=False), repeats=3)
+    print(f"retrain after 10 new labels, warm start, without out-of-fold fits: {without_oof:.2f} s {cpu_note()}")
+
+    trainer = ProbeTrainer()
+    try:
+        served, _ = timed(lambda: trainer.fit(X[:n_labels], y[:n_labels], None))  # starts the worker
+        print(f"worker process, first fit (process start + cold fit): {served:.2f} s")
+        previous, _ = trainer.fit(X[:n_labels], y[:n_labels], None)  # a warm worker, as in use
+        trainer.collect_calibration()
+        served, (served_probe, _) = timed(lambda: trainer.fit(X, y, previous))
+        calibration, _ = timed(trainer.collect_calibration)
+        print(f"PROBE RETRAIN at {n_labels:,} labels, worker process, until the new model serves: {served:.2f} s "
+              f"(wall, arrays both ways included); its out-of-fold calibration follows in the worker in "
+              f"{calibration:.2f} s more; the same retrain waiting for out-of-fold fits in one go: "
+              f"{with_oof:.2f} s ({with_oof / served:.1f}x)")
+    finally:
+        trainer.close()
+    return served_probe
 
 
-def state_figures(n_pool, dim, rng, probe):
-    print(f"\n== Similarity state: {n_pool:,} x {dim}-d float32 ==")
+def state_figures(n_pool, dim, rng, probe, dtype):
+    print(f"\n== Similarity state: {n_pool:,} x {dim}-d {dtype} ==")
     base_rss, _ = rss_mb()
-    pool = unit_rows(rng, n_pool, dim)
+    pool = unit_rows(rng, n_pool, dim, dtype)
     pool_rss, _ = rss_mb()
     labels_of = lambda rows: rows % 10  # noqa: E731 - 10 classes
-    print(f"embeddings: {pool.nbytes / 2**20:,.0f} MB (process RSS {base_rss:,.0f} -> {pool_rss:,.0f} MB)")
+    print(f"embeddings: {pool.nbytes / 2**20:,.0f} MiB (process RSS {base_rss:,.0f} -> {pool_rss:,.0f} MiB)")
 
     order = rng.permutation(n_pool)
-    full = {}
-    for n_labels in (10, 100, 1000):
-        rows = order[:n_labels]
-        full[n_labels], state = timed(lambda: SimilarityState(pool).refresh(rows, labels_of(rows)))
-        print(f"full refresh (recompute) with {n_labels:>5,} labels: {full[n_labels]:.2f} s {cpu_note()}")
-    state_rss, peak = rss_mb()
-    state_bytes = sum(a.nbytes for a in (state.nearest_similarity_, state.nearest_index_, state.class_similarity_,
-                                         state.labeled_))
-    print(f"state arrays with 10 classes: {state_bytes / 2**20:,.0f} MB; "
-          f"process RSS {state_rss:,.0f} MB (peak {peak:,.0f} MB)")
+    rows = order[:1000]
+    seconds, state = timed(lambda: SimilarityState(pool).refresh(rows, labels_of(rows)))
+    print(f"state from scratch with 1,000 labels: {seconds:.2f} s {cpu_note()}")
 
     batches = [order[1000 + 10 * i : 1010 + 10 * i] for i in range(5)]
     times, cpu = [], []
@@ -106,30 +122,49 @@ def state_figures(n_pool, dim, rng, probe):
         times.append(seconds)
         cpu.append(CPU["last"])
     incremental = float(np.median(times))
-    print(f"incremental update, 10 new labels (1,000 already labeled): {1000 * incremental:.0f} ms "
+    print(f"INCREMENTAL UPDATE, 10 new labels (1,000 already labeled): {1000 * incremental:.0f} ms "
           f"(median of 5; min {1000 * min(times):.0f} ms; CPU {1000 * np.median(cpu):.0f} ms)")
 
     labeled = order[:1050]
-    recompute, check = timed(lambda: SimilarityState(pool).refresh(labeled, labels_of(labeled)))
+    naive_state, check = timed(lambda: SimilarityState(pool).refresh(labeled, labels_of(labeled)))
+    naive_state_cpu = CPU["last"]
     assert np.allclose(check.nearest_similarity_, state.nearest_similarity_, atol=1e-6)
-    print(f"naive full recompute with all 1,050 labels (what the state avoids): {recompute:.2f} s {cpu_note()} "
-          f"= {recompute / incremental:,.0f}x the incremental update (results equal)")
+    assert np.allclose(check.class_similarity_, state.class_similarity_, atol=1e-6)
+    del check
+    print(f"naive full recompute with all 1,050 labels: {naive_state:.2f} s (CPU {naive_state_cpu:.2f} s) "
+          f"= {naive_state / incremental:,.0f}x the incremental update (results equal)")
 
-    def after_retrain():
-        predicted = np.concatenate([probe.classes_[probe.predict_proba(pool[b : b + 65_536]).argmax(axis=1)]
-                                    for b in range(0, n_pool, 65_536)])
-        return state.similarity_to_class(predicted)
+    def refresh_after_retrain():
+        """Predict the pool once, gather each item's predicted-class similarity, combine the scores."""
+        predictions = state.predictions(probe)
+        uncertainty = predictions.uncertainty("margin")
+        class_similarity = state.similarity_to_class(probe.classes_[predictions.predicted_column()])
+        centre, width = band_parameters(state.nearest_similarity_[~state.labeled_])
+        score, _ = get_scores("default", uncertainty_values=uncertainty, similarity=state.nearest_similarity_,
+                              band_center=centre, band_width=width)
+        return score, class_similarity
+
+    refresh, _ = timed(refresh_after_retrain)
+    refresh_cpu = CPU["last"]
+    naive_refresh = naive_state + refresh  # recompute the similarities too, as if labels had changed
+    print(f"FULL REFRESH AFTER A RETRAIN (predict the pool, gather the predicted-class similarity, combine): "
+          f"{refresh:.2f} s (CPU {refresh_cpu:.2f} s); naive (also recompute all labels x pool): "
+          f"{naive_refresh:.2f} s = {naive_refresh / refresh:.1f}x")
 
     labeled_rows = np.flatnonzero(state.labeled_)
-    seconds, _ = timed(lambda: select(pool, labeled_rows, labels_of(labeled_rows), 20, probe=probe, state=state,
-                                      rng=0))
-    print(f"select 20 (default strategy, with the state and a 10-class probe): {seconds:.2f} s {cpu_note()}")
-
-    seconds, _ = timed(after_retrain)
-    print(f"after a retrain (predict the pool, gather each item's predicted-class similarity): {seconds:.2f} s "
-          f"{cpu_note()}")
-    _, peak = rss_mb()
-    print(f"peak process RSS: {peak:,.0f} MB")
+    state._predictions = None  # as after a new model version
+    first, _ = timed(lambda: select(pool, labeled_rows, labels_of(labeled_rows), 20, probe=probe, state=state, rng=0))
+    first_cpu = CPU["last"]
+    cached, _ = timed(lambda: select(pool, labeled_rows, labels_of(labeled_rows), 20, probe=probe, state=state,
+                                     rng=1), repeats=3)
+    print(f"select 20 (default strategy, 10-class probe): first after a retrain {first:.2f} s (CPU {first_cpu:.2f} s),"
+          f" later {cached:.2f} s {cpu_note()}")
+    rss, peak = rss_mb()
+    arrays = [state.nearest_similarity_, state.nearest_index_, state.class_similarity_, state.labeled_,
+              state.predictions(probe).predicted_column(), *state.predictions(probe)._uncertainty.values()]
+    print(f"RESIDENT MEMORY at {n_pool:,} items: {rss:,.0f} MiB (peak {peak:,.0f} MiB; embeddings "
+          f"{pool.nbytes / 2**20:,.0f} MiB, similarity state and pool predictions "
+          f"{sum(a.nbytes for a in arrays) / 2**20:,.0f} MiB)")
 
 
 def main():
@@ -137,13 +172,15 @@ def main():
     parser.add_argument("--pool", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--labels", type=int, default=10_000)
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"cpus: {os.cpu_count()}, 1-min load average: {load:.1f}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     rng = np.random.default_rng(0)
     probe = probe_figures(args.labels, args.dim, rng)
-    state_figures(args.pool, args.dim, rng, probe)
+    state_figures(args.pool, args.dim, rng, probe, args.dtype)
+    print(f"1-min load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

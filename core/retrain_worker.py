@@ -109,7 +109,7 @@ class ProbeTrainer:
         WorkerDied
             The worker ended before the model came back; the next call starts a new one.
         """
-        self._collect_followups()
+        self.collect_calibration()
         if self.pid is None:
             self._start()
         arrays = None
@@ -171,10 +171,11 @@ class ProbeTrainer:
             return None
         return value
 
-    def _collect_followups(self):
-        """Wait for the previous fit's calibration, if the child is still sending it."""
+    def collect_calibration(self):
+        """Wait for the previous fit's out-of-fold calibration, if the worker is still on it
+        (the next fit does this first); returns :attr:`calibration`."""
         if not self._followups:
-            return
+            return self.calibration
         self._followups = False
         try:
             while (value := self._receive()) is not None:
@@ -183,6 +184,7 @@ class ProbeTrainer:
             log.warning("%s", error)
         except Exception:
             log.exception("out-of-fold calibration failed; the previous calibration stays")
+        return self.calibration
 
     def _died(self):
         child, self._conn = self._child, None
