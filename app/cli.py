@@ -17,10 +17,12 @@ from app.commands import embed, export, export_embeddings, import_labels, ingest
 from app.commands import select as select_command
 from app.commands import backup
 from app.commands import triage
+from app.commands import create_user
 from services.config import load_settings
 from services.errors import UserError
 
-COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, select_command, import_labels, export, backup, triage)
+COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, select_command, import_labels, export, backup, triage,
+            create_user)
 
 
 def build_parser() -> argparse.ArgumentParser:
