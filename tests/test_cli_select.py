@@ -14,7 +14,7 @@ from services.headless_selection import CSV_COLUMNS
 from services.labels import NewLabel, record_annotations
 from services.projects import get_project
 from storage import item_queries
-from storage.models import ModelVersion, Pick, SelectionRun
+from storage.models import ModelVersion, Pick, Project, SelectionRun
 from tests.labeling_project import CLASSES, true_class
 
 
@@ -118,3 +118,21 @@ def test_probability_is_the_top_class_probability(labeled_paths, tmp_path):
     _, rows = _read(tmp_path / "p.csv")
     # With four classes the most probable one has at least a quarter.
     assert all(float(r["probability"]) >= 0.25 - 1e-6 and not math.isnan(float(r["probability"])) for r in rows)
+
+
+def test_a_multi_label_project_gets_class_sets_as_predictions(labeling_home, tmp_path):
+    with open_database(load_settings()) as db:
+        with db.writing() as session:
+            session.get(Project, get_project(db, "default").id).multi_label = True
+        with db.reading() as session:
+            items = item_queries.ok_item_paths(session, get_project(db, "default").id)
+        labels = [NewLabel(i, sorted({true_class(p), CLASSES[n % 4]})) for n, (i, p) in enumerate(items[:16])]
+        record_annotations(db, labels, annotator="ann")
+
+    assert main(["select", "--n", "4", "--out", str(tmp_path / "p.csv")]) == 0
+
+    _, rows = _read(tmp_path / "p.csv")
+    labeled = {p for _, p in items[:16]}
+    assert len(rows) == 4 and not {r["path"] for r in rows} & labeled
+    assert all(set(filter(None, r["predicted"].split(";"))) <= set(CLASSES) for r in rows)
+    assert all(0 < float(r["probability"]) <= 1 for r in rows)
