@@ -1,10 +1,12 @@
 """Each pool item's similarity to its nearest labeled item, kept current as labels arrive.
 
 New labels cost (new labels x pool) work, not (all labels x pool): the maximum over
-labeled items only ever grows when labels are added. A retrain changes predictions,
-not similarities, so it needs no recompute here; :meth:`SimilarityState.refresh` is
-the full recompute for when labels are changed or removed (and the check that the
-incremental path is right).
+labeled items only ever grows when labels are added. A removed label (an undo, a
+relabel) costs (removed labels x pool) to find the items it was nearest to, then
+(those items x remaining labels). A retrain changes predictions, not similarities:
+the state only keeps the new probe's pool predictions (:meth:`SimilarityState.predictions`).
+:meth:`SimilarityState.refresh` is the full recompute, and the check that the
+incremental paths are right.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from core.scorers import typicality
 _BLAS = ThreadpoolController()  # found once: a new one scans the loaded libraries (~5 ms)
 _CACHE_ELEMENTS = 1 << 17  # similarity block of 512 KB float32 (a core's L2), whatever the number of labels
 _BLOCK_ROWS = 1 << 15  # pool rows per block at most: bounds the float32 copy of a float16 pool
+_TIE = 1e-5  # a removed label "may have set" an item's maximum within this (recomputed, so only costs time)
 
 
 class SimilarityState:
@@ -65,6 +68,7 @@ class SimilarityState:
         self.classes_ = np.zeros(0)
         self.class_similarity_ = np.zeros((0, n), np.float32)
         self.labeled_ = np.zeros(n, bool)
+        self._pair_rows, self._pair_classes = np.zeros(0, np.int64), np.zeros(0)  # the (row, class) labels held
 
     def add_labels(self, indices, labels):
         """Fold newly labeled items in: (new labels x pool) work.
@@ -82,13 +86,40 @@ class SimilarityState:
 
         Notes
         -----
-        Only additions are incremental: a relabeled item still counts for its old
-        class until :meth:`refresh`.
+        A relabeled item still counts for its old class until that label is removed
+        (:meth:`remove_labels`).
         """
         indices, labels = self._validate(indices, labels)
         if len(indices):
             self._grow_classes(labels)
+            self._pair_rows = np.r_[self._pair_rows, indices]
+            self._pair_classes = (np.concatenate([self._pair_classes, labels]) if len(self._pair_classes)
+                                  else labels.copy())
             self._fold_in(indices, labels)
+        return self
+
+    def remove_labels(self, indices, labels):
+        """Take (row, class) labels out (an undo, or the old class of a relabel).
+
+        (removed labels x pool) work finds the items whose maximum a removed label may
+        have set; only those are recomputed, against the remaining labels. A class
+        left without labels is dropped from ``classes_``. Same arguments as
+        :meth:`add_labels`; returns self.
+        """
+        indices, labels = self._validate(indices, labels)
+        if len(indices) == 0:
+            return self
+        keep = np.ones(len(self._pair_rows), bool)
+        for row, label in zip(indices.tolist(), labels.tolist()):
+            match = np.flatnonzero(keep & (self._pair_rows == row) & (self._pair_classes == label))
+            if len(match) == 0:
+                raise ValueError(f"pool row {row} has no label {label!r} to remove.")
+            keep[match[0]] = False
+        self._pair_rows, self._pair_classes = self._pair_rows[keep], self._pair_classes[keep]
+        self.labeled_[indices] = False
+        self.labeled_[self._pair_rows] = True
+        self._recompute_classes(indices, labels)
+        self._recompute_nearest(np.flatnonzero(np.isin(self.nearest_index_, indices[~self.labeled_[indices]])))
         return self
 
     def refresh(self, indices, labels):
@@ -150,6 +181,46 @@ class SimilarityState:
         return self._typicality
 
     # ----- internals -----------------------------------------------------------------
+
+    def _recompute_classes(self, rows, labels):
+        """Per-class maxima that the removed (``rows``, ``labels``) may have set, from the
+        remaining labels of that class; classes left without labels are dropped."""
+        columns = np.searchsorted(self.classes_, labels)
+        queries = np.asarray(self.embeddings[rows], dtype=np.float32)
+        affected = {column: [] for column in set(columns.tolist())}
+        for b0 in range(0, len(self.embeddings), _BLOCK_ROWS):
+            pool = np.asarray(self.embeddings[b0 : b0 + _BLOCK_ROWS], dtype=np.float32)
+            sims = queries @ pool.T
+            for i, column in enumerate(columns.tolist()):
+                table = self.class_similarity_[column, b0 : b0 + len(pool)]
+                affected[column].append(b0 + np.flatnonzero(sims[i] >= table - _TIE))
+        for column, items in affected.items():
+            items = np.unique(np.concatenate(items))
+            same_class = self._pair_rows[self._pair_classes == self.classes_[column]]
+            self.class_similarity_[column, items] = self._max_similarity(items, same_class)[0]
+        remaining = np.isin(self.classes_, self._pair_classes)
+        if not remaining.all():
+            self.classes_, self.class_similarity_ = self.classes_[remaining], self.class_similarity_[remaining]
+
+    def _recompute_nearest(self, items):
+        """Nearest labeled item of ``items`` from scratch (their nearest was unlabeled)."""
+        labeled = np.unique(self._pair_rows)
+        self.nearest_similarity_[items], best = self._max_similarity(items, labeled)
+        self.nearest_index_[items] = labeled[best] if len(labeled) else -1
+
+    def _max_similarity(self, items, rows):
+        """Largest similarity of each of ``items`` to ``rows`` and its position in ``rows``
+        (-inf and -1 when ``rows`` is empty), in blocks of items."""
+        value, best = np.full(len(items), -np.inf, np.float32), np.full(len(items), -1, np.int64)
+        if len(rows) == 0:
+            return value, best
+        references = np.asarray(self.embeddings[rows], dtype=np.float32)
+        step = max(1, _CACHE_ELEMENTS * 8 // len(rows))
+        for i in range(0, len(items), step):
+            sims = np.asarray(self.embeddings[items[i : i + step]], dtype=np.float32) @ references.T
+            best[i : i + step] = sims.argmax(axis=1)
+            value[i : i + step] = sims[np.arange(len(sims)), best[i : i + step]]
+        return value, best
 
     def _validate(self, indices, labels):
         indices, labels = np.asarray(indices, dtype=np.int64).ravel(), np.asarray(labels).ravel()

@@ -188,18 +188,20 @@ class ProjectEngine:
             self.loop.request_retrain()  # a class the probe has never seen: learn it now
 
     def _catch_up_state(self, labeled: dict[int, tuple[int, ...]]) -> None:
-        """Bring the similarity state to ``labeled`` (item -> class ids): new labels x pool when
-        labels were only added, a full recompute when one changed or was removed. Hold _state_lock."""
-        old = self._state_labels
-        if any(labeled.get(item) != classes for item, classes in old.items()):
-            self._state.refresh(*self._state_pairs(labeled))
-        else:
-            self._state.add_labels(*self._state_pairs({i: c for i, c in labeled.items() if i not in old}))
+        """Bring the similarity state to ``labeled`` (item -> class ids): labels that went
+        (undone, or the old class of a relabel) are taken out, new ones folded in; neither
+        recomputes all labels x pool. Hold _state_lock."""
+        old, new = self._state_pairs(self._state_labels), self._state_pairs(labeled)
+        self._state.remove_labels(*self._pair_arrays(old - new))
+        self._state.add_labels(*self._pair_arrays(new - old))
         self._state_labels = labeled
 
-    def _state_pairs(self, labeled: dict[int, tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
-        rows = [self.row_of[item] for item, classes in labeled.items() for _ in classes]
-        classes = [c for classes in labeled.values() for c in classes]
+    def _state_pairs(self, labeled: dict[int, tuple[int, ...]]) -> set[tuple[int, int]]:
+        return {(self.row_of[item], c) for item, classes in labeled.items() for c in classes}
+
+    @staticmethod
+    def _pair_arrays(pairs: set[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        rows, classes = zip(*sorted(pairs)) if pairs else ((), ())
         return np.asarray(rows, np.int64), np.asarray(classes, np.int64)
 
     # ----- training --------------------------------------------------------------------

@@ -117,3 +117,51 @@ def test_pool_predictions_are_computed_once_per_probe_and_follow_a_refit(pool):
     fresh = state.predictions(probe)
     assert fresh is not predictions
     np.testing.assert_allclose(fresh.uncertainty("margin"), margin_of(probe.predict_proba(X)))
+
+
+def assert_same_state(state, reference, X):
+    np.testing.assert_array_equal(state.classes_, reference.classes_)
+    np.testing.assert_array_equal(state.labeled_, reference.labeled_)
+    np.testing.assert_allclose(state.nearest_similarity_, reference.nearest_similarity_, atol=1e-6)
+    np.testing.assert_allclose(state.class_similarity_, reference.class_similarity_, atol=1e-6)
+    labeled = state.nearest_index_ >= 0
+    np.testing.assert_array_equal(labeled, reference.nearest_index_ >= 0)
+    at_index = np.einsum("ij,ij->i", X[labeled], X[state.nearest_index_[labeled]])
+    np.testing.assert_allclose(at_index, reference.nearest_similarity_[labeled], atol=1e-6)
+    assert state.labeled_[state.nearest_index_[labeled]].all()
+
+
+def test_removing_labels_equals_a_full_recompute(pool):
+    X, y = pool
+    rng = np.random.default_rng(1)
+    rows = rng.choice(len(X), 60, replace=False)
+    labels = y[rows].copy()
+    state = SimilarityState(X).add_labels(rows, labels)
+    state.add_labels(rows[:3], (labels[:3] + 1) % 4)  # three items with a second class (multi-label)
+    pairs = {(int(r), int(c)) for r, c in zip(rows, labels)} | {(int(r), int((c + 1) % 4)) for r, c in
+                                                                 zip(rows[:3], labels[:3])}
+    # Undo some labels, take one class's second label off an item, relabel another, empty class 3.
+    undone = rows[10:20]
+    state.remove_labels(undone, labels[10:20])
+    state.remove_labels(rows[:1], (labels[:1] + 1) % 4)
+    state.remove_labels(rows[25:26], labels[25:26])
+    state.add_labels(rows[25:26], (labels[25:26] + 2) % 4)
+    class_3 = [(r, c) for r, c in pairs if c == 3 and r not in undone and r != rows[25]]
+    state.remove_labels([r for r, _ in class_3], [c for _, c in class_3])
+    pairs -= {(int(r), int(c)) for r, c in zip(undone, labels[10:20])}
+    pairs -= {(int(rows[0]), int((labels[0] + 1) % 4)), (int(rows[25]), int(labels[25]))}
+    pairs |= {(int(rows[25]), int((labels[25] + 2) % 4))}
+    pairs -= set(class_3)
+    remaining = sorted(pairs)
+    reference = SimilarityState(X).refresh([r for r, _ in remaining], [c for _, c in remaining])
+    assert len(class_3) > 0 and len(remaining) == 60 + 3 - 10 - 1 - len(class_3)
+    assert_same_state(state, reference, X)
+    with pytest.raises(ValueError, match="no label"):
+        state.remove_labels(undone[:1], labels[10:11])
+
+
+def test_removing_every_label_leaves_an_empty_state(pool):
+    X, y = pool
+    state = SimilarityState(X).add_labels([3, 500], [0, 1]).remove_labels([3, 500], [0, 1])
+    assert_same_state(state, SimilarityState(X), X)
+    assert len(state.classes_) == 0 and np.isneginf(state.nearest_similarity_).all()
