@@ -22,6 +22,7 @@ from core.embedding_store import EmbeddingStore
 from core.extract import ExtractConfig
 from core.loop import LoopConfig
 from core.selection import ALL_STRATEGIES, PART_NAMES
+from services import label_studio
 from services.config import Settings
 from services.database import Database
 from services.embeddings import embed
@@ -58,6 +59,7 @@ class HeadlessSelection:
     """
 
     selection_run_id: int
+    project_root: str
     strategy: str
     model_version_id: int | None
     n_labeled: int
@@ -95,12 +97,13 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
         asks = engine.next_asks(n, claim=lambda item_ids: item_ids)  # not leased: labeled elsewhere
         if not asks:
             raise UserError(f"project {project!r} has no unlabeled embedded images left to choose from")
-        return _result(db, engine, asks, strategy, embedded.embedded)
+        return _result(db, engine, asks, strategy, embedded.embedded, found.root_path)
     finally:
         engine.close()
 
 
-def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int) -> HeadlessSelection:
+def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int,
+            root: str) -> HeadlessSelection:
     rows = np.asarray([engine.row_of[ask.item_id] for ask in asks])
     predictions = engine.predictions(rows)
     probability = predictions[1] if predictions is not None else np.full(len(asks), math.nan)
@@ -111,7 +114,7 @@ def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embe
                      ask.score_parts)
              for rank, ask in enumerate(asks, start=1)]
     n_labeled = len(engine.labeled_items())
-    return HeadlessSelection(selection_run_id=run_id, strategy=strategy, model_version_id=asks[0].model_version_id,
+    return HeadlessSelection(selection_run_id=run_id, project_root=root, strategy=strategy, model_version_id=asks[0].model_version_id,
                              n_labeled=n_labeled, n_unlabeled=len(engine.item_ids) - n_labeled,
                              embedded_now=embedded_now, picks=picks, model_error=engine.last_error)
 
@@ -142,6 +145,15 @@ def picks_csv(selection: HeadlessSelection) -> str:
         writer.writerow([pick.rank, pick.path, pick.item_id, pick.source, ";".join(pick.predicted),
                          _number(pick.probability), *parts])
     return buffer.getvalue()
+
+
+def picks_tasks(selection: HeadlessSelection, *, image_prefix: str | None = None) -> str:
+    """The picks as Label Studio tasks, in rank order, the model's predicted classes as pre-annotations
+    (``model_version`` ``banana-model-<id>``, which ``import-labels`` never reads as labels)."""
+    prefix = image_prefix if image_prefix is not None else label_studio.default_image_prefix(selection.project_root)
+    return label_studio.to_tasks([(pick.path, pick.predicted) for pick in selection.picks], image_prefix=prefix,
+                                 model_version=f"banana-model-{selection.model_version_id}",
+                                 scores=[pick.probability for pick in selection.picks])
 
 
 def _number(value: float) -> str:

@@ -36,13 +36,20 @@ class TaskLabel:
     labels: tuple[str, ...]
 
 
-def to_tasks(paths_and_labels: Sequence[tuple[str, Sequence[str]]], *, image_prefix: str) -> str:
-    """Label Studio import JSON: ``data.image`` is ``image_prefix`` + the URL-quoted path."""
-    tasks = [{"data": {"image": image_prefix + quote(path), "banana_path": path},
-              "predictions": [{"model_version": MODEL_VERSION, "score": 1.0,
-                               "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                                           "value": {"choices": list(labels)}}]}]}
-             for path, labels in paths_and_labels]
+def to_tasks(paths_and_labels: Sequence[tuple[str, Sequence[str]]], *, image_prefix: str,
+             model_version: str = MODEL_VERSION, scores: Sequence[float] | None = None) -> str:
+    """Label Studio import JSON: ``data.image`` is ``image_prefix`` + the URL-quoted path; the
+    labels are a prediction of ``model_version`` (with its score, if given; none when empty)."""
+    tasks = []
+    for n, (path, labels) in enumerate(paths_and_labels):
+        task = {"data": {"image": image_prefix + quote(path), "banana_path": path}, "predictions": []}
+        if labels:
+            result = [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                       "value": {"choices": list(labels)}}]
+            score = 1.0 if scores is None else scores[n]
+            task["predictions"].append({"model_version": model_version, "result": result,
+                                        **({"score": float(score)} if score == score else {})})  # NaN: no score
+        tasks.append(task)
     return json.dumps(tasks, indent=1)
 
 

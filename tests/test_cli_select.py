@@ -1,6 +1,7 @@
 """``select``: picks CSV with score parts, recorded as a selection run; clear errors."""
 
 import csv
+import json
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from services.config import load_settings
 from services.database import open_database
 from services.headless_selection import CSV_COLUMNS
 from services.labels import NewLabel, record_annotations
+from services.transfer import labeled_images
 from services.projects import get_project
 from storage import item_queries
 from storage.models import ModelVersion, Pick, Project, SelectionRun
@@ -136,3 +138,30 @@ def test_a_multi_label_project_gets_class_sets_as_predictions(labeling_home, tmp
     assert len(rows) == 4 and not {r["path"] for r in rows} & labeled
     assert all(set(filter(None, r["predicted"].split(";"))) <= set(CLASSES) for r in rows)
     assert all(0 < float(r["probability"]) <= 1 for r in rows)
+
+
+def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labeled_them(labeled_paths, tmp_path,
+                                                                                        capsys):
+    tasks_file = tmp_path / "tasks.json"
+    assert main(["select", "--n", "5", "--out", str(tmp_path / "p.csv"), "--tasks", str(tasks_file)]) == 0
+    _, rows = _read(tmp_path / "p.csv")
+    tasks = json.loads(tasks_file.read_text())
+    runs, _, versions = _runs()
+    assert [t["data"]["banana_path"] for t in tasks] == [r["path"] for r in rows]
+    assert all(t["data"]["image"].startswith("/data/local-files/?d=") for t in tasks)
+    assert [(t["predictions"][0]["model_version"], t["predictions"][0]["result"][0]["value"]["choices"]) for t in tasks] \
+        == [(f"banana-model-{versions[0].id}", [r["predicted"]]) for r in rows]
+
+    # In Label Studio someone labels the first three (the pre-annotation, corrected or not); two stay untouched.
+    for task in tasks[:3]:
+        choices = [true_class(task["data"]["banana_path"])]
+        task["annotations"] = [{"id": 1, "was_cancelled": False, "result": [
+            {"type": "choices", "from_name": "label", "to_name": "image", "value": {"choices": choices}}]}]
+    tasks_file.write_text(json.dumps(tasks, indent=1))
+    capsys.readouterr()
+    assert main(["import-labels", str(tasks_file), "--annotator", "ls-team"]) == 0
+    assert "imported 3 labels" in capsys.readouterr().out
+    with open_database(load_settings()) as db:
+        after = {i.path: i.labels for i in labeled_images(db, "default")}
+    assert {p: after[p] for p in (r["path"] for r in rows) if p in after} == \
+        {r["path"]: [true_class(r["path"])] for r in rows[:3]}

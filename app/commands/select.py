@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategy", default="default", choices=ALL_STRATEGIES, metavar="STRATEGY",
                         help=f"one of {', '.join(ALL_STRATEGIES)} (default: default)")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    parser.add_argument("--tasks", type=Path, metavar="FILE",
+                        help="also write the picks as Label Studio tasks, the model's predicted classes as "
+                             "pre-annotations (never read back as labels by import-labels)")
+    parser.add_argument("--image-prefix", metavar="PREFIX",
+                        help="--tasks: data.image is PREFIX + the path (default: /data/local-files/?d= and the "
+                             "project root, for Label Studio with LOCAL_FILES_DOCUMENT_ROOT=/)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
     parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the BANANA_BACKBONE setting)")
     parser.add_argument("--device", default="cpu", help="device for embedding new images: cpu, cuda, cuda:N or mps")
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.extract import ExtractConfig
     from services.database import open_database
-    from services.headless_selection import picks_csv, select_images  # imports torch
+    from services.headless_selection import picks_csv, picks_tasks, select_images  # imports torch
     from services.transfer import write_atomically
 
     settings = replace(settings, backbone=args.backbone or settings.backbone)
@@ -58,11 +64,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,
                                extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty())
     write_atomically(args.out, picks_csv(chosen))
+    if args.tasks is not None:
+        write_atomically(args.tasks, picks_tasks(chosen, image_prefix=args.image_prefix))
     model = (f"model version {chosen.model_version_id}" if chosen.model_version_id is not None
              else "no model yet (fewer than two classes labeled)")
     print(f"selected {len(chosen.picks)} of {chosen.n_unlabeled} unlabeled images ({chosen.strategy}; {model}; "
           f"{chosen.n_labeled} labels; {chosen.embedded_now} images embedded now) -> {args.out}, "
-          f"selection run {chosen.selection_run_id}")
+          f"selection run {chosen.selection_run_id}" + (f"; Label Studio tasks -> {args.tasks}" if args.tasks else ""))
     if chosen.model_error:
         print(f"warning: the retrain on the current labels failed ({chosen.model_error}); "
               "the newest stored model, if any, scored the images", file=sys.stderr)
