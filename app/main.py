@@ -30,6 +30,9 @@ PAGES_BY_ROLE = [
     (st.Page(PAGES / "transfer.py", title="Export / import", icon=":material/import_export:"), Role.ADMIN),
     (st.Page(PAGES / "overview.py", title="Files", icon=":material/folder:"), Role.ANNOTATOR),
     (st.Page(PAGES / "users.py", title="Users", icon=":material/group:"), Role.ADMIN),
+    (st.Page(PAGES / "label_issues.py", title="Label issues", icon=":material/rule:"), Role.REVIEWER),
+    (st.Page(PAGES / "triage.py", title="Triage", icon=":material/move_to_inbox:"), Role.ADMIN),
+    (st.Page(PAGES / "slices.py", title="Failure slices", icon=":material/troubleshoot:"), Role.ADMIN),
 ]
 
 st.set_page_config(page_title="banana", layout="wide")

@@ -111,6 +111,27 @@ def create_slice(engine: ProjectEngine, *, name: str, example_item_ids: list[int
     return slice_id
 
 
+def resolve_examples(engine: ProjectEngine, references: list[str]) -> list[int]:
+    """Item ids of example references: item ids, or paths relative to the project root.
+
+    Raises
+    ------
+    UserError
+        Naming the first reference that is no embedded image of the project.
+    """
+    by_path = {path: int(item) for item, path in zip(engine.item_ids.tolist(), engine.paths)}
+    found = []
+    for reference in (r.strip() for r in references):
+        if not reference:
+            continue
+        item = int(reference) if reference.isdigit() else by_path.get(reference.removeprefix("./"))
+        if item is None or item not in engine.row_of:
+            raise UserError(f"{reference!r} is no embedded image of project {engine.project_name!r}; give an item id "
+                            "or a path relative to the project root")
+        found.append(item)
+    return found
+
+
 def measure(engine: ProjectEngine, *, examples: list[int], min_similarity: float,
             config: SliceConfig = SliceConfig(), with_accuracy: bool = True) -> SliceMeasure | None:
     """Members, labeled members, mined members and accuracy with the serving model; None when no

@@ -10,6 +10,7 @@ model, a probe is fit on the current labels for the report.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,13 +163,24 @@ def write_csv(report: TriageReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for row in report.rows:
-            writer.writerow([row.path, row.item_id, ";".join(row.kinds), _number(row.margin), row.predicted or "",
-                             _number(row.confidence), row.nearest_path or "", _number(row.nearest_similarity),
-                             row.would_get or ""])
+        _write_rows(handle, report)
     os.replace(temporary, path)
+
+
+def csv_text(report: TriageReport) -> str:
+    """The CSV of :func:`write_csv` as a string (for a download)."""
+    handle = io.StringIO(newline="")
+    _write_rows(handle, report)
+    return handle.getvalue()
+
+
+def _write_rows(handle, report: TriageReport) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(CSV_COLUMNS)
+    for row in report.rows:
+        writer.writerow([row.path, row.item_id, ";".join(row.kinds), _number(row.margin), row.predicted or "",
+                         _number(row.confidence), row.nearest_path or "", _number(row.nearest_similarity),
+                         row.would_get or ""])
 
 
 def summary_lines(report: TriageReport, *, top: int = 5) -> list[str]:

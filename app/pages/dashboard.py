@@ -11,6 +11,7 @@ from services.dashboard import dashboard, labels_per_minute
 from services.errors import UserError
 from services.projects import get_project
 from services.simulation import random_baseline
+from services.slices import project_slices
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py
@@ -84,3 +85,14 @@ if figures.models:
                   for m in reversed(figures.models)], hide_index=True, width="stretch")
 else:
     st.caption("No model yet: one trains once two classes have labels.")
+
+slices = [s for s in project_slices(database(), chosen_project()) if any(p.accuracy is not None for p in s.trend)]
+if slices:
+    st.subheader("Failure slices: accuracy on labeled members, per model version")
+    chart = go.Figure([go.Scatter(x=[p.n_labels for p in s.trend if p.accuracy is not None],
+                                  y=[p.accuracy for p in s.trend if p.accuracy is not None], mode="lines+markers",
+                                  name=escape_plotly(s.name)) for s in slices])
+    chart.update_layout(xaxis_title="labels the model was trained on", yaxis_title="accuracy (members held out)",
+                        yaxis_range=[0, 1.05], height=300, margin=dict(l=0, r=0, t=0, b=0), showlegend=True)
+    st.plotly_chart(chart, width="stretch")
+    st.caption("Each labeled member is predicted by the model refit without it; see the Failure slices page.")

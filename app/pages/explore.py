@@ -8,6 +8,8 @@ import streamlit as st
 from app.auth import require
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown, escape_plotly
+from app.slice_form import save_as_slice
+from app.user_state import account
 from services.engine import ProjectEngine
 from services.explore import map_points, more_like, pca_2d
 from services.labeling import THUMBNAIL_SIDE
@@ -55,6 +57,8 @@ with about:
     names = ", ".join(engine.classes[c].name for c in label.class_ids) if label and label.class_ids else "unlabeled"
     st.caption(f"Label: {escape_markdown(names)}")
     find = st.button("Find more like this")
+    if account().can(Role.ADMIN):
+        save_as_slice(engine, item_id)
 if find:
     similar = more_like(engine, item_id)
     for start in range(0, len(similar), COLUMNS):

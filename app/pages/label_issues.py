@@ -1,0 +1,91 @@
+"""Label issues: labels that out-of-fold probabilities say are probably wrong, one at a time.
+
+K keeps the given label, Enter relabels with the suggested class, S skips; either verdict is a
+``review`` annotation superseding the current one. Below: given against out-of-fold
+predicted class, for every labeled image.
+"""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.auth import require
+from app.engine_gate import ready_engine
+from app.safe_text import escape_markdown, escape_plotly
+from app.user_state import annotator
+from services.errors import UserError
+from services.label_issues import LabelIssue, label_issue_queue, review_label
+from services.labeling import ASK_IMAGE_SIDE
+from storage.models import Role
+
+require(Role.REVIEWER)  # first: see app/auth.py
+
+QUEUE = "label_issue_queue"  # (project id, queue, position of the issue on screen)
+
+st.title("Label issues")
+engine = ready_engine()
+if engine.multi_label:
+    st.info("The label-issue queue supports single-label projects only.")
+    st.stop()
+
+
+def _compute() -> None:
+    with st.spinner("Fitting out-of-fold models on every label…"):
+        st.session_state[QUEUE] = (engine.project_id, label_issue_queue(engine), 0)
+
+
+def _advance() -> None:
+    project_id, queue, position = st.session_state[QUEUE]
+    st.session_state[QUEUE] = (project_id, queue, position + 1)
+
+
+def _review(issue: LabelIssue, class_id: int) -> None:
+    try:
+        review_label(engine, issue, class_id=class_id, reviewer=annotator())
+    except UserError as error:
+        st.session_state["label_issue_message"] = str(error)
+    _advance()
+
+
+if st.session_state.get(QUEUE, (None,))[0] != engine.project_id:
+    _compute()
+_, queue, position = st.session_state[QUEUE]
+summary, refresh = st.columns([4, 1])
+summary.caption(f"{queue.n_flagged} of {queue.n_labeled} labels flagged by confident learning (cleanlab) on "
+                f"out-of-fold probabilities; {len(queue.issues)} not reviewed yet, most suspicious first.")
+refresh.button("Recompute", on_click=_compute, icon=":material/refresh:")
+if message := st.session_state.pop("label_issue_message", None):
+    st.warning(escape_markdown(message))
+
+if position < len(queue.issues):
+    issue = queue.issues[position]
+    given, suggested = engine.classes[issue.given].name, engine.classes[issue.suggested].name
+    picture, about = st.columns([2, 3])
+    picture.image(engine.images.get(issue.item_id, issue.path, ASK_IMAGE_SIDE))
+    with about:
+        st.subheader(f"{position + 1} of {len(queue.issues)}")
+        st.text(issue.path)
+        st.markdown(f"Given label: **{escape_markdown(given)}** (out-of-fold probability {issue.self_confidence:.0%})  \n"
+                    f"Suggested label: **{escape_markdown(suggested)}**")
+        st.button(f"Keep {escape_markdown(given)}", shortcut="K", on_click=_review, args=(issue, issue.given))
+        st.button(f"Relabel as {escape_markdown(suggested)}", shortcut="Enter", type="primary",
+                  on_click=_review, args=(issue, issue.suggested), disabled=issue.suggested == issue.given)
+        st.button("Skip", shortcut="S", on_click=_advance)
+        others = [c for c in engine.active_classes() if c.id not in (issue.given, issue.suggested)]
+        if others:
+            other = st.selectbox("Or relabel as", others, format_func=lambda c: c.name, index=None,
+                                 placeholder="another class")
+            st.button("Relabel", disabled=other is None, on_click=_review,
+                      args=(issue, other.id if other is not None else issue.given))
+else:
+    st.success("No label issues left to review." if queue.issues else "No label issues found.")
+
+st.subheader("Given against out-of-fold predicted class")
+if queue.class_ids and queue.confusion.sum():
+    names = [escape_plotly(engine.classes[c].name) for c in queue.class_ids]
+    chart = go.Figure(go.Heatmap(z=queue.confusion.tolist(), x=names, y=names, colorscale="Blues", texttemplate="%{z}",
+                                 hovertemplate="given %{y}, predicted %{x}: %{z}<extra></extra>"))
+    chart.update_layout(xaxis_title="out-of-fold prediction", yaxis_title="given label", yaxis_autorange="reversed",
+                        height=120 + 40 * len(names), margin=dict(l=0, r=0, t=0, b=0))
+    st.plotly_chart(chart, width="stretch")
+else:
+    st.caption(f"Needs at least 10 labels of two classes; the project has {queue.n_labeled} labels.")

@@ -1,0 +1,79 @@
+"""Triage: a report on a batch of new images (near-failures, novel images, near-copies).
+
+The batch is the unlabeled images under a folder of the project root and/or ingested
+since a day; images not embedded yet are embedded first. Same report as
+``python -m app.cli triage``.
+"""
+
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from app.auth import require
+from app.engine_gate import ready_engine
+from app.resources import database, settings
+from app.safe_text import escape_markdown
+from app.user_state import chosen_project
+from core.triage import KINDS
+from services.engines import APP_EXTRACT_CONFIG
+from services.errors import UserError
+from services.labeling import THUMBNAIL_SIDE
+from services.triage import csv_text, triage_batch
+from storage.models import Role
+
+require(Role.ADMIN)  # first: see app/auth.py
+
+COLUMNS = 6
+SHOWN = 36
+REPORT = "triage_report"  # (project name, report)
+KIND_TEXT = {"near_failure": "near-failure", "novel": "novel", "near_copy": "near-copy"}
+
+st.title("Triage a batch of new images")
+engine = ready_engine()  # serves the thumbnails
+st.caption("Ingest the new folder first (`python -m app.cli ingest FOLDER`); images not embedded yet are embedded here.")
+with st.form("triage"):
+    folder = st.text_input("Folder, relative to the project root (empty: anywhere)", key="triage_folder")
+    use_since = st.checkbox("Only images ingested since", key="triage_use_since")
+    since_day = st.date_input("Since (UTC day)", key="triage_since")
+    run = st.form_submit_button("Triage", type="primary")
+if run:
+    since = datetime.combine(since_day, datetime.min.time(), tzinfo=timezone.utc) if use_since else None
+    progress = st.progress(0.0, text="Embedding new images…")
+    try:
+        report = triage_batch(database(), settings(), project=chosen_project(), backbone=settings().backbone,
+                              folder=folder.strip() or None, since=since, extract_config=APP_EXTRACT_CONFIG,
+                              on_progress=lambda done, total: progress.progress(done / total if total else 1.0))
+    except UserError as error:
+        st.error(escape_markdown(str(error)))
+        st.stop()
+    finally:
+        progress.empty()
+    st.session_state[REPORT] = (chosen_project(), report)
+
+stored = st.session_state.get(REPORT)
+if stored is None or stored[0] != chosen_project():
+    st.stop()
+report = stored[1]
+counts = report.counts()
+batch, failures, novel, copies = st.columns(4)
+batch.metric("Unlabeled images in the batch", f"{len(report.rows):,}")
+failures.metric("Near-failures", f"{counts['near_failure']:,}")
+novel.metric("Novel", f"{counts['novel']:,}")
+copies.metric("Near-copies", f"{counts['near_copy']:,}")
+st.caption(f"Batch: {escape_markdown(report.batch)}. Model: {escape_markdown(report.model)}; "
+           f"{report.n_labeled:,} labeled images; {report.embedded_now:,} images embedded now.")
+st.download_button("Download the report (CSV)", csv_text(report), file_name="triage.csv", mime="text/csv")
+
+chosen = st.multiselect("Kinds", KINDS, default=list(KINDS), format_func=KIND_TEXT.get, key="triage_kinds")
+rows = [row for row in report.rows if set(row.kinds) & set(chosen)]
+st.dataframe([{"path": row.path, "kinds": ", ".join(KIND_TEXT[k] for k in row.kinds), "margin": row.margin,
+               "predicted": row.predicted, "nearest labeled": row.nearest_path, "similarity": row.nearest_similarity,
+               "would get": row.would_get} for row in rows], hide_index=True, width="stretch")
+for start in range(0, min(len(rows), SHOWN), COLUMNS):
+    for column, row in zip(st.columns(COLUMNS), rows[start : start + COLUMNS]):
+        with column:
+            st.image(engine.images.get(row.item_id, row.path, THUMBNAIL_SIDE))
+            detail = (f"margin {row.margin:.2f}" if "near_failure" in row.kinds and row.margin is not None
+                      else f"→ {row.would_get}" if row.would_get else
+                      f"similarity {row.nearest_similarity:.2f}" if row.nearest_similarity is not None else "")
+            st.caption(f"{escape_markdown(row.path)} · {escape_markdown(detail)}")

@@ -1,0 +1,71 @@
+"""The data-engine pages: label issues (keyboard review), triage, failure slices, and the dashboard trend."""
+
+import json
+
+from core.slices import SliceConfig
+from services.slices import create_slice, project_slices
+from storage.models import Annotation, AnnotationSource, Role
+from tests.app_helpers import open_page, shortcuts
+from tests.test_label_issues import label_all
+from tests.test_slices import label_truly, retrain
+
+
+def planted_errors(engine):
+    """The first airplane and the first frog image (by path) get the next class instead."""
+    return {sorted(p for p in engine.paths if p.startswith(f"{name}/"))[0] for name in ("airplane", "frog")}
+
+
+def test_label_issue_page_relabels_with_the_suggestion_from_the_keyboard(engine):
+    label_all(engine, wrong_for=planted_errors(engine))
+    app = open_page("pages/label_issues.py", role=Role.REVIEWER)
+    keys = shortcuts(app)
+    assert keys["k"].startswith("Keep") and keys["enter"].startswith("Relabel as") and keys["s"] == "Skip"
+    heatmap = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert sum(map(sum, heatmap["z"])) == 24
+    shown = app.text[0].value
+    assert shown in planted_errors(engine)
+
+    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
+    assert not app.exception
+    item = engine.item_ids[engine.paths.index(shown)]
+    label = engine.current_label(int(item))
+    assert engine.classes[label.class_ids[0]].name == shown.split("/")[0]
+    with engine.db.reading() as session:
+        assert session.get(Annotation, label.annotation_id).source is AnnotationSource.REVIEW
+
+
+def test_label_issue_page_is_for_reviewers(engine):
+    app = open_page("pages/label_issues.py", name="someone", role=Role.ANNOTATOR)
+    assert "reviewer role" in app.error[0].value
+
+
+def test_triage_page_reports_the_unlabeled_images(engine):
+    label_truly(engine, 10)
+    app = open_page("pages/triage.py")
+    app.button[0].click().run()  # the form's submit: every unlabeled image
+    assert not app.exception
+    assert {m.label: m.value for m in app.metric}["Unlabeled images in the batch"] == "14"
+    assert len(app.dataframe) == 1
+
+
+def test_slices_page_and_dashboard_show_each_slice_trend(engine):
+    label_truly(engine, 12)
+    retrain(engine)
+    cats = [i for i, p in zip(engine.item_ids.tolist(), engine.paths) if p.startswith("cat/")]
+    create_slice(engine, name="cats", example_item_ids=cats[:2], config=SliceConfig(k=8))
+    label_truly(engine, 6)
+    retrain(engine)
+    [found] = project_slices(engine.db, "default")
+    assert len(found.trend) == 2
+
+    app = open_page("pages/slices.py")
+    assert not app.exception
+    assert [s.value for s in app.subheader] == ["cats"]
+    assert {m.label: m.value for m in app.metric}["Members"] == "8"
+
+    dashboard = open_page("pages/dashboard.py")
+    charts = dashboard.get("plotly_chart")
+    measured = [p for p in found.trend if p.accuracy is not None]
+    assert measured  # 18 of 24 images are labeled: some of the 8 members are
+    trend = json.loads(charts[-1].proto.spec)["data"][0]
+    assert trend["name"] == "cats" and len(trend["y"]) == len(measured)
