@@ -147,3 +147,27 @@ def test_close_stops_the_worker(make_loop):
     assert not loop._thread.is_alive()
     with pytest.raises(ValueError, match="indices"):
         loop.add_labels([1, 2], [0])
+
+
+def test_removed_labels_are_forgotten_and_count_as_changes(make_loop):
+    loop = make_loop(fit=counting_fit, config=LoopConfig(retrain_every=2))
+    loop.add_labels([1, 2], ["a", ("b", "c")])  # a label may be a tuple (a multi-label class set)
+    assert loop.wait_idle(WAIT)
+    assert loop.current[1]["labels"] == {1: "a", 2: ("b", "c")}
+    loop.remove_labels([1])
+    loop.remove_labels([9])  # never labeled: nothing to forget, still a change
+    assert loop.wait_idle(WAIT)
+    version, model, _ = loop.current
+    assert version == 2 and model["labels"] == {2: ("b", "c")}
+    loop.remove_labels([2])
+    loop.request_retrain()  # nothing left: the served model must forget what it learned
+    assert loop.wait_idle(WAIT)
+    assert loop.current[0] == 3 and loop.current[1]["n"] == 0
+
+
+def test_no_retrain_without_labels_or_a_model(make_loop):
+    loop = make_loop(fit=counting_fit, config=LoopConfig(retrain_every=1))
+    loop.remove_labels([1, 2])
+    loop.request_retrain()
+    assert loop.wait_idle(WAIT)
+    assert loop.current == (0, None, {})
