@@ -147,3 +147,36 @@ def test_a_failing_after_model_hook_never_stops_the_new_model_serving(engine, mo
     label_truly(engine, 8)
     retrain(engine)
     assert engine.last_error is None
+
+
+# ----- storage, on SQLite and PostgreSQL ------------------------------------------------
+
+def test_slice_rows_round_trip_and_one_metric_per_model_version(backend_db):
+    from sqlalchemy.exc import IntegrityError
+
+    from storage import label_queries, queries, slice_queries
+    from storage.models import ItemStatus
+
+    with backend_db.writing() as session:
+        project = queries.add_project(session, name="p", root_path="/data")
+        items = [item_id for item_id, _ in queries.insert_items(session, [
+            dict(project_id=project.id, path=f"{i}.jpg", sha256=f"{i:064d}", size_bytes=1, mtime_ns=1,
+                 status=ItemStatus.OK) for i in range(3)])]
+        version = label_queries.add_model_version(session, project_id=project.id, n_labels=5, metrics={},
+                                                  artifact_path="m.npz")
+        found = slice_queries.add_slice(session, project_id=project.id, name="dark", backbone_key="bundled-x", k=10,
+                                        min_similarity=0.75, created_by="rev", example_item_ids=[items[1], items[0]])
+        slice_queries.add_metric(session, slice_id=found.id, model_version_id=version,
+                                 values=dict(n_members=10, n_labeled=4, n_mined=6, accuracy=0.5,
+                                             mined_item_ids=[items[2]]))
+        project_id, slice_id = project.id, found.id
+    with backend_db.reading() as session:
+        [stored] = slice_queries.project_slices(session, project_id)
+        assert (stored.name, stored.k, stored.min_similarity) == ("dark", 10, 0.75)
+        assert slice_queries.slice_examples(session, [slice_id]) == {slice_id: sorted(items[:2])}
+        [metric] = slice_queries.slice_metrics(session, [slice_id])[slice_id]
+        assert (metric.accuracy, metric.mined_item_ids) == (0.5, [items[2]])
+        assert slice_queries.has_metric(session, slice_id, version)
+    with pytest.raises(IntegrityError), backend_db.writing() as session:
+        slice_queries.add_metric(session, slice_id=slice_id, model_version_id=version,
+                                 values=dict(n_members=1, n_labeled=0, n_mined=1, accuracy=None, mined_item_ids=[]))
