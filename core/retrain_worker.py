@@ -124,10 +124,11 @@ class ProbeTrainer:
         probe = LinearProbe.from_arrays(arrays, **self.probe_params)
         return probe, {**metrics, **self.calibration, "temperature": probe.temperature_}
 
-    def close(self, timeout=10):
-        """Stop the worker (it finishes nothing); safe to call more than once."""
+    def close(self, timeout=2):
+        """Stop the worker: an idle one exits at end-of-file, a busy one is killed after
+        ``timeout`` seconds (what it was fitting is of no use any more). Safe to call again."""
         if self._conn is not None:
-            self._conn.close()  # the child sees end-of-file and exits
+            self._conn.close()
             self._conn = None
         if self._child is not None:
             try:
@@ -198,17 +199,21 @@ class ProbeTrainer:
 def serve(fd):
     """The child's loop: run each fit and send back what it yields, until the socket closes."""
     conn = Connection(fd)
-    while True:
-        try:
+    try:
+        while True:
             train, args = conn.recv()
-        except EOFError:
-            return
-        try:
-            for value in train(*args):
-                conn.send(("result", value))
-            conn.send(("done", None))
-        except Exception as error:  # noqa: BLE001 - sent to the parent, which reports it
             try:
-                conn.send(("error", error))
-            except Exception:  # an error that does not pickle
-                conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+                for value in train(*args):
+                    conn.send(("result", value))
+                conn.send(("done", None))
+            except ConnectionError:
+                raise
+            except Exception as error:  # noqa: BLE001 - sent to the parent, which reports it
+                try:
+                    conn.send(("error", error))
+                except ConnectionError:
+                    raise
+                except Exception:  # an error that does not pickle
+                    conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+    except (EOFError, ConnectionError):  # the parent closed its end or ended: nothing left to do
+        return
