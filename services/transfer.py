@@ -12,13 +12,15 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
+from sqlalchemy import select
+
 from services import json_records, label_studio
 from services.database import Database
 from services.errors import UserError
 from services.labels import append_annotation
 from services.projects import get_project
 from storage import item_queries, label_queries, queries
-from storage.models import AnnotationSource
+from storage.models import Annotation, AnnotationSource, Item
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
 LABEL_SEPARATOR = ";"
@@ -333,18 +335,30 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
             classes[name] = queries.add_label_class(session, project.id, name)
         names = {c.id: name for name, c in classes.items()}
         current = label_queries.current_labels(session, project.id)
-        imported = unchanged = 0
-        for path, row in wanted.items():
+        changes = {path: row for path, row in wanted.items() if (label := current.get(ids[path])) is None
+                   or tuple(sorted(names[c] for c in label.class_ids)) != row.labels}
+        loaded = _load_into_session(session, [ids[path] for path in changes],  # noqa: F841 - kept for the identity map
+                                    [current[ids[path]].annotation_id for path in changes if ids[path] in current])
+        imported, unchanged = 0, len(wanted) - len(changes)
+        for path, row in changes.items():
             label = current.get(ids[path])
-            if label is not None and tuple(sorted(names[c] for c in label.class_ids)) == row.labels:
-                unchanged += 1
-                continue
             append_annotation(session, item_id=ids[path], class_names=row.labels, annotator=annotator or row.annotator,
                               source=AnnotationSource.IMPORT, duration_ms=None,
                               supersedes_id=label.annotation_id if label is not None else None)
             imported += 1
     return ImportReport(imported=imported, unchanged=unchanged, unlabeled=unlabeled, unknown=unknown,
                         created_classes=missing)
+
+
+def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) -> list:
+    """Read the items and annotations a bulk import checks in a few queries, so that its per-row
+    checks find them in the session's identity map (which holds them while the caller keeps the
+    returned list) instead of querying one at a time."""
+    loaded = []
+    for model, ids in ((Item, item_ids), (Annotation, annotation_ids)):
+        for start in range(0, len(ids), 500):  # stays under SQLite's bound-parameter limit
+            loaded += session.scalars(select(model).where(model.id.in_(ids[start : start + 500]))).all()
+    return loaded
 
 
 def import_file(db: Database, project_name: str, data: bytes, *, file_name: str, fmt: str | None = None,
