@@ -69,6 +69,7 @@ def label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig = Label
     if engine.multi_label:
         raise UserError("the label-issue queue supports single-label projects only")
     current = {item: engine.current_label(item) for item in engine.labeled_items()}
+    current = {item: label for item, label in current.items() if label is not None and label.class_ids}  # not cleared meanwhile
     items = np.asarray(sorted(current), np.int64)
     given = np.asarray([current[i].class_ids[0] for i in items.tolist()], np.int64)
     class_ids = np.unique(given)

@@ -133,18 +133,18 @@ def resolve_examples(engine: ProjectEngine, references: list[str]) -> list[int]:
 
 
 def measure(engine: ProjectEngine, *, examples: list[int], min_similarity: float,
-            config: SliceConfig = SliceConfig(), with_accuracy: bool = True) -> SliceMeasure | None:
-    """Members, labeled members, mined members and accuracy with the serving model; None when no
-    example has an embedding in the engine."""
+            config: SliceConfig = SliceConfig(), probe=None) -> SliceMeasure | None:
+    """Members, labeled members, mined members and accuracy with ``probe`` (default: the serving
+    model); None when no example has an embedding in the engine."""
     rows = [engine.row_of[i] for i in examples if i in engine.row_of]
     if not rows:
         return None
     similarity = similarity_to_examples(engine.embeddings, engine.embeddings[rows], block_rows=config.block_rows)
-    labels = {item: engine.current_label(item).class_ids for item in engine.labeled_items()}
+    labels = _current_labels(engine)
     labeled = np.zeros(len(engine.item_ids), bool)
     labeled[[engine.row_of[i] for i in labels]] = True
     members = similarity >= min_similarity
-    probe = engine.serving.probe
+    probe = engine.serving.probe if probe is None else probe
     usable = probe is not None and len(probe.classes_) >= 2
     uncertainty = None
     if usable:
@@ -155,10 +155,16 @@ def measure(engine: ProjectEngine, *, examples: list[int], min_similarity: float
                                                      multi_label=engine.multi_label)
     mined = remine(similarity, min_similarity, uncertainty, labeled)
     value = None
-    if with_accuracy and usable and not engine.multi_label and (members & labeled).any():
+    if usable and not engine.multi_label and (members & labeled).any():
         value = _heldout_accuracy(engine, probe, labels, members, config)
     return SliceMeasure(n_members=int(members.sum()), n_labeled=int((members & labeled).sum()), n_mined=len(mined),
                         accuracy=value, mined_item_ids=engine.item_ids[mined[: config.top_mined]].tolist())
+
+
+def _current_labels(engine: ProjectEngine) -> dict[int, tuple[int, ...]]:
+    """Item -> class ids of every labeled item (read one by one; a label cleared meanwhile is left out)."""
+    labels = {item: engine.current_label(item) for item in engine.labeled_items()}
+    return {item: label.class_ids for item, label in labels.items() if label is not None and label.class_ids}
 
 
 def _heldout_accuracy(engine: ProjectEngine, probe, labels: dict[int, tuple[int, ...]], members: np.ndarray,
@@ -175,7 +181,8 @@ def record_metrics(engine: ProjectEngine, *, slice_ids: list[int] | None = None,
                    config: SliceConfig = SliceConfig()) -> int:
     """Measure the project's slices (or ``slice_ids``) with the serving model version and store
     one metric row per slice; slices already measured with it are skipped. Returns rows added."""
-    version_id = engine.serving.model_version_id
+    serving = engine.serving  # one read: a retrain may swap it meanwhile
+    version_id = serving.model_version_id
     if version_id is None:
         return 0
     with engine.db.reading() as session:
@@ -186,7 +193,8 @@ def record_metrics(engine: ProjectEngine, *, slice_ids: list[int] | None = None,
         rules = [(s.id, s.min_similarity) for s in slices]
     added = 0
     for slice_id, min_similarity in rules:
-        found = measure(engine, examples=examples[slice_id], min_similarity=min_similarity, config=config)
+        found = measure(engine, examples=examples[slice_id], min_similarity=min_similarity, config=config,
+                        probe=serving.probe)
         if found is None:
             continue
         try:
