@@ -136,13 +136,18 @@ def triage_batch(db: Database, settings: Settings, *, project: str, backbone: st
 
 
 def _folder_prefix(root: str, folder: str) -> str:
-    """``folder`` (relative to the root, or a path under it) as a path prefix ``a/b/``."""
-    root_path = Path(root)
-    candidate = Path(os.path.realpath(folder)) if Path(folder).is_absolute() or Path(folder).exists() else root_path / folder
+    """``folder`` as a path prefix ``a/b/`` under the root: relative to the root, or (as given to
+    ``ingest``) an absolute path or one relative to the working folder."""
+    root_path = Path(os.path.realpath(root))
+    given = Path(folder)
+    if given.is_absolute() or (not (root_path / given).exists() and given.exists()):
+        candidate = Path(os.path.realpath(given))
+    else:
+        candidate = Path(os.path.normpath(root_path / given))
     if not candidate.is_relative_to(root_path):
-        raise UserError(f"--batch {folder} is not under the project root {root}; give a folder under it")
+        raise UserError(f"--batch {folder} is not under the project root {root_path}; give a folder under it")
     relative = candidate.relative_to(root_path).as_posix()
-    return "" if relative == "." else relative.rstrip("/") + "/"
+    return "" if relative == "." else relative + "/"
 
 
 def _model(db: Database, settings: Settings, project_id: int, backbone_key: str, labeled_x: np.ndarray,

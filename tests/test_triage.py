@@ -170,3 +170,18 @@ def test_cli_triage_errors_name_the_fix(triaged_project, capsys):
     with pytest.raises(UserError):
         parse_since("soon")
     assert parse_since("2026-11-26").tzinfo is not None
+
+
+def test_batch_folder_is_read_relative_to_the_root_or_as_given_to_ingest(tmp_path, monkeypatch):
+    from services.triage import _folder_prefix
+
+    root = tmp_path / "root"
+    (root / "new" / "day1").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert _folder_prefix(str(root), "new/day1") == "new/day1/"
+    assert _folder_prefix(str(root), "root/new") == "new/"  # relative to the working folder
+    assert _folder_prefix(str(root), str(root / "new")) == "new/"
+    assert _folder_prefix(str(root), ".") == ""
+    assert _folder_prefix(str(root), "gone/later") == "gone/later/"  # deleted since ingest: still a prefix
+    with pytest.raises(UserError, match="not under the project root"):
+        _folder_prefix(str(root), "../elsewhere")
