@@ -20,7 +20,7 @@ from services.errors import UserError
 from services.labels import append_annotation
 from services.projects import get_project
 from storage import item_queries, label_queries, queries
-from storage.models import Annotation, AnnotationSource, Item
+from storage.models import Annotation, AnnotationSource, Item, LabelClass, Project
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
 LABEL_SEPARATOR = ";"
@@ -297,57 +297,72 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
     project = get_project(db, project_name)
     with db.writing() as session:
         ids = {path: item_id for item_id, path in item_queries.ok_item_paths(session, project.id)}
-        resolve = _path_resolver(set(ids))
-        wanted, unknown, unlabeled = {}, [], 0
-        for row in rows:
-            where = f"{file_name}, line {row.line}"
-            if len(row.labels) > 1 and not project.multi_label:
-                raise UserError(f"{where}: {', '.join(row.labels)} are several classes, but project "
-                                f"{project.name!r} is single-label; give one class per image")
-            long = [name for name in row.labels if len(name) > MAX_CLASS_NAME]
-            if long:
-                raise UserError(f"{where}: class name {long[0][:40]!r}... is longer than {MAX_CLASS_NAME} characters")
-            path = resolve(row.path)
-            if path is None:
-                unknown.append(UnknownPath(row.line, row.path))
-            elif not row.labels:
-                unlabeled += 1
-            elif path in wanted and wanted[path].labels != row.labels:
-                raise UserError(f"{where}: {path} is labeled {', '.join(row.labels)}, but line {wanted[path].line} "
-                                f"labels it {', '.join(wanted[path].labels)}; keep one of the two")
-            else:
-                wanted.setdefault(path, row)
-        classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
-        first_use: dict[str, int] = {}
-        for row in wanted.values():
-            for name in row.labels:
-                first_use.setdefault(name, row.line)
-        missing = sorted(name for name in first_use if name not in classes)
-        if missing and not create_classes:
-            raise UserError(f"{file_name}, line {first_use[missing[0]]}: unknown class{'es' if len(missing) > 1 else ''} "
-                            f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
-                            "creating new classes")
-        archived = [name for name in first_use if name in classes and classes[name].archived_at is not None]
-        if archived:
-            raise UserError(f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
-                            "first (Classes and settings page)")
-        for name in missing:
-            classes[name] = queries.add_label_class(session, project.id, name)
+        wanted, unknown, unlabeled = _checked_rows(rows, ids, project, file_name)
+        classes, missing = _checked_classes(session, project, wanted, file_name, create_classes)
         names = {c.id: name for name, c in classes.items()}
         current = label_queries.current_labels(session, project.id)
         changes = {path: row for path, row in wanted.items() if (label := current.get(ids[path])) is None
                    or tuple(sorted(names[c] for c in label.class_ids)) != row.labels}
         loaded = _load_into_session(session, [ids[path] for path in changes],  # noqa: F841 - kept for the identity map
                                     [current[ids[path]].annotation_id for path in changes if ids[path] in current])
-        imported, unchanged = 0, len(wanted) - len(changes)
         for path, row in changes.items():
             label = current.get(ids[path])
             append_annotation(session, item_id=ids[path], class_names=row.labels, annotator=annotator or row.annotator,
                               source=AnnotationSource.IMPORT, duration_ms=None,
                               supersedes_id=label.annotation_id if label is not None else None)
-            imported += 1
-    return ImportReport(imported=imported, unchanged=unchanged, unlabeled=unlabeled, unknown=unknown,
-                        created_classes=missing)
+    return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
+                        unknown=unknown, created_classes=missing)
+
+
+def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
+                  file_name: str) -> tuple[dict[str, ImportRow], list[UnknownPath], int]:
+    """The row to record per item path, the rows naming no image of the project, and the count of
+    rows without a label; a row that cannot be recorded is a UserError naming its line."""
+    resolve = _path_resolver(set(ids))
+    wanted, unknown, unlabeled = {}, [], 0
+    for row in rows:
+        where = f"{file_name}, line {row.line}"
+        if len(row.labels) > 1 and not project.multi_label:
+            raise UserError(f"{where}: {', '.join(row.labels)} are several classes, but project "
+                            f"{project.name!r} is single-label; give one class per image")
+        long = [name for name in row.labels if len(name) > MAX_CLASS_NAME]
+        if long:
+            raise UserError(f"{where}: class name {long[0][:40]!r}... is longer than {MAX_CLASS_NAME} characters")
+        path = resolve(row.path)
+        if path is None:
+            unknown.append(UnknownPath(row.line, row.path))
+        elif not row.labels:
+            unlabeled += 1
+        elif path in wanted and wanted[path].labels != row.labels:
+            raise UserError(f"{where}: {path} is labeled {', '.join(row.labels)}, but line {wanted[path].line} "
+                            f"labels it {', '.join(wanted[path].labels)}; keep one of the two")
+        else:
+            wanted.setdefault(path, row)
+    return wanted, unknown, unlabeled
+
+
+def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], file_name: str,
+                     create_classes: bool) -> tuple[dict[str, LabelClass], list[str]]:
+    """Every class of the project by name, with the missing ones the rows name added (when
+    ``create_classes``), and those added; an unknown or archived class is a UserError naming its first line."""
+    classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
+    first_use: dict[str, int] = {}
+    for row in wanted.values():
+        for name in row.labels:
+            first_use.setdefault(name, row.line)
+    missing = sorted(name for name in first_use if name not in classes)
+    if missing and not create_classes:
+        raise UserError(f"{file_name}, line {min(first_use[name] for name in missing)}: "
+                        f"unknown class{'es' if len(missing) > 1 else ''} "
+                        f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
+                        "creating new classes")
+    archived = [name for name in first_use if name in classes and classes[name].archived_at is not None]
+    if archived:
+        raise UserError(f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
+                        "first (Classes and settings page)")
+    for name in missing:
+        classes[name] = queries.add_label_class(session, project.id, name)
+    return classes, missing
 
 
 def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) -> list:
