@@ -29,7 +29,6 @@ from storage.models import AnnotationSource
 from storage.types import utc_now
 
 OVERLAP_SOURCE = "overlap"  # the pick source of an overlap ask
-CLAIM_ROUNDS = 3  # selections tried when other annotators took every candidate meanwhile
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,10 @@ class AskLeases:
         return asks
 
     def _primary_asks(self, n: int, exclude: set[int]) -> list[Ask]:
+        """The engine's best picks that this annotator could lease. When others took every
+        candidate meanwhile, choose again without them (each round excludes more, so it ends)."""
         refused: set[int] = set()
-        for _ in range(CLAIM_ROUNDS):
+        while True:
             with self.engine.db.reading() as session:
                 held = lease_queries.held_by_others(session, project_id=self.engine.project_id,
                                                     annotator_id=self.annotator_id, now=utc_now())
@@ -130,7 +131,6 @@ class AskLeases:
             if asks or not refused_now:
                 return asks
             refused |= refused_now
-        return []
 
     def _take(self, candidates: Sequence[int]) -> set[int]:
         """Lease the candidates nobody holds or has labeled; the engine learns of labels it missed."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import BigInteger, and_, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.lease_models import ItemLease
@@ -124,7 +124,8 @@ def overlap_candidates(session: Session, *, project_id: int, annotator_id: int, 
     query = (select(ItemLease.item_id)
              .where(ItemLease.project_id == project_id, ItemLease.overlap.is_(False),
                     ItemLease.labeled_at.is_not(None), ItemLease.annotator_id != annotator_id,
-                    (ItemLease.item_id * OVERLAP_HASH_MULTIPLIER) % OVERLAP_HASH_RANGE < overlap_threshold(share),
+                    (cast(ItemLease.item_id, BigInteger) * literal(OVERLAP_HASH_MULTIPLIER, BigInteger))
+                    % literal(OVERLAP_HASH_RANGE, BigInteger) < overlap_threshold(share),
                     ~taken, ~own)
              .order_by(ItemLease.labeled_at, ItemLease.item_id).limit(limit))
     return list(session.scalars(query))

@@ -1,0 +1,49 @@
+"""A project for team tests on any backend: sample images ingested into the given database,
+with synthetic class-clustered embeddings instead of the backbone's (fast, and the same
+on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from services.config import Settings
+from services.database import Database
+from services.engine import ProjectEngine
+from services.ingest import ingest
+from services.labels import add_label_class
+from services.projects import get_project
+from storage import item_queries
+from tests.labeling_project import SAMPLE_IMAGES, true_class
+
+EMBEDDING_DIM = 16
+
+
+def team_engine(db: Database, settings: Settings, base: Path, *, classes=("airplane", "cat", "frog", "truck"),
+                per_class: int = 10, seed: int = 0) -> ProjectEngine:
+    """Ingest ``per_class`` sample images of each class into project "default" of ``db``, add the
+    classes, and start a ProjectEngine over embeddings clustered by true class."""
+    for name in classes:
+        (base / "images" / name).mkdir(parents=True)
+        for source in sorted((SAMPLE_IMAGES / name).iterdir())[:per_class]:
+            shutil.copy(source, base / "images" / name / source.name)
+    ingest(db, settings, source=base / "images", project="default")
+    project = get_project(db, "default")
+    for name in classes:
+        add_label_class(db, project=project, name=name)
+    with db.reading() as session:
+        paths = dict(item_queries.ok_item_paths(session, project.id))
+    ids = np.asarray(sorted(paths), np.int64)
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(classes), EMBEDDING_DIM))
+    which = [classes.index(true_class(paths[i])) for i in ids.tolist()]
+    vectors = (centres[which] + 0.8 * rng.normal(size=(len(ids), EMBEDDING_DIM))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return ProjectEngine(db, settings, project=project, backbone_key="synthetic", item_ids=ids,
+                         paths=[paths[i] for i in ids.tolist()], embeddings=vectors)
+
+
+def class_ids_by_name(engine: ProjectEngine) -> dict[str, int]:
+    return {c.name: c.id for c in engine.classes.values()}
