@@ -69,3 +69,22 @@ def test_slices_page_and_dashboard_show_each_slice_trend(engine):
     assert measured  # 18 of 24 images are labeled: some of the 8 members are
     trend = json.loads(charts[-1].proto.spec)["data"][0]
     assert trend["name"] == "cats" and len(trend["y"]) == len(measured)
+
+
+def test_slices_page_saves_a_slice_from_example_paths(engine):
+    frogs = [p for p in engine.paths if p.startswith("frog/")][:2]
+    app = open_page("pages/slices.py")
+    assert "No failure slices yet" in app.info[0].value
+    app.text_input[0].input("frogs")
+    app.text_area[0].input("\n".join(frogs))
+    next(b for b in app.button if b.label == "Save the slice").click().run()
+    assert not app.exception
+    [found] = project_slices(engine.db, "default")
+    assert found.name == "frogs" and found.created_by == "ann"
+    assert found.example_item_ids == sorted(int(engine.item_ids[engine.paths.index(p)]) for p in frogs)
+    assert app.success[0].value == "Slice frogs saved\\."  # escaped markdown
+
+    app.text_input[0].input("bad")
+    app.text_area[0].input("no/such.jpg")
+    next(b for b in app.button if b.label == "Save the slice").click().run()
+    assert "no embedded image" in app.error[0].value

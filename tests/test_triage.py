@@ -9,7 +9,7 @@ from PIL import Image, ImageEnhance
 
 from app.cli import main
 from core.probe import LinearProbe
-from core.triage import KINDS, TriageConfig, nearest_labeled, novelty_threshold, top_margin, triage
+from core.triage import KINDS, nearest_labeled, novelty_threshold, top_margin, triage
 from services.database import open_database
 from services.labels import record_annotation
 from services.projects import get_project
