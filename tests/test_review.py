@@ -1,0 +1,86 @@
+"""The review queue on SQLite and PostgreSQL: disagreeing overlap labels open a task, the
+reviewer's decision is a new annotation, final, and reopened only by a new disagreement."""
+
+import pytest
+from sqlalchemy import select
+
+from services.errors import UserError
+from services.leases import AskLeases, TeamSettings, is_overlap
+from services.review import decide, review_queue
+from storage import queries
+from storage.models import Annotation, AnnotationSource, Annotator
+from tests.labeling_project import true_class
+from tests.team_project import class_ids_by_name, team_engine
+
+EVERY_ITEM_OVERLAPS = TeamSettings(overlap_share=1.0)
+
+
+@pytest.fixture
+def engine(backend_db, backend_settings, tmp_path):
+    engine = team_engine(backend_db, backend_settings, tmp_path, per_class=1)
+    yield engine
+    engine.close()
+
+
+def _label(leases, ask, name, supersedes_id=None):
+    return leases.label(ask, [name], duration_ms=1, supersedes_id=supersedes_id)
+
+
+def _wrong(ask):
+    return "cat" if true_class(ask.path) != "cat" else "frog"
+
+
+def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_review_annotation(engine):
+    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    asks = first.lease(4)
+    for ask in asks:
+        _label(first, ask, true_class(ask.path))
+    overlap = second.lease(4)
+    assert sorted(a.item_id for a in overlap) == sorted(a.item_id for a in asks) and all(map(is_overlap, overlap))
+    disputed, agreed = overlap[0], overlap[1:]
+    _label(second, disputed, _wrong(disputed))
+    for ask in agreed:
+        _label(second, ask, true_class(ask.path))
+
+    (task,) = review_queue(engine.db, "default")
+    by_name = class_ids_by_name(engine)
+    assert task.item_id == disputed.item_id and task.round == 1
+    assert task.labels == {"first": (by_name[true_class(disputed.path)],), "second": (by_name[_wrong(disputed)],)}
+
+    decision = decide(engine.db, task=task, reviewer="rita", class_names=[true_class(disputed.path)])
+    with engine.db.reading() as session:
+        row = session.get(Annotation, decision)
+        newest = queries.latest_annotation(session, disputed.item_id)
+        reviewer = session.scalar(select(Annotator).where(Annotator.name == "rita"))
+        assert (row.source, row.annotator_id, [c.name for c in row.classes]) == \
+            (AnnotationSource.REVIEW, reviewer.id, [true_class(disputed.path)])
+        assert newest.id == decision and row.supersedes_id is not None
+    assert review_queue(engine.db, "default") == []
+    with pytest.raises(UserError, match="decided by another reviewer"):
+        decide(engine.db, task=task, reviewer="ralph", class_names=[_wrong(disputed)])
+
+
+def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decision(engine):
+    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    (ask,) = first.lease(1)
+    first_label = _label(first, ask, true_class(ask.path))
+    (overlap,) = second.lease(1)
+    second_label = _label(second, overlap, _wrong(overlap))
+    (task,) = review_queue(engine.db, "default")
+    decision = decide(engine.db, task=task, reviewer="rita", class_names=[true_class(ask.path)])
+
+    # The second annotator undoes and labels again as the reviewer decided: nothing reopens.
+    undone = second.undo(overlap, [true_class(ask.path)], supersedes_id=second_label)
+    agreeing = _label(second, overlap, true_class(ask.path), supersedes_id=undone)
+    assert review_queue(engine.db, "default") == []
+    # The first annotator changes their mind against the decision: a new disagreement, round 2.
+    undone = first.undo(ask, [true_class(ask.path)], supersedes_id=first_label)
+    _label(first, ask, _wrong(ask), supersedes_id=undone)
+    (again,) = review_queue(engine.db, "default")
+    assert (again.task_id, again.round) == (task.task_id, 2)
+    assert again.previous_decision == (class_ids_by_name(engine)[true_class(ask.path)],)
+    assert decision < agreeing
+    with pytest.raises(UserError):
+        decide(engine.db, task=task, reviewer="rita", class_names=[true_class(ask.path)])  # round 1 is over
+    decide(engine.db, task=again, reviewer="rita", class_names=[true_class(ask.path)])
+    assert review_queue(engine.db, "default") == []
