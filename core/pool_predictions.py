@@ -7,10 +7,15 @@ selection reads these arrays.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from core.scorers import UNCERTAINTY, multilabel_uncertainty
 
+_BLAS = ThreadpoolController()
 _BLOCK_ROWS = 1 << 16  # rows predicted at once: bounds the float64 probabilities in memory
 
 
@@ -21,14 +26,17 @@ class PoolPredictions:
     ----------
     embeddings : ndarray of shape (N, D)
     probe : fitted :class:`core.probe.LinearProbe`
+    n_threads : int or None
+        Threads that share the pool's rows (one BLAS thread each); None: one per CPU core.
 
     Attributes
     ----------
     probe : the probe they are of
     """
 
-    def __init__(self, embeddings, probe):
+    def __init__(self, embeddings, probe, *, n_threads=None):
         self.embeddings, self.probe = embeddings, probe
+        self.n_threads = max(1, n_threads or os.cpu_count() or 1)
         self._fitted = self._fitted_state(probe)
         self._uncertainty = {}
         self._predicted_column = None
@@ -49,14 +57,22 @@ class PoolPredictions:
         if method not in self._uncertainty:
             values = np.empty(len(self.embeddings))
             predicted = np.empty(len(self.embeddings), np.int32)
-            for b0 in range(0, len(values), _BLOCK_ROWS):
-                proba = self.probe.predict_proba(self.embeddings[b0 : b0 + _BLOCK_ROWS])
-                if proba.shape[1] == 0:
-                    values[b0 : b0 + len(proba)], predicted[b0 : b0 + len(proba)] = 0.0, -1
-                    continue
-                values[b0 : b0 + len(proba)] = (multilabel_uncertainty(proba, method) if self.probe.multi_label
-                                                else UNCERTAINTY[method](proba))
-                predicted[b0 : b0 + len(proba)] = proba.argmax(axis=1)
+
+            def predict(start, stop):
+                for b0 in range(start, stop, _BLOCK_ROWS):
+                    b1 = min(b0 + _BLOCK_ROWS, stop)
+                    proba = self.probe.predict_proba(self.embeddings[b0:b1])
+                    if proba.shape[1] == 0:
+                        values[b0:b1], predicted[b0:b1] = 0.0, -1
+                        continue
+                    values[b0:b1] = (multilabel_uncertainty(proba, method) if self.probe.multi_label
+                                     else UNCERTAINTY[method](proba))
+                    predicted[b0:b1] = proba.argmax(axis=1)
+
+            spans = np.linspace(0, len(values), self.n_threads + 1).astype(int).tolist()
+            with _BLAS.limit(limits=1, user_api="blas"), ThreadPoolExecutor(self.n_threads) as threads:
+                for done in [threads.submit(predict, a, b) for a, b in zip(spans[:-1], spans[1:])]:
+                    done.result()
             self._uncertainty[method], self._predicted_column = values, predicted
         return self._uncertainty[method]
 
