@@ -22,6 +22,7 @@ import numpy as np
 from core.loop import LoopConfig, RetrainLoop
 from core.probe import LinearProbe
 from core.retrain_worker import ProbeTrainer
+from core.scorers import UNCERTAINTY
 from core.selection import ALL_STRATEGIES, SelectionConfig, select
 from core.similarity_state import SimilarityState
 from services.config import Settings
@@ -227,8 +228,16 @@ class ProjectEngine:
                                         n_labels=metrics["trained_labels"], metrics=metrics)
         self.serving = Serving(version_id, probe, metrics)  # one reference assignment: atomic
         self.last_error = None
+        self._refresh_predictions(probe)
         from services.after_model import run_after_model  # hooks of other concerns (failure slices)
         run_after_model(self)  # re-mines failure slices; never raises
+
+    def _refresh_predictions(self, probe: LinearProbe) -> None:
+        """The full refresh after a retrain: predict the pool once for the new probe, here in the
+        loop's thread, so that the next asks only combine scores."""
+        strategy, config = self.selection.strategy, self.selection.config
+        with self._state_lock:
+            self._state.predictions(probe).uncertainty(strategy if strategy in UNCERTAINTY else config.uncertainty)
 
     def on_error(self, error: Exception) -> None:
         log.error("retrain failed; the previous model keeps serving", exc_info=error)
