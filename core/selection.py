@@ -118,6 +118,8 @@ def select(embeddings, labeled_idx, labels, n, *, strategy="default", probe=None
     probe : fitted :class:`core.probe.LinearProbe` or None
     state : :class:`core.similarity_state.SimilarityState` or None
         Kept current with the same labels; built (all labels x pool work) when None.
+        It also keeps the probe's pool predictions, so a caller that passes the same
+        state predicts the pool once per probe, not once per call.
     config : SelectionConfig
     rng : numpy.random.Generator, int or None
 
