@@ -31,6 +31,7 @@ PAGES_BY_ROLE = [
     (st.Page(PAGES / "overview.py", title="Files", icon=":material/folder:"), Role.ANNOTATOR),
     (st.Page(PAGES / "users.py", title="Users", icon=":material/group:"), Role.ADMIN),
     (st.Page(PAGES / "label_issues.py", title="Label issues", icon=":material/rule:"), Role.REVIEWER),
+    (st.Page(PAGES / "review.py", title="Review", icon=":material/rate_review:"), Role.REVIEWER),
     (st.Page(PAGES / "triage.py", title="Triage", icon=":material/move_to_inbox:"), Role.ADMIN),
     (st.Page(PAGES / "slices.py", title="Failure slices", icon=":material/troubleshoot:"), Role.ADMIN),
 ]

@@ -9,6 +9,8 @@ from services.leases import AskLeases, TeamSettings, is_overlap
 from services.review import decide, review_queue
 from storage import queries
 from storage.models import Annotation, AnnotationSource, Annotator
+from storage.models import Role
+from tests.app_helpers import open_page, shortcuts
 from tests.labeling_project import true_class
 from tests.team_project import class_ids_by_name, team_engine
 
@@ -16,7 +18,7 @@ EVERY_ITEM_OVERLAPS = TeamSettings(overlap_share=1.0)
 
 
 @pytest.fixture
-def engine(backend_db, backend_settings, tmp_path):
+def team(backend_db, backend_settings, tmp_path):
     engine = team_engine(backend_db, backend_settings, tmp_path, per_class=1)
     yield engine
     engine.close()
@@ -30,7 +32,8 @@ def _wrong(ask):
     return "cat" if true_class(ask.path) != "cat" else "frog"
 
 
-def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_review_annotation(engine):
+def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_review_annotation(team):
+    engine = team
     first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
     asks = first.lease(4)
     for ask in asks:
@@ -60,7 +63,8 @@ def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_rev
         decide(engine.db, task=task, reviewer="ralph", class_names=[_wrong(disputed)])
 
 
-def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decision(engine):
+def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decision(team):
+    engine = team
     first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
     (ask,) = first.lease(1)
     first_label = _label(first, ask, true_class(ask.path))
@@ -84,3 +88,25 @@ def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decis
         decide(engine.db, task=task, reviewer="rita", class_names=[true_class(ask.path)])  # round 1 is over
     decide(engine.db, task=again, reviewer="rita", class_names=[true_class(ask.path)])
     assert review_queue(engine.db, "default") == []
+
+
+def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final(engine):
+    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    (ask,) = first.lease(1)
+    _label(first, ask, true_class(ask.path))
+    (overlap,) = second.lease(1)
+    _label(second, overlap, _wrong(overlap))
+
+    app = open_page("pages/review.py", name="rita", role=Role.REVIEWER)
+    assert app.text[0].value == ask.path
+    shown = {row["annotator"]: row["label"] for row in app.dataframe[0].value.to_dict("records")}
+    assert shown == {"first": true_class(ask.path), "second": _wrong(ask)}
+    assert shortcuts(app)["s"] == "Later"
+    app.button(key=f"decide-{class_ids_by_name(engine)[true_class(ask.path)]}").click().run()
+
+    assert not app.exception and review_queue(engine.db, "default") == []
+    assert app.success[0].value == "Nothing to review."
+    with engine.db.reading() as session:
+        newest = queries.latest_annotation(session, ask.item_id)
+        assert newest.source is AnnotationSource.REVIEW and [c.name for c in newest.classes] == [true_class(ask.path)]
+    assert engine.current_label(ask.item_id).annotation_id == newest.id

@@ -17,6 +17,7 @@ from services.classes import add_class
 from services.engine import Ask, ClassInfo
 from services.errors import UserError
 from services.labeling import ASK_IMAGE_SIDE, LabelingSession
+from services.leases import is_overlap
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py
@@ -119,11 +120,17 @@ def label_pane(session: LabelingSession) -> None:
         return
     engine = session.engine
     classes = engine.active_classes()
-    probability, top = _suggestion(session, ask)
+    if is_overlap(ask):  # an independent second opinion: the model learned the first one, so it is not shown
+        probability, top = {}, None
+    else:
+        probability, top = _suggestion(session, ask)
     image_column, controls = st.columns([3, 2], gap="large")
     with image_column:
         st.image(session.image(ask), width=ASK_IMAGE_SIDE)
         st.text(ask.path)
+        if is_overlap(ask):
+            st.caption("Second opinion: another annotator has labeled this image too. Give your own label; "
+                       "theirs and the model's guess are hidden, and a reviewer settles any difference.")
     with controls:
         if not classes:
             st.info("No classes yet: press **N** and name the class this image shows.")
