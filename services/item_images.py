@@ -1,4 +1,9 @@
-"""Display copies of item images: small images upscaled, large ones shrunk, cached as PNG bytes."""
+"""Display copies of item images: small images upscaled, large ones shrunk, cached as PNG bytes.
+
+Every image the app shows passes through :class:`ImageCache`, which reads only files that
+resolve (links followed) inside the project's root: a tampered row (``../../etc/passwd``,
+an absolute path) or a link swapped after ingest to point elsewhere is refused.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image
+
+from services.errors import UserError
 
 # Up to this size an image is enlarged with nearest-neighbour (crisp pixels, nothing invented);
 # larger ones are resized with bicubic interpolation.
@@ -25,6 +32,16 @@ def render(path: Path, side: int) -> bytes:
     buffer = io.BytesIO()
     picture.resize(size, resample).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def inside_root(root: Path, relative: str) -> Path:
+    """``root / relative`` with every link resolved; a UserError if that is not inside ``root``."""
+    real_root = Path(root).resolve()
+    target = (real_root / relative).resolve()
+    if not target.is_relative_to(real_root):
+        raise UserError(f"item path {relative!r} resolves outside the project root {real_root}; "
+                        "it is not shown. Ingest the file under the root instead")
+    return target
 
 
 class ImageCache:
@@ -51,7 +68,7 @@ class ImageCache:
             if key in self._images:
                 self._images.move_to_end(key)
                 return self._images[key]
-        data = render(self.root / path, side)
+        data = render(inside_root(self.root, path), side)
         with self._lock:
             self._images[key] = data
             while len(self._images) > self.capacity:
