@@ -1,15 +1,18 @@
 """The labeling services on a small real project: asks, labels, undo, skip, model versions."""
 
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.engines import close_engines, start_engine
 from services.errors import UserError
 from services.labeling import LabelingSession
+from storage.lease_models import ItemLease
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun
+from storage.types import utc_now
 from tests.labeling_project import class_id, true_class
 
 
@@ -111,3 +114,22 @@ def test_a_closed_session_hands_its_queued_asks_to_other_labelers(engine):
         asked.add(ask.item_id)
         second.skip(ask.item_id)
     assert held in asked
+
+
+def test_a_session_whose_leases_lapsed_and_were_taken_over_drops_those_asks(engine):
+    first = LabelingSession(engine, "ann")
+    held = first.current().item_id
+    with engine.db.writing() as db_session:  # as if ann had left the page for longer than the lease time
+        db_session.execute(update(ItemLease).values(expires_at=utc_now() - timedelta(seconds=1)))
+    second = LabelingSession(engine, "bob")
+    taken = set()
+    while (ask := second.current()) is not None and held not in taken:
+        taken.add(ask.item_id)
+        second.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+    assert held in taken
+
+    first._renewed = float("-inf")  # the renewal is due
+    shown = first.current()
+    assert shown is None or shown.item_id not in taken
+    with pytest.raises(UserError):
+        first.label(held, [class_id(engine, "cat")])
