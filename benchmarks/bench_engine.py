@@ -134,6 +134,14 @@ def state_figures(n_pool, dim, rng, probe, dtype):
     print(f"naive full recompute with all 1,050 labels: {naive_state:.2f} s (CPU {naive_state_cpu:.2f} s) "
           f"= {naive_state / incremental:,.0f}x the incremental update (results equal)")
 
+    undo_rows = batches[-1][:1]
+    undo, _ = timed(lambda: state.remove_labels(undo_rows, labels_of(undo_rows)))
+    undo_cpu = CPU["last"]
+    state.add_labels(undo_rows, labels_of(undo_rows))
+    print(f"undo of one label (remove_labels: that label x pool, then the items it was nearest to): "
+          f"{1000 * undo:.0f} ms (CPU {1000 * undo_cpu:.0f} ms); the naive full recompute takes "
+          f"{naive_state / undo:,.0f}x as long")
+
     def refresh_after_retrain():
         """Predict the pool once, gather each item's predicted-class similarity, combine the scores."""
         predictions = state.predictions(probe)
