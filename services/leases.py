@@ -148,11 +148,14 @@ class AskLeases:
         engine = self.engine
         now, expires_at = self._expiry()
         serving = engine.serving
-        with engine.db.writing() as session:
+        with engine.db.reading() as session:  # most refills find none: no write transaction for them
             wanted = lease_queries.overlap_candidates(session, project_id=engine.project_id,
                                                       annotator_id=self.annotator_id, share=self.team.overlap_share,
                                                       now=now, limit=n + len(exclude))
-            wanted = [item for item in wanted if item in engine.row_of and item not in exclude][:n]
+        wanted = [item for item in wanted if item in engine.row_of and item not in exclude][:n]
+        if not wanted:
+            return []
+        with engine.db.writing() as session:
             taken = lease_queries.take(session, project_id=engine.project_id, annotator_id=self.annotator_id,
                                        item_ids=wanted, overlap=True, now=now, expires_at=expires_at)
             items = [item for item in wanted if item in taken]

@@ -5,6 +5,7 @@ on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ def team_engine(db: Database, settings: Settings, base: Path, *, classes=("airpl
         (base / "images" / name).mkdir(parents=True)
         for source in sorted((SAMPLE_IMAGES / name).iterdir())[:per_class]:
             shutil.copy(source, base / "images" / name / source.name)
-    ingest(db, settings, source=base / "images", project="default")
+    # In this process: a few hundred small files check faster than worker processes start.
+    ingest(db, replace(settings, ingest_workers=1), source=base / "images", project="default")
     project = get_project(db, "default")
     for name in classes:
         add_label_class(db, project=project, name=name)
