@@ -185,15 +185,12 @@ class SimilarityState:
     def _recompute_classes(self, rows, labels):
         """Per-class maxima that the removed (``rows``, ``labels``) may have set, from the
         remaining labels of that class; classes left without labels are dropped."""
-        columns = np.searchsorted(self.classes_, labels)
+        columns = np.searchsorted(self.classes_, labels).tolist()
         queries = np.asarray(self.embeddings[rows], dtype=np.float32)
-        affected = {column: [] for column in set(columns.tolist())}
-        for b0 in range(0, len(self.embeddings), _BLOCK_ROWS):
-            pool = np.asarray(self.embeddings[b0 : b0 + _BLOCK_ROWS], dtype=np.float32)
-            sims = queries @ pool.T
-            for i, column in enumerate(columns.tolist()):
-                table = self.class_similarity_[column, b0 : b0 + len(pool)]
-                affected[column].append(b0 + np.flatnonzero(sims[i] >= table - _TIE))
+        affected = {column: [] for column in columns}
+        for found in self._in_spans(self._affected_span, queries, columns):
+            for column, items in found:
+                affected[column].append(items)
         for column, items in affected.items():
             items = np.unique(np.concatenate(items))
             same_class = self._pair_rows[self._pair_classes == self.classes_[column]]
@@ -201,6 +198,17 @@ class SimilarityState:
         remaining = np.isin(self.classes_, self._pair_classes)
         if not remaining.all():
             self.classes_, self.class_similarity_ = self.classes_[remaining], self.class_similarity_[remaining]
+
+    def _affected_span(self, start, stop, queries, columns):
+        """(class column, pool rows in [start, stop) where that query may have set the column's maximum)."""
+        found = []
+        for b0 in range(start, stop, _BLOCK_ROWS):
+            pool = np.asarray(self.embeddings[b0 : min(b0 + _BLOCK_ROWS, stop)], dtype=np.float32)
+            sims = queries @ pool.T
+            for i, column in enumerate(columns):
+                table = self.class_similarity_[column, b0 : b0 + len(pool)]
+                found.append((column, b0 + np.flatnonzero(sims[i] >= table - _TIE)))
+        return found
 
     def _recompute_nearest(self, items):
         """Nearest labeled item of ``items`` from scratch (their nearest was unlabeled)."""
@@ -245,23 +253,24 @@ class SimilarityState:
         column = np.searchsorted(self.classes_, labels)
         order = np.argsort(column, kind="stable")
         indices, column = indices[order], column[order]
-        n = len(self.embeddings)
-        # Threads of our own over disjoint spans of the pool, one BLAS thread each: BLAS's
-        # own threads cost more to synchronise than these small products gain.
-        spans = np.linspace(0, n, self.n_threads + 1).astype(int)
         for q0 in range(0, len(indices), self.label_block):
             rows, cols = indices[q0 : q0 + self.label_block], column[q0 : q0 + self.label_block]
             queries = np.asarray(self.embeddings[rows], dtype=np.float32)
             starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])  # one run of rows per class
             runs = list(zip(cols[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(rows)].tolist()))
-            with _BLAS.limit(limits=1, user_api="blas"):
-                if self.n_threads == 1:
-                    self._fold_span(0, n, queries, rows, runs)
-                    continue
-                with ThreadPoolExecutor(self.n_threads) as pool:
-                    for done in [pool.submit(self._fold_span, a, b, queries, rows, runs)
-                                 for a, b in zip(spans[:-1], spans[1:])]:
-                        done.result()
+            self._in_spans(self._fold_span, queries, rows, runs)
+
+    def _in_spans(self, function, *args):
+        """``function(start, stop, *args)`` over disjoint spans of the pool's rows, one thread
+        each; returns their results in pool order. One BLAS thread per span: BLAS's own
+        threads cost more to synchronise than these small products gain."""
+        spans = np.linspace(0, len(self.embeddings), self.n_threads + 1).astype(int).tolist()
+        with _BLAS.limit(limits=1, user_api="blas"):
+            if self.n_threads == 1:
+                return [function(0, spans[-1], *args)]
+            with ThreadPoolExecutor(self.n_threads) as pool:
+                return [done.result() for done in [pool.submit(function, a, b, *args)
+                                                   for a, b in zip(spans[:-1], spans[1:])]]
 
     def _fold_span(self, start, stop, queries, rows, runs):
         """:meth:`_fold_in` of one label block over pool rows [start, stop)."""

@@ -26,10 +26,11 @@ def test_incremental_updates_equal_a_full_recompute(pool):
     rng = np.random.default_rng(0)
     rows = rng.choice(len(X), 120, replace=False)
     rows = rows[np.argsort(y[rows] == 3, kind="stable")]  # class 3 first appears in the last batches
-    incremental = SimilarityState(X, label_block=7)  # small blocks exercise the label blocking
+    # Small blocks exercise the label blocking; 3 threads split the pool unevenly.
+    incremental = SimilarityState(X, label_block=7, n_threads=3)
     for batch in np.array_split(np.arange(120), 9):
         incremental.add_labels(rows[batch], y[rows][batch])
-    full = SimilarityState(X).refresh(rows, y[rows])
+    full = SimilarityState(X, n_threads=1).refresh(rows, y[rows])
     np.testing.assert_allclose(incremental.nearest_similarity_, full.nearest_similarity_, atol=1e-6)
     np.testing.assert_array_equal(incremental.classes_, full.classes_)
     np.testing.assert_allclose(incremental.class_similarity_, full.class_similarity_, atol=1e-6)
