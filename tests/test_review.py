@@ -5,7 +5,8 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
-from services.leases import AskLeases, TeamSettings, is_overlap
+from services.labeling import LabelingSession
+from services.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
 from services.review import decide, review_queue
 from storage import queries
 from storage.models import Annotation, AnnotationSource, Annotator
@@ -110,3 +111,17 @@ def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final
         newest = queries.latest_annotation(session, ask.item_id)
         assert newest.source is AnnotationSource.REVIEW and [c.name for c in newest.classes] == [true_class(ask.path)]
     assert engine.current_label(ask.item_id).annotation_id == newest.id
+
+
+def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings_there(engine):
+    refused = open_page("pages/review.py", name="anna", role=Role.ANNOTATOR)
+    assert [e.value for e in refused.error] == ["This page is for accounts with the reviewer role or above."]
+    assert open_page("pages/review.py", name="rita", role=Role.REVIEWER).expander == []
+
+    app = open_page("pages/review.py", name="adam", role=Role.ADMIN)
+    assert app.expander[0].label == "Team settings"
+    app.number_input[0].set_value(3)
+    app.number_input[1].set_value(20.0)
+    app.button[[b.label for b in app.button].index("Save")].click().run()
+    assert read_team_settings(engine.settings, engine.project_id) == TeamSettings(lease_seconds=180, overlap_share=0.2)
+    assert LabelingSession(engine, "new").leases.team.overlap_share == 0.2
