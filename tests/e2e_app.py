@@ -60,7 +60,11 @@ def running_app(home: Path) -> Iterator[str]:
             yield url
         finally:
             server.terminate()
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:  # a page's work still running in a thread
+                server.kill()
+                server.wait(30)
 
 
 def add_account(home: Path, name: str, role: Role = Role.ANNOTATOR, password: str = PASSWORD) -> None:
@@ -69,9 +73,9 @@ def add_account(home: Path, name: str, role: Role = Role.ANNOTATOR, password: st
         create_account(db, name=name, role=role, password=password, by=None)
 
 
-def settle(page) -> None:
+def settle(page, timeout_ms: int = 60_000) -> None:
     """Wait until the app has finished its current run."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
     page.wait_for_timeout(150)
 
 

@@ -212,3 +212,33 @@ def test_a_stored_probe_is_plain_arrays_and_a_pickle_in_its_place_is_refused(db,
     with pytest.raises(ValueError, match="allow_pickle=False"):
         load_latest_model(db, settings, project_id=project.id, backbone_key="bundled")
     assert not marker.exists()
+
+
+# --- every page checks the account itself ------------------------------------------------------
+
+
+def navigation_roles() -> dict[str, str]:
+    """Page file -> the lowest role app/main.py's PAGES_BY_ROLE shows it to."""
+    tree = ast.parse((REPO / "app" / "main.py").read_text())
+    table = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and ast.unparse(node.targets[0]) == "PAGES_BY_ROLE")
+    roles = {}
+    for entry in table.elts:
+        page, role = entry.elts
+        roles[page.args[0].right.value] = ast.unparse(role)  # PAGES / "name.py"
+    return roles
+
+
+def test_every_page_first_requires_the_role_the_navigation_gives_it():
+    """Streamlit runs a file of app/pages/ by its URL without app/main.py until st.navigation has
+    run once in the server process, so each page checks the signed-in account before anything else."""
+    roles = navigation_roles()
+    pages = sorted(path.name for path in (REPO / "app" / "pages").glob("*.py"))
+    assert set(roles) == set(pages) - {"sign_in.py"}
+    for name in roles:
+        tree = ast.parse((REPO / "app" / "pages" / name).read_text())
+        first = next(node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))
+                     and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)))
+        call = first.value if isinstance(first, (ast.Expr, ast.Assign)) else None
+        assert isinstance(call, ast.Call) and ast.unparse(call.func) == "require", f"{name} starts with {ast.unparse(first)}"
+        assert ast.unparse(call.args[0]) == roles[name], f"{name}: require({ast.unparse(call.args[0])}), navigation {roles[name]}"
