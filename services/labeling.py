@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from services.engine import Ask, ProjectEngine
 from services.errors import UserError
-from services.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
+from services.leases import AskLeases, LeaseLost, TeamSettings, is_overlap, read_team_settings
 from storage.label_queries import CurrentLabel
 
 ASK_IMAGE_SIDE = 448  # pixels of the image being labeled
@@ -115,8 +115,12 @@ class LabelingSession:
         classes = tuple(sorted(set(class_ids)))
         # An overlap label is a second opinion, not a correction of the first label.
         supersedes = previous.annotation_id if previous is not None and not is_overlap(ask) else None
-        annotation_id = self.leases.label(ask, [self.engine.classes[c].name for c in classes],
-                                          duration_ms=duration_ms, supersedes_id=supersedes)
+        try:
+            annotation_id = self.leases.label(ask, [self.engine.classes[c].name for c in classes],
+                                              duration_ms=duration_ms, supersedes_id=supersedes)
+        except LeaseLost:
+            self._drop(item_id)  # someone else has it now: show the next ask
+            raise
         self.engine.set_label(item_id, CurrentLabel(annotation_id, classes))
         self.history.append(Labeled(ask, annotation_id, previous))
         self._drop(item_id)

@@ -31,6 +31,10 @@ from storage.types import utc_now
 OVERLAP_SOURCE = "overlap"  # the pick source of an overlap ask
 
 
+class LeaseLost(UserError):
+    """The annotator no longer holds the ask: it lapsed and someone else took it, or it was given back."""
+
+
 @dataclass(frozen=True)
 class TeamSettings:
     """How a project's annotators share the work.
@@ -195,15 +199,16 @@ class AskLeases:
 
         Raises
         ------
+        LeaseLost
+            When the lease lapsed and someone else took the item over.
         UserError
-            When the lease lapsed and someone else took the item over, or the label breaks a rule
-            of :func:`services.labels.record_annotation`.
+            When the label breaks a rule of :func:`services.labels.record_annotation`.
         """
         now = utc_now()
         with self.engine.db.writing() as session:
             if not lease_queries.mark_labeled(session, annotator_id=self.annotator_id, item_id=ask.item_id,
                                               overlap=is_overlap(ask), now=now):
-                raise UserError(f"{ask.path} is no longer yours to label: it was left for over "
+                raise LeaseLost(f"{ask.path} is no longer yours to label: it was left for over "
                                 f"{self.team.lease_seconds // 60} minutes and someone else took it over")
             annotation_id = append_annotation(session, item_id=ask.item_id, class_names=class_names,
                                               annotator=self.annotator, source=AnnotationSource.HUMAN, duration_ms=duration_ms,
