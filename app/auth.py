@@ -6,6 +6,7 @@ disabled account or a changed role takes effect at the user's next click.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 
 import streamlit as st
@@ -35,6 +36,11 @@ def configured_oidc_providers() -> list[str | None]:
     if not st.secrets.load_if_toml_exists():
         return []
     return oidc_providers(st.secrets)
+
+
+def oidc_library_installed() -> bool:
+    """Whether Authlib, which ``st.login`` needs, is installed (``pip install 'streamlit[auth]'``)."""
+    return importlib.util.find_spec("authlib") is not None
 
 
 def current_account() -> Account | None:

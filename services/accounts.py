@@ -14,6 +14,7 @@ one hash verification, whether or not the name exists, and gives the same messag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,8 +27,6 @@ from storage.models import Annotator, Role
 from storage.types import utc_now
 
 HASHER = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile
-# Verified against when the name is unknown, so a miss costs what a wrong password costs.
-_UNKNOWN_USER_HASH = HASHER.hash("no account has this password")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # hashing cost is per byte; longer inputs only cost the server
 MAX_NAME_LENGTH = 200
@@ -49,6 +48,13 @@ class Account:
     def can(self, role: Role) -> bool:
         """Whether this account has ``role`` or a role above it (and is not disabled)."""
         return not self.disabled and RANK[self.role] >= RANK[role]
+
+
+@cache
+def _unknown_user_hash() -> str:
+    """Verified against when the name is unknown, so a miss costs what a wrong password costs
+    (made on first use: importing this module stays cheap for the command line)."""
+    return HASHER.hash("no account has this password")
 
 
 def _account(row: Annotator) -> Account:
@@ -185,7 +191,7 @@ def authenticate(db: Database, *, name: str, password: str) -> Account:
         stored = row.password_hash if row is not None else None
         account = _account(row) if row is not None else None
     try:
-        HASHER.verify(stored or _UNKNOWN_USER_HASH, password[:MAX_PASSWORD_LENGTH + 1])
+        HASHER.verify(stored or _unknown_user_hash(), password[:MAX_PASSWORD_LENGTH + 1])
     except (VerificationError, InvalidHashError):
         raise UserError(WRONG_CREDENTIALS) from None
     if stored is None or account is None:  # only reachable if someone guessed the dummy password

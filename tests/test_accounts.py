@@ -350,12 +350,15 @@ def test_an_oidc_identity_signs_in_as_the_account_with_its_email(engine):
     assert title(stranger) == "Sign in to banana" and escape_markdown("no account has the email eve@example.org") in stranger.error[0].value
 
 
-def test_the_sign_in_page_offers_the_providers_of_the_auth_secrets(engine):
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_sign_in_page_offers_the_providers_of_the_auth_secrets(engine, monkeypatch, installed):
+    monkeypatch.setattr("app.auth.oidc_library_installed", lambda: installed)
     app = fresh_app()
     app.secrets = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x",
                             "google": {"client_id": "g", "client_secret": "s", "server_metadata_url": "u"}}}
     app.run()
-    assert "Sign in with google" in [b.label for b in app.button]
+    assert ("Sign in with google" in [b.label for b in app.button]) is installed
+    assert any("pip install Authlib" in e.value for e in app.error) is not installed
     assert "Sign in with google" not in [b.label for b in fresh_app().run().button]
 
 

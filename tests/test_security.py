@@ -23,6 +23,7 @@ from services.errors import UserError
 from services.item_images import ImageCache
 from services.model_store import load_latest_model, save_model_version
 from services.projects import ensure_project
+from services.transfer import import_file
 from tests.e2e_app import running_app
 from tests.images import write_image
 from tests.test_simclr import TINY, blob_images
@@ -242,3 +243,10 @@ def test_every_page_first_requires_the_role_the_navigation_gives_it():
         call = first.value if isinstance(first, (ast.Expr, ast.Assign)) else None
         assert isinstance(call, ast.Call) and ast.unparse(call.func) == "require", f"{name} starts with {ast.unparse(first)}"
         assert ast.unparse(call.args[0]) == roles[name], f"{name}: require({ast.unparse(call.args[0])}), navigation {roles[name]}"
+
+
+def test_an_uploaded_label_file_is_read_by_its_content_not_its_name(db, settings, tmp_path):
+    """The Export / import page hands the upload's bytes to import_file: a PNG named labels.csv is refused."""
+    write_image(tmp_path / "picture.png", 3)
+    with pytest.raises(UserError, match="labels.csv, line [0-9]+: not UTF-8 text"):
+        import_file(db, "default", (tmp_path / "picture.png").read_bytes(), file_name="labels.csv", create_classes=False)

@@ -9,7 +9,7 @@ import getpass
 
 import streamlit as st
 
-from app.auth import OIDC_REFUSED, configured_oidc_providers, sign_in
+from app.auth import OIDC_REFUSED, configured_oidc_providers, oidc_library_installed, sign_in
 from app.resources import database
 from app.safe_text import escape_markdown
 from services.accounts import anyone_can_sign_in, authenticate, create_first_admin, first_admin_needed
@@ -66,6 +66,11 @@ if anyone_can_sign_in(database()):
     _password_form()
 if first_admin_needed(database()):
     _first_admin_form()
-for provider in configured_oidc_providers():
+providers = configured_oidc_providers()
+if providers and not oidc_library_installed():
+    st.error("Single sign-on is configured in .streamlit/secrets.toml, but its library is missing: "
+             "run `pip install Authlib` (or `pip install 'streamlit[auth]'`) and restart the app.")
+    providers = []
+for provider in providers:
     st.button(f"Sign in with {escape_markdown(provider)}" if provider else "Sign in with your organisation",
               key=f"oidc-{provider}", on_click=st.login, args=(provider,), icon=":material/login:")
