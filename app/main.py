@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamlit as st  # noqa: E402
 
 from app.auth import current_account, sign_out  # noqa: E402
+from app.own_password import own_password_form  # noqa: E402
 from app.resources import database, settings  # noqa: E402
 from app.safe_text import escape_markdown  # noqa: E402
 from services.projects import list_projects  # noqa: E402
@@ -51,5 +52,6 @@ with st.sidebar:
                      key="project")
     st.caption(f"Signed in as **{escape_markdown(account.name)}** ({account.role.value}); "
                "your labels are recorded under this name.")
+    own_password_form(account)
     st.button("Sign out", on_click=sign_out, icon=":material/logout:")
 navigation.run()

@@ -34,7 +34,7 @@ from storage import queries
 from storage.db import create_engine_for_url
 from storage.models import Annotation, Annotator, Role
 from storage.schema import MIGRATIONS_DIR, upgrade_to_head
-from tests.app_helpers import MAIN, PASSWORD, signed_in_app
+from tests.app_helpers import MAIN, PASSWORD, account_id, signed_in_app
 from tests.labeling_project import class_id
 
 OTHER_PASSWORD = "another long secret"
@@ -382,3 +382,35 @@ def test_create_user_and_set_password_from_the_command_line(home, monkeypatch, c
     with pytest.raises(SystemExit) as usage:
         cli.main(["create-user", "x", "--role", "boss"])
     assert usage.value.code == 2
+
+
+def own_password_script() -> None:
+    from app.auth import current_account
+    from app.own_password import own_password_form
+
+    own_password_form(current_account())
+
+
+def test_an_account_changes_its_own_password(engine):
+    # The form alone: AppTest reruns a page's file without app/main.py's sidebar (see asks_to_sign_in).
+    app = AppTest.from_function(own_password_script, default_timeout=30)
+    app.session_state[ACCOUNT_ID] = account_id("ann", Role.ANNOTATOR)
+    app.run()
+    assert [t.label for t in signed_in_app(name="ann").run().sidebar.text_input] == [t.label for t in app.text_input]
+    fields = {t.label: t for t in app.text_input}
+    fields["Current password"].input("not the password")
+    fields["New password"].input(OTHER_PASSWORD)
+    fields["New password again"].input(OTHER_PASSWORD)
+    app.button[[b.label for b in app.button].index("Change the password")].click().run()
+    assert WRONG_CREDENTIALS in app.error[0].value
+
+    fields = {t.label: t for t in app.text_input}
+    fields["Current password"].input(PASSWORD)
+    fields["New password"].input(OTHER_PASSWORD)
+    fields["New password again"].input(OTHER_PASSWORD)
+    app.button[[b.label for b in app.button].index("Change the password")].click().run()
+    assert not app.exception and app.success
+    with open_database(load_settings()) as db:
+        assert authenticate(db, name="ann", password=OTHER_PASSWORD).name == "ann"
+        with pytest.raises(UserError, match=WRONG_CREDENTIALS):
+            authenticate(db, name="ann", password=PASSWORD)
