@@ -129,6 +129,11 @@ def _can_sign_in(row: Annotator) -> bool:
     return row.disabled_at is None and (row.password_hash is not None or row.email is not None)
 
 
+def _has_credentials(session: Session) -> bool:
+    return session.scalar(select(func.count()).select_from(Annotator).where(
+        Annotator.password_hash.is_not(None) | Annotator.email.is_not(None))) > 0
+
+
 def anyone_can_sign_in(db: Database) -> bool:
     """True once some enabled account has a password or an email."""
     with db.reading() as session:
@@ -136,18 +141,20 @@ def anyone_can_sign_in(db: Database) -> bool:
 
 
 def first_admin_needed(db: Database) -> bool:
-    """True while no enabled admin can sign in: the sign-in page then offers to create one."""
+    """True while no account has a password or an email: the sign-in page then offers to create
+    the admin. Once any account exists (even a disabled one), admins come from an admin or the CLI."""
     with db.reading() as session:
-        return not any(_can_sign_in(row) for row in session.scalars(select(Annotator).where(Annotator.role == Role.ADMIN)))
+        return not _has_credentials(session)
 
 
 def create_first_admin(db: Database, *, name: str, password: str) -> Account:
-    """Create the first admin on a database where no admin can sign in yet."""
+    """Create the first account, an admin, on a database where no account has credentials yet."""
     password_hash = _hash_password(password)
     with db.writing() as session:
         _lock_accounts(session)
-        if any(_can_sign_in(row) for row in session.scalars(select(Annotator).where(Annotator.role == Role.ADMIN))):
-            raise UserError("an admin account exists already; sign in, or ask that admin for an account")
+        if _has_credentials(session):
+            raise UserError("accounts exist already; sign in, or ask an admin for an account "
+                            "(or run: python -m app.cli create-user NAME --role admin)")
         return _save(session, _clean_name(name), Role.ADMIN, password_hash, None)
 
 

@@ -56,7 +56,15 @@ def test_the_first_admin_is_created_once_and_signs_in_with_an_argon2id_hash(back
     assert not first_admin_needed(backend_db)
     assert stored_hash(backend_db, "root").startswith("$argon2id$") and PASSWORD not in stored_hash(backend_db, "root")
     assert authenticate(backend_db, name="root", password=PASSWORD).id == admin.id
-    with pytest.raises(UserError, match="exists already"):
+    with pytest.raises(UserError, match="accounts exist already"):
+        create_first_admin(backend_db, name="intruder", password=PASSWORD)
+
+
+def test_no_first_admin_is_offered_once_any_account_exists(backend_db):
+    create_account(backend_db, name="ann", role="annotator", password=PASSWORD, by=None)
+    set_disabled(backend_db, name="ann", disabled=True, by=None)
+    assert not first_admin_needed(backend_db)
+    with pytest.raises(UserError, match="create-user NAME --role admin"):
         create_first_admin(backend_db, name="intruder", password=PASSWORD)
 
 
@@ -315,7 +323,7 @@ def test_an_admin_is_offered_every_page(engine):
 def test_a_disabled_account_is_signed_out_at_its_next_click(engine):
     app = signed_in_app(name="ann", role=Role.ANNOTATOR).run()
     with open_database(load_settings()) as db:
-        create_first_admin(db, name="root", password=PASSWORD)
+        create_account(db, name="root", role="admin", password=PASSWORD, by=None)
         set_disabled(db, name="ann", disabled=True, by="root")
     app.run()
     assert asks_to_sign_in(app) and ACCOUNT_ID not in app.session_state

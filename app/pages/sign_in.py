@@ -64,8 +64,11 @@ if refused:
     st.button("Sign out of the provider", on_click=st.logout)
 if anyone_can_sign_in(database()):
     _password_form()
-if first_admin_needed(database()):
+elif first_admin_needed(database()):
     _first_admin_form()
+else:
+    st.warning("Every account is disabled. Create an admin from a terminal on the server:")
+    st.code("python -m app.cli create-user NAME --role admin", language="bash")
 providers = configured_oidc_providers()
 if providers and not oidc_library_installed():
     st.error("Single sign-on is configured in .streamlit/secrets.toml, but its library is missing: "
