@@ -8,7 +8,8 @@ Roles form a ladder; each includes the ones below it:
 
 Passwords are hashed with Argon2id (argon2-cffi's RFC 9106 defaults); a hash made with
 older parameters is replaced at the next successful sign-in. Every failed sign-in costs
-one hash verification, whether or not the name exists, and gives the same message.
+one hash verification, whether or not the name exists, and gives the same message; after
+ten failures in five minutes a name is refused until the oldest failure is five minutes old.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from sqlalchemy.orm import Session
 
 from services.database import Database
 from services.errors import UserError
+from services.sign_in_throttle import SignInThrottle
 from storage.models import Annotator, Role
 from storage.types import utc_now
 
 HASHER = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile
+THROTTLE = SignInThrottle()
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # hashing cost is per byte; longer inputs only cost the server
 MAX_NAME_LENGTH = 200
@@ -191,18 +194,25 @@ def _save(session: Session, name: str, role: Role, password_hash: str | None, em
     return _account(row)
 
 
-def authenticate(db: Database, *, name: str, password: str) -> Account:
-    """The account if ``password`` is right; the same error for an unknown name or a wrong password."""
+def authenticate(db: Database, *, name: str, password: str, throttle: SignInThrottle | None = None) -> Account:
+    """The account if ``password`` is right; the same error for an unknown name or a wrong password.
+
+    ``throttle`` (default: this process's) refuses a name after too many failures in a row.
+    """
+    throttle = throttle or THROTTLE
+    throttle.check(name)
     with db.reading() as session:
         row = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
         stored = row.password_hash if row is not None else None
         account = _account(row) if row is not None else None
     try:
         HASHER.verify(stored or _unknown_user_hash(), password[:MAX_PASSWORD_LENGTH + 1])
+        if stored is None or account is None:  # only reachable if someone guessed the dummy password
+            raise VerificationError
     except (VerificationError, InvalidHashError):
+        throttle.failed(name)
         raise UserError(WRONG_CREDENTIALS) from None
-    if stored is None or account is None:  # only reachable if someone guessed the dummy password
-        raise UserError(WRONG_CREDENTIALS)
+    throttle.succeeded(name)
     if account.disabled:
         raise UserError(f"account {account.name!r} is disabled; ask an admin to enable it")
     if HASHER.check_needs_rehash(stored):

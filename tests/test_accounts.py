@@ -30,6 +30,7 @@ from services.accounts import (
 from services.config import load_settings
 from services.database import open_database
 from services.errors import UserError
+from services.sign_in_throttle import SignInThrottle
 from storage import queries
 from storage.db import create_engine_for_url
 from storage.models import Annotation, Annotator, Role
@@ -422,3 +423,20 @@ def test_an_account_changes_its_own_password(engine):
         assert authenticate(db, name="ann", password=OTHER_PASSWORD).name == "ann"
         with pytest.raises(UserError, match=WRONG_CREDENTIALS):
             authenticate(db, name="ann", password=PASSWORD)
+
+
+def test_a_name_with_too_many_failed_sign_ins_waits_known_or_not(db):
+    now = [0.0]
+    throttle = SignInThrottle(limit=3, window_s=60, clock=lambda: now[0])
+    create_account(db, name="ann", role="annotator", password=PASSWORD, by=None)
+    for name in ("ann", "nobody"):
+        for _ in range(3):
+            with pytest.raises(UserError, match=WRONG_CREDENTIALS):
+                authenticate(db, name=name, password="guess", throttle=throttle)
+        with pytest.raises(UserError, match="too many failed sign-ins"):
+            authenticate(db, name=f" {name.upper()} ", password=PASSWORD, throttle=throttle)
+    now[0] = 61.0
+    assert authenticate(db, name="ann", password=PASSWORD, throttle=throttle).name == "ann"
+    with pytest.raises(UserError, match=WRONG_CREDENTIALS):  # a success clears the count
+        authenticate(db, name="ann", password="guess", throttle=throttle)
+    assert authenticate(db, name="ann", password=PASSWORD, throttle=throttle).name == "ann"
