@@ -37,21 +37,30 @@ PAGES_BY_ROLE = [
     (st.Page(PAGES / "slices.py", title="Failure slices", icon=":material/troubleshoot:"), Role.ADMIN),
 ]
 
-st.set_page_config(page_title="banana", layout="wide")
-account = current_account()
-if account is None:
-    st.navigation([st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:")], position="hidden").run()
-    st.stop()
 
-# Pages left out of the navigation cannot be opened, not even by their URL.
-navigation = st.navigation([page for page, lowest in PAGES_BY_ROLE if account.can(lowest)])
-with st.sidebar:
-    names = [project.name for project in list_projects(database())]
-    if len(names) > 1:
-        st.selectbox("Project", names, index=names.index(settings().project) if settings().project in names else 0,
-                     key="project")
-    st.caption(f"Signed in as **{escape_markdown(account.name)}** ({account.role.value}); "
-               "your labels are recorded under this name.")
-    own_password_form(account)
-    st.button("Sign out", on_click=sign_out, icon=":material/logout:")
-navigation.run()
+def main() -> None:
+    """One run of the app for one browser session."""
+    st.set_page_config(page_title="banana", layout="wide")
+    account = current_account()
+    if account is None:
+        st.navigation([st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+        return
+
+    # Pages left out of the navigation cannot be opened, not even by their URL.
+    navigation = st.navigation([page for page, lowest in PAGES_BY_ROLE if account.can(lowest)])
+    with st.sidebar:
+        names = [project.name for project in list_projects(database())]
+        if len(names) > 1:
+            st.selectbox("Project", names, index=names.index(settings().project) if settings().project in names else 0,
+                         key="project")
+        st.caption(f"Signed in as **{escape_markdown(account.name)}** ({account.role.value}); "
+                   "your labels are recorded under this name.")
+        own_password_form(account)
+        st.button("Sign out", on_click=sign_out, icon=":material/logout:")
+    navigation.run()
+
+
+# A process pool started while Streamlit runs this script as __main__ (ingest checks files in
+# spawned workers) re-imports it in each worker as __mp_main__: no page may run there.
+if __name__ == "__main__":
+    main()

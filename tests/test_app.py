@@ -1,5 +1,9 @@
 """The Streamlit Files page (what each project holds), run headless with AppTest."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -9,6 +13,8 @@ from services.database import open_database
 from services.ingest import ingest
 from tests.app_helpers import signed_in_app
 from tests.images import write_image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def files_page() -> AppTest:
@@ -46,3 +52,12 @@ def test_overview_without_projects_says_how_to_add_images(home):
     assert not app.exception
     assert "app.cli ingest" in app.code[0].value
     assert not app.metric
+
+
+def test_a_spawned_worker_that_re_imports_the_app_script_runs_no_page():
+    # multiprocessing's spawn re-runs __main__'s file as __mp_main__ in each worker; while
+    # Streamlit runs app/main.py as __main__, that is this script, with no session behind it.
+    code = "import runpy; runpy.run_path('app/main.py', run_name='__mp_main__'); print('clean')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("clean")
