@@ -17,6 +17,7 @@ from sqlalchemy import select
 from services import json_records, label_studio
 from services.database import Database
 from services.errors import UserError
+from services.item_images import inside_root
 from services.labels import append_annotation
 from services.projects import get_project
 from storage import item_queries, label_queries, queries
@@ -118,13 +119,16 @@ def export_image_folder(db: Database, project_name: str, images: list[LabeledIma
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; choose a new or empty folder")
     place = {"copy": shutil.copy2, "hardlink": os.link, "symlink": os.symlink}[files]
+    # Every source is checked before anything is written: a file swapped for a link out of the
+    # root after ingest must not be copied into an export.
+    sources = {image.path: inside_root(root, image.path) for image in images}
     written = 0
     for image in images:
         for name in image.labels:
             target = out / _folder_name(name) / image.path.replace("/", "__")
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                place(root / image.path, target)
+                place(sources[image.path], target)
             except OSError as error:
                 raise UserError(f"could not write {target}: {error.strerror}; hard links need the same file system "
                                 "as the images (use copies), symbolic links a file system that has them") from None
