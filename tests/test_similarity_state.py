@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
+from scipy.special import expit
 
+from core.pool_predictions import PoolPredictions
 from core.probe import LinearProbe
+from core.scorers import UNCERTAINTY
 from core.scorers import margin as margin_of
 from core.similarity_state import SimilarityState
 from tests.engine_data import clusters
@@ -111,13 +114,13 @@ def test_pool_predictions_are_computed_once_per_probe_and_follow_a_refit(pool):
     state = SimilarityState(X)
     predictions = state.predictions(probe)
     margin = predictions.uncertainty("margin")
-    np.testing.assert_allclose(margin, margin_of(probe.predict_proba(X)))
+    np.testing.assert_allclose(margin, margin_of(probe.predict_proba(X)), rtol=1e-5)  # float32 against float64
     np.testing.assert_array_equal(probe.classes_[predictions.predicted_column()], probe.predict(X))
     assert state.predictions(probe) is predictions and predictions.uncertainty("margin") is margin
     probe.fit(X[rows[:40]], y[rows[:40]])  # refit in place: the cached predictions are stale
     fresh = state.predictions(probe)
     assert fresh is not predictions
-    np.testing.assert_allclose(fresh.uncertainty("margin"), margin_of(probe.predict_proba(X)))
+    np.testing.assert_allclose(fresh.uncertainty("margin"), margin_of(probe.predict_proba(X)), rtol=1e-5)
 
 
 def assert_same_state(state, reference, X):
@@ -166,3 +169,32 @@ def test_removing_every_label_leaves_an_empty_state(pool):
     state = SimilarityState(X).add_labels([3, 500], [0, 1]).remove_labels([3, 500], [0, 1])
     assert_same_state(state, SimilarityState(X), X)
     assert len(state.classes_) == 0 and np.isneginf(state.nearest_similarity_).all()
+
+
+@pytest.mark.parametrize("method", ["margin", "entropy", "least_confidence"])
+def test_float32_pool_predictions_match_the_float64_probabilities(pool, method):
+    """Temperature, a known class without labels (probability 0) and blocks split across
+    threads: the float32 scores equal the float64 reference up to float32 rounding."""
+    X, y = pool
+    rows = np.arange(0, len(X), 7)
+    rows = rows[y[rows] != 3]
+    probe = LinearProbe(n_folds=0).fit(X[rows], y[rows], classes=[0, 1, 2, 3])
+    probe.temperature_ = 0.7
+    assert np.isneginf(probe.intercept_[3])
+    predictions = PoolPredictions(X, probe, n_threads=3)
+    proba = probe.predict_proba(X)
+    np.testing.assert_allclose(predictions.uncertainty(method), UNCERTAINTY[method](proba), rtol=1e-5, atol=1e-12)
+    np.testing.assert_array_equal(predictions.predicted_column(), proba.argmax(axis=1))
+
+
+def test_confident_items_keep_distinct_nonzero_margins():
+    """1 - p_top is not computed as a difference: margins far below float32's 1e-7 survive."""
+    X = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    probe = LinearProbe(n_folds=0).fit(X, [0, 1])
+    probe.coef_, probe.intercept_ = np.array([[20, -20], [-20, 20]], np.float32), np.zeros(2, np.float32)
+    pool = np.array([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]], np.float32)
+    margin = PoolPredictions(pool, probe).uncertainty("margin")
+    gap = np.abs(np.diff(probe.decision_function(pool).astype(np.float64), axis=1)[:, 0])
+    np.testing.assert_allclose(margin, 2 * expit(-gap), rtol=1e-5)  # 1 - (p1 - p2) with two classes
+    assert margin_of(probe.predict_proba(pool))[0] == 0  # where float64 probabilities round to certainty
+    assert 0 < margin[0] < margin[1] < margin[2]
