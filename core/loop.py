@@ -44,6 +44,10 @@ class RetrainLoop:
         serving; metrics gain ``n_labels`` and ``fit_seconds``) and
         ``on_error(error)`` (a retrain or an ``on_model`` callback raised).
     model, version : initial model (e.g. loaded from storage) and its version number.
+    trained_on : (indices, labels) or None
+        The labels ``model`` was trained on, e.g. a stored model that is current: the loop
+        starts with them and they do not count as new, so no retrain is due until labels
+        change. None starts without labels (add them with :meth:`add_labels`).
 
     Attributes
     ----------
@@ -51,12 +55,14 @@ class RetrainLoop:
         The serving model; version 0 and model None before the first fit.
     """
 
-    def __init__(self, *, fit, config=LoopConfig(), callbacks=(), model=None, version=0):
+    def __init__(self, *, fit, config=LoopConfig(), callbacks=(), model=None, version=0, trained_on=None):
         self.fit = fit
         self.config = config
         self.callbacks = callbacks
         self.current = (version, model, {})
         self._labels = {}
+        if trained_on is not None:
+            self._labels.update(zip(*self._checked(*trained_on)))
         self._new = 0
         self._requested = False
         self._busy = False
@@ -70,14 +76,20 @@ class RetrainLoop:
 
         ``labels``: one per index; a label may be a tuple (e.g. a multi-label class set).
         """
+        indices, labels = self._checked(indices, labels)
+        with self._cond:
+            self._labels.update(zip(indices, labels))
+            self._new += len(indices)
+            self._cond.notify_all()
+
+    @staticmethod
+    def _checked(indices, labels):
+        """Indices and labels as lists of equal length, tuple labels hashable."""
         indices = np.asarray(indices).ravel()
         if len(indices) != len(labels):
             raise ValueError(f"got {len(indices)} indices but {len(labels)} labels.")
         labels = [tuple(v) if isinstance(v, (tuple, list)) else v for v in np.asarray(labels, object).tolist()]
-        with self._cond:
-            self._labels.update(zip(indices.tolist(), labels))
-            self._new += len(indices)
-            self._cond.notify_all()
+        return indices.tolist(), labels
 
     def remove_labels(self, indices):
         """Forget the labels of these items (an undo, or a label cleared); counts as a change."""

@@ -8,6 +8,7 @@ engine is a cache of the database that can always be rebuilt from it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -122,9 +123,13 @@ class ProjectEngine:
             self.serving = Serving(*stored)
         self._load_labels()
         self._trainer = ProbeTrainer(multi_label=self.multi_label)  # fits run in a worker process
-        self.loop = RetrainLoop(fit=self._fit, config=loop_config, callbacks=(self,), model=self.serving.probe)
-        labeled = self._feed_loop()
-        if labeled and (self.serving.probe is None or self.serving.metrics.get("trained_labels") != labeled):
+        rows, labels = self._current_loop_labels()
+        # A stored model trained on exactly the current labels serves as it is: no retrain at start.
+        current = self.serving.probe is not None and self.serving.metrics.get(
+            "trained_labels_digest") == self._labels_digest(rows, labels)
+        self.loop = RetrainLoop(fit=self._fit, config=loop_config, callbacks=(self,), model=self.serving.probe,
+                                trained_on=(rows, labels) if current else None)
+        if not current and self._feed_loop():
             self.loop.request_retrain()
 
     # ----- labels ----------------------------------------------------------------------
@@ -144,12 +149,25 @@ class ProjectEngine:
     def _feed_loop(self) -> int:
         """Give the retrain loop every current label (and forget the cleared ones); returns how many."""
         with self._lock:
-            labels = dict(self._labels)
-        cleared = [self.row_of[i] for i, label in labels.items() if not label.class_ids]
-        labeled = {self.row_of[i]: self._loop_label(label) for i, label in labels.items() if label.class_ids}
+            cleared = [self.row_of[i] for i, label in self._labels.items() if not label.class_ids]
+        rows, labels = self._current_loop_labels()
         self.loop.remove_labels(cleared)
-        self.loop.add_labels(list(labeled), list(labeled.values()))
-        return len(labeled)
+        self.loop.add_labels(rows, labels)
+        return len(rows)
+
+    def _current_loop_labels(self) -> tuple[list[int], list[int | tuple[int, ...]]]:
+        """Pool rows of the labeled items and their labels as the retrain loop takes them."""
+        with self._lock:
+            labeled = {self.row_of[i]: self._loop_label(label) for i, label in self._labels.items() if label.class_ids}
+        return list(labeled), list(labeled.values())
+
+    def _labels_digest(self, rows, labels) -> str:
+        """Fingerprint of a label set (item ids and class ids, in any order), stored with each
+        model version so that a start can tell whether the newest one is current."""
+        item_ids = self.item_ids[np.asarray(rows, np.int64)].tolist()
+        classes = [tuple(sorted(int(c) for c in label)) if isinstance(label, tuple) else (int(label),)
+                   for label in labels]
+        return hashlib.sha256(repr(sorted(zip(item_ids, classes))).encode()).hexdigest()
 
     def _loop_label(self, label: CurrentLabel) -> int | tuple[int, ...]:
         return tuple(label.class_ids) if self.multi_label else label.class_ids[0]
@@ -210,16 +228,17 @@ class ProjectEngine:
     def _fit(self, rows, labels, previous):
         """The retrain loop's fit (pool rows; class ids, or class-id tuples when multi-label), in
         the worker process: a crash there only fails this retrain."""
+        trained = dict(trained_labels=len(rows), trained_labels_digest=self._labels_digest(rows, labels))
         if not self.multi_label:
             probe, metrics = self._trainer.fit(self.embeddings[rows], np.asarray(labels, np.int64), previous)
-            return probe, dict(metrics, trained_labels=len(rows))
+            return probe, dict(metrics, **trained)
         known = set(np.asarray(previous.classes_).tolist()) if previous is not None else set()
         columns = np.asarray(sorted(known.union(*labels)), np.int64)
         targets = np.zeros((len(rows), len(columns)), np.float32)
         for i, classes in enumerate(labels):
             targets[i, np.searchsorted(columns, classes)] = 1
         probe, metrics = self._trainer.fit(self.embeddings[rows], targets, previous, classes=columns)
-        return probe, dict(metrics, trained_labels=len(rows))
+        return probe, dict(metrics, **trained)
 
     def on_model(self, _version, probe, metrics) -> None:
         """RetrainLoop callback: store the version, then serve it."""

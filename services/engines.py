@@ -92,7 +92,7 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,
                        on_progress=progress)
         startup.phase = "loading"
-        startup.engine = _build(db, settings, startup.project, report.folder)
+        startup.engine = build_engine(db, settings, startup.project, report.folder)
         startup.phase = "ready"
     except UserError as error:
         startup.error, startup.phase = str(error), "failed"
@@ -101,7 +101,15 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         startup.error, startup.phase = f"{type(error).__name__}: {error}", "failed"
 
 
-def _build(db: Database, settings: Settings, project_name: str, folder: Path) -> ProjectEngine:
+def build_engine(db: Database, settings: Settings, project_name: str, folder: Path) -> ProjectEngine:
+    """A :class:`ProjectEngine` over the project's usable items embedded in ``folder`` (the
+    embedding store of one backbone), vectors L2-normalised again.
+
+    Raises
+    ------
+    UserError
+        None of the project's images is embedded there.
+    """
     with db.reading() as session:
         project = queries.find_project(session, project_name)
         paths = dict(item_queries.ok_item_paths(session, project.id))
@@ -110,6 +118,7 @@ def _build(db: Database, settings: Settings, project_name: str, folder: Path) ->
     ids, vectors = ids[keep], vectors[keep]
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # float16 storage rounds the norm
     if len(ids) == 0:
-        raise UserError(f"project {project_name!r} has no embedded images; ingest a folder of images first")
+        raise UserError(f"project {project_name!r} has no embedded images; embed them with "
+                        f"`python -m app.cli embed --project {project_name}`")
     return ProjectEngine(db, settings, project=project, backbone_key=folder.name, item_ids=ids,
                          paths=[paths[i] for i in ids.tolist()], embeddings=vectors)

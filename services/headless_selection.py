@@ -12,25 +12,21 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from core.embedding_store import EmbeddingStore
 from core.extract import ExtractConfig
-from core.loop import LoopConfig
 from core.selection import ALL_STRATEGIES, PART_NAMES
 from services import label_studio
 from services.config import Settings
 from services.database import Database
 from services.embeddings import embed
 from services.engine import ProjectEngine, SelectionSettings
+from services.engines import build_engine
 from services.errors import UserError
 from services.projects import get_project, project_counts
-from storage import item_queries
-from storage.models import Pick, Project
+from storage.models import Pick
 
 CSV_COLUMNS = ("rank", "path", "item_id", "source", "predicted", "probability", *PART_NAMES)
 
@@ -90,7 +86,7 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
                         f"python -m app.cli ingest FOLDER --project {project}")
     embedded = embed(db, settings, project=project, backbone=settings.backbone, config=extract,
                      show_progress=show_progress)
-    engine = _engine(db, settings, found, embedded.folder)
+    engine = build_engine(db, settings, found.name, embedded.folder)
     try:
         engine.loop.wait_idle()  # the retrain on the current labels, if the stored model is older
         engine.selection = SelectionSettings(strategy, engine.selection.config)  # this run only, not saved
@@ -117,22 +113,6 @@ def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embe
     return HeadlessSelection(selection_run_id=run_id, project_root=root, strategy=strategy, model_version_id=asks[0].model_version_id,
                              n_labeled=n_labeled, n_unlabeled=len(engine.item_ids) - n_labeled,
                              embedded_now=embedded_now, picks=picks, model_error=engine.last_error)
-
-
-def _engine(db: Database, settings: Settings, project: Project, folder: Path) -> ProjectEngine:
-    """An engine of its own (not the app's shared one) that retrains only when asked: at start,
-    when the newest stored model was not trained on the current labels."""
-    with db.reading() as session:
-        paths = dict(item_queries.ok_item_paths(session, project.id))
-    ids, vectors = EmbeddingStore.open_for_reading(folder).done()
-    keep = np.isin(ids, np.fromiter(paths, np.int64, len(paths)))
-    ids, vectors = ids[keep], vectors[keep]
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # float16 storage rounds the norm
-    if len(ids) == 0:
-        raise UserError(f"no image of project {project.name!r} could be embedded; see `python -m app.cli embed`")
-    return ProjectEngine(db, settings, project=project, backbone_key=folder.name, item_ids=ids,
-                         paths=[paths[i] for i in ids.tolist()], embeddings=vectors,
-                         loop_config=LoopConfig(retrain_every=sys.maxsize))
 
 
 def picks_csv(selection: HeadlessSelection) -> str:

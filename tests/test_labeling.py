@@ -10,11 +10,12 @@ from sqlalchemy import select, update
 from services.engines import close_engines, start_engine
 from services.errors import UserError
 from services.labeling import LabelingSession
+from services.labels import record_annotation
 from services.leases import is_overlap
 from storage.lease_models import ItemLease
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun
 from storage.types import utc_now
-from tests.labeling_project import class_id, true_class
+from tests.labeling_project import class_id, ready_engine, true_class
 
 
 def label_truly(session, n):
@@ -102,6 +103,42 @@ def test_retrained_model_is_saved_as_arrays_and_served_after_a_restart(engine, l
         time.sleep(0.05)
     assert restarted.engine.serving.model_version_id == serving.model_version_id
     assert len(restarted.engine.labeled_items()) == 12
+
+
+def test_a_restart_serves_a_current_stored_model_without_retraining(engine):
+    session = LabelingSession(engine, "ann")
+    label_truly(session, 12)  # 12 >= retrain_every: one retrain on the way
+    session.close()  # its queued asks go back to the pool
+    engine.retrain_now()
+    assert engine.loop.wait_idle(60)
+    stored = engine.serving.model_version_id
+
+    def versions():
+        with engine.db.reading() as db_session:
+            return db_session.scalars(select(ModelVersion.id).order_by(ModelVersion.id)).all()
+
+    before = versions()
+    close_engines()
+    restarted = ready_engine(engine.db, engine.settings)
+    assert restarted is not engine and restarted.loop.wait_idle(60)
+    assert restarted.serving.model_version_id == stored and versions() == before  # no retrain at start
+
+    label_truly(LabelingSession(restarted, "bob"), 10)  # labels added after the start count as usual
+    assert restarted.loop.wait_idle(60)
+    assert restarted.serving.metrics["trained_labels"] == 22 and len(versions()) == len(before) + 1
+
+
+def test_a_restart_retrains_when_the_stored_model_is_older_than_the_labels(engine):
+    first = label_truly(LabelingSession(engine, "ann"), 3)[0]
+    engine.retrain_now()
+    assert engine.loop.wait_idle(60)
+    close_engines()
+    # A relabel while no engine ran (as from the CLI): the same number of labels, not the same labels.
+    other = next(c.name for c in engine.classes.values() if c.name != true_class(first.path))
+    record_annotation(engine.db, item_id=first.item_id, class_names=[other], annotator="eve")
+    restarted = ready_engine(engine.db, engine.settings)
+    assert restarted.loop.wait_idle(60)
+    assert restarted.serving.model_version_id != engine.serving.model_version_id
 
 
 def test_a_closed_session_hands_its_queued_asks_to_other_labelers(engine):

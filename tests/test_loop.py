@@ -53,6 +53,19 @@ def test_retrains_after_every_k_labels_and_reports_the_version(make_loop):
     assert [v for v, _, _ in recorder.models] == [1]
 
 
+def test_labels_the_initial_model_was_trained_on_are_not_new(make_loop):
+    recorder = Recorder()
+    loop = make_loop(fit=counting_fit, config=LoopConfig(retrain_every=3), callbacks=[recorder], model="stored",
+                     version=4, trained_on=([1, 2, 3, 4], ["a", "b", "a", ("b", "c")]))
+    assert loop.wait_idle(WAIT)
+    assert loop.current[:2] == (4, "stored") and recorder.models == []  # 4 labels >= 3, but none new
+    loop.add_labels([5, 6], ["a", "b"])
+    loop.remove_labels([1])
+    assert loop.wait_idle(WAIT)
+    version, model, _ = loop.current
+    assert version == 5 and model["labels"] == {2: "b", 3: "a", 4: ("b", "c"), 5: "a", 6: "b"}
+
+
 def test_retrain_on_demand_and_latest_label_wins(make_loop):
     loop = make_loop(fit=counting_fit, config=LoopConfig(retrain_every=100))
     loop.add_labels([7, 8], ["cat", "dog"])
