@@ -8,6 +8,7 @@ import streamlit as st
 from app.safe_text import escape_markdown
 from services.engine import Ask, ProjectEngine
 from services.labeling import THUMBNAIL_SIDE
+from services.leases import OVERLAP_SOURCE
 
 NEIGHBOURS = 5
 
@@ -24,6 +25,9 @@ SOURCE_TEXT = {
     "band_only": "It sits at a middle distance from the labeled images.",
     "typicality": "It is the most typical image of a cluster with few labels.",
     "random": "Chosen at random.",
+    OVERLAP_SOURCE: "A second opinion: another annotator has labeled this image, and it is asked again, without "
+                    "their answer, to measure how often annotators agree. Label what you see; if the two labels "
+                    "differ, the image goes to the review queue.",
 }
 
 PART_TEXT = {
