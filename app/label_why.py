@@ -26,8 +26,8 @@ SOURCE_TEXT = {
     "typicality": "It is the most typical image of a cluster with few labels.",
     "random": "Chosen at random.",
     OVERLAP_SOURCE: "A second opinion: another annotator has labeled this image, and it is asked again, without "
-                    "their answer, to measure how often annotators agree. Label what you see; if the two labels "
-                    "differ, the image goes to the review queue.",
+                    "their answer or the model's guess, to measure how often annotators agree. Label what you "
+                    "see; if the two labels differ, a reviewer settles it.",
 }
 
 PART_TEXT = {

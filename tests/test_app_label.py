@@ -2,7 +2,10 @@
 
 from sqlalchemy import update
 
+from app.label_why import SOURCE_TEXT
 from services.engines import close_engines
+from services.labeling import LabelingSession
+from services.leases import OVERLAP_SOURCE, TeamSettings, save_team_settings
 from storage.models import Project
 from tests.app_helpers import open_page, shortcuts
 from tests.labeling_project import CLASSES, class_id, ready_engine, true_class
@@ -79,3 +82,14 @@ def test_multi_label_projects_toggle_classes_and_save_them_together(engine):
     item = restarted.item_ids[restarted.paths.index(path)]
     assert restarted.multi_label
     assert restarted.current_label(item).class_ids == tuple(sorted((cat, frog)))
+
+
+def test_an_overlap_ask_says_why_it_is_asked_again(engine):
+    save_team_settings(engine.settings, engine.project_id, TeamSettings(overlap_share=1.0))
+    first = LabelingSession(engine, "eve")
+    ask = first.current()
+    first.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+    first.close()
+    app = open_page(name="ann")  # overlap asks come first, and never back to the one who labeled it
+    assert shown_path(app) == ask.path
+    assert SOURCE_TEXT[OVERLAP_SOURCE] in [markdown.value for markdown in app.expander[0].markdown]
