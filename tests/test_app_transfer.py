@@ -4,13 +4,12 @@ Round trips and malformed files: tests/test_transfer_formats.py."""
 import csv
 import io
 import json
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
 from services.errors import UserError
 from services.labeling import LabelingSession
-from services.projects import get_project
 from services.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
@@ -51,14 +50,11 @@ def test_image_folder_export_puts_each_image_under_its_class(engine, labeled, tm
         export_image_folder(engine.db, "default", labeled, tmp_path / "out", files=mode)
 
 
-def test_image_folder_export_refuses_a_file_swapped_for_a_link_out_of_the_root(engine, labeled, tmp_path):
-    outside = tmp_path / "secret.jpg"
-    outside.write_bytes(b"not for export")
-    swapped = Path(get_project(engine.db, "default").root_path) / labeled[0].path
-    swapped.unlink()
-    swapped.symlink_to(outside)
+def test_image_folder_export_refuses_a_path_out_of_the_root_and_writes_nothing(engine, labeled, tmp_path):
+    # A tampered row (or a file swapped for a link) must not copy a file from outside the root.
+    tampered = [replace(labeled[0], path="../../outside.jpg"), *labeled[1:]]
     with pytest.raises(UserError, match="outside the project root"):
-        export_image_folder(engine.db, "default", labeled, tmp_path / "out")
+        export_image_folder(engine.db, "default", tampered, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # checked before anything was written
 
 

@@ -8,11 +8,6 @@ package; playwright's own browser download is never used.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,14 +16,10 @@ from services.config import Settings
 from services.database import open_database
 from services.projects import get_project
 from storage import item_queries, label_queries
-from tests.e2e_app import add_account, sign_in
+from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, REPO, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 CLASSES = ("airplane", "cat", "frog", "ship", "truck")
 PER_CLASS = 6
 LABELS = 20
@@ -36,12 +27,6 @@ LABELS = 20
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":  # CI installs it, so there it must be found
     pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -55,40 +40,12 @@ def project_home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app_url(project_home: Path):
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("BANANA_")}
-    env["BANANA_HOME"] = str(project_home)
-    log = open(project_home / "streamlit.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), "--server.headless",
-         "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, (project_home / "streamlit.log").read_text()
-            time.sleep(0.3)
+    with running_app(project_home) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
 
 
 def shown_path(page) -> str:
     return page.locator('[data-testid="stMain"] [data-testid="stText"]').first.inner_text()
-
-
-def settle(page) -> None:
-    """Wait until the app has finished its current run."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-    page.wait_for_timeout(150)
 
 
 def press_and_wait_for_new_image(page, key: str, before: str) -> str:
