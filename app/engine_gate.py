@@ -1,4 +1,8 @@
-"""Pages that need the engine call :func:`ready_engine`; while it starts they show progress."""
+"""Pages that need the engine call :func:`ready_engine`; while it starts they show progress.
+
+Each call also checks, at most every few seconds, for images ingested since the engine
+started; they join its pool in the background, with a note in the sidebar meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from app.safe_text import escape_markdown
 from app.resources import database, settings
 from app.user_state import chosen_project
 from services.engine import ProjectEngine
-from services.engines import Startup, start_engine
+from services.engines import Startup, grow_pool
 
 PHASE_TEXT = {
     "ingesting": "Adding the sample images",
@@ -19,8 +23,14 @@ PHASE_TEXT = {
 
 def ready_engine() -> ProjectEngine:
     """The chosen project's engine; until it is ready, show progress and stop the page here."""
-    startup = start_engine(database(), settings(), chosen_project())
+    startup = grow_pool(database(), settings(), chosen_project())
     if startup.phase == "ready":
+        with st.sidebar:
+            if startup.growing is not None:
+                _growth_note(startup)
+            elif startup.growth_error:
+                st.warning(f"New images could not be added yet (retried in a minute): "
+                           f"{escape_markdown(startup.growth_error)}", icon=":material/warning:")
         return startup.engine
     if startup.phase == "failed":
         st.error(f"Could not open project {escape_markdown(chosen_project())}: {escape_markdown(startup.error)}",
@@ -39,3 +49,17 @@ def _progress(startup: Startup) -> None:
     fraction = startup.done / startup.total if startup.total else 0.0
     counts = f" ({startup.done:,} of {startup.total:,} images)" if startup.total else ""
     st.progress(min(fraction, 1.0), text=f"{text}{counts}…")
+
+
+def growth_text(growing: int) -> str:
+    """The sidebar note while the pool grows by ``growing`` images (fewer than one: some left)."""
+    if growing < 1:
+        return "Updating the image pool…"
+    return f"Adding {growing:,} new image{'s' if growing != 1 else ''}…"
+
+
+@st.fragment(run_every=1)
+def _growth_note(startup: Startup) -> None:
+    # Empty once the fresh engine is swapped in; pages take it up on their next run.
+    if startup.growing is not None:
+        st.caption(growth_text(startup.growing))

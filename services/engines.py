@@ -3,12 +3,21 @@
 The first start of a project ingests ``sample_data/images`` when the project does not
 exist yet, embeds every image not embedded yet, then builds the engine. The app shows
 :class:`Startup` while that runs and labels once it is ``ready``.
+
+Images ingested while the engine runs join its pool without a restart: :func:`grow_pool`
+(called on page runs, at most every few seconds) compares one cheap count with the pool's,
+and when images came or went it embeds the new ones and builds a fresh engine in the
+background, swaps it in and retires the old one after a grace period. Labels are safe
+across the swap: every label is committed to the database before it is acknowledged, the
+fresh engine loads labels from the database, and it catches up once more right after the
+swap and again when the old engine is closed (labels given through it meanwhile).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +31,7 @@ from services.embeddings import embed
 from services.engine import ProjectEngine
 from services.errors import UserError
 from services.ingest import ingest
-from storage import item_queries, queries
+from storage import item_queries, label_queries, queries
 
 log = logging.getLogger(__name__)
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
@@ -38,6 +47,9 @@ class Startup:
 
     ``phase`` is ``ingesting``, ``embedding``, ``loading``, ``ready`` or ``failed``;
     ``done`` of ``total`` counts the phase's work; ``error`` says what failed and how to fix it.
+    Once ready: ``pool`` is the (count, largest id) of ingested images the engine was built
+    over; ``growing`` is None when up to date, else how many images are being added (fewer
+    than zero when some left); ``growth_error`` says why the last growth failed.
     """
 
     project: str
@@ -46,9 +58,24 @@ class Startup:
     total: int = 0
     error: str | None = None
     engine: ProjectEngine | None = None
+    pool: tuple[int, int] = (0, 0)
+    growing: int | None = None
+    growth_error: str | None = None
+    next_check: float = 0.0  # time.monotonic() of the next growth check
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """How often :func:`grow_pool` counts the images; how long a replaced engine keeps serving
+    the labeling sessions that still hold it; how long to wait after a failed growth."""
+
+    check_seconds: float = 5.0
+    retire_seconds: float = 120.0
+    retry_seconds: float = 60.0
 
 
 _startups: dict[tuple[str, str, str], Startup] = {}
+_retiring: list[ProjectEngine] = []  # replaced engines still serving old labeling sessions
 _lock = threading.Lock()
 
 
@@ -72,8 +99,9 @@ def running_engines() -> list[ProjectEngine]:
 def close_engines() -> None:
     """Stop every engine's retrain loop and forget them (tests, shutdown)."""
     with _lock:
-        engines = [s.engine for s in _startups.values() if s.engine is not None]
+        engines = [s.engine for s in _startups.values() if s.engine is not None] + _retiring
         _startups.clear()
+        _retiring.clear()
     for engine in engines:
         engine.close()
 
@@ -89,16 +117,99 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
             startup.phase = "ingesting"
             ingest(db, settings, source=SAMPLE_IMAGES, project=startup.project, on_progress=progress)
         startup.phase, startup.done, startup.total = "embedding", 0, 0
+        pool = _pool_signature(db, startup.project)  # counted first: images ingested later grow the pool
         report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,
                        on_progress=progress)
         startup.phase = "loading"
         startup.engine = build_engine(db, settings, startup.project, report.folder)
+        startup.pool = pool
         startup.phase = "ready"
     except UserError as error:
         startup.error, startup.phase = str(error), "failed"
     except Exception as error:  # shown in the app; the traceback goes to the server log
         log.exception("engine start failed")
         startup.error, startup.phase = f"{type(error).__name__}: {error}", "failed"
+
+
+def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
+              config: GrowthConfig = GrowthConfig()) -> Startup:
+    """The project's startup record; once it is ready, and at most every ``check_seconds``,
+    count the project's ingested images, and when they changed since the engine was built,
+    start growing its pool in the background (``growing`` says so until the swap is done)."""
+    startup = start_engine(db, settings, project)
+    now = time.monotonic()
+    with _lock:
+        if startup.phase != "ready" or startup.growing is not None or now < startup.next_check:
+            return startup
+        startup.next_check = now + config.check_seconds
+    pool = _pool_signature(db, startup.project)
+    with _lock:
+        if pool == startup.pool or startup.growing is not None:
+            return startup
+        startup.growing = pool[0] - startup.pool[0]
+    threading.Thread(target=_grow, args=(db, settings, startup, pool, config), name=f"grow-{startup.project}",
+                     daemon=True).start()
+    return startup
+
+
+def catch_up_labels(engine: ProjectEngine) -> int:
+    """Give ``engine`` each current label in the database newer than the one it holds (labels
+    given through the engine it replaced); returns how many."""
+    with engine.db.reading() as session:
+        labels = label_queries.current_labels(session, engine.project_id)
+    missed = 0
+    for item_id, label in labels.items():
+        held = engine.current_label(item_id)
+        if item_id in engine.row_of and (held is None or held.annotation_id < label.annotation_id):
+            engine.set_label(item_id, label)
+            missed += 1
+    return missed
+
+
+def _pool_signature(db: Database, project_name: str) -> tuple[int, int]:
+    with db.reading() as session:
+        return item_queries.ok_items_signature(session, queries.find_project(session, project_name).id)
+
+
+def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, int], config: GrowthConfig) -> None:
+    """Embed the new images, build a fresh engine over the grown pool, swap it in; the old one
+    keeps serving the labeling sessions that hold it for ``retire_seconds``, then closes."""
+    try:
+        report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG)
+        engine = build_engine(db, settings, startup.project, report.folder)
+    except Exception as error:  # the current engine keeps serving; shown in the app, retried later
+        log.exception("adding new images to project %r failed", startup.project)
+        with _lock:
+            startup.growth_error = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            startup.next_check = time.monotonic() + config.retry_seconds
+            startup.growing = None
+        return
+    with _lock:
+        registered = any(s is startup for s in _startups.values())
+        if registered:
+            old = startup.engine
+            startup.engine, startup.pool, startup.growth_error = engine, pool, None
+            _retiring.append(old)
+        startup.growing = None
+    if not registered:  # the engines were closed meanwhile
+        engine.close()
+        return
+    catch_up_labels(engine)  # labels committed after the fresh engine read them
+    retire = threading.Timer(config.retire_seconds, _retire, args=(old, engine))
+    retire.daemon = True
+    retire.start()
+
+
+def _retire(old: ProjectEngine, successor: ProjectEngine) -> None:
+    with _lock:
+        if not any(engine is old for engine in _retiring):
+            return  # closed by close_engines
+        _retiring[:] = [engine for engine in _retiring if engine is not old]
+    try:
+        old.close()
+        catch_up_labels(successor)  # labels given through the old engine until now
+    except Exception:
+        log.exception("retiring a replaced engine of project %r failed", old.project_name)
 
 
 def build_engine(db: Database, settings: Settings, project_name: str, folder: Path) -> ProjectEngine:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Item, ItemStatus
@@ -14,6 +14,15 @@ def ok_item_paths(session: Session, project_id: int) -> list[tuple[int, str]]:
     """Return ``(item id, path relative to the root)`` of every ingested image, by id."""
     query = select(Item.id, Item.path).where(Item.project_id == project_id, Item.status == ItemStatus.OK).order_by(Item.id)
     return [(item_id, path) for item_id, path in session.execute(query)]
+
+
+def ok_items_signature(session: Session, project_id: int) -> tuple[int, int]:
+    """Return the count and the largest id of the project's ingested images: one cheap query
+    that changes whenever images are added or leave the pool."""
+    query = select(func.count(Item.id), func.max(Item.id)).where(Item.project_id == project_id,
+                                                                 Item.status == ItemStatus.OK)
+    count, largest = session.execute(query).one()
+    return int(count), int(largest or 0)
 
 
 def item_id_by_path(session: Session, project_id: int, path: str) -> int | None:

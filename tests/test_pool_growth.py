@@ -1,0 +1,147 @@
+"""Images ingested while an engine runs join its pool without a restart, and no label is lost."""
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from services import engines
+from services.database import open_database
+from services.engines import GrowthConfig, catch_up_labels, close_engines, grow_pool
+from services.ingest import ingest
+from services.labeling import LabelingSession
+from services.labels import record_annotation
+from storage import label_queries
+from tests.labeling_project import CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, ready_engine, true_class
+
+# Checked at every call; a replaced engine serves its sessions a few seconds more.
+FAST = GrowthConfig(check_seconds=0, retire_seconds=3, retry_seconds=0)
+
+
+def wait_for(condition, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def add_sample_images(base: Path, start: int, stop: int) -> None:
+    """Copy sample images ``start:stop`` of each class under ``base/images``, beside the ingested ones."""
+    for name in CLASSES:
+        for source in sorted((SAMPLE_IMAGES / name).iterdir())[start:stop]:
+            shutil.copy(source, base / "images" / name / source.name)
+
+
+def label_truly(session, n):
+    labeled = []
+    for _ in range(n):
+        ask = session.current()
+        session.label(ask.item_id, [class_id(session.engine, true_class(ask.path))])
+        labeled.append(ask)
+    return labeled
+
+
+def label_everything(session) -> set[int]:
+    """Label every ask the session has (bounded); return the items asked."""
+    asked = set()
+    for _ in range(100):
+        ask = session.current()
+        if ask is None:
+            return asked
+        session.label(ask.item_id, [class_id(session.engine, true_class(ask.path))])
+        asked.add(ask.item_id)
+    raise AssertionError("the session kept asking")
+
+
+@pytest.fixture
+def small_project(tmp_path: Path):
+    """A running engine over 3 sample images of each class, with its settings and database."""
+    settings = ingested_sample_project(tmp_path, per_class=3)
+    with open_database(settings) as db:
+        yield tmp_path, settings, db, ready_engine(db, settings)
+        close_engines()
+
+
+def database_labels(db, engine):
+    with db.reading() as session:
+        return label_queries.current_labels(session, engine.project_id)
+
+
+def test_new_images_join_the_running_engine_and_every_label_is_kept(small_project, monkeypatch):
+    base, settings, db, old = small_project
+    session = LabelingSession(old, "ann")
+    before = label_truly(session, 4)
+    startup = grow_pool(db, settings, config=FAST)
+    assert startup.engine is old and startup.growing is None  # up to date: nothing to do
+
+    add_sample_images(base, 3, 6)
+    ingest(db, settings, source=base / "images", project="default")
+
+    # A label given at the old engine after the fresh engine read the labels, before the swap.
+    during, growing = [], []
+    build_engine = engines.build_engine
+
+    def build_then_label(*args):
+        fresh = build_engine(*args)
+        growing.append(startup.growing)
+        during.extend(label_truly(session, 1))
+        return fresh
+
+    monkeypatch.setattr(engines, "build_engine", build_then_label)
+    assert grow_pool(db, settings, config=FAST) is startup
+    assert wait_for(lambda: startup.growing is None)
+    assert growing == [12]
+    new = startup.engine
+    assert new is not old and startup.growth_error is None
+    new_ids = set(new.item_ids.tolist()) - set(old.item_ids.tolist())
+    assert len(new_ids) == 12 and len(new.item_ids) == 24
+
+    for ask in before + during:
+        assert new.current_label(ask.item_id).class_ids == (class_id(new, true_class(ask.path)),)
+    assert sorted(new.labeled_items()) == sorted(database_labels(db, new))
+
+    # The old session still works until it is replaced; its labels reach the new engine.
+    after = label_truly(session, 1)[0]
+    assert wait_for(lambda: new.current_label(after.item_id) is not None)
+    assert wait_for(lambda: not engines._retiring)  # closed after the grace period
+
+    session.close()  # as app/user_state.labeling_session does once its engine was replaced: leases go back
+    asked = label_everything(LabelingSession(new, "bob"))
+    assert new_ids <= asked
+    assert set(database_labels(db, new)) == set(new.item_ids.tolist())
+    assert set(new.labeled_items()) == set(new.item_ids.tolist())
+
+
+def test_a_failed_growth_keeps_the_engine_serving_and_says_why(small_project, monkeypatch):
+    base, settings, db, old = small_project
+    add_sample_images(base, 3, 4)
+    ingest(db, settings, source=base / "images", project="default")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(engines, "embed", broken)
+    startup = grow_pool(db, settings, config=FAST)
+    assert wait_for(lambda: startup.growing is None)
+    assert startup.engine is old and "disk full" in startup.growth_error
+
+    monkeypatch.undo()
+    grow_pool(db, settings, config=FAST)
+    assert wait_for(lambda: startup.growing is None and startup.engine is not old)
+    assert startup.growth_error is None and len(startup.engine.item_ids) == 16
+
+
+def test_catch_up_gives_the_engine_only_labels_newer_than_its_own(small_project):
+    _, _, db, engine = small_project
+    first = label_truly(LabelingSession(engine, "ann"), 1)[0]
+    assert catch_up_labels(engine) == 0
+    other = next(name for name in CLASSES if name != true_class(first.path))
+    # Written past this engine, as through an engine it replaced.
+    annotation_id = record_annotation(db, item_id=first.item_id, class_names=[other], annotator="eve")
+    assert catch_up_labels(engine) == 1
+    assert engine.current_label(first.item_id).annotation_id == annotation_id
+    assert engine.current_label(first.item_id).class_ids == (class_id(engine, other),)
+    assert catch_up_labels(engine) == 0
