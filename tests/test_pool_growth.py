@@ -1,10 +1,12 @@
 """Images ingested while an engine runs join its pool without a restart, and no label is lost."""
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import streamlit as st
 
 from services import engines
 from services.database import open_database
@@ -13,6 +15,7 @@ from services.ingest import ingest
 from services.labeling import LabelingSession
 from services.labels import record_annotation
 from storage import label_queries
+from tests.app_helpers import open_page
 from tests.labeling_project import CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, ready_engine, true_class
 
 # Checked at every call; a replaced engine serves its sessions a few seconds more.
@@ -145,3 +148,32 @@ def test_catch_up_gives_the_engine_only_labels_newer_than_its_own(small_project)
     assert engine.current_label(first.item_id).annotation_id == annotation_id
     assert engine.current_label(first.item_id).class_ids == (class_id(engine, other),)
     assert catch_up_labels(engine) == 0
+
+
+def test_the_app_notes_new_images_in_the_sidebar_while_they_are_added(small_project, monkeypatch):
+    base, settings, db, old = small_project
+    monkeypatch.setenv("BANANA_HOME", str(settings.home))
+    for variable in ("BANANA_CONFIG", "BANANA_DATABASE_URL", "BANANA_PROJECT", "BANANA_BACKBONE"):
+        monkeypatch.delenv(variable, raising=False)
+    st.cache_resource.clear()
+    add_sample_images(base, 3, 5)
+    ingest(db, settings, source=base / "images", project="default")
+    release, embed = threading.Event(), engines.embed
+
+    def held_embed(*args, **kwargs):
+        release.wait(60)
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(engines, "embed", held_embed)
+    app = open_page()
+    assert "Adding 8 new images…" in [caption.value for caption in app.sidebar.caption]
+    assert app.session_state["labeling_session"].engine is old
+
+    release.set()
+    startup = engines.start_engine(db, settings)
+    assert wait_for(lambda: startup.growing is None)
+    app.run()
+    assert not app.exception
+    assert not any("new images" in caption.value for caption in app.sidebar.caption)
+    assert app.session_state["labeling_session"].engine is startup.engine is not old
+    st.cache_resource.clear()
