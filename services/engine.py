@@ -107,6 +107,7 @@ class ProjectEngine:
         self.row_of = {int(item_id): row for row, item_id in enumerate(self.item_ids.tolist())}
         self.images = ImageCache(Path(project.root_path))
         self.background = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"asks-{project.id}")
+        self._closed = False
         self._lock = threading.Lock()  # guards _labels; held only briefly
         self._state_lock = threading.Lock()  # guards _state, which selection reads for a while
         self._rng = np.random.default_rng()
@@ -397,7 +398,13 @@ class ProjectEngine:
         path.write_text(json.dumps({"strategy": strategy, "config": asdict(settings.config)}), encoding="utf-8")
         self.selection = settings
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run; a closed engine takes no background work."""
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         self.loop.close(timeout=30)
         self._trainer.close()
         self.background.shutdown(wait=True)

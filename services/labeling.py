@@ -200,6 +200,8 @@ class LabelingSession:
     def _top_up(self) -> None:
         """Start choosing the next batch in the background when the queue runs low, and
         render the next images; a new model version makes queued asks beyond the next two stale."""
+        if self.engine.closed:  # replaced (new images joined the pool): the next page run starts a new session
+            return
         serving = self.engine.serving.model_version_id
         with self._lock:
             if len(self._queue) > 2 and self._queue[-1].model_version_id != serving:

@@ -173,3 +173,14 @@ def test_a_session_whose_leases_lapsed_and_were_taken_over_drops_those_asks(engi
     first._renewed = float("-inf")  # the renewal is due: every ask bob took is dropped too
     shown = first.current()
     assert shown is None or shown.item_id not in taken or is_overlap(shown)  # bob's labels may come back as overlap asks
+
+
+def test_a_session_whose_engine_was_replaced_still_saves_a_label_without_error(engine):
+    # A page left open across a pool swap answers through the closed engine; the label must
+    # be stored and no background work may be scheduled on the closed engine.
+    session = LabelingSession(engine, "ann")
+    ask = session.current()
+    engine.close()
+    annotation_id = session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+    with engine.db.reading() as db_session:
+        assert db_session.get(Annotation, annotation_id).item_id == ask.item_id
