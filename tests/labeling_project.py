@@ -89,3 +89,13 @@ def engine(labeling_home: Path):
 
 def class_id(engine, name: str) -> int:
     return next(c.id for c in engine.classes.values() if c.name == name)
+
+
+def label_truly(session, n: int) -> list:
+    """Answer the session's next ``n`` asks with each image's true class; return the asks."""
+    labeled = []
+    for _ in range(n):
+        ask = session.current()
+        session.label(ask.item_id, [class_id(session.engine, true_class(ask.path))])
+        labeled.append(ask)
+    return labeled

@@ -15,16 +15,7 @@ from services.leases import is_overlap
 from storage.lease_models import ItemLease
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun
 from storage.types import utc_now
-from tests.labeling_project import class_id, ready_engine, true_class
-
-
-def label_truly(session, n):
-    labeled = []
-    for _ in range(n):
-        ask = session.current()
-        session.label(ask.item_id, [class_id(session.engine, true_class(ask.path))])
-        labeled.append(ask)
-    return labeled
+from tests.labeling_project import class_id, label_truly, ready_engine, true_class
 
 
 def test_asks_are_recorded_with_their_score_parts_and_labels_are_committed_at_once(engine):

@@ -16,7 +16,8 @@ from services.labeling import LabelingSession
 from services.labels import record_annotation
 from storage import label_queries
 from tests.app_helpers import open_page
-from tests.labeling_project import CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, ready_engine, true_class
+from tests.labeling_project import (CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, label_truly, ready_engine,
+                                     true_class)
 
 # Checked at every call; a replaced engine serves its sessions a few seconds more.
 FAST = GrowthConfig(check_seconds=0, retire_seconds=3, retry_seconds=0)
@@ -36,15 +37,6 @@ def add_sample_images(base: Path, start: int, stop: int) -> None:
     for name in CLASSES:
         for source in sorted((SAMPLE_IMAGES / name).iterdir())[start:stop]:
             shutil.copy(source, base / "images" / name / source.name)
-
-
-def label_truly(session, n):
-    labeled = []
-    for _ in range(n):
-        ask = session.current()
-        session.label(ask.item_id, [class_id(session.engine, true_class(ask.path))])
-        labeled.append(ask)
-    return labeled
 
 
 def label_everything(session) -> set[int]:
