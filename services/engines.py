@@ -184,17 +184,21 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
             startup.next_check = time.monotonic() + config.retry_seconds
             startup.growing = None
         return
+    catch_up_labels(engine)  # labels committed after the fresh engine read them, before it is seen
     with _lock:
         registered = any(s is startup for s in _startups.values())
         if registered:
             old = startup.engine
             startup.engine, startup.pool, startup.growth_error = engine, pool, None
             _retiring.append(old)
-        startup.growing = None
+        else:
+            startup.growing = None
     if not registered:  # the engines were closed meanwhile
         engine.close()
         return
-    catch_up_labels(engine)  # labels committed after the fresh engine read them
+    catch_up_labels(engine)  # and those given through the old engine while the swap happened
+    with _lock:
+        startup.growing = None  # only now, so "up to date" means every label is in
     retire = threading.Timer(config.retire_seconds, _retire, args=(old, engine))
     retire.daemon = True
     retire.start()
