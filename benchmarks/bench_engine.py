@@ -4,8 +4,9 @@ Usage: .venv/bin/python benchmarks/bench_engine.py [--pool 1000000] [--dim 384] 
                                                  [--dtype float32|float16]
 
 Prints, each with the naive full recompute it replaces (measured in the same run):
-the incremental update after 10 new labels, the full refresh after a retrain, the
-probe retrain at 10k labels with and without out-of-fold fits, and resident memory.
+the incremental update after 10 new labels (float32 and int8 similarity kernels, and
+how far apart they are), the full refresh after a retrain, the probe retrain at 10k
+labels with and without out-of-fold fits, and resident memory.
 Synthetic data (no structure at the 1M scale, which is the worst case for any
 pruning and irrelevant to brute force). Prints the machine's load and CPU seconds
 next to wall seconds, so figures from a shared machine can be read in context.
@@ -103,7 +104,7 @@ def probe_figures(n_labels, dim, rng):
 
 
 def state_figures(n_pool, dim, rng, probe, dtype):
-    print(f"\n== Similarity state: {n_pool:,} x {dim}-d {dtype} ==")
+    print(f"\n== Similarity state: {n_pool:,} x {dim}-d {dtype}, float32 and int8 kernels ==")
     base_rss, _ = rss_mb()
     pool = unit_rows(rng, n_pool, dim, dtype)
     pool_rss, _ = rss_mb()
@@ -111,34 +112,48 @@ def state_figures(n_pool, dim, rng, probe, dtype):
     print(f"embeddings: {pool.nbytes / 2**20:,.0f} MiB (process RSS {base_rss:,.0f} -> {pool_rss:,.0f} MiB)")
 
     order = rng.permutation(n_pool)
-    rows = order[:1000]
-    seconds, state = timed(lambda: SimilarityState(pool).refresh(rows, labels_of(rows)))
-    print(f"state from scratch with 1,000 labels: {seconds:.2f} s {cpu_note()}")
-
     batches = [order[1000 + 10 * i : 1010 + 10 * i] for i in range(5)]
-    times, cpu = [], []
-    for rows in batches:
-        seconds, _ = timed(lambda: state.add_labels(rows, labels_of(rows)))
-        times.append(seconds)
-        cpu.append(CPU["last"])
-    incremental = float(np.median(times))
-    print(f"INCREMENTAL UPDATE, 10 new labels (1,000 already labeled): {1000 * incremental:.0f} ms "
-          f"(median of 5; min {1000 * min(times):.0f} ms; CPU {1000 * np.median(cpu):.0f} ms)")
+    states, incremental = {}, {}
+    for kernel in ("float32", "int8"):
+        rows = order[:1000]
+        before, _ = rss_mb()
+        seconds, state = timed(lambda: SimilarityState(pool, kernel=kernel).refresh(rows, labels_of(rows)))
+        packing = " (quantizing and packing the pool included)" if kernel == "int8" else ""
+        print(f"[{kernel}] state from scratch with 1,000 labels{packing}: {seconds:.2f} s {cpu_note()}; "
+              f"process RSS +{rss_mb()[0] - before:,.0f} MiB")
+        times, cpu = [], []
+        for rows in batches:
+            seconds, _ = timed(lambda: state.add_labels(rows, labels_of(rows)))
+            times.append(seconds)
+            cpu.append(CPU["last"])
+        incremental[kernel] = float(np.median(times))
+        print(f"[{kernel}] INCREMENTAL UPDATE, 10 new labels (1,000 already labeled): {1000 * incremental[kernel]:.0f} ms "
+              f"(median of 5; min {1000 * min(times):.0f} ms; CPU {1000 * np.median(cpu):.0f} ms)")
+        states[kernel] = state
+    gap = np.abs(states["int8"].nearest_similarity_ - states["float32"].nearest_similarity_)
+    print(f"int8 against float32 nearest-labeled similarity: max |difference| {gap.max():.4f}, mean {gap.mean():.5f}; "
+          f"int8 is {incremental['float32'] / incremental['int8']:.1f}x faster")
 
     labeled = order[:1050]
-    naive_state, check = timed(lambda: SimilarityState(pool).refresh(labeled, labels_of(labeled)))
+    naive_state, check = timed(lambda: SimilarityState(pool, kernel="float32").refresh(labeled, labels_of(labeled)))
     naive_state_cpu = CPU["last"]
-    assert np.allclose(check.nearest_similarity_, state.nearest_similarity_, atol=1e-6)
-    assert np.allclose(check.class_similarity_, state.class_similarity_, atol=1e-6)
+    assert np.allclose(check.nearest_similarity_, states["float32"].nearest_similarity_, atol=1e-6)
+    assert np.allclose(check.class_similarity_, states["float32"].class_similarity_, atol=1e-6)
+    del check, states["float32"]
+    state = states["int8"]
+    full_int8, check = timed(lambda: SimilarityState(pool, kernel="int8").refresh(labeled, labels_of(labeled)))
+    assert np.array_equal(check.nearest_similarity_, state.nearest_similarity_)
+    assert np.array_equal(check.class_similarity_, state.class_similarity_)
     del check
-    print(f"naive full recompute with all 1,050 labels: {naive_state:.2f} s (CPU {naive_state_cpu:.2f} s) "
-          f"= {naive_state / incremental:,.0f}x the incremental update (results equal)")
+    print(f"naive full recompute with all 1,050 labels (float32): {naive_state:.2f} s (CPU {naive_state_cpu:.2f} s) "
+          f"= {naive_state / incremental['int8']:,.0f}x the int8 incremental update; the int8 full recompute "
+          f"({full_int8:.2f} s, packing included) equals the int8 incremental state bit for bit")
 
     undo_rows = batches[-1][:1]
     undo, _ = timed(lambda: state.remove_labels(undo_rows, labels_of(undo_rows)))
     undo_cpu = CPU["last"]
     state.add_labels(undo_rows, labels_of(undo_rows))
-    print(f"undo of one label (remove_labels: that label x pool, then the items it was nearest to): "
+    print(f"[int8] undo of one label (remove_labels: that label x pool, then the items it was nearest to): "
           f"{1000 * undo:.0f} ms (CPU {1000 * undo_cpu:.0f} ms); the naive full recompute takes "
           f"{naive_state / undo:,.0f}x as long")
 

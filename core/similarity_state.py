@@ -6,22 +6,18 @@ relabel) costs (removed labels x pool) to find the items it was nearest to, then
 (those items x remaining labels). A retrain changes predictions, not similarities:
 the state only keeps the new probe's pool predictions (:meth:`SimilarityState.predictions`).
 :meth:`SimilarityState.refresh` is the full recompute, and the check that the
-incremental paths are right.
+incremental paths are right. The products run in :mod:`core.pool_kernels`: float32, or
+8-bit codes of the pool for large pools (there a pair's similarity never depends on the
+rest of the call, so incremental and full recomputes agree bit for bit).
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from core.pool_kernels import pool_kernel
 from core.pool_predictions import PoolPredictions
 from core.scorers import typicality
 
-_BLAS = ThreadpoolController()  # found once: a new one scans the loaded libraries (~5 ms)
-_CACHE_ELEMENTS = 1 << 17  # similarity block of 512 KB float32 (a core's L2), whatever the number of labels
-_BLOCK_ROWS = 1 << 15  # pool rows per block at most: bounds the float32 copy of a float16 pool
 _TIE = 1e-5  # a removed label "may have set" an item's maximum within this (recomputed, so only costs time)
 
 
@@ -35,10 +31,14 @@ class SimilarityState:
     embeddings : ndarray of shape (N, D)
         L2-normalised rows. Kept by reference, never copied (a memmap works);
         float32 is fastest, other dtypes are cast one block at a time.
+    kernel : {"auto", "float32", "int8"}
+        How similarities are computed (:func:`core.pool_kernels.pool_kernel`): "auto"
+        uses 8-bit codes of the pool from 100,000 items on (within ~0.01 of float32,
+        several times faster), float32 below.
     label_block : int
         Labels multiplied against the pool at once.
     n_threads : int or None
-        Threads that share the pool's rows; None: one per CPU core.
+        Threads that share the pool's rows in the float32 kernel; None: one per CPU core.
 
     Attributes
     ----------
@@ -53,12 +53,14 @@ class SimilarityState:
     labeled_ : ndarray of shape (N,), bool
     """
 
-    def __init__(self, embeddings, *, label_block=1024, n_threads=None):
+    def __init__(self, embeddings, *, kernel="auto", label_block=1024, n_threads=None):
         if embeddings.ndim != 2:
             raise ValueError(f"embeddings must be 2-D (N, D); got shape {embeddings.shape}.")
         self.embeddings = embeddings
+        self.kernel = kernel
         self.label_block = label_block
-        self.n_threads = max(1, n_threads or os.cpu_count() or 1)
+        self.n_threads = n_threads
+        self._kernel = pool_kernel(embeddings, kernel, n_threads=n_threads)
         self._reset()
 
     def _reset(self):
@@ -188,7 +190,7 @@ class SimilarityState:
         columns = np.searchsorted(self.classes_, labels).tolist()
         queries = np.asarray(self.embeddings[rows], dtype=np.float32)
         affected = {column: [] for column in columns}
-        for found in self._in_spans(self._affected_span, queries, columns):
+        for found in self._kernel.scan(queries, lambda b0, sims: self._affected_block(b0, sims, columns)):
             for column, items in found:
                 affected[column].append(items)
         for column, items in affected.items():
@@ -199,15 +201,12 @@ class SimilarityState:
         if not remaining.all():
             self.classes_, self.class_similarity_ = self.classes_[remaining], self.class_similarity_[remaining]
 
-    def _affected_span(self, start, stop, queries, columns):
-        """(class column, pool rows in [start, stop) where that query may have set the column's maximum)."""
+    def _affected_block(self, b0, sims, columns):
+        """(class column, pool rows from b0 where that query may have set the column's maximum)."""
         found = []
-        for b0 in range(start, stop, _BLOCK_ROWS):
-            pool = np.asarray(self.embeddings[b0 : min(b0 + _BLOCK_ROWS, stop)], dtype=np.float32)
-            sims = queries @ pool.T
-            for i, column in enumerate(columns):
-                table = self.class_similarity_[column, b0 : b0 + len(pool)]
-                found.append((column, b0 + np.flatnonzero(sims[i] >= table - _TIE)))
+        for i, column in enumerate(columns):
+            table = self.class_similarity_[column, b0 : b0 + sims.shape[1]]
+            found.append((column, b0 + np.flatnonzero(sims[i] >= table - _TIE)))
         return found
 
     def _recompute_nearest(self, items):
@@ -218,17 +217,10 @@ class SimilarityState:
 
     def _max_similarity(self, items, rows):
         """Largest similarity of each of ``items`` to ``rows`` and its position in ``rows``
-        (-inf and -1 when ``rows`` is empty), in blocks of items."""
-        value, best = np.full(len(items), -np.inf, np.float32), np.full(len(items), -1, np.int64)
+        (-inf and -1 when ``rows`` is empty)."""
         if len(rows) == 0:
-            return value, best
-        references = np.asarray(self.embeddings[rows], dtype=np.float32)
-        step = max(1, _CACHE_ELEMENTS * 8 // len(rows))
-        for i in range(0, len(items), step):
-            sims = np.asarray(self.embeddings[items[i : i + step]], dtype=np.float32) @ references.T
-            best[i : i + step] = sims.argmax(axis=1)
-            value[i : i + step] = sims[np.arange(len(sims)), best[i : i + step]]
-        return value, best
+            return np.full(len(items), -np.inf, np.float32), np.full(len(items), -1, np.int64)
+        return self._kernel.best_match(np.asarray(self.embeddings[rows], dtype=np.float32), items)
 
     def _validate(self, indices, labels):
         indices, labels = np.asarray(indices, dtype=np.int64).ravel(), np.asarray(labels).ravel()
@@ -258,35 +250,7 @@ class SimilarityState:
             queries = np.asarray(self.embeddings[rows], dtype=np.float32)
             starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])  # one run of rows per class
             runs = list(zip(cols[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(rows)].tolist()))
-            self._in_spans(self._fold_span, queries, rows, runs)
-
-    def _in_spans(self, function, *args):
-        """``function(start, stop, *args)`` over disjoint spans of the pool's rows, one thread
-        each; returns their results in pool order. One BLAS thread per span: BLAS's own
-        threads cost more to synchronise than these small products gain."""
-        spans = np.linspace(0, len(self.embeddings), self.n_threads + 1).astype(int).tolist()
-        with _BLAS.limit(limits=1, user_api="blas"):
-            if self.n_threads == 1:
-                return [function(0, spans[-1], *args)]
-            with ThreadPoolExecutor(self.n_threads) as pool:
-                return [done.result() for done in [pool.submit(function, a, b, *args)
-                                                   for a, b in zip(spans[:-1], spans[1:])]]
-
-    def _fold_span(self, start, stop, queries, rows, runs):
-        """:meth:`_fold_in` of one label block over pool rows [start, stop)."""
-        # A block small enough that its similarities stay in cache while they are reduced.
-        block = int(np.clip(_CACHE_ELEMENTS // len(rows), 1024, _BLOCK_ROWS))
-        sims_buffer = np.empty((len(rows), block), np.float32)
-        convert = self.embeddings.dtype != np.float32
-        pool_buffer = np.empty((block, self.embeddings.shape[1]), np.float32) if convert else None
-        for b0 in range(start, stop, block):
-            pool = self.embeddings[b0 : min(b0 + block, stop)]
-            if convert:
-                pool = pool_buffer[: len(pool)]
-                np.copyto(pool, self.embeddings[b0 : b0 + len(pool)], casting="unsafe")
-            sims = sims_buffer[:, : len(pool)]
-            np.matmul(queries, pool.T, out=sims)  # (labels, block): a wide GEMM, the fast shape for BLAS
-            self._update_block(b0, sims, rows, runs)
+            self._kernel.scan(queries, lambda b0, sims: self._update_block(b0, sims, rows, runs))
 
     def _update_block(self, b0, sims, rows, runs):
         """Max-update the state's columns b0.. with ``sims`` (labels x block), in place.

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from core.pool_kernels import Int8Kernel
 from core.pool_predictions import PoolPredictions
 from core.probe import LinearProbe
 from core.scorers import UNCERTAINTY
@@ -24,36 +25,58 @@ def pool():
     return X, y
 
 
-def test_incremental_updates_equal_a_full_recompute(pool):
+@pytest.fixture(params=["float32", "int8"])
+def kernel(request, monkeypatch):
+    monkeypatch.setattr(Int8Kernel, "block_rows", 128)  # 1,000 rows: 8 packed blocks, shared by the threads
+    return request.param
+
+
+def pair_similarity(state, items, rows):
+    """The state's kernel's similarity of each (labeled row, item) pair."""
+    items, rows = np.asarray(items), np.asarray(rows)
+    out = np.empty(len(items), np.float32)
+    for row in np.unique(rows):
+        at = np.flatnonzero(rows == row)
+        out[at] = state._kernel.best_match(state.embeddings[[row]].astype(np.float32), items[at])[0]
+    return out
+
+
+def test_incremental_updates_equal_a_full_recompute(pool, kernel):
     X, y = pool
     rng = np.random.default_rng(0)
     rows = rng.choice(len(X), 120, replace=False)
     rows = rows[np.argsort(y[rows] == 3, kind="stable")]  # class 3 first appears in the last batches
     # Small blocks exercise the label blocking; 3 threads split the pool unevenly.
-    incremental = SimilarityState(X, label_block=7, n_threads=3)
+    incremental = SimilarityState(X, kernel=kernel, label_block=7, n_threads=3)
     for batch in np.array_split(np.arange(120), 9):
         incremental.add_labels(rows[batch], y[rows][batch])
-    full = SimilarityState(X, n_threads=1).refresh(rows, y[rows])
-    np.testing.assert_allclose(incremental.nearest_similarity_, full.nearest_similarity_, atol=1e-6)
+    full = SimilarityState(X, kernel=kernel, n_threads=1).refresh(rows, y[rows])
+    # int8 sums are exact and a pair's value never depends on the rest of the call: equal bit for bit.
+    atol = 0 if kernel == "int8" else 1e-6
+    np.testing.assert_allclose(incremental.nearest_similarity_, full.nearest_similarity_, atol=atol, rtol=0)
     np.testing.assert_array_equal(incremental.classes_, full.classes_)
-    np.testing.assert_allclose(incremental.class_similarity_, full.class_similarity_, atol=1e-6)
+    np.testing.assert_allclose(incremental.class_similarity_, full.class_similarity_, atol=atol, rtol=0)
     np.testing.assert_array_equal(incremental.labeled_, full.labeled_)
     # The index may differ only between (numerically) tied labeled items.
-    at_index = np.einsum("ij,ij->i", X, X[incremental.nearest_index_])
-    np.testing.assert_allclose(at_index, full.nearest_similarity_, atol=1e-6)
+    at_index = pair_similarity(incremental, np.arange(len(X)), incremental.nearest_index_)
+    np.testing.assert_allclose(at_index, full.nearest_similarity_, atol=max(atol, 1e-6), rtol=0)
 
 
-def test_state_matches_brute_force(pool):
+def test_state_matches_brute_force(pool, kernel):
     X, y = pool
     rows = np.arange(0, len(X), 37)
-    state = SimilarityState(X).refresh(rows, y[rows])
+    state = SimilarityState(X, kernel=kernel).refresh(rows, y[rows])
     nearest, index, classes, per_class = brute_force(X, rows, y[rows])
-    np.testing.assert_allclose(state.nearest_similarity_, nearest, atol=1e-6)
-    np.testing.assert_array_equal(state.nearest_index_, index)
+    atol = 0.02 if kernel == "int8" else 1e-6  # 8-bit codes of the pool, 7-bit queries
+    np.testing.assert_allclose(state.nearest_similarity_, nearest, atol=atol)
+    if kernel == "float32":
+        np.testing.assert_array_equal(state.nearest_index_, index)
+    else:  # another labeled item may win a near-tie, but only by less than the quantization error
+        np.testing.assert_allclose(np.einsum("ij,ij->i", X, X[state.nearest_index_]), nearest, atol=atol)
     np.testing.assert_array_equal(state.classes_, classes)
-    np.testing.assert_allclose(state.class_similarity_, per_class, atol=1e-6)
+    np.testing.assert_allclose(state.class_similarity_, per_class, atol=atol)
     assert state.labeled_.sum() == len(rows)
-    np.testing.assert_allclose(state.nearest_similarity_[rows], 1.0, atol=1e-6)
+    np.testing.assert_allclose(state.nearest_similarity_[rows], 1.0, atol=atol)
 
 
 def test_refresh_forgets_relabels_and_removals(pool):
@@ -123,24 +146,25 @@ def test_pool_predictions_are_computed_once_per_probe_and_follow_a_refit(pool):
     np.testing.assert_allclose(fresh.uncertainty("margin"), margin_of(probe.predict_proba(X)), rtol=1e-5)
 
 
-def assert_same_state(state, reference, X):
+def assert_same_state(state, reference):
+    atol = 0 if state.kernel == "int8" else 1e-6  # int8: equal bit for bit
     np.testing.assert_array_equal(state.classes_, reference.classes_)
     np.testing.assert_array_equal(state.labeled_, reference.labeled_)
-    np.testing.assert_allclose(state.nearest_similarity_, reference.nearest_similarity_, atol=1e-6)
-    np.testing.assert_allclose(state.class_similarity_, reference.class_similarity_, atol=1e-6)
+    np.testing.assert_allclose(state.nearest_similarity_, reference.nearest_similarity_, atol=atol, rtol=0)
+    np.testing.assert_allclose(state.class_similarity_, reference.class_similarity_, atol=atol, rtol=0)
     labeled = state.nearest_index_ >= 0
     np.testing.assert_array_equal(labeled, reference.nearest_index_ >= 0)
-    at_index = np.einsum("ij,ij->i", X[labeled], X[state.nearest_index_[labeled]])
-    np.testing.assert_allclose(at_index, reference.nearest_similarity_[labeled], atol=1e-6)
+    at_index = pair_similarity(state, np.flatnonzero(labeled), state.nearest_index_[labeled])
+    np.testing.assert_allclose(at_index, reference.nearest_similarity_[labeled], atol=max(atol, 1e-6), rtol=0)
     assert state.labeled_[state.nearest_index_[labeled]].all()
 
 
-def test_removing_labels_equals_a_full_recompute(pool):
+def test_removing_labels_equals_a_full_recompute(pool, kernel):
     X, y = pool
     rng = np.random.default_rng(1)
     rows = rng.choice(len(X), 60, replace=False)
     labels = y[rows].copy()
-    state = SimilarityState(X).add_labels(rows, labels)
+    state = SimilarityState(X, kernel=kernel).add_labels(rows, labels)
     state.add_labels(rows[:3], (labels[:3] + 1) % 4)  # three items with a second class (multi-label)
     pairs = {(int(r), int(c)) for r, c in zip(rows, labels)} | {(int(r), int((c + 1) % 4)) for r, c in
                                                                  zip(rows[:3], labels[:3])}
@@ -157,17 +181,17 @@ def test_removing_labels_equals_a_full_recompute(pool):
     pairs |= {(int(rows[25]), int((labels[25] + 2) % 4))}
     pairs -= set(class_3)
     remaining = sorted(pairs)
-    reference = SimilarityState(X).refresh([r for r, _ in remaining], [c for _, c in remaining])
+    reference = SimilarityState(X, kernel=kernel).refresh([r for r, _ in remaining], [c for _, c in remaining])
     assert len(class_3) > 0 and len(remaining) == 60 + 3 - 10 - 1 - len(class_3)
-    assert_same_state(state, reference, X)
+    assert_same_state(state, reference)
     with pytest.raises(ValueError, match="no label"):
         state.remove_labels(undone[:1], labels[10:11])
 
 
-def test_removing_every_label_leaves_an_empty_state(pool):
+def test_removing_every_label_leaves_an_empty_state(pool, kernel):
     X, y = pool
-    state = SimilarityState(X).add_labels([3, 500], [0, 1]).remove_labels([3, 500], [0, 1])
-    assert_same_state(state, SimilarityState(X), X)
+    state = SimilarityState(X, kernel=kernel).add_labels([3, 500], [0, 1]).remove_labels([3, 500], [0, 1])
+    assert_same_state(state, SimilarityState(X, kernel=kernel))
     assert len(state.classes_) == 0 and np.isneginf(state.nearest_similarity_).all()
 
 
