@@ -113,7 +113,7 @@ def append_annotation(session: Session, *, item_id: int, class_names: Sequence[s
     """Check one annotation against the rules of :func:`record_annotation` and add it in the
     caller's write session (for actions that change more than annotations in one transaction)."""
     wanted = sorted(set(class_names))
-    if annotator is None and source in (AnnotationSource.HUMAN, AnnotationSource.REVIEW):
+    if annotator is None and source in (AnnotationSource.HUMAN, AnnotationSource.UNDO, AnnotationSource.REVIEW):
         raise UserError(f"a {source.value} annotation needs the annotator's name")
     item = session.get(Item, item_id)
     if item is None or item.status is not ItemStatus.OK:

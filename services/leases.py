@@ -221,7 +221,7 @@ class AskLeases:
         now, expires_at = self._expiry()
         with self.engine.db.writing() as session:
             annotation_id = append_annotation(session, item_id=ask.item_id, class_names=class_names,
-                                              annotator=self.annotator, source=AnnotationSource.HUMAN, duration_ms=None,
+                                              annotator=self.annotator, source=AnnotationSource.UNDO, duration_ms=None,
                                               supersedes_id=supersedes_id)
             lease_queries.reopen(session, annotator_id=self.annotator_id, item_id=ask.item_id,
                                  overlap=is_overlap(ask), now=now, expires_at=expires_at)

@@ -35,7 +35,7 @@ def newest_opinions(opinions: Sequence[Opinion]) -> tuple[dict[str, Opinion], Op
     for opinion in opinions:
         if opinion.source is AnnotationSource.REVIEW:
             decision = opinion
-        elif opinion.class_ids:
+        elif opinion.class_ids and opinion.source is AnnotationSource.HUMAN:
             latest[opinion.annotator] = opinion
         else:
             latest.pop(opinion.annotator, None)  # an undo or a cleared label withdraws the opinion

@@ -69,6 +69,9 @@ class AnnotationSource(enum.Enum):
     IMPORT = "import"
     PROPAGATED = "propagated"
     REVIEW = "review"
+    # An undo: the item's earlier class set becomes its current label again, but it is
+    # not its author's opinion (undoing a second opinion must not agree with the first).
+    UNDO = "undo"
 
 
 class Project(Base):

@@ -27,14 +27,14 @@ class Opinion:
 
 def opinions(session: Session, *, project_id: int, item_ids: Sequence[int] | None = None,
              min_annotators: int = 1) -> list[Opinion]:
-    """Human and review annotations of the project's items (of ``item_ids`` when given) that
-    ``min_annotators`` or more people labeled by hand, oldest first."""
+    """Human, undo and review annotations of the project's items (of ``item_ids`` when given)
+    that ``min_annotators`` or more people labeled by hand, oldest first."""
     query = (select(Annotation.id, Annotation.item_id, Annotator.name, Annotation.source, annotation_class.c.label_class_id)
              .join(Item, Item.id == Annotation.item_id)
              .join(Annotator, Annotator.id == Annotation.annotator_id)
              .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
              .where(Item.project_id == project_id,
-                    Annotation.source.in_([AnnotationSource.HUMAN, AnnotationSource.REVIEW]))
+                    Annotation.source.in_([AnnotationSource.HUMAN, AnnotationSource.UNDO, AnnotationSource.REVIEW]))
              .order_by(Annotation.id))
     if item_ids is not None:
         query = query.where(Annotation.item_id.in_(list(item_ids)))

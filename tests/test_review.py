@@ -7,6 +7,7 @@ from sqlalchemy import select
 from services.errors import UserError
 from services.labeling import LabelingSession
 from services.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
+from services.agreement import project_agreement
 from services.review import decide, review_queue
 from storage import queries
 from storage.models import Annotation, AnnotationSource, Annotator
@@ -125,3 +126,21 @@ def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings
     app.button[[b.label for b in app.button].index("Save")].click().run()
     assert read_team_settings(engine.settings, engine.project_id) == TeamSettings(lease_seconds=180, overlap_share=0.2)
     assert LabelingSession(engine, "new").leases.team.overlap_share == 0.2
+
+
+def test_undoing_a_second_opinion_restores_the_first_label_without_agreeing_with_it(team):
+    engine = team
+    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    (ask,) = first.lease(1)
+    _label(first, ask, true_class(ask.path))
+    (overlap,) = second.lease(1)
+    wrong = _label(second, overlap, _wrong(overlap))
+    second.undo(overlap, [true_class(ask.path)], supersedes_id=wrong)  # the item's label before: the first's
+
+    with engine.db.reading() as session:
+        newest = queries.latest_annotation(session, ask.item_id)
+        assert [c.name for c in newest.classes] == [true_class(ask.path)]  # the item's current label is back
+        assert newest.source is AnnotationSource.UNDO
+    agreement = project_agreement(engine.db, "default")
+    assert agreement.n_items == 0  # only the first annotator still holds an opinion on the item
+    assert all(person.annotator != "second" for person in agreement.annotators)
