@@ -9,8 +9,9 @@ Two kernels give the same interface:
 ``Int8Kernel``
     The pool as 8-bit codes with one scale per row (a quarter of the memory, as FAISS's
     scalar quantizer stores it) multiplied by fbgemm's int8 kernels through torch's
-    dynamically quantized linear op. Similarities are within about 0.01 of float32
-    (8-bit rows, 7-bit queries). A pair's value depends only on that pair, never on the
+    dynamically quantized linear op. Similarities are within about 0.015 of float32
+    (8-bit rows, 7-bit queries; mean error 0.002 on the bundled backbone's CIFAR-10
+    features). A pair's value depends only on that pair, never on the
     other queries or rows of the call: queries are quantized over a fixed range (two
     anchor rows at +-the pool's largest component pin it), and the integer sums are
     exact, so an incremental update equals a full recompute bit for bit.
@@ -123,10 +124,17 @@ class Int8Kernel:
 
     Attributes
     ----------
+    balance_ : ndarray of shape (D,), float32
+        Square root of each dimension's largest absolute value in the pool. Pool rows are
+        coded as ``x * balance_`` and queries sent as ``q / balance_`` (the products are
+        unchanged): SSL features have a few dimensions far larger than the rest (0.9
+        against a typical 0.03 in the bundled backbone's), and the queries' one 7-bit
+        range would otherwise be spent on them. Halves the mean error on real features.
     scales_ : ndarray of shape (N,), float32
-        Row i is ``codes_i * scales_[i]``.
+        Row i of ``embeddings * balance_`` is ``codes_i * scales_[i]``.
     limit_ : float
-        Largest absolute component in the pool: the fixed range queries are quantized over.
+        Largest absolute component of ``embeddings / balance_``: the fixed range queries
+        are quantized over.
     """
 
     block_rows = 1 << 14  # pool rows per packed block: (1,024 labels x block) similarities take 64 MB
@@ -137,14 +145,16 @@ class Int8Kernel:
         n, dim = embeddings.shape
         starts = list(range(0, n, self.block_rows))
         with ThreadPoolExecutor(self.n_threads) as pool:
+            largest = np.max([np.zeros(dim, np.float32), *pool.map(self._largest, starts)], axis=0)
+            self.balance_ = np.where(largest > 0, np.sqrt(largest), 1.0).astype(np.float32)
+            self.limit_ = float((largest / self.balance_).max(initial=0.0)) or 1.0
             blocks = list(pool.map(lambda b0: self._quantize(b0, min(b0 + self.block_rows, n)), starts))
-        self._codes = [codes for codes, _, _ in blocks]  # fbgemm's packed copy cannot be read back fast
-        self.scales_ = np.concatenate([scales for _, scales, _ in blocks]) if blocks else np.zeros(0, np.float32)
-        self.limit_ = max([largest for _, _, largest in blocks], default=0.0) or 1.0
+        self._codes = [codes for codes, _ in blocks]  # fbgemm's packed copy cannot be read back fast
+        self.scales_ = np.concatenate([scales for _, scales in blocks]) if blocks else np.zeros(0, np.float32)
         self._anchors = np.zeros((2, dim), np.float32)
         self._anchors[:, 0] = self.limit_, -self.limit_
         with ThreadPoolExecutor(self.n_threads) as pool, _single_threaded_torch():
-            self._packed = list(pool.map(lambda block: _pack(*block[:2]), blocks))
+            self._packed = list(pool.map(lambda block: _pack(*block), blocks))
         self._starts = starts
 
     def scan(self, queries, visit):
@@ -198,16 +208,30 @@ class Int8Kernel:
                 value[chunk[better]] = best_value[better]
                 position[chunk[better]] = q0 + best[better]
 
+    def _largest(self, start):
+        """Each dimension's largest absolute value in the block of rows from ``start``."""
+        rows = self.embeddings[start : start + self.block_rows]
+        return np.max([np.abs(np.asarray(rows[r0 : r0 + 2048], dtype=np.float32)).max(axis=0)
+                       for r0 in range(0, len(rows), 2048)], axis=0)
+
     def _quantize(self, start, stop):
-        rows = np.asarray(self.embeddings[start:stop], dtype=np.float32)
-        largest = np.abs(rows).max(axis=1)
-        scales = np.where(largest > 0, largest / 127, 1.0)  # an all-zero row: any scale codes it exactly
-        return np.rint(rows / scales[:, None]).astype(np.int8), scales.astype(np.float32), float(largest.max())
+        """8-bit codes and scales of the balanced rows [start, stop), a few thousand rows at
+        a time: small float32 temporaries are reused by the allocator where block-sized
+        ones stayed resident after they were freed."""
+        codes = np.empty((stop - start, self.embeddings.shape[1]), np.int8)
+        scales = np.empty(stop - start, np.float32)
+        for r0 in range(start, stop, 2048):
+            rows = np.asarray(self.embeddings[r0 : min(r0 + 2048, stop)], dtype=np.float32) * self.balance_
+            row_largest = np.abs(rows).max(axis=1)
+            row_scales = np.where(row_largest > 0, row_largest / 127, 1.0)  # a zero row: any scale codes it
+            codes[r0 - start : r0 - start + len(rows)] = np.rint(rows / row_scales[:, None])
+            scales[r0 - start : r0 - start + len(rows)] = row_scales
+        return codes, scales
 
     def _anchored(self, queries):
         import torch
 
-        clipped = np.clip(np.asarray(queries, dtype=np.float32), -self.limit_, self.limit_)
+        clipped = np.clip(np.asarray(queries, dtype=np.float32) / self.balance_, -self.limit_, self.limit_)
         return torch.from_numpy(np.concatenate([clipped, self._anchors]))
 
 

@@ -55,7 +55,8 @@ def test_a_zero_row_and_queries_beyond_the_pool_range_are_handled(monkeypatch):
     X = normalise(np.random.default_rng(0).standard_normal((10, 16)))
     X[5] = 0
     kernel = Int8Kernel(X)
-    assert np.isfinite(kernel.scales_).all() and kernel.limit_ == pytest.approx(np.abs(X).max(), rel=1e-6)
+    assert np.isfinite(kernel.scales_).all()
+    assert kernel.limit_ == pytest.approx(np.abs(X / kernel.balance_).max(), rel=1e-6)
     sims = scan_all(kernel, X[:3])
     assert (sims[:, 5] == 0).all()
     beyond = np.zeros((1, 16), np.float32)
@@ -81,3 +82,13 @@ def test_pool_kernel_picks_by_size_and_availability(pool, monkeypatch):
         pool_kernel(pool, "int8")
     with pytest.raises(ValueError, match="unknown similarity kernel"):
         pool_kernel(pool, "int4")
+
+
+def test_one_large_dimension_does_not_cost_the_others_their_precision(pool):
+    skewed = pool.copy()
+    skewed[::20, 0] += 3  # one dimension near 0.9 in a few rows, as in real SSL features
+    skewed = normalise(skewed)
+    kernel = Int8Kernel(skewed)
+    assert kernel.balance_.argmax() == 0
+    error = np.abs(scan_all(kernel, skewed[:40]) - skewed[:40] @ skewed.T)
+    assert error.max() < 0.02 and error.mean() < 0.003
