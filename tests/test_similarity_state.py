@@ -103,12 +103,12 @@ def test_similarity_to_class_gathers_the_predicted_class_column(pool):
                                expected[[5, 700]], atol=1e-6)
 
 
-def test_float16_embeddings_work_by_reference(pool):
+def test_float16_embeddings_work_by_reference(pool, kernel):
     X, y = pool
     half = X.astype(np.float16)
-    state = SimilarityState(half).refresh([3, 500], [0, 1])
+    state = SimilarityState(half, kernel=kernel).refresh([3, 500], [0, 1])
     assert state.embeddings is half
-    reference = SimilarityState(half.astype(np.float32)).refresh([3, 500], [0, 1])
+    reference = SimilarityState(half.astype(np.float32), kernel=kernel).refresh([3, 500], [0, 1])
     np.testing.assert_allclose(state.nearest_similarity_, reference.nearest_similarity_, atol=1e-6)
 
 
