@@ -15,13 +15,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.commands import embed, export, export_embeddings, import_labels, ingest, similar, simulate, ssl_train
 from app.commands import select as select_command
-from app.commands import backup
+from app.commands import backup, restore
 from app.commands import triage
 from app.commands import create_user
 from services.config import load_settings
 from services.errors import UserError
 
-COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, select_command, import_labels, export, backup, triage,
+COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, select_command, import_labels, export, backup, restore, triage,
             create_user)
 
 

@@ -1,4 +1,4 @@
-"""Back up the SQLite database while the app keeps writing to it."""
+"""Back up the SQLite database while the app keeps writing to it, and restore a backup."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sqlite3
 import tempfile
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -78,7 +79,67 @@ def backup_database(settings: Settings, destination: Path) -> BackupReport:
     return BackupReport(source=source, path=destination, size_bytes=destination.stat().st_size, revisions=revisions)
 
 
+@dataclass(frozen=True)
+class RestoreReport:
+    """A finished restore: the database, the backup it now holds, and where the database
+    as it was before is saved (None when there was none)."""
+
+    path: Path
+    backup: Path
+    previous: Path | None
+    revisions: tuple[str, ...]
+
+
+def restore_database(settings: Settings, backup: Path) -> RestoreReport:
+    """Make the SQLite database at ``settings.database_url`` hold what ``backup`` holds.
+
+    The backup is checked first (``PRAGMA integrity_check``, a banana schema); the
+    database as it is now is then saved with :func:`backup_database` beside itself as
+    ``<name>.before-restore-<UTC time>.db``, so a restore loses nothing; finally SQLite's
+    online backup API copies the backup into the database in one transaction. The
+    schema is upgraded when the app or a command next opens the database. Stop the app
+    first: a running app keeps its labels in memory and would go on from them.
+
+    Raises
+    ------
+    UserError
+        When the database is not a SQLite file, ``backup`` is missing, damaged, not a
+        banana database, or the database itself.
+    """
+    target = _sqlite_path(settings.database_url)
+    backup = Path(backup).expanduser().absolute()
+    if not backup.is_file():
+        raise UserError(f"no backup file at {backup}; pass the FILE that `backup --out FILE` wrote")
+    if target.exists() and backup.samefile(target):
+        raise UserError(f"{backup} is the database itself; pass a backup file")
+    try:
+        with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as reading:
+            revisions = _checked_revisions(reading, backup, nothing_written="the database was not changed")
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"{backup} is not a readable SQLite database ({error}); the database was not changed") from error
+    previous = None
+    if target.is_file():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        previous = backup_database(settings, target.with_name(f"{target.stem}.before-restore-{stamp}{target.suffix}")).path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as reading, \
+                closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)) as writing:
+            reading.backup(writing, pages=-1)
+    except sqlite3.Error as error:
+        kept = f"; the database as it was is saved at {previous}" if previous else ""
+        raise UserError(f"restore of {backup} into {target} failed: {error}{kept}") from error
+    return RestoreReport(path=target, backup=backup, previous=previous, revisions=revisions)
+
+
 def _sqlite_file(database_url: str) -> Path:
+    source = _sqlite_path(database_url)
+    if not source.is_file():
+        raise UserError(f"no database at {source}; check the home or database_url setting")
+    return source
+
+
+def _sqlite_path(database_url: str) -> Path:
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend == "postgresql":
@@ -90,11 +151,8 @@ def _sqlite_file(database_url: str) -> Path:
     if backend != "sqlite":
         raise UserError(f"backup copies SQLite databases; for a {backend} database use that database's own backup tool")
     if url.database in (None, "", ":memory:"):
-        raise UserError("the database is in memory; there is no file to back up")
-    source = Path(url.database).expanduser().absolute()
-    if not source.is_file():
-        raise UserError(f"no database at {source}; check the home or database_url setting")
-    return source
+        raise UserError("the database is in memory; there is no file to back up or restore")
+    return Path(url.database).expanduser().absolute()
 
 
 def _copy(source: Path, target: Path) -> tuple[str, ...]:
@@ -105,15 +163,18 @@ def _copy(source: Path, target: Path) -> tuple[str, ...]:
         # connection in between would restart the copy, and a busy database never finishes.
         reading.backup(writing, pages=-1)
         writing.execute("PRAGMA journal_mode = DELETE")
-        problems = [row[0] for row in writing.execute("PRAGMA integrity_check")]
-        if problems != ["ok"]:
-            raise UserError(
-                f"the copy of {source} failed PRAGMA integrity_check ({'; '.join(problems[:5])}); "
-                "the database itself may be damaged; nothing was written to the backup file"
-            )
-        if writing.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() is None:
-            raise UserError(f"{source} is not a banana database (it has no alembic_version table); check the database_url setting")
-        return tuple(sorted(row[0] for row in writing.execute("SELECT version_num FROM alembic_version")))
+        return _checked_revisions(writing, source, nothing_written="nothing was written to the backup file")
+
+
+def _checked_revisions(connection: sqlite3.Connection, name: Path, *, nothing_written: str) -> tuple[str, ...]:
+    """The schema revisions of a copy of ``name`` after ``PRAGMA integrity_check`` passes."""
+    problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    if problems != ["ok"]:
+        raise UserError(f"{name} failed PRAGMA integrity_check ({'; '.join(problems[:5])}); it may be damaged; "
+                        f"{nothing_written}")
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() is None:
+        raise UserError(f"{name} is not a banana database (it has no alembic_version table); {nothing_written}")
+    return tuple(sorted(row[0] for row in connection.execute("SELECT version_num FROM alembic_version")))
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from app.cli import main
-from services.backup import backup_database
+from services.backup import backup_database, restore_database
 from services.config import Settings, load_settings
 from services.database import open_database
 from services.errors import UserError
@@ -159,3 +159,71 @@ def test_backup_command(home, tmp_path, capsys):
         assert backup.execute("SELECT count(*) FROM item").fetchone() == (20,)
     assert main(["backup", "--out", str(tmp_path)]) == 1
     assert "is a folder" in capsys.readouterr().err
+
+
+def _annotation_ids(path) -> set[int]:
+    with closing(sqlite3.connect(path)) as database:
+        return {row[0] for row in database.execute("SELECT id FROM annotation")}
+
+
+def test_restore_brings_the_backup_back_and_keeps_the_database_as_it_was(db, settings, tmp_path):
+    item_ids = _labeled_project(db, tmp_path)
+    kept = record_annotation(db, item_id=item_ids[0], class_names=["cat"], annotator="ann")
+    backup_database(settings, tmp_path / "monday.db")
+    later = record_annotation(db, item_id=item_ids[1], class_names=["dog"], annotator="ann")
+    db.close()
+
+    report = restore_database(settings, tmp_path / "monday.db")
+    assert report.path == settings.home / "banana.db" and report.revisions == _head_revisions()
+    assert _annotation_ids(report.path) == {kept}
+    assert report.previous.name.startswith("banana.before-restore-")
+    assert _annotation_ids(report.previous) == {kept, later}  # nothing is lost: the newer labels are saved
+    with open_database(settings) as reopened:
+        with reopened.reading() as session:
+            labels = label_queries.current_labels(session, get_project(reopened, "p").id)
+        assert {label.annotation_id for label in labels.values()} == {kept}
+        assert record_annotation(reopened, item_id=item_ids[2], class_names=["cat"], annotator="ann") > kept
+
+
+def test_restore_onto_a_fresh_machine_creates_the_database(db, settings, tmp_path):
+    _labeled_project(db, tmp_path)
+    backup_database(settings, tmp_path / "copy.db")
+    fresh = Settings(home=tmp_path / "fresh", database_url=f"sqlite:///{tmp_path / 'fresh' / 'banana.db'}")
+    report = restore_database(fresh, tmp_path / "copy.db")
+    assert report.previous is None
+    with open_database(fresh) as restored:
+        assert get_project(restored, "p").name == "p"
+
+
+def test_what_cannot_be_restored_is_refused_and_changes_nothing(db, settings, tmp_path):
+    item_ids = _labeled_project(db, tmp_path)
+    kept = record_annotation(db, item_id=item_ids[0], class_names=["cat"], annotator="ann")
+    database = settings.home / "banana.db"
+    with pytest.raises(UserError, match="no backup file at"):
+        restore_database(settings, tmp_path / "missing.db")
+    with pytest.raises(UserError, match="the database itself"):
+        restore_database(settings, database)
+    (tmp_path / "notes.txt").write_text("not a database at all, just some text " * 200)
+    with pytest.raises(UserError, match="not a readable SQLite database"):
+        restore_database(settings, tmp_path / "notes.txt")
+    with closing(sqlite3.connect(tmp_path / "other.db")) as other:
+        other.execute("CREATE TABLE t (x)")
+        other.commit()
+    with pytest.raises(UserError, match="not a banana database"):
+        restore_database(settings, tmp_path / "other.db")
+    with pytest.raises(UserError, match="pg_dump"):
+        restore_database(Settings(home=tmp_path, database_url="postgresql+psycopg://u:p@localhost/banana"),
+                         tmp_path / "other.db")
+    assert _annotation_ids(database) == {kept}
+    assert not list(settings.home.glob("*before-restore*"))
+
+
+def test_restore_command(home, tmp_path, capsys):
+    with open_database(load_settings()) as db:
+        _labeled_project(db, tmp_path)
+    assert main(["backup", "--out", str(tmp_path / "copy.db")]) == 0
+    assert main(["restore", "--from", str(tmp_path / "copy.db")]) == 0
+    out = capsys.readouterr().out
+    assert "restored" in out and "before-restore" in out
+    assert main(["restore", "--from", str(tmp_path / "nothing.db")]) == 1
+    assert "no backup file at" in capsys.readouterr().err
