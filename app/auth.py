@@ -1,7 +1,11 @@
 """Who is signed in to this browser session: a local account, or an OIDC identity mapped to one.
 
 The session remembers only the account's id; every run loads the account again, so a
-disabled account or a changed role takes effect at the user's next click.
+disabled account or a changed role takes effect at the user's next click. A password
+sign-in is also remembered by the browser (a cookie holding a token of
+:mod:`services.remembered_sign_ins`), so a reload or a new tab stays signed in. Streamlit
+can read cookies but not set them, so a small script sets it; the cookie is therefore
+not HttpOnly, which the app's escaping of every user-supplied text guards.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import streamlit as st
 from app.resources import database
 from services.accounts import Account, account_for_email, get_account
 from services.errors import UserError
+from services.remembered_sign_ins import REMEMBER_FOR, TOKEN_PATTERN, account_for_token, forget, remember
 from storage.models import Role
 
 ACCOUNT_ID = "account_id"
 ACCOUNT = "account"
 OIDC_REFUSED = "oidc_refused"
+SIGN_IN_TOKEN = "sign_in_token"
+SIGN_IN_COOKIE = "banana_sign_in"
 
 
 def oidc_providers(secrets: Mapping) -> list[str | None]:
@@ -48,6 +55,8 @@ def current_account() -> Account | None:
     account_id = st.session_state.get(ACCOUNT_ID)
     if account_id is None and getattr(st.user, "is_logged_in", False):
         account_id = _map_oidc_identity()
+    if account_id is None:
+        account_id = _remembered_account()
     account = get_account(database(), account_id) if account_id is not None else None
     if account is None or account.disabled:
         st.session_state.pop(ACCOUNT_ID, None)
@@ -68,10 +77,29 @@ def _map_oidc_identity() -> int | None:
     return account.id
 
 
+def _remembered_account() -> int | None:
+    """The account the browser's sign-in cookie names, if its token is still good."""
+    token = _browser_cookie()
+    account = account_for_token(database(), token)
+    if account is None:
+        return None
+    st.session_state[ACCOUNT_ID] = account.id
+    st.session_state[SIGN_IN_TOKEN] = token
+    return account.id
+
+
+def _browser_cookie() -> str | None:
+    """The sign-in cookie the browser sent when this session began (None without one, and
+    in AppTest, whose context has no real cookies)."""
+    value = st.context.cookies.get(SIGN_IN_COOKIE)
+    return value if isinstance(value, str) else None
+
+
 def sign_in(account: Account) -> None:
-    """Remember ``account`` for this browser session."""
+    """Remember ``account`` for this browser session, and in the browser across reloads."""
     st.session_state[ACCOUNT_ID] = account.id
     st.session_state[ACCOUNT] = account
+    st.session_state[SIGN_IN_TOKEN] = remember(database(), account.id)
 
 
 def sign_out() -> None:
@@ -79,10 +107,27 @@ def sign_out() -> None:
     labeling = st.session_state.get("labeling_session")
     if labeling is not None:
         labeling.close()
+    forget(database(), st.session_state.get(SIGN_IN_TOKEN))
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     if getattr(st.user, "is_logged_in", False):
         st.logout()
+
+
+def sign_in_cookie_script() -> str | None:
+    """A script that makes the browser's sign-in cookie match this session: set to the
+    session's token while signed in with one, expired when the browser holds a cookie this
+    session does not (signed out, revoked); None when nothing needs to change."""
+    token = st.session_state.get(SIGN_IN_TOKEN)
+    held = _browser_cookie()
+    if token is not None and TOKEN_PATTERN.fullmatch(token):
+        value, max_age = token, int(REMEMBER_FOR.total_seconds())
+    elif held is not None:
+        value, max_age = "", 0
+    else:
+        return None
+    return ("<script>document.cookie = '" + SIGN_IN_COOKIE + "=" + value + "; path=/; max-age=" + str(max_age)
+            + "; SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : '');</script>")
 
 
 def require(role: Role) -> Account:

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
-from app.auth import current_account, sign_out  # noqa: E402
+from app.auth import current_account, sign_in_cookie_script, sign_out  # noqa: E402
 from app.own_password import own_password_form  # noqa: E402
 from app.resources import database, settings  # noqa: E402
 from app.safe_text import escape_markdown  # noqa: E402
@@ -42,6 +42,9 @@ def main() -> None:
     """One run of the app for one browser session."""
     st.set_page_config(page_title="banana", layout="wide")
     account = current_account()
+    cookie_script = sign_in_cookie_script()
+    if cookie_script is not None:
+        st.html(cookie_script, unsafe_allow_javascript=True)
     if account is None:
         st.navigation([st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:")], position="hidden").run()
         return

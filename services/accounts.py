@@ -19,13 +19,14 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from services.database import Database
 from services.errors import UserError
 from services.sign_in_throttle import SignInThrottle
 from storage.models import Annotator, Role
+from storage.sign_in_models import RememberedSignIn
 from storage.types import utc_now
 
 HASHER = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile
@@ -255,7 +256,12 @@ def set_password(db: Database, *, name: str, password: str, by: str | None) -> N
     with db.writing() as session:
         if by is None or by != name.strip():
             _require_admin(session, by)
-        _row(session, name).password_hash = password_hash
+        row = _row(session, name)
+        row.password_hash = password_hash
+        # A new password signs out every browser that remembered the old sign-in.
+        session.execute(update(RememberedSignIn).where(RememberedSignIn.annotator_id == row.id,
+                                                       RememberedSignIn.revoked_at.is_(None))
+                        .values(revoked_at=utc_now()))
 
 
 def set_email(db: Database, *, name: str, email: str | None, by: str | None) -> None:

@@ -247,3 +247,4 @@ class Pick(Base):
 # tables in ``Base.metadata`` for Alembic and the schema test.
 from storage import slice_models  # noqa: E402,F401
 from storage import lease_models  # noqa: E402,F401
+from storage import sign_in_models  # noqa: E402,F401

@@ -30,6 +30,7 @@ TABLES = {
     "annotator",
     "duplicate_file",
     "failure_slice",
+    "remembered_sign_in",
     "failure_slice_example",
     "failure_slice_metric",
     "item",
