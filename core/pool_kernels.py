@@ -182,31 +182,34 @@ class Int8Kernel:
                 return [result for part in parts for result in part.result()]
 
     def best_match(self, queries, items):
-        """Same as :meth:`Float32Kernel.best_match`, with this kernel's similarities."""
+        """Same as :meth:`Float32Kernel.best_match`, with this kernel's similarities.
+        The items' codes are gathered and packed together, chunk by chunk: an undo's
+        items lie all over the pool, and one product per packed block cost a call each."""
         items = np.asarray(items, np.int64)
         value, position = np.full(len(items), -np.inf, np.float32), np.zeros(len(items), np.int64)
-        block_of = items // self.block_rows
-        with _single_threaded_torch():
-            for b in np.unique(block_of).tolist():
-                self._best_in_block(queries, items, b, np.flatnonzero(block_of == b), value, position)
-        return value, position
-
-    def _best_in_block(self, queries, items, b, in_block, value, position):
-        """:meth:`best_match` of the ``in_block`` positions of ``items``, all in packed block ``b``."""
         item_step = int(np.clip(_PAIR_ELEMENTS // max(1, len(queries)), 256, self.block_rows))
         query_step = max(1, _PAIR_ELEMENTS // item_step)
-        codes = self._codes[b]
-        for i in range(0, len(in_block), item_step):
-            chunk = in_block[i : i + item_step]
-            packed = _pack(codes[items[chunk] - self._starts[b]], self.scales_[items[chunk]])
-            for q0 in range(0, len(queries), query_step):
-                part = queries[q0 : q0 + query_step]
-                sims = _similarities(self._anchored(part), packed)[: len(part)]
-                best = sims.argmax(axis=0)
-                best_value = sims[best, np.arange(len(chunk))]
-                better = best_value > value[chunk]  # strictly: the first query wins ties
-                value[chunk[better]] = best_value[better]
-                position[chunk[better]] = q0 + best[better]
+        order = np.argsort(items, kind="stable")  # pool order: each chunk reads few packed blocks
+        with _single_threaded_torch():
+            for i in range(0, len(items), item_step):
+                chunk = order[i : i + item_step]
+                packed = _pack(self._gather_codes(items[chunk]), self.scales_[items[chunk]])
+                for q0 in range(0, len(queries), query_step):
+                    part = queries[q0 : q0 + query_step]
+                    sims = _similarities(self._anchored(part), packed)[: len(part)]
+                    best = sims.argmax(axis=0)
+                    best_value = sims[best, np.arange(len(chunk))]
+                    better = best_value > value[chunk]  # strictly: the first query wins ties
+                    value[chunk[better]] = best_value[better]
+                    position[chunk[better]] = q0 + best[better]
+        return value, position
+
+    def _gather_codes(self, rows):
+        """Codes of pool ``rows`` (sorted), from the blocks that hold them."""
+        block = rows // self.block_rows
+        bounds = np.flatnonzero(np.r_[True, block[1:] != block[:-1], True])
+        return np.concatenate([self._codes[block[a]][rows[a:b] - self._starts[block[a]]]
+                               for a, b in zip(bounds[:-1], bounds[1:])])
 
     def _largest(self, start):
         """Each dimension's largest absolute value in the block of rows from ``start``."""
