@@ -62,11 +62,12 @@ def dashboard(db: Database, project_name: str) -> Dashboard:
 
 
 def _learning_curve(audits, events, trained_on) -> tuple[LearningCurve | None, StopHint | None]:
-    """Score each answered audit ask: the newest human answer since the ask (corrections and
-    undos included) against the prediction made at ask time."""
+    """Score each answered audit ask: the newest human answer since the ask that was not undone
+    (corrections count) against the prediction made at ask time."""
+    undone = {event.supersedes_id for event in events if event.source is AnnotationSource.UNDO}
     answers: dict[int, list[label_queries.AnnotationEvent]] = defaultdict(list)
     for event in events:
-        if event.source is AnnotationSource.HUMAN and event.class_ids:
+        if event.source is AnnotationSource.HUMAN and event.class_ids and event.annotation_id not in undone:
             answers[event.item_id].append(event)
     version, n_labels, correct = [], [], []
     for audit in audits:

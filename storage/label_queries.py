@@ -123,6 +123,7 @@ class AnnotationEvent:
     created_at: datetime
     annotator: str | None
     source: AnnotationSource
+    supersedes_id: int | None
     class_ids: tuple[int, ...]
 
 
@@ -130,7 +131,7 @@ def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent
     """Every annotation of the project, oldest first."""
     rows = session.execute(
         select(Annotation.id, Annotation.item_id, Annotation.created_at, Annotator.name, Annotation.source,
-               annotation_class.c.label_class_id)
+               Annotation.supersedes_id, annotation_class.c.label_class_id)
         .join(Item, Item.id == Annotation.item_id)
         .outerjoin(Annotator, Annotator.id == Annotation.annotator_id)
         .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
@@ -138,8 +139,8 @@ def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent
         .order_by(Annotation.id)
     )
     events: dict[int, tuple[Any, list[int]]] = {}
-    for annotation_id, item_id, created, annotator, source, class_id in rows:
-        entry = events.setdefault(annotation_id, ((item_id, created, annotator, source), []))
+    for annotation_id, item_id, created, annotator, source, supersedes_id, class_id in rows:
+        entry = events.setdefault(annotation_id, ((item_id, created, annotator, source, supersedes_id), []))
         if class_id is not None:
             entry[1].append(class_id)
     return [AnnotationEvent(annotation_id, *head, tuple(sorted(ids))) for annotation_id, (head, ids) in events.items()]

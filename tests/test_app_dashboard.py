@@ -38,6 +38,20 @@ def test_dashboard_counts_labels_and_scores_audit_asks_against_the_serving_model
     assert len(app.dataframe) == 1  # model versions
 
 
+def test_an_undone_audit_answer_no_longer_scores_the_model(engine):
+    label_truly(engine, 8)
+    engine.retrain_now()
+    assert engine.loop.wait_idle(60)
+    engine.set_selection("default", audit_share=1.0)
+    session = LabelingSession(engine, "other")
+    for _ in range(3):
+        ask = session.current()
+        session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
+    assert dashboard(engine.db, "default").curve.n_audits.sum() == 3
+    session.undo()  # the newest answer is withdrawn: its audit is unanswered again
+    assert dashboard(engine.db, "default").curve.n_audits.sum() == 2
+
+
 def test_dashboard_of_an_unlabeled_project_explains_what_is_missing(engine):
     app = open_page("pages/dashboard.py")
     captions = " ".join(c.value for c in app.caption)
