@@ -2,10 +2,20 @@
 
 import json
 
+import pytest
+
 from services.dashboard import dashboard
 from services.labeling import LabelingSession
+from services.leases import TeamSettings, save_team_settings
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
+
+
+@pytest.fixture(autouse=True)
+def no_overlap_asks(engine):
+    """A second annotator gets no overlap asks (second opinions on labeled items, never
+    audits): the counts below would otherwise vary from run to run."""
+    save_team_settings(engine.settings, engine.project_id, TeamSettings(overlap_share=0.0))
 
 
 def label_truly(engine, n, annotator="ann"):
