@@ -175,3 +175,35 @@ def test_a_session_whose_engine_was_replaced_still_saves_a_label_without_error(e
     annotation_id = session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
     with engine.db.reading() as db_session:
         assert db_session.get(Annotation, annotation_id).item_id == ask.item_id
+
+
+def test_a_project_on_the_int8_similarity_kernel_labels_undoes_and_retrains(labeling_home, monkeypatch):
+    from core import pool_kernels
+    from core.pool_kernels import Int8Kernel
+    from services.config import load_settings
+    from services.database import open_database
+
+    monkeypatch.setattr(pool_kernels, "INT8_FROM_ROWS", 1)  # as a pool of 100,000 images would
+    monkeypatch.setattr(Int8Kernel, "block_rows", 8)  # several packed blocks even in a small project
+    settings = load_settings()
+    with open_database(settings) as db:
+        engine = ready_engine(db, settings)
+        assert isinstance(engine._state._kernel, Int8Kernel)
+        session = LabelingSession(engine, "ann")
+        labeled = label_truly(session, 6)
+        engine.next_asks(2, claim=lambda ids: [])  # a selection folds the new labels in
+        assert session.undo().item_id == labeled[-1].item_id
+        engine.next_asks(2, claim=lambda ids: [])  # ... and takes the undone one out
+        engine.retrain_now()
+        assert engine.loop.wait_idle(60) and engine.serving.probe is not None
+        label_truly(session, 3)
+        assert len(engine.next_asks(2, claim=lambda ids: ids)) == 2  # asks from the int8 state and the new probe
+        state = engine._state
+        rows = np.flatnonzero(state.labeled_)
+        assert len(rows) == len(engine.labeled_items()) == 8
+        # The state kept up incrementally equals a full recompute from its labels, bit for bit.
+        labels = state._pair_classes
+        fresh = type(state)(engine.embeddings, kernel="int8").refresh(state._pair_rows, labels)
+        np.testing.assert_array_equal(fresh.nearest_similarity_, state.nearest_similarity_)
+        np.testing.assert_array_equal(fresh.class_similarity_, state.class_similarity_)
+        close_engines()
