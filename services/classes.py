@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
+
 from services.database import Database
 from services.engine import ProjectEngine
 from services.errors import UserError
@@ -21,10 +23,17 @@ def rename_class(engine: ProjectEngine, class_id: int, name: str) -> None:
     name = name.strip()
     if not name:
         raise UserError("class name is empty; type a name")
-    with engine.db.writing() as session:
-        if queries.label_classes_by_name(session, engine.project_id, [name]):
-            raise UserError(f"there is already a class called {name!r}; merge the two classes instead")
-        label_queries.set_class_name(session, class_id, name)
+    taken = UserError(f"there is already a class called {name!r}; merge the two classes instead")
+    try:
+        with engine.db.writing() as session:
+            if queries.label_classes_by_name(session, engine.project_id, [name]):
+                raise taken
+            label_queries.set_class_name(session, class_id, name)
+    except IntegrityError as error:
+        # PostgreSQL runs writers side by side: another rename may take the name after the check.
+        if "uq_label_class_project_id_name" in str(error.orig):
+            raise taken from None
+        raise
     engine.reload_classes()
 
 

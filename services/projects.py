@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from services.database import Database
 from services.errors import UserError
 from storage import queries
@@ -38,6 +40,17 @@ def ensure_project(db: Database, *, name: str, root: Path | None, root_if_new: P
     """
     if not name.strip():
         raise UserError("project name is empty; pass --project NAME")
+    try:
+        return _ensure_project(db, name=name, root=root, root_if_new=root_if_new)
+    except IntegrityError as error:
+        # PostgreSQL runs writers side by side: another one created the project after our
+        # check. It exists now, so the second look finds it.
+        if "uq_project_name" not in str(error.orig):
+            raise
+        return _ensure_project(db, name=name, root=root, root_if_new=root_if_new)
+
+
+def _ensure_project(db: Database, *, name: str, root: Path | None, root_if_new: Path) -> Project:
     with db.writing() as session:
         project = queries.find_project(session, name)
         if project is None:

@@ -133,3 +133,48 @@ def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_er
     assert len(outcome) == 1 and isinstance(outcome[0], UserError) and "already has a class" in str(outcome[0])
     with backend_db.reading() as session:
         assert list(queries.label_classes_by_name(session, project.id, ["cow"])) == ["cow"]
+
+
+def _in_a_thread(action):
+    """Run ``action`` in a thread; return (the thread, a list that gets its result or error)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except BaseException as error:  # noqa: BLE001 - asserted by the callers
+            outcome.append(error)
+
+    return threading.Thread(target=run), outcome
+
+
+def test_two_commands_creating_the_same_project_at_once_both_get_it(backend_db, tmp_path):
+    second, outcome = _in_a_thread(lambda: ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path))
+    with backend_db.writing() as session:  # the first command's transaction, still open
+        created = queries.add_project(session, name="p", root_path=str(tmp_path.resolve()))
+        second.start()
+        _wait_until_a_writer_waits(backend_db)
+        created_id = created.id
+    second.join(timeout=30)
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert outcome[0].id == created_id
+
+
+def test_two_admins_renaming_classes_to_one_name_at_once_get_a_clear_error(backend_db, tmp_path):
+    from types import SimpleNamespace
+
+    from services.classes import rename_class
+    from storage import label_queries
+
+    project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
+    first, other = (add_label_class(backend_db, project=project, name=name) for name in ("calf", "heifer"))
+    engine = SimpleNamespace(db=backend_db, project_id=project.id, reload_classes=lambda: None)  # what rename_class uses
+    second, outcome = _in_a_thread(lambda: rename_class(engine, other.id, "cow"))
+    with backend_db.writing() as session:  # the first admin's rename, still open
+        label_queries.set_class_name(session, first.id, "cow")
+        second.start()
+        _wait_until_a_writer_waits(backend_db)
+    second.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], UserError) and "already a class called 'cow'" in str(outcome[0])
+    with backend_db.reading() as session:
+        assert list(queries.label_classes_by_name(session, project.id, ["cow", "heifer"])) == ["cow", "heifer"]
