@@ -112,23 +112,22 @@ def restore_database(settings: Settings, backup: Path) -> RestoreReport:
         raise UserError(f"no backup file at {backup}; pass the FILE that `backup --out FILE` wrote")
     if target.exists() and backup.samefile(target):
         raise UserError(f"{backup} is the database itself; pass a backup file")
-    try:
-        with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as reading:
-            revisions = _checked_revisions(reading, backup, nothing_written="the database was not changed")
-    except sqlite3.DatabaseError as error:
-        raise UserError(f"{backup} is not a readable SQLite database ({error}); the database was not changed") from error
     previous = None
-    if target.is_file():
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        previous = backup_database(settings, target.with_name(f"{target.stem}.before-restore-{stamp}{target.suffix}")).path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as reading, \
-                closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)) as writing:
-            reading.backup(writing, pages=-1)
-    except sqlite3.Error as error:
-        kept = f"; the database as it was is saved at {previous}" if previous else ""
-        raise UserError(f"restore of {backup} into {target} failed: {error}{kept}") from error
+    with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as reading:
+        try:
+            revisions = _checked_revisions(reading, backup, nothing_written="the database was not changed")
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"{backup} is not a readable SQLite database ({error}); the database was not changed") from error
+        if target.is_file():
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            previous = backup_database(settings, target.with_name(f"{target.stem}.before-restore-{stamp}{target.suffix}")).path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)) as writing:
+                reading.backup(writing, pages=-1)
+        except sqlite3.Error as error:
+            kept = f"; the database as it was is saved at {previous}" if previous else ""
+            raise UserError(f"restore of {backup} into {target} failed: {error}{kept}") from error
     return RestoreReport(path=target, backup=backup, previous=previous, revisions=revisions)
 
 

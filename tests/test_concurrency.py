@@ -114,16 +114,7 @@ def _wait_until_a_writer_waits(db) -> None:
 
 def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_error(backend_db, tmp_path):
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
-    outcome: list[BaseException | None] = []
-
-    def add_cow() -> None:
-        try:
-            add_label_class(backend_db, project=project, name="cow")
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - asserted below
-            outcome.append(error)
-
-    second = threading.Thread(target=add_cow)
+    second, outcome = _in_a_thread(lambda: add_label_class(backend_db, project=project, name="cow"))
     with backend_db.writing() as session:  # the first labeler's transaction, still open
         queries.add_label_class(session, project.id, "cow")
         second.start()
