@@ -16,6 +16,8 @@ import torch.nn.functional as F
 _LUMA = (0.299, 0.587, 0.114)
 # RGB <-> YIQ; a hue shift is a rotation of the (I, Q) plane.
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+# Inverted once here: torch.linalg.inv on a GPU waits for the device, twice per training step.
+_YIQ_TO_RGB = tuple(map(tuple, torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist()))
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def color_jitter(images, *, config, generator):
 def rotate_hue(images, angle):
     """Shift hue by rotating chroma in YIQ space; ``angle`` in radians, shape (B,)."""
     to_yiq = torch.tensor(_RGB_TO_YIQ, device=images.device, dtype=images.dtype)
-    to_rgb = torch.linalg.inv(to_yiq)
+    to_rgb = torch.tensor(_YIQ_TO_RGB, device=images.device, dtype=images.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.zeros(images.shape[0], 3, 3, device=images.device, dtype=images.dtype)
     rotation[:, 0, 0] = 1

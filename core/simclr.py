@@ -88,6 +88,10 @@ class SimCLRTrainer:
     callbacks : sequence
         Objects with optional ``on_step(trainer, step, loss)`` and
         ``on_epoch_end(trainer, epoch)`` methods (progress bars, monitors).
+    init_backbone : dict or None
+        State dict of a backbone of the config's shape to continue training from
+        (a new projection head is learned); ``None`` starts from random weights.
+        A checkpoint being resumed takes precedence.
 
     Attributes
     ----------
@@ -102,11 +106,12 @@ class SimCLRTrainer:
         ``{"step", "epoch", "loss", "lr"}`` per logged step.
     """
 
-    def __init__(self, *, config=SimCLRConfig(), device="cpu", half_precision=None, callbacks=()):
+    def __init__(self, *, config=SimCLRConfig(), device="cpu", half_precision=None, callbacks=(), init_backbone=None):
         self.config = config
         self.device = device
         self.half_precision = half_precision
         self.callbacks = callbacks
+        self.init_backbone = init_backbone
 
     def _validate(self, images):
         size = self.config.image_size
@@ -120,7 +125,14 @@ class SimCLRTrainer:
 
     def _build(self):
         torch.manual_seed(self.config.seed)
-        self.backbone_ = SmallResNet(widths=self.config.widths, blocks=self.config.blocks).to(self.device)
+        self.backbone_ = SmallResNet(widths=self.config.widths, blocks=self.config.blocks)
+        if self.init_backbone is not None:
+            try:
+                self.backbone_.load_state_dict(self.init_backbone)
+            except RuntimeError as error:
+                raise ValueError(f"init_backbone does not fit widths={self.config.widths}, "
+                                 f"blocks={self.config.blocks}: {error}") from None
+        self.backbone_ = self.backbone_.to(self.device)
         self.head_ = projection_head(self.backbone_.embed_dim, self.config.proj_hidden_dim, self.config.proj_dim)
         self.head_ = self.head_.to(self.device)
         if self.device == "cuda":

@@ -5,7 +5,11 @@ the SSL training pool; the rest are held out, so quality figures are measured on
 images the backbone never saw. Class folder names feed only the kNN monitor.
 
     python -m scripts.train_bundled_backbone --data-dir /tmp/cifar10/train \
-        --out sample_data/backbone --train-seconds 450 --device cuda
+        --out sample_data/backbone --train-seconds 450 --device cuda \
+        [--init sample_data/backbone/backbone.safetensors]
+
+``--init`` continues training from a backbone file (a new projection head, a new
+learning-rate schedule); the result's info records the file it started from.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 import torch
 
 from core.class_folder import read_class_folder
-from core.backbone_file import Preprocessing, save_backbone
+from core.backbone_file import Preprocessing, load_backbone, read_header, save_backbone
 from core.knn import KNNMonitor
 from core.simclr import SimCLRConfig, SimCLRTrainer
 
@@ -85,6 +89,7 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--monitor-every", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--init", default=None, help="backbone file to continue training from")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.device == "cuda":
@@ -97,6 +102,12 @@ def main():
           f"{train.sum()} train, {(~train).sum()} held out", flush=True)
 
     config = SimCLRConfig(batch_size=args.batch_size)
+    init_backbone, continued_from = None, None
+    if args.init:
+        model, _, _ = load_backbone(args.init)
+        init_backbone = model.state_dict()
+        config = replace(config, widths=model.widths, blocks=model.blocks)
+        continued_from = dict(file=Path(args.init).name, info=read_header(args.init)["info"])
     epochs = args.epochs
     if epochs is None:
         seconds_per_step = calibrate_seconds_per_step(images[train], config, args.device)
@@ -109,7 +120,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     monitor = KNNMonitor(bank_images=images[train], bank_labels=labels[train], query_images=images[~train],
                          query_labels=labels[~train], every=args.monitor_every)
-    trainer = SimCLRTrainer(config=config, device=args.device, callbacks=[monitor, Progress(100), Snapshot(out / "backbone.safetensors", args.monitor_every)])
+    trainer = SimCLRTrainer(config=config, device=args.device, init_backbone=init_backbone,
+                            callbacks=[monitor, Progress(100), Snapshot(out / "backbone.safetensors", args.monitor_every)])
     train_started = time.perf_counter()
     trainer.fit(images[train], checkpoint_path=args.state or str(out / "simclr_state.pt"))
     train_seconds = time.perf_counter() - train_started
@@ -122,6 +134,8 @@ def main():
         torch=torch.__version__, train_seconds=round(train_seconds, 1), steps=trainer.step_,
         knn20_heldout=round(final_knn, 4), classes_for_monitor_only=classes,
     )
+    if continued_from:
+        info["continued_from"] = continued_from
     export(trainer, out / "backbone.safetensors", info=info)
     (out / "train_log.json").write_text(json.dumps(dict(info=info, monitor=monitor.results_,
                                                         history=trainer.history_), indent=1))

@@ -126,3 +126,16 @@ def test_same_weights_always_give_the_same_file_bytes(tmp_path):
     for name in ("one", "two"):
         save_backbone(tmp_path / name, trainer.backbone_, preprocessing=prep, info=info)
     assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()
+
+
+def test_training_continues_from_a_given_backbone():
+    images = blob_images()
+    first = SimCLRTrainer(config=replace(TINY, epochs=2)).fit(images)
+    start = {name: value.clone() for name, value in first.backbone_.state_dict().items()}
+    frozen = SimCLRTrainer(config=replace(TINY, epochs=1, base_lr=0.0), init_backbone=start).fit(images)
+    fresh = SimCLRTrainer(config=replace(TINY, epochs=1, base_lr=0.0)).fit(images)
+    # With no learning rate the weights are exactly where they started: the given ones, not a new init.
+    torch.testing.assert_close(frozen.backbone_.stem[0].weight, start["stem.0.weight"])
+    assert not torch.equal(fresh.backbone_.stem[0].weight, start["stem.0.weight"])
+    with pytest.raises(ValueError, match=r"init_backbone does not fit widths=\(8, 16, 16, 64\)"):
+        SimCLRTrainer(config=replace(TINY, widths=(8, 16, 16, 64)), init_backbone=start).fit(images)
