@@ -120,7 +120,7 @@ class ProjectEngine:
         self.selection = self._read_selection_settings()
         self.serving = Serving()
         stored = load_latest_model(db, settings, project_id=self.project_id, backbone_key=backbone_key)
-        if stored is not None:
+        if stored is not None and stored[1].multi_label == self.multi_label:  # not one of the project's other mode
             self.serving = Serving(*stored)
         self._load_labels()
         self._trainer = ProbeTrainer(multi_label=self.multi_label)  # fits run in a worker process

@@ -62,6 +62,7 @@ class Startup:
     growing: int | None = None
     growth_error: str | None = None
     next_check: float = 0.0  # time.monotonic() of the next growth check
+    rebuild: bool = False  # build afresh at the next check even if the pool is unchanged (refresh_engine)
 
 
 @dataclass(frozen=True)
@@ -144,12 +145,24 @@ def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
         startup.next_check = now + config.check_seconds
     pool = _pool_signature(db, startup.project)
     with _lock:
-        if pool == startup.pool or startup.growing is not None:
+        if (pool == startup.pool and not startup.rebuild) or startup.growing is not None:
             return startup
         startup.growing = pool[0] - startup.pool[0]
+        startup.rebuild = False  # before the fresh engine reads the database: a later request builds again
     threading.Thread(target=_grow, args=(db, settings, startup, pool, config), name=f"grow-{startup.project}",
                      daemon=True).start()
     return startup
+
+
+def refresh_engine(settings: Settings, project: str | None = None) -> None:
+    """Have :func:`grow_pool`'s next call build the project's engines afresh from the database
+    and swap them in, as when images are added: for a change a running engine does not take in
+    (the project's labeling mode). Until the swap the current engine keeps serving."""
+    name = project or settings.project
+    with _lock:
+        for (url, project_name, _backbone), startup in _startups.items():
+            if url == str(settings.database_url) and project_name == name:
+                startup.rebuild, startup.next_check = True, 0.0
 
 
 def catch_up_labels(engine: ProjectEngine) -> int:
@@ -183,6 +196,7 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
             startup.growth_error = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
             startup.next_check = time.monotonic() + config.retry_seconds
             startup.growing = None
+            startup.rebuild = True  # retried even when the pool is unchanged (a refresh_engine request)
         return
     catch_up_labels(engine)  # labels committed after the fresh engine read them, before it is seen
     with _lock:

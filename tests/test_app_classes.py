@@ -1,9 +1,12 @@
-"""Classes and settings: rename, merge (history kept), archive, selection settings."""
+"""Classes and settings: rename, merge (history kept), archive, labeling mode, selection settings."""
+
+import time
 
 from sqlalchemy import select
 
-from services.engines import close_engines
+from services.engines import close_engines, grow_pool
 from services.labeling import LabelingSession
+from services.projects import get_project
 from storage.models import Annotation, AnnotationSource
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, ready_engine
@@ -56,3 +59,50 @@ def test_selection_settings_are_kept_for_the_next_engine_start(engine):
     close_engines()
     restarted = ready_engine(engine.db, engine.settings)
     assert restarted.selection == engine.selection
+
+
+def _shown(elements) -> list[str]:
+    """The texts of messages, markdown escapes taken out."""
+    return [element.value.replace("\\", "") for element in elements]
+
+
+def _engine_in_mode(engine, multi_label: bool):
+    """The project's engine once the app has rebuilt it in the new mode (page runs drive the rebuild)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        startup = grow_pool(engine.db, engine.settings)
+        if startup.engine.multi_label == multi_label and startup.growing is None:
+            return startup.engine
+        time.sleep(0.05)
+    raise AssertionError(f"the engine was not rebuilt as multi_label={multi_label}")
+
+
+def test_switching_to_multi_label_brings_toggles_and_back_is_refused_while_an_image_has_two_classes(engine):
+    app = open_page("pages/classes.py")
+    assert "Switch to single-label" not in [b.label for b in app.button]
+    app.button(key="mode-multi").click().run()
+
+    assert not app.exception
+    assert "Switched to multi-label: an image may get several classes." in _shown(app.success)
+    assert get_project(engine.db, "default").multi_label
+    multi = _engine_in_mode(engine, True)
+
+    label_page = open_page()
+    assert "Save the chosen classes" in [b.label for b in label_page.button]  # the Label page toggles now
+    session = LabelingSession(multi, "ann")
+    ask = session.current()
+    session.label(ask.item_id, [class_id(multi, "cat"), class_id(multi, "frog")])
+
+    app = open_page("pages/classes.py")
+    app.button(key="mode-single").click().run()
+    assert not app.exception
+    assert any("stays multi-label: 1 image carries more than one class" in e for e in _shown(app.error))
+    assert get_project(engine.db, "default").multi_label
+
+    session.undo()  # no image has two classes now
+    session.close()
+    app.button(key="mode-single").click().run()
+    assert "Switched to single-label: each image gets one class." in _shown(app.success)
+    assert not get_project(engine.db, "default").multi_label
+    _engine_in_mode(engine, False)
+    assert "Save the chosen classes" not in [b.label for b in open_page().button]

@@ -9,7 +9,7 @@ from pathlib import Path
 from services.config import Settings
 from services.database import open_database
 from services.ingest import ingest
-from services.projects import get_project, project_counts
+from services.projects import ensure_project, get_project, project_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,18 +31,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="root folder of a new project; item paths are stored relative to it (default: PATH, or a list file's folder)",
     )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--multi-label", dest="multi_label", action="store_const", const=True,
+        help="a new project is multi-label (an image may get several classes); an existing one must be multi-label",
+    )
+    mode.add_argument(
+        "--single-label", dest="multi_label", action="store_const", const=False,
+        help="an existing project must be single-label (the default for a new project)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     project_name = args.project or settings.project
     with open_database(settings) as db:
+        if args.multi_label is not None and args.path.exists():
+            # Created (or checked) here with the asked mode; ingest then finds it. A missing PATH is
+            # left to ingest, which says so. An existing project of the other mode is an error.
+            ensure_project(db, name=project_name, root=args.root,
+                           root_if_new=args.path if args.path.is_dir() else args.path.parent,
+                           multi_label=args.multi_label)
         report = ingest(
             db, settings, source=args.path, project=project_name, root=args.root, show_progress=sys.stderr.isatty()
         )
         project = get_project(db, project_name)
         counts = project_counts(db, project)
-    print(f"project {project.name!r} (root {project.root_path})")
+    mode = "multi-label" if project.multi_label else "single-label"
+    print(f"project {project.name!r} (root {project.root_path}, {mode})")
     print(f"added: {report.added}")
     print(f"skipped-known: {report.skipped_known}")
     print(f"duplicates: {report.duplicates}")

@@ -1,4 +1,5 @@
-"""Classes and settings: add, rename, merge, archive classes; selection strategy; retrain now."""
+"""Classes and settings: add, rename, merge, archive classes; labeling mode (single- or multi-label);
+selection strategy; retrain now."""
 
 from collections import Counter
 
@@ -10,7 +11,9 @@ from app.safe_text import escape_markdown
 from app.user_state import annotator
 from core.selection import ALL_STRATEGIES
 from services.classes import add_class, merge_classes, rename_class, set_archived
+from services.engines import refresh_engine
 from services.errors import UserError
+from services.projects import get_project, set_multi_label
 from storage.models import Role
 
 require(Role.ADMIN)  # first: see app/auth.py
@@ -71,6 +74,29 @@ with archive:
         chosen = st.selectbox("Restore", archived, format_func=lambda c: c.name, key="restore-class")
         if st.button("Restore"):
             act(f"Restored {chosen.name}.", set_archived, engine, chosen.id, False)
+
+st.header("Labeling mode")
+
+
+def switch_mode(multi_label: bool) -> None:
+    """Switch the project's mode; its engine is then built afresh (the Label page follows)."""
+    set_multi_label(engine.db, engine.project_name, multi_label)
+    refresh_engine(engine.settings, engine.project_name)
+
+
+multi_label = get_project(engine.db, engine.project_name).multi_label
+if multi_label:
+    st.caption("Multi-label: an image may get several classes (on the Label page the number keys toggle "
+               "classes and Enter saves them).")
+    if st.button("Switch to single-label", key="mode-single",
+                 help="Allowed once no image carries more than one class."):
+        act("Switched to single-label: each image gets one class.", switch_mode, False)
+else:
+    st.caption("Single-label: each image gets one class.")
+    if st.button("Switch to multi-label", key="mode-multi", help="The existing labels stay valid."):
+        act("Switched to multi-label: an image may get several classes.", switch_mode, True)
+if engine.multi_label != multi_label:
+    st.info("The Label page follows once the project's engine has reloaded (a few seconds).")
 
 st.header("Selection")
 current = engine.selection
