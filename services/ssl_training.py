@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.backbone_file import Preprocessing, save_backbone
+from safetensors import SafetensorError
+
+from core.backbone_file import Preprocessing, load_backbone, save_backbone
 from core.class_folder import decode_many, read_class_folder
 from core.knn import KNNMonitor
 from core.simclr import SimCLRConfig, SimCLRTrainer
+from core.weights import file_sha256
 from services.config import Settings
 from services.database import Database
 from services.errors import UserError
@@ -35,13 +38,25 @@ def ok_item_paths(db: Database, project_name: str) -> list[Path]:
 
 def train_backbone(db: Database, settings: Settings, *, project: str, config: SimCLRConfig, device: str = "cpu",
                    out: Path | None = None, state: Path | None = None, knn_folder: Path | None = None,
-                   knn_every: int = 10, callbacks=(), log=print) -> TrainedBackbone:
+                   knn_every: int = 10, init: Path | None = None, callbacks=(), log=print) -> TrainedBackbone:
     """Train a backbone with SimCLR on a project's images and write it as ``local:PATH``.
 
     Training state goes to ``state`` every ``config.checkpoint_every`` steps; calling
     again with the same options resumes from it. ``knn_folder`` (``<class>/<image>``)
-    is read only to report kNN accuracy while training.
+    is read only to report kNN accuracy while training. ``init``, a backbone file
+    (e.g. the bundled one), is where training starts instead of random weights; its
+    shape and input size replace the config's.
     """
+    init_backbone, continued_from = None, None
+    if init is not None:
+        try:
+            model, prep, _ = load_backbone(init)
+        except (OSError, ValueError, KeyError, SafetensorError) as error:
+            raise UserError(f"--init {init} is not a backbone file this version can read ({error}); give a file "
+                            "written by `ssl-train` or the bundled sample_data/backbone/backbone.safetensors") from None
+        init_backbone = model.state_dict()
+        config = replace(config, widths=model.widths, blocks=model.blocks, image_size=prep.image_size)
+        continued_from = dict(file=Path(init).name, weights_sha256=file_sha256(init))
     paths = ok_item_paths(db, project)
     if len(paths) < 2:
         raise UserError(f"project {project!r} has {len(paths)} ingested images; self-supervised training needs 2 or more")
@@ -65,9 +80,12 @@ def train_backbone(db: Database, settings: Settings, *, project: str, config: Si
         monitor = KNNMonitor(bank_images=held[::2], bank_labels=labels[::2], query_images=held[1::2],
                              query_labels=labels[1::2], every=knn_every, log=log)
         callbacks.append(monitor)
-    trainer = SimCLRTrainer(config=config, device=device, callbacks=callbacks).fit(images, checkpoint_path=str(state))
+    trainer = SimCLRTrainer(config=config, device=device, callbacks=callbacks, init_backbone=init_backbone)
+    trainer.fit(images, checkpoint_path=str(state))
     knn = monitor.evaluate(trainer) if monitor else None
     preprocessing = Preprocessing(image_size=config.image_size, mean=tuple(trainer.mean_), std=tuple(trainer.std_))
     info = dict(method="SimCLR", project=project, n_images=len(images), steps=trainer.step_, knn_accuracy=knn)
+    if continued_from:
+        info["continued_from"] = continued_from
     save_backbone(out, trainer.backbone_, preprocessing=preprocessing, info=info)
     return TrainedBackbone(path=out, n_images=len(images), steps=trainer.step_, knn_accuracy=knn)

@@ -2,7 +2,9 @@
 import numpy as np
 
 from app.cli import main
+from core.backbone_file import read_header
 from core.backbones import build_backbone
+from core.weights import file_sha256
 from tests.embedding_helpers import write_colour_images
 
 
@@ -39,3 +41,24 @@ def test_ssl_train_names_a_missing_knn_folder(home, tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "pool")]) == 0
     assert main(["ssl-train", "--epochs", "1", "--knn-folder", str(tmp_path / "nowhere")]) == 1
     assert f"labeled folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def test_ssl_train_continues_from_a_backbone_file(home, tmp_path, capsys):
+    write_colour_images(tmp_path / "pool", per_colour=4)
+    assert main(["ingest", str(tmp_path / "pool")]) == 0
+    first = tmp_path / "first.safetensors"
+    assert main(["ssl-train", "--epochs", "1", "--batch-size", "6", "--image-size", "16", "--out", str(first)]) == 0
+    second = tmp_path / "second.safetensors"
+    assert main(["ssl-train", "--epochs", "1", "--batch-size", "6", "--init", str(first), "--out", str(second)]) == 0
+    # The image size came from the --init file, and the result records where it started.
+    header = read_header(second)
+    assert header["preprocessing"]["image_size"] == 16
+    assert header["info"]["continued_from"] == {"file": "first.safetensors", "weights_sha256": file_sha256(first)}
+    capsys.readouterr()
+
+    assert main(["ssl-train", "--epochs", "1", "--init", str(first), "--image-size", "32"]) == 1
+    assert "--image-size cannot be combined with --init" in capsys.readouterr().err
+    not_a_backbone = tmp_path / "notes.txt"
+    not_a_backbone.write_text("hello")
+    assert main(["ssl-train", "--epochs", "1", "--init", str(not_a_backbone)]) == 1
+    assert f"--init {not_a_backbone} is not a backbone file" in capsys.readouterr().err

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps; bfloat16 autocast is used on cuda")
     parser.add_argument("--out", type=Path, help="backbone file to write (default: $BANANA_HOME/models/ssl-PROJECT.safetensors)")
     parser.add_argument("--state", type=Path, help="resumable training state (default: beside --out's default)")
+    parser.add_argument("--init", metavar="BACKBONE",
+                        help="start from this backbone file, or `bundled`, instead of random weights "
+                             "(its network shape and image size are used)")
     parser.add_argument("--knn-folder", type=Path,
                         help="labeled folder <class>/<image> read only to report kNN accuracy while training")
     parser.add_argument("--knn-every", type=int, default=10, help="epochs between kNN reports")
@@ -60,10 +63,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     chosen = dict(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, seed=args.seed)
     config = replace(SimCLRConfig(), **{name: value for name, value in chosen.items() if value is not None})
     project = args.project or settings.project
+    init = None
+    if args.init:
+        from core.backbones import BUNDLED_PATH
+        from services.errors import UserError
+
+        init = BUNDLED_PATH if args.init == "bundled" else Path(args.init)
+        if args.image_size is not None:
+            raise UserError("--image-size cannot be combined with --init: training continues at the image size "
+                            "the --init backbone was trained at")
     with open_database(settings) as db:
         bar = LossBar()
         result = train_backbone(db, settings, project=project, config=config, device=args.device, out=args.out,
-                                state=args.state, knn_folder=args.knn_folder, knn_every=args.knn_every,
+                                state=args.state, knn_folder=args.knn_folder, knn_every=args.knn_every, init=init,
                                 callbacks=[bar], log=lambda line: tqdm.write(line, file=sys.stderr))
         bar.bar.close()
     print(f"trained on {result.n_images} images for {result.steps} steps")
