@@ -1,5 +1,11 @@
 """Explore: a 2D map of the images' features, coloured by label or prediction; click a point
-to see the image, and find more like it."""
+to see the image, and find more like it.
+
+The map is PCA (instant) or t-SNE (keeps near neighbours together; computed in a
+background thread on a sample of the pool, every labeled image included, while the page
+shows that it is waiting)."""
+
+import time
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,13 +17,16 @@ from app.safe_text import escape_markdown, escape_plotly
 from app.slice_form import save_as_slice
 from app.user_state import account
 from services.engine import ProjectEngine
-from services.explore import map_points, more_like, pca_2d
+from services.explore import (MAP_POINTS, TSNE_CONFIG, MapJob, labeled_mask, map_points, more_like, pca_2d,
+                              start_tsne_map)
 from services.labeling import THUMBNAIL_SIDE
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py
 
 COLUMNS = 6
+MAPS = ("PCA", "t-SNE")
+AXES = {"PCA": ("PC 1", "PC 2"), "t-SNE": ("t-SNE 1", "t-SNE 2")}
 
 
 @st.cache_resource(max_entries=4)
@@ -26,11 +35,52 @@ def projection(project_id: int, backbone_key: str, n_items: int, _engine: Projec
     return pca_2d(_engine.embeddings)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False, validate=lambda job: not job.retry)
+def tsne_map(project_id: int, backbone_key: str, n_items: int, _engine: ProjectEngine) -> MapJob:
+    """One project's t-SNE map, started in the background on first use; the key changes when the
+    embeddings do. A failed map is started again once someone asks (``retry``)."""
+    return start_tsne_map(_engine.embeddings, labeled_mask(_engine), TSNE_CONFIG)
+
+
+@st.fragment(run_every=1)
+def _wait_for(job: MapJob) -> None:
+    """While the t-SNE map is computed: say so, and run the whole page again once it is done."""
+    if job.phase != "running":
+        st.rerun(scope="app")
+    st.info(f"Computing the t-SNE map of {len(job.rows):,} images… "
+            f"({time.monotonic() - job.started:.0f} s so far; the map appears here when it is ready. "
+            "PCA is available meanwhile.)", icon=":material/hourglass_top:")
+
+
 st.title("Explore")
 engine = ready_engine()
+kind = st.radio("Map", MAPS, horizontal=True, key="map_kind",
+                help="PCA is instant. t-SNE keeps near neighbours together; it is computed in the background "
+                     f"on at most {TSNE_CONFIG.max_points:,} images (every labeled one included).")
 colour_by = st.radio("Colour by", ["label", "prediction"], horizontal=True)
-points = map_points(engine, projection(engine.project_id, engine.backbone_key, len(engine.item_ids), engine),
-                    colour_by=colour_by)
+key = (engine.project_id, engine.backbone_key, len(engine.item_ids))
+if kind == "t-SNE":
+    job = tsne_map(*key, engine)
+    if job.phase == "running":
+        _wait_for(job)
+        st.stop()
+    if job.phase == "failed":
+        st.error(f"The t-SNE map could not be made: {escape_markdown(job.error or 'unknown error')}. "
+                 "The PCA map is shown instead.", icon=":material/error:")
+        if st.button("Try t-SNE again"):
+            job.retry = True
+            st.rerun()
+        kind = "PCA"
+if kind == "t-SNE":
+    points = map_points(engine, job.xy, colour_by=colour_by, rows=job.rows)
+    sampled = (f" ({job.labeled:,} labeled, {len(job.rows) - job.labeled:,} a random sample of the unlabeled)"
+               if len(job.rows) < job.total else "")
+    st.caption(f"t-SNE map of {len(job.rows):,} of {job.total:,} images{sampled}.")
+else:
+    points = map_points(engine, projection(*key, engine), colour_by=colour_by)
+    if len(points.rows) < len(engine.item_ids):
+        st.caption(f"PCA map of a random {len(points.rows):,} of {len(engine.item_ids):,} images "
+                   f"(at most {MAP_POINTS:,} are drawn).")
 figure = go.Figure()
 groups = np.asarray(points.group)
 for name in sorted(set(points.group), key=lambda g: (g == "unlabeled", g)):
@@ -40,9 +90,12 @@ for name in sorted(set(points.group), key=lambda g: (g == "unlabeled", g)):
         customdata=engine.item_ids[points.rows[members]],
         hovertext=[escape_plotly(engine.paths[r]) for r in points.rows[members]], hoverinfo="text",
         marker=dict(size=5, color="lightgrey" if name == "unlabeled" else None)))
-figure.update_layout(height=560, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="PC 1", yaxis_title="PC 2",
+x_title, y_title = AXES[kind]
+figure.update_layout(height=560, margin=dict(l=0, r=0, t=0, b=0), xaxis_title=x_title, yaxis_title=y_title,
                      dragmode="pan")
-event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode="points", key="map")
+# One chart key per map: a selection belongs to the figure it was made on.
+event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode="points",
+                        key="map" if kind == "PCA" else "map-tsne")
 
 selected = event.selection.points if event and event.selection else []
 if not selected:
