@@ -10,6 +10,7 @@ labels with and without out-of-fold fits, and resident memory.
 Synthetic data (no structure at the 1M scale, which is the worst case for any
 pruning and irrelevant to brute force). Prints the machine's load and CPU seconds
 next to wall seconds, so figures from a shared machine can be read in context.
+benchmarks/bench_int8_memory.py breaks the int8 kernel's resident memory down, step by step.
 """
 from __future__ import annotations
 

@@ -92,3 +92,23 @@ def test_one_large_dimension_does_not_cost_the_others_their_precision(pool):
     assert kernel.balance_.argmax() == 0
     error = np.abs(scan_all(kernel, skewed[:40]) - skewed[:40] @ skewed.T)
     assert error.max() < 0.02 and error.mean() < 0.003
+
+
+def test_int8_keeps_only_packed_blocks_and_scales_and_frees_them_when_dropped(pool):
+    kernel = Int8Kernel(pool)
+    held = [value for value in vars(kernel).values() if isinstance(value, np.ndarray) and value is not pool]
+    assert sum(array.nbytes for array in held) < pool.shape[0] * pool.shape[1]  # no copy of the 8-bit codes
+    packed = kernel._packed
+    assert len(packed) == 10
+    del kernel
+    assert packed == []  # the finalizer released fbgemm's blocks
+
+
+def test_best_match_codes_items_again_as_the_packed_blocks_did(pool):
+    kernel = Int8Kernel(pool)
+    items = np.arange(len(pool))
+    value, _ = kernel.best_match(pool[:5], items)
+    np.testing.assert_array_equal(value, scan_all(kernel, pool[:5]).max(axis=0))
+    f16 = Int8Kernel(pool.astype(np.float16))
+    value16, _ = f16.best_match(pool[:5], items)
+    np.testing.assert_array_equal(value16, scan_all(f16, pool[:5]).max(axis=0))
