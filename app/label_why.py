@@ -25,6 +25,9 @@ SOURCE_TEXT = {
     "band_only": "It sits at a middle distance from the labeled images.",
     "typicality": "It is the most typical image of a cluster with few labels.",
     "random": "Chosen at random.",
+    "triage": "Queued from the Triage report of a new batch (\"Label these next\"): a near-failure (the model "
+              "almost gets it wrong), a novel image or a near-copy. Queued images are asked before the strategy's "
+              "own picks.",
     OVERLAP_SOURCE: "A second opinion: another annotator has labeled this image, and it is asked again, without "
                     "their answer or the model's guess, to measure how often annotators agree. Label what you "
                     "see; if the two labels differ, a reviewer settles it.",
@@ -38,6 +41,7 @@ PART_TEXT = {
     "typicality": "typicality (density of its neighbourhood)",
     "nearest_similarity": "similarity to the nearest labeled image",
     "class_similarity": "similarity to the nearest labeled image of the predicted class",
+    "triage_margin": "the model's margin in the triage report (top probability minus runner-up)",
 }
 
 

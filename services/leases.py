@@ -23,6 +23,7 @@ from services.config import Settings
 from services.engine import Ask, ProjectEngine
 from services.errors import UserError
 from services.labels import append_annotation
+from services.priority_asks import priority_asks
 from storage import label_queries, lease_queries, queries
 from storage.label_queries import CurrentLabel
 from storage.models import AnnotationSource
@@ -109,9 +110,12 @@ class AskLeases:
     # ----- taking asks -----------------------------------------------------------------
 
     def lease(self, n: int, *, exclude: Iterable[int] = ()) -> list[Ask]:
-        """Lease up to ``n`` asks: waiting overlap asks first, then the engine's best picks."""
+        """Lease up to ``n`` asks: waiting overlap asks first, then queued priority asks
+        (:mod:`services.priority_asks`: the Triage report's "Label these next"), then the engine's best picks."""
         exclude = set(exclude)
         asks = self._overlap_asks(n, exclude)
+        if len(asks) < n:
+            asks += priority_asks(self, n - len(asks), exclude | {ask.item_id for ask in asks})
         if len(asks) < n:
             asks += self._primary_asks(n - len(asks), exclude | {ask.item_id for ask in asks})
         return asks

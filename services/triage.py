@@ -5,6 +5,9 @@ or ingested since a time. Images not embedded yet are embedded first (incrementa
 with the similarity index updated), then each batch image is scored against the labeled
 images and the newest stored model of the backbone (``core.triage``); without a stored
 model, a probe is fit on the current labels for the report.
+
+:func:`label_next` queues report rows (say, the near-failures) to be asked on the Label
+page before the strategy's own picks, in report order (:mod:`services.priority_asks`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +31,7 @@ from services.database import Database
 from services.embeddings import embed
 from services.errors import UserError
 from services.model_store import load_latest_model
+from services.priority_asks import QueueResult, queue_priority_asks
 from services.projects import get_project
 from storage import batch_queries, item_queries, label_queries
 
@@ -214,3 +218,37 @@ def _describe(row: TriageRow, kind: str) -> str:
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+# ----- "Label these next" ---------------------------------------------------------------
+
+def near_failures(report: TriageReport) -> list[TriageRow]:
+    """The report's near-failures, lowest margin first (their report order)."""
+    return [row for row in report.rows if "near_failure" in row.kinds]
+
+
+def label_next(db: Database, *, project: str, rows: Sequence[TriageRow], batch: str = "") -> QueueResult:
+    """Queue the images of ``rows`` to be asked on the Label page next, in this order, after any
+    queued earlier. Each becomes a pick of source ``triage`` (its margin, when it has one, as
+    the score part ``triage_margin``); images queued already or labeled meanwhile are left out.
+
+    Raises
+    ------
+    UserError
+        Unknown project.
+    """
+    found = get_project(db, project)
+    items = [(row.item_id, {} if row.margin is None else {"triage_margin": float(row.margin)}) for row in rows]
+    return queue_priority_asks(db, project_id=found.id, items=items, parameters=dict(batch=batch, images=len(items)))
+
+
+def label_next_message(result: QueueResult, *, what: str = "images") -> str:
+    """One line on what :func:`label_next` did, for the page and the CLI."""
+    text = (f"Queued {result.queued} {what} to be asked next on the Label page, in report order"
+            if result.queued else f"Queued no new {what}")
+    notes = []
+    if result.already_queued:
+        notes.append(f"{result.already_queued} already queued")
+    if result.labeled:
+        notes.append(f"{result.labeled} labeled already")
+    return text + (f" ({', '.join(notes)})" if notes else "") + "."

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(every unlabeled image when neither is given). Images not embedded yet are embedded first and "
             "added to the similarity index. Writes one CSV row per image, near-failures (lowest margin) "
             "first, then novel images, then near-copies of labeled images with the label they would get; "
-            "prints a short summary. Ingest the new folder first."
+            "prints a short summary. Ingest the new folder first. With --label-next, the near-failures are "
+            "also queued to be asked next on the Label page, lowest margin first."
         ),
     )
     parser.add_argument("--batch", metavar="FOLDER", help="folder of the batch, relative to the project root or a path under it")
@@ -29,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--near-copy", type=float, help="cosine similarity from which an image is a near-copy (default: 0.95)")
     parser.add_argument("--workers", type=int, help="image-decoding processes for embedding new images (default: as `embed`)")
     parser.add_argument("--top", type=int, default=5, help="images of each kind in the summary (default: 5)")
+    parser.add_argument("--label-next", action="store_true",
+                        help="queue the near-failures to be asked next on the Label page, lowest margin first "
+                             "(before the strategy's own picks; images queued already are not queued again)")
     parser.set_defaults(run=run)
 
 
@@ -36,17 +40,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from core.extract import ExtractConfig
     from core.triage import TriageConfig
     from services.database import open_database
-    from services.triage import parse_since, summary_lines, triage_batch, write_csv
+    from services.triage import (label_next, label_next_message, near_failures, parse_since, summary_lines,
+                                 triage_batch, write_csv)
 
     given = {"near_failure_margin": args.near_failure_margin, "near_copy_similarity": args.near_copy}
     config = TriageConfig(**{name: value for name, value in given.items() if value is not None})
     since = parse_since(args.since) if args.since else None
+    project = args.project or settings.project
     with open_database(settings) as db:
-        report = triage_batch(db, settings, project=args.project or settings.project,
+        report = triage_batch(db, settings, project=project,
                               backbone=args.backbone or settings.backbone, folder=args.batch, since=since, config=config,
                               extract_config=ExtractConfig(**({} if args.workers is None else {"num_workers": args.workers})))
+        queued = (label_next(db, project=project, rows=near_failures(report), batch=report.batch)
+                  if args.label_next else None)
     write_csv(report, args.out)
     for line in summary_lines(report, top=args.top):
         print(line)
     print(f"report: {args.out} ({len(report.rows)} rows)")
+    if queued is not None:
+        print(label_next_message(queued, what="near-failures"))
     return 0

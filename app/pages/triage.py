@@ -2,7 +2,8 @@
 
 The batch is the unlabeled images under a folder of the project root and/or ingested
 since a day; images not embedded yet are embedded first. Same report as
-``python -m app.cli triage``.
+``python -m app.cli triage``. "Label these next" queues the images shown under the kind
+filter to be asked on the Label page before the strategy's own picks, in report order.
 """
 
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from core.triage import KINDS
 from services.engines import APP_EXTRACT_CONFIG
 from services.errors import UserError
 from services.labeling import THUMBNAIL_SIDE
-from services.triage import csv_text, triage_batch
+from services.triage import csv_text, label_next, label_next_message, triage_batch
 from storage.models import Role
 
 require(Role.ADMIN)  # first: see app/auth.py
@@ -66,6 +67,17 @@ st.download_button("Download the report (CSV)", csv_text(report), file_name="tri
 
 chosen = st.multiselect("Kinds", KINDS, default=list(KINDS), format_func=KIND_TEXT.get, key="triage_kinds")
 rows = [row for row in report.rows if set(row.kinds) & set(chosen)]
+queue_column, note_column = st.columns([1, 3], vertical_alignment="center")
+if queue_column.button("Label these next", key="triage_label_next", disabled=not rows,
+                       help="Ask these images on the Label page before the strategy's own picks, in this order"):
+    try:
+        queued = label_next(database(), project=chosen_project(), rows=rows, batch=report.batch)
+    except UserError as error:
+        st.error(escape_markdown(str(error)))
+    else:
+        st.success(escape_markdown(label_next_message(queued)))
+note_column.caption(f"{len(rows):,} images under the kind filter, in report order. They are asked before the "
+                    "strategy's own picks, each of one annotator; images labeled meanwhile are skipped.")
 st.dataframe([{"path": row.path, "kinds": ", ".join(KIND_TEXT[k] for k in row.kinds), "margin": row.margin,
                "predicted": row.predicted, "nearest labeled": row.nearest_path, "similarity": row.nearest_similarity,
                "would get": row.would_get} for row in rows], hide_index=True, width="stretch")

@@ -1,0 +1,210 @@
+"""Triage's "Label these next": queued images are asked before the strategy's picks, in order, once each.
+
+The service tests run on SQLite and PostgreSQL (tests/backends.py) over a project with
+synthetic embeddings; the CLI and page tests over the small real project.
+"""
+
+import csv
+
+import pytest
+from sqlalchemy import select
+
+from app.cli import main
+from app.label_why import SOURCE_TEXT
+from services.database import open_database
+from services.engine import ProjectEngine
+from services.labeling import LabelingSession
+from services.labels import record_annotation
+from services.leases import AskLeases, TeamSettings
+from services.priority_asks import pending_items, queue_priority_asks
+from services.projects import get_project
+from services.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
+from storage import label_queries
+from storage.models import Pick, SelectionRun
+from tests.app_helpers import open_page
+from tests.labeling_project import true_class
+from tests.team_project import team_engine
+from tests.test_leases import _in_threads
+from tests.test_slices import label_truly
+from tests.test_triage import triaged_project  # noqa: F401  (a fixture)
+
+NO_OVERLAP = TeamSettings(overlap_share=0.0)
+
+
+@pytest.fixture
+def team(backend_db, backend_settings, tmp_path):
+    engine = team_engine(backend_db, backend_settings, tmp_path, per_class=10)
+    yield engine
+    engine.close()
+
+
+def queue(engine, items):
+    """Queue ``items`` in this order, the k-th with triage margin k / 100."""
+    return queue_priority_asks(engine.db, project_id=engine.project_id,
+                               items=[(item, {"triage_margin": rank / 100}) for rank, item in enumerate(items)])
+
+
+def some_items(engine, n=6):
+    """``n`` item ids in an order no strategy would choose: every third item, from the end."""
+    return engine.item_ids.tolist()[::-3][:n]
+
+
+def answer(session, ask):
+    session.label(ask.item_id, [next(c.id for c in session.engine.classes.values() if c.name == true_class(ask.path))])
+
+
+def test_queued_images_are_asked_first_in_order_as_triage_picks_outside_audit_accuracy(team):
+    items = some_items(team)
+    result = queue(team, items)
+    assert (result.queued, result.already_queued, result.labeled) == (6, 0, 0)
+    session = LabelingSession(team, "ann", team=NO_OVERLAP)
+    asked = []
+    for _ in items:
+        ask = session.current()
+        asked.append(ask)
+        answer(session, ask)
+    assert [ask.item_id for ask in asked] == items
+    assert {ask.source for ask in asked} == {"triage"}
+    assert [ask.score_parts for ask in asked] == [{"triage_margin": rank / 100} for rank in range(len(items))]
+    assert session.current().source != "triage"  # the queue is done: the strategy's picks follow
+    with team.db.reading() as db_session:
+        picks = db_session.execute(select(Pick.item_id, Pick.source, Pick.predicted, SelectionRun.strategy)
+                                   .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
+                                   .where(Pick.id.in_([ask.pick_id for ask in asked]))).all()
+        audited = {pick.item_id for pick in label_queries.audit_picks(db_session, team.project_id)}
+    assert sorted(picks) == sorted((item, "triage", None, "triage") for item in items)
+    assert not audited & set(items)
+    assert pending_items(team.db, team.project_id) == []
+    session.close()
+
+
+def test_labeled_images_are_skipped_and_queueing_again_adds_nothing(team):
+    items = some_items(team)
+    names = {item: true_class(team.paths[team.row_of[item]]) for item in items}
+    record_annotation(team.db, item_id=items[1], class_names=[names[items[1]]], annotator="grid")
+    first = queue(team, items)
+    assert (first.queued, first.already_queued, first.labeled) == (5, 0, 1)
+    again = queue(team, list(reversed(items)))
+    assert (again.queued, again.already_queued, again.labeled) == (0, 5, 1)
+    assert label_next_message(again) == "Queued no new images (5 already queued, 1 labeled already)."
+    assert label_next_message(first).startswith("Queued 5 images to be asked next on the Label page")
+    with team.db.reading() as session:
+        assert len(session.scalars(select(SelectionRun).where(SelectionRun.strategy == "triage")).all()) == 1
+
+    # Labeled meanwhile on another page (the engine has not heard of it): skipped.
+    record_annotation(team.db, item_id=items[2], class_names=[names[items[2]]], annotator="grid")
+    session = LabelingSession(team, "ann", team=NO_OVERLAP)
+    assert [session.current().item_id] == [items[0]]
+    answer(session, session.current())
+    assert session.current().item_id == items[3]
+    assert pending_items(team.db, team.project_id) == items[3:]
+    session.close()
+
+
+def test_the_queue_survives_a_restart(team, backend_settings):
+    items = some_items(team)
+    queue(team, items)
+    with open_database(backend_settings) as db:  # a new process: a new database handle and a new engine
+        project = get_project(db, "default")
+        engine = ProjectEngine(db, backend_settings, project=project, backbone_key="synthetic",
+                               item_ids=team.item_ids, paths=team.paths, embeddings=team.embeddings)
+        try:
+            session = LabelingSession(engine, "ann", team=NO_OVERLAP)
+            got = []
+            for _ in items:
+                ask = session.current()
+                got.append((ask.item_id, ask.source))
+                answer(session, ask)
+            assert got == [(item, "triage") for item in items]
+            session.close()
+        finally:
+            engine.close()
+
+
+def test_annotators_at_once_are_each_asked_different_queued_images(team):
+    items = team.item_ids.tolist()[::-2][:12]
+    queue(team, items)
+    annotators = [AskLeases(team, f"ann-{i}", team=NO_OVERLAP) for i in range(4)]
+    leased = _in_threads(lambda i: annotators[i].lease(3), n=4)
+    got = [ask.item_id for asks in leased for ask in asks]
+    assert sorted(got) == sorted(items)  # each queued image once, none of the strategy's picks yet
+    assert all(ask.source == "triage" for asks in leased for ask in asks)
+    for asks in leased:  # each annotator's share keeps the queue's order
+        assert [ask.item_id for ask in asks] == sorted((ask.item_id for ask in asks), key=items.index)
+
+
+def test_a_skipped_or_held_image_goes_to_the_next_annotator(team):
+    items = some_items(team, 3)
+    queue(team, items)
+    first = LabelingSession(team, "ann", team=NO_OVERLAP, batch_size=1, low_water=0)
+    second = LabelingSession(team, "bob", team=NO_OVERLAP, batch_size=1, low_water=0)
+    assert first.current().item_id == items[0]
+    assert second.current().item_id == items[1]  # items[0] is ann's
+    first.skip(items[0])
+    third = LabelingSession(team, "cy", team=NO_OVERLAP, batch_size=1, low_water=0)
+    assert third.current().item_id == items[0]  # given back: the next annotator gets it
+    assert first.current().item_id == items[2]  # not asked again of ann in this session
+    for session in (first, second, third):
+        session.close()
+
+
+def test_label_next_queues_report_rows_in_order_with_their_margin(team):
+    items = some_items(team, 4)
+    rows = [TriageRow(item_id=item, path=team.paths[team.row_of[item]], kinds=kinds, margin=margin, predicted=None,
+                      confidence=None, nearest_path=None, nearest_similarity=None, would_get=None)
+            for item, kinds, margin in zip(items, [("near_failure",), ("near_failure", "novel"), ("novel",), ()],
+                                           [0.01, 0.05, 0.7, None])]
+    report = TriageReport(batch="every unlabeled image", rows=rows)
+    assert [row.item_id for row in near_failures(report)] == items[:2]
+    result = label_next(team.db, project="default", rows=rows)
+    assert result.queued == 4
+    with team.db.reading() as session:
+        parts = dict(session.execute(select(Pick.item_id, Pick.score_parts).where(Pick.source == "triage")).all())
+    assert [parts[item] for item in items] == [{"triage_margin": 0.01}, {"triage_margin": 0.05},
+                                               {"triage_margin": 0.7}, {}]
+    assert pending_items(team.db, team.project_id) == items
+
+
+# ----- the CLI and the Triage page over the small real project ---------------------------
+
+def test_cli_triage_label_next_queues_the_near_failures_once(triaged_project, capsys):  # noqa: F811
+    base, _ = triaged_project
+    out = base / "report.csv"
+    arguments = ["triage", "--batch", "new", "--out", str(out), "--workers", "0", "--near-failure-margin", "0.5",
+                 "--label-next"]
+    capsys.readouterr()
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    failures = [int(row["item_id"]) for row in rows if "near_failure" in row["kinds"].split(";")]
+    assert failures, printed
+    assert f"Queued {len(failures)} near-failures to be asked next on the Label page, in report order." in printed
+    from services.config import load_settings
+    with open_database(load_settings()) as db:
+        assert pending_items(db, get_project(db, "default").id) == failures
+
+    assert main(arguments) == 0
+    assert f"Queued no new near-failures ({len(failures)} already queued)." in capsys.readouterr().out
+    assert main(["triage", "--batch", "new", "--out", str(out), "--workers", "0"]) == 0
+    assert "Queued" not in capsys.readouterr().out  # without --label-next nothing is queued
+
+
+def test_triage_page_label_these_next_then_the_label_page_asks_the_first(engine):
+    label_truly(engine, 10)
+    app = open_page("pages/triage.py")
+    app.button[0].click().run()  # the form's submit: every unlabeled image
+    report = app.session_state["triage_report"][1]
+    shown = [row for row in report.rows if row.kinds]  # every kind is chosen
+    assert shown
+    app.button(key="triage_label_next").click().run()
+    assert not app.exception
+    assert app.success[0].value.startswith(f"Queued {len(shown)} images to be asked next on the Label page")
+    app.button(key="triage_label_next").click().run()
+    assert app.success[0].value.startswith(f"Queued no new images \\({len(shown)} already queued\\)")
+
+    label_page = open_page()
+    assert label_page.text[0].value == shown[0].path
+    why = " ".join(m.value for m in label_page.expander[0].markdown)
+    assert "Queued from the Triage report" in why
+    assert pending_items(engine.db, engine.project_id) == [row.item_id for row in shown]
