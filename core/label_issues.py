@@ -3,6 +3,11 @@
 cleanlab's confident learning (``cleanlab.filter.find_label_issues``) flags the issues;
 they are ranked by self-confidence (the out-of-fold probability of the given label,
 lowest first) and each gets a suggested label, the out-of-fold argmax.
+
+Multi-label (:func:`find_multilabel_issues`): cleanlab's one-vs-rest reduction
+(``cleanlab.multilabel_classification``) on the out-of-fold sigmoid probabilities; the
+flagged items are ranked by cleanlab's multi-label label-quality score, lowest first, and
+each gets a suggested class set (out-of-fold probability >= 0.5, else the top class).
 """
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from cleanlab.filter import find_label_issues
+from cleanlab.internal.multilabel_utils import stack_complement
+from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
+from cleanlab.multilabel_classification.rank import get_label_quality_scores
+from cleanlab.rank import get_label_quality_scores as get_binary_label_quality_scores
 
 
 @dataclass(frozen=True)
@@ -97,3 +106,114 @@ def find_issues(labels, oof_proba, *, config=LabelIssueConfig()):
     positions = np.asarray(positions, np.int64)
     return LabelIssues(positions=positions, given=labels[positions], suggested=suggested_all[positions],
                        self_confidence=oof_proba[positions, labels[positions]], confusion=confusion)
+
+
+# ----- multi-label -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MultiLabelIssues:
+    """The multi-label review queue, worst label quality first.
+
+    Attributes
+    ----------
+    positions : ndarray of shape (Q,), int
+        Positions of the flagged items among the labeled items.
+    quality : ndarray of shape (Q,), float
+        cleanlab's label-quality score of each flagged item's class set (0..1, lower is worse).
+    given, suggested, doubted : ndarray of shape (Q, K), bool
+        Given class set, suggested class set (:func:`suggested_sets`) and the classes that
+        cleanlab's one-vs-rest check flagged, per flagged item.
+    n_labels, n_flagged : ndarray of shape (K,), int
+        Per column: items given the class; flagged items whose class is among ``doubted``.
+    precision, recall : ndarray of shape (K,), float
+        Per column, over every labeled item, of the suggested sets against the given ones;
+        NaN where undefined (no item suggested, or none given the class).
+    """
+
+    positions: np.ndarray
+    quality: np.ndarray
+    given: np.ndarray
+    suggested: np.ndarray
+    doubted: np.ndarray
+    n_labels: np.ndarray
+    n_flagged: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+def suggested_sets(oof_proba, threshold=0.5):
+    """Suggested class sets, ndarray of shape (n, K), bool: the columns with probability >=
+    ``threshold``; a row with none gets its most probable column."""
+    proba = np.asarray(oof_proba, np.float64)
+    chosen = proba >= threshold
+    if proba.shape[1]:
+        empty = np.flatnonzero(~chosen.any(axis=1))
+        chosen[empty, proba[empty].argmax(axis=1)] = True
+    return chosen
+
+
+def _ratio(numerator, denominator):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+def find_multilabel_issues(given, oof_proba, *, config=LabelIssueConfig(), threshold=0.5):
+    """Rank the labeled items whose given class set is probably wrong.
+
+    cleanlab's ``multilabel_classification.filter.find_label_issues`` flags an item when any
+    of its classes looks wrongly given or wrongly left out, by confident learning on each
+    class against the rest; this calls the per-class form behind it
+    (``find_multilabel_issues_per_class``, whose any-over-classes is exactly that flag) to
+    also say which classes. Columns that no labeled item has, or that every one has, are
+    left out of cleanlab's input (it needs both values in every column); their classes are
+    never doubted. The flagged items are ordered by
+    ``multilabel_classification.rank.get_label_quality_scores``, lowest first.
+
+    Parameters
+    ----------
+    given : ndarray of shape (n, K), 0/1
+        Each labeled item's class set as an indicator over the columns of ``oof_proba``.
+    oof_proba : ndarray of shape (n, K)
+        Out-of-fold one-vs-rest probabilities (each row from a model fit without that item).
+    config : LabelIssueConfig
+        ``min_labels`` labeled items and two classes in use are needed for a queue.
+    threshold : float
+        Out-of-fold probability from which a class is suggested.
+
+    Returns
+    -------
+    MultiLabelIssues
+    """
+    given = np.asarray(given).astype(bool)
+    oof_proba = np.asarray(oof_proba, np.float64)
+    if given.ndim != 2 or given.shape != oof_proba.shape:
+        raise ValueError(f"need given and oof_proba of the same shape (n, K); got {given.shape} and {oof_proba.shape}")
+    n, n_classes = given.shape
+    suggested = suggested_sets(oof_proba, threshold)
+    n_labels = given.sum(axis=0)
+    both = (given & suggested).sum(axis=0)
+    precision, recall = _ratio(both, suggested.sum(axis=0)), _ratio(both, n_labels)
+    doubted = np.zeros((n, n_classes), bool)
+    usable = np.flatnonzero((n_labels > 0) & (n_labels < n))  # cleanlab needs both values in a column
+    if n >= config.min_labels and np.count_nonzero(n_labels) >= 2 and len(usable):
+        labels = given[:, usable]
+        proba = oof_proba[:, usable].clip(0.0, 1.0)
+        if len(usable) == 1:
+            # cleanlab's multi-label functions need two columns; one column is the binary case
+            # they reduce to (and the multi-label score of one class is its binary score).
+            binary, binary_proba = labels[:, 0].astype(np.int64), stack_complement(proba[:, 0])
+            doubted[:, usable[0]] = find_label_issues(binary, binary_proba, filter_by=config.filter_by, n_jobs=1)
+            quality = get_binary_label_quality_scores(binary, binary_proba)
+        else:
+            lists = [np.flatnonzero(row).tolist() for row in labels]
+            # n_jobs=1: cleanlab's process pool costs ~0.5 s per call and gains nothing on these sizes.
+            doubted[:, usable] = find_multilabel_issues_per_class(lists, proba, filter_by=config.filter_by, n_jobs=1)
+            quality = get_label_quality_scores(lists, proba)
+        flagged = np.flatnonzero(doubted.any(axis=1))
+        positions = flagged[np.argsort(quality[flagged], kind="stable")]
+        quality = np.asarray(quality, np.float64)[positions]
+    else:
+        positions, quality = np.zeros(0, np.int64), np.zeros(0)
+    return MultiLabelIssues(positions=positions, quality=quality, given=given[positions],
+                            suggested=suggested[positions], doubted=doubted[positions], n_labels=n_labels,
+                            n_flagged=doubted.sum(axis=0), precision=precision, recall=recall)

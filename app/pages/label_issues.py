@@ -2,7 +2,8 @@
 
 K keeps the given label, Enter relabels with the suggested class, S skips; either verdict is a
 ``review`` annotation superseding the current one. Below: given against out-of-fold
-predicted class, for every labeled image.
+predicted class, for every labeled image. A multi-label project reviews class sets instead
+(app/multi_label_issues.py).
 """
 
 import plotly.graph_objects as go
@@ -10,6 +11,7 @@ import streamlit as st
 
 from app.auth import require
 from app.engine_gate import ready_engine
+from app.multi_label_issues import show as show_multi_label
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import annotator
 from services.errors import UserError
@@ -24,7 +26,7 @@ QUEUE = "label_issue_queue"  # (project id, queue, position of the issue on scre
 st.title("Label issues")
 engine = ready_engine()
 if engine.multi_label:
-    st.info("The label-issue queue supports single-label projects only.")
+    show_multi_label(engine)  # class sets instead of single classes: app/multi_label_issues.py
     st.stop()
 
 
