@@ -242,10 +242,11 @@ def label_next(db: Database, *, project: str, rows: Sequence[TriageRow], batch: 
     return queue_priority_asks(db, project_id=found.id, items=items, parameters=dict(batch=batch, images=len(items)))
 
 
-def label_next_message(result: QueueResult, *, what: str = "images") -> str:
-    """One line on what :func:`label_next` did, for the page and the CLI."""
-    text = (f"Queued {result.queued} {what} to be asked next on the Label page, in report order"
-            if result.queued else f"Queued no new {what}")
+def label_next_message(result: QueueResult, *, what: str = "image") -> str:
+    """One line on what :func:`label_next` did, for the page and the CLI; ``what`` is singular."""
+    counted = what if result.queued == 1 else what + "s"
+    text = (f"Queued {result.queued} {counted} to be asked next on the Label page, in report order"
+            if result.queued else f"Queued no new {what}s")
     notes = []
     if result.already_queued:
         notes.append(f"{result.already_queued} already queued")

@@ -16,7 +16,7 @@ from services.engine import ProjectEngine
 from services.labeling import LabelingSession
 from services.labels import record_annotation
 from services.leases import AskLeases, TeamSettings
-from services.priority_asks import pending_items, queue_priority_asks
+from services.priority_asks import QueueResult, pending_items, queue_priority_asks
 from services.projects import get_project
 from services.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
 from storage import label_queries
@@ -88,6 +88,9 @@ def test_labeled_images_are_skipped_and_queueing_again_adds_nothing(team):
     assert (again.queued, again.already_queued, again.labeled) == (0, 5, 1)
     assert label_next_message(again) == "Queued no new images (5 already queued, 1 labeled already)."
     assert label_next_message(first).startswith("Queued 5 images to be asked next on the Label page")
+    one = QueueResult(queued=1, already_queued=0, labeled=0)
+    assert label_next_message(one, what="near-failure") == (
+        "Queued 1 near-failure to be asked next on the Label page, in report order.")
     with team.db.reading() as session:
         assert len(session.scalars(select(SelectionRun).where(SelectionRun.strategy == "triage")).all()) == 1
 
@@ -179,7 +182,8 @@ def test_cli_triage_label_next_queues_the_near_failures_once(triaged_project, ca
         rows = list(csv.DictReader(handle))
     failures = [int(row["item_id"]) for row in rows if "near_failure" in row["kinds"].split(";")]
     assert failures, printed
-    assert f"Queued {len(failures)} near-failures to be asked next on the Label page, in report order." in printed
+    noun = "near-failure" if len(failures) == 1 else "near-failures"
+    assert f"Queued {len(failures)} {noun} to be asked next on the Label page, in report order." in printed
     from services.config import load_settings
     with open_database(load_settings()) as db:
         assert pending_items(db, get_project(db, "default").id) == failures

@@ -58,5 +58,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(line)
     print(f"report: {args.out} ({len(report.rows)} rows)")
     if queued is not None:
-        print(label_next_message(queued, what="near-failures"))
+        print(label_next_message(queued, what="near-failure"))
     return 0
