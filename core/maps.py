@@ -8,10 +8,12 @@ t-SNE runs (:func:`tsne_2d`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class TsneConfig:
         t-SNE optimisation steps (scikit-learn needs at least 250).
     seed : int
         Seeds the sample and t-SNE, so the same pool gives the same map.
+    threads : int or None
+        Threads t-SNE may use; None: half the cores, so that the app's labeling keeps
+        the rest while a map is made in the background.
     """
 
     max_points: int = 10_000
@@ -37,6 +42,7 @@ class TsneConfig:
     perplexity: float = 30.0
     max_iter: int = 1000
     seed: int = 0
+    threads: int | None = None
 
 
 def map_sample(labeled: np.ndarray, max_points: int, *, seed: int = 0) -> np.ndarray:
@@ -116,4 +122,6 @@ def tsne_2d(points: np.ndarray, config: TsneConfig = TsneConfig()) -> np.ndarray
     perplexity = max(min(config.perplexity, (n - 1) / 3), 1.0)  # t-SNE needs perplexity < N
     tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max(config.max_iter, 250), init="pca",
                 learning_rate="auto", random_state=config.seed)
-    return tsne.fit_transform(reduced).astype(np.float32)
+    threads = config.threads or max(1, (os.cpu_count() or 2) // 2)
+    with threadpool_limits(threads):  # OpenMP (t-SNE's gradient) and BLAS alike
+        return tsne.fit_transform(reduced).astype(np.float32)

@@ -4,6 +4,8 @@ background job that computes them."""
 import time
 
 import numpy as np
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_info
 import pytest
 
 from core.maps import TsneConfig, map_sample, pca_reduce, tsne_2d
@@ -98,3 +100,15 @@ def test_background_map_failure_is_reported_not_raised():
     job = wait_for(start_tsne_map(np.full((30, 8), np.nan, np.float32), np.zeros(30, bool),
                                   TsneConfig(perplexity=5, max_iter=250)))
     assert job.phase == "failed" and job.error and job.xy is None
+
+
+def test_tsne_runs_on_the_configured_threads(monkeypatch):
+    seen = []
+
+    def record(self, points):
+        seen.append({info["user_api"]: info["num_threads"] for info in threadpool_info()})
+        return np.zeros((len(points), 2))
+
+    monkeypatch.setattr(TSNE, "fit_transform", record)
+    tsne_2d(np.random.default_rng(0).normal(size=(20, 8)), TsneConfig(threads=1))
+    assert seen and all(threads == 1 for threads in seen[0].values())
