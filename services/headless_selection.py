@@ -5,6 +5,13 @@ labels, the newest stored model if it was trained on them, else a retrain that i
 as a new model version), then one call of :func:`core.selection.select` through
 :meth:`ProjectEngine.next_asks`, recorded as a selection run whose picks carry their
 score parts. The picks are not leased: they are labeled in another tool.
+
+Images waiting in the Triage "Label these next" queue (:mod:`services.priority_asks`) are
+taken first, in queue order, as picks of source ``triage`` ranked before the strategy's
+(which fill the rest); in the same transaction they are withdrawn from the queue, so the
+Label page no longer asks them first. Like every pick of ``select`` they are not held
+from the app's labelers: the Label page's strategy may still choose one before its label
+is imported. ``queue=False`` leaves the queue alone.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from services import label_studio
 from services.config import Settings
 from services.database import Database
 from services.embeddings import embed
-from services.engine import ProjectEngine, SelectionSettings
+from services.engine import Ask, ProjectEngine, SelectionSettings
 from services.engines import build_engine
 from services.errors import UserError
 from services.projects import get_project, project_counts
+from storage import label_queries, priority_queries
 from storage.models import Pick
+from storage.priority_queries import TRIAGE, PendingPick
+from storage.types import utc_now
 
 CSV_COLUMNS = ("rank", "path", "item_id", "source", "predicted", "probability", *PART_NAMES)
 
@@ -74,8 +84,10 @@ def check_request(n: int, strategy: str) -> None:
 
 
 def select_images(db: Database, settings: Settings, *, project: str, n: int, strategy: str = "default",
-                  extract: ExtractConfig = ExtractConfig(), show_progress: bool = False) -> HeadlessSelection:
-    """Choose up to ``n`` unlabeled images of ``project`` with ``strategy`` and record the run.
+                  extract: ExtractConfig = ExtractConfig(), show_progress: bool = False,
+                  queue: bool = True) -> HeadlessSelection:
+    """Choose up to ``n`` unlabeled images of ``project`` and record the run: first the images
+    waiting in the Triage queue (unless ``queue`` is False), then ``strategy``'s picks.
 
     The strategy applies to this run only; the app's selection settings are not changed.
     """
@@ -90,12 +102,53 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
     try:
         engine.loop.wait_idle()  # the retrain on the current labels, if the stored model is older
         engine.selection = SelectionSettings(strategy, engine.selection.config)  # this run only, not saved
-        asks = engine.next_asks(n, claim=lambda item_ids: item_ids)  # not leased: labeled elsewhere
+        queued = _waiting(db, engine, n) if queue else []
+        asks = (engine.next_asks(n - len(queued), claim=lambda item_ids: item_ids,  # not leased: labeled elsewhere
+                                 exclude={pick.item_id for pick in queued})
+                if len(queued) < n else [])
+        asks = _hand_out(db, engine, queued, asks, strategy) + asks
         if not asks:
             raise UserError(f"project {project!r} has no unlabeled embedded images left to choose from")
         return _result(db, engine, asks, strategy, embedded.embedded, found.root_path)
     finally:
         engine.close()
+
+
+def _waiting(db: Database, engine: ProjectEngine, n: int) -> list[PendingPick]:
+    """The first ``n`` waiting queued images that are in the engine's pool and unlabeled there."""
+    with db.reading() as session:
+        waiting = priority_queries.pending(session, engine.project_id)
+    usable = [pick for pick in waiting if pick.item_id in engine.row_of
+              and not (engine.current_label(pick.item_id) and engine.current_label(pick.item_id).class_ids)]
+    return usable[:n]
+
+
+def _hand_out(db: Database, engine: ProjectEngine, queued: list[PendingPick], asks: list[Ask],
+              strategy: str) -> list[Ask]:
+    """Record the queued images as picks of source ``triage`` ranked before ``asks`` (in their run,
+    or in a run of their own when the strategy chose nothing) and withdraw them from the queue,
+    in one transaction. Returns their asks, in queue order."""
+    if not queued:
+        return []
+    serving = engine.serving
+    predictions = engine.predictions(np.asarray([engine.row_of[pick.item_id] for pick in queued]))
+    picks = [dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE,
+                  predicted=None if predictions is None else [int(predictions[0][i])])
+             for i, pick in enumerate(queued)]
+    with db.writing() as session:
+        if asks:
+            run_id = session.get(Pick, asks[0].pick_id).selection_run_id
+            pick_ids = priority_queries.put_first(session, run_id, picks)
+        else:
+            _, pick_ids = label_queries.add_selection_run(
+                session, project_id=engine.project_id, model_version_id=serving.model_version_id, strategy=strategy,
+                parameters=dict(queue=len(picks)), picks=picks)
+        priority_queries.withdraw(session, engine.project_id, now=utc_now(), item_ids=[pick.item_id for pick in queued])
+    band = asks[0].band if asks else None
+    return [Ask(item_id=pick["item_id"], path=engine.paths[engine.row_of[pick["item_id"]]], pick_id=pick_id,
+                source=TRIAGE, score_parts=pick["score_parts"], predicted=tuple(pick["predicted"] or ()),
+                model_version_id=serving.model_version_id, band=band)
+            for pick, pick_id in zip(picks, pick_ids)]
 
 
 def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int,

@@ -9,6 +9,11 @@ someone else holds, leased with the same atomic upsert as any ask, so that sever
 annotators at once are each asked different images. A queued pick is the record of its
 ask: "Why this image?" reads its source, and audit accuracy, which counts only picks of
 source ``audit``, never includes it. Images labeled meanwhile (anywhere) are skipped.
+
+:func:`queue_view` shows what waits; :func:`clear_queue` withdraws every waiting pick
+(``Pick.withdrawn_at``), keeping the picks as the record of what was queued and asked.
+Headless ``select`` (:mod:`services.headless_selection`) hands waiting images out first
+and withdraws them in the same transaction as it records them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from services.database import Database
 from services.engine import Ask
 from storage import label_queries, lease_queries, priority_queries
-from storage.priority_queries import CHUNK, TRIAGE
+from storage.priority_queries import CHUNK, TRIAGE, PendingPick
 from storage.types import utc_now
 
 if TYPE_CHECKING:
@@ -66,6 +71,28 @@ def pending_items(db: Database, project_id: int, *, source: str = TRIAGE) -> lis
     """The queued, still unlabeled item ids of the project, in the order they will be asked."""
     with db.reading() as session:
         return [pick.item_id for pick in priority_queries.pending(session, project_id, source=source)]
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The waiting queue: how many images wait, and the first of them in the order they will be asked."""
+
+    waiting: int
+    first: list[PendingPick]
+
+
+def queue_view(db: Database, project_id: int, *, first: int = 36, source: str = TRIAGE) -> QueueView:
+    """How many queued images wait (unlabeled, not withdrawn), and the first ``first`` of them, in ask order."""
+    with db.reading() as session:
+        waiting = priority_queries.pending(session, project_id, source=source)
+    return QueueView(waiting=len(waiting), first=waiting[: max(first, 0)])
+
+
+def clear_queue(db: Database, project_id: int, *, source: str = TRIAGE) -> int:
+    """Withdraw every waiting queued image of the project; return how many. Labeled images and
+    the picks themselves stay recorded; an image already shown to an annotator can still be labeled."""
+    with db.writing() as session:
+        return priority_queries.withdraw(session, project_id, now=utc_now(), source=source)
 
 
 def priority_asks(leases: AskLeases, n: int, exclude: Iterable[int] = ()) -> list[Ask]:

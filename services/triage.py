@@ -7,7 +7,8 @@ images and the newest stored model of the backbone (``core.triage``); without a 
 model, a probe is fit on the current labels for the report.
 
 :func:`label_next` queues report rows (say, the near-failures) to be asked on the Label
-page before the strategy's own picks, in report order (:mod:`services.priority_asks`).
+page before the strategy's own picks, in report order (:mod:`services.priority_asks`);
+:func:`waiting_queue` shows what waits and :func:`clear_label_next` withdraws it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from services.database import Database
 from services.embeddings import embed
 from services.errors import UserError
 from services.model_store import load_latest_model
-from services.priority_asks import QueueResult, queue_priority_asks
+from services.priority_asks import QueueResult, QueueView, clear_queue, queue_priority_asks, queue_view
 from services.projects import get_project
 from storage import batch_queries, item_queries, label_queries
 
@@ -253,3 +254,28 @@ def label_next_message(result: QueueResult, *, what: str = "image") -> str:
     if result.labeled:
         notes.append(f"{result.labeled} labeled already")
     return text + (f" ({', '.join(notes)})" if notes else "") + "."
+
+
+def waiting_queue(db: Database, *, project: str, first: int = 36) -> QueueView:
+    """The project's waiting "Label these next" queue: its size and its first images, in ask order."""
+    return queue_view(db, get_project(db, project).id, first=first)
+
+
+def clear_label_next(db: Database, *, project: str) -> int:
+    """Withdraw every image waiting in the project's queue; return how many. Picks stay recorded.
+
+    Raises
+    ------
+    UserError
+        Unknown project.
+    """
+    return clear_queue(db, get_project(db, project).id)
+
+
+def clear_queue_message(removed: int) -> str:
+    """One line on what :func:`clear_label_next` did, for the page and the CLI."""
+    if not removed:
+        return "The \"Label these next\" queue was empty: nothing to clear."
+    noun = "image" if removed == 1 else "images"
+    return (f"Cleared the \"Label these next\" queue: removed {removed} waiting {noun} "
+            "(labeled images and what was asked stay recorded).")

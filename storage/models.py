@@ -241,6 +241,9 @@ class Pick(Base):
     source: Mapped[str] = mapped_column(String(32), default="strategy", server_default="strategy")
     # Label class ids the probe predicted at ask time; None without a probe.
     predicted: Mapped[list[int] | None] = mapped_column(JSON)
+    # A queued pick (source "triage") that left the queue unanswered: the queue was cleared, or
+    # headless ``select`` handed the image out. None while it waits, and for every other pick.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # Models of other concerns live in modules of their own; importing them here puts their

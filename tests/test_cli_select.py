@@ -165,3 +165,73 @@ def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labe
         after = {i.path: i.labels for i in labeled_images(db, "default")}
     assert {p: after[p] for p in (r["path"] for r in rows) if p in after} == \
         {r["path"]: [true_class(r["path"])] for r in rows[:3]}
+
+
+def _queue(items):
+    from services.priority_asks import queue_priority_asks
+    with open_database(load_settings()) as db:
+        project_id = get_project(db, "default").id
+        queue_priority_asks(db, project_id=project_id,
+                            items=[(item, {"triage_margin": rank / 10}) for rank, item in enumerate(items)])
+        return project_id
+
+
+def _waiting(project_id):
+    from services.priority_asks import pending_items
+    with open_database(load_settings()) as db:
+        return pending_items(db, project_id)
+
+
+def _unlabeled(labeled_paths):
+    with open_database(load_settings()) as db, db.reading() as session:
+        items = item_queries.ok_item_paths(session, get_project(db, "default").id)
+    return [i for i, p in sorted(items, reverse=True) if p not in labeled_paths]
+
+
+def test_select_takes_the_triage_queue_first_in_order_and_it_leaves_the_queue(labeled_paths, tmp_path, capsys):
+    queued = _unlabeled(labeled_paths)[:3]  # newest first: an order no strategy follows
+    project_id = _queue(queued)
+    out = tmp_path / "picks.csv"
+    capsys.readouterr()
+
+    assert main(["select", "--n", "5", "--out", str(out)]) == 0
+
+    _, rows = _read(out)
+    assert [int(r["item_id"]) for r in rows[:3]] == queued
+    assert [r["source"] for r in rows[:3]] == ["triage"] * 3 and "triage" not in {r["source"] for r in rows[3:]}
+    assert len(rows) == 5 and len({r["item_id"] for r in rows}) == 5
+    assert all(r["predicted"] in CLASSES and 0 < float(r["probability"]) <= 1 for r in rows)
+    runs, picks, _ = _runs()
+    select_run = runs[-1]
+    assert select_run.strategy == "default"
+    assert [(p.rank, p.item_id, p.source) for p in picks[select_run.id]] == \
+        [(rank, int(r["item_id"]), r["source"]) for rank, r in enumerate(rows)]
+    assert [p.score_parts for p in picks[select_run.id][:3]] == [{"triage_margin": k / 10} for k in range(3)]
+    assert "3 from the Triage queue" in capsys.readouterr().out
+    assert _waiting(project_id) == []  # handed out: no longer asked first on the Label page
+    queue_run = next(run for run in runs if run.strategy == "triage")
+    assert all(p.withdrawn_at is not None for p in picks[queue_run.id])  # the queue's picks stay, withdrawn
+
+
+def test_select_smaller_than_the_queue_takes_only_queued_images_and_leaves_the_rest(labeled_paths, tmp_path):
+    queued = _unlabeled(labeled_paths)[:4]
+    project_id = _queue(queued)
+    out = tmp_path / "picks.csv"
+    assert main(["select", "--n", "2", "--out", str(out)]) == 0
+    _, rows = _read(out)
+    assert [(int(r["item_id"]), r["source"]) for r in rows] == [(item, "triage") for item in queued[:2]]
+    runs, picks, _ = _runs()
+    assert runs[-1].strategy == "default" and [p.item_id for p in picks[runs[-1].id]] == queued[:2]
+    assert _waiting(project_id) == queued[2:]
+
+
+def test_select_no_queue_leaves_the_queue_alone(labeled_paths, tmp_path, capsys):
+    queued = _unlabeled(labeled_paths)[:3]
+    project_id = _queue(queued)
+    out = tmp_path / "picks.csv"
+    capsys.readouterr()
+    assert main(["select", "--n", "5", "--no-queue", "--out", str(out)]) == 0
+    _, rows = _read(out)
+    assert len(rows) == 5 and "triage" not in {r["source"] for r in rows}
+    assert "Triage queue" not in capsys.readouterr().out
+    assert _waiting(project_id) == queued

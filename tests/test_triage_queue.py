@@ -11,16 +11,17 @@ from sqlalchemy import select
 
 from app.cli import main
 from app.label_why import SOURCE_TEXT
+from app.safe_text import escape_markdown
 from services.database import open_database
 from services.engine import ProjectEngine
 from services.labeling import LabelingSession
 from services.labels import record_annotation
 from services.leases import AskLeases, TeamSettings
-from services.priority_asks import QueueResult, pending_items, queue_priority_asks
+from services.priority_asks import QueueResult, clear_queue, pending_items, queue_priority_asks, queue_view
 from services.projects import get_project
 from services.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
-from storage import label_queries
-from storage.models import Pick, SelectionRun
+from storage import label_queries, priority_queries
+from storage.models import Item, Pick, SelectionRun
 from tests.app_helpers import open_page
 from tests.labeling_project import true_class
 from tests.team_project import team_engine
@@ -212,3 +213,121 @@ def test_triage_page_label_these_next_then_the_label_page_asks_the_first(engine)
     why = " ".join(m.value for m in label_page.expander[0].markdown)
     assert "Queued from the Triage report" in why
     assert pending_items(engine.db, engine.project_id) == [row.item_id for row in shown]
+
+
+# ----- viewing and clearing the queue ------------------------------------------------------
+
+def _queue_picks(engine):
+    with engine.db.reading() as session:
+        return session.execute(select(Pick.item_id, Pick.withdrawn_at).join(SelectionRun)
+                               .where(SelectionRun.strategy == "triage").order_by(Pick.id)).all()
+
+
+def test_clear_withdraws_only_waiting_images_and_keeps_what_was_asked(team):
+    items = some_items(team)
+    queue(team, items)
+    first = LabelingSession(team, "ann", team=NO_OVERLAP, batch_size=1, low_water=0)
+    second = LabelingSession(team, "bob", team=NO_OVERLAP, batch_size=1, low_water=0)
+    asked = first.current()
+    answer(first, asked)  # items[0]: asked and labeled
+    held = second.current()  # items[1]: leased by bob, not labeled yet
+    assert (asked.item_id, held.item_id) == (items[0], items[1])
+    view = queue_view(team.db, team.project_id, first=3)
+    assert view.waiting == 5 and [pick.item_id for pick in view.first] == items[1:4]
+    assert [pick.score_parts for pick in view.first] == [{"triage_margin": r / 100} for r in (1, 2, 3)]
+    assert view.first[0].path == team.paths[team.row_of[items[1]]]
+
+    assert clear_queue(team.db, team.project_id) == 5
+    assert pending_items(team.db, team.project_id) == []
+    assert queue_view(team.db, team.project_id).waiting == 0
+    picks = _queue_picks(team)  # every pick stays: the record of what was queued
+    assert [item for item, _ in picks] == items
+    assert [withdrawn is None for _, withdrawn in picks] == [True] + [False] * 5
+    with team.db.reading() as session:
+        assert session.get(Pick, asked.pick_id).withdrawn_at is None
+    assert clear_queue(team.db, team.project_id) == 0
+
+    answer(second, held)  # shown before the clear: bob can still label it
+    third = LabelingSession(team, "cy", team=NO_OVERLAP)
+    assert third.current().source != "triage"  # the cleared images are no longer asked first
+    again = queue(team, items)  # queueing the cleared images again works
+    assert (again.queued, again.already_queued, again.labeled) == (4, 0, 2)
+    assert pending_items(team.db, team.project_id) == items[2:]
+    for session in (first, second, third):
+        session.close()
+
+
+def test_clearing_one_project_leaves_the_other_and_items_queued_twice_all_leave(team):
+    items = some_items(team, 3)
+    queue(team, items)
+    queue_priority_asks(team.db, project_id=team.project_id, items=[(items[0], {})])  # waiting: adds nothing
+    assert clear_queue(team.db, team.project_id + 1000) == 0
+    assert pending_items(team.db, team.project_id) == items
+    assert clear_queue(team.db, team.project_id) == 3
+    assert all(withdrawn is not None for _, withdrawn in _queue_picks(team))
+
+
+def test_put_first_ranks_new_picks_before_a_run_s_picks(team):
+    items = some_items(team, 5)
+    with team.db.writing() as session:
+        run_id, old = label_queries.add_selection_run(
+            session, project_id=team.project_id, model_version_id=None, strategy="margin", parameters={},
+            picks=[dict(item_id=item, score_parts={}, source="margin", predicted=None) for item in items[2:]])
+        new = priority_queries.put_first(session, run_id, [dict(item_id=item, score_parts={}, source="triage",
+                                                                predicted=None) for item in items[:2]])
+    with team.db.reading() as session:
+        ranked = session.execute(select(Pick.id, Pick.item_id).where(Pick.selection_run_id == run_id)
+                                 .order_by(Pick.rank)).all()
+    assert [pick for pick, _ in ranked] == new + old and [item for _, item in ranked] == items
+
+
+def test_cli_triage_clear_queue_prints_the_count(triaged_project, capsys):  # noqa: F811
+    from services.config import load_settings
+    with open_database(load_settings()) as db:
+        project_id = get_project(db, "default").id
+        with db.reading() as session:
+            unlabeled = sorted(session.scalars(select(Item.id).where(Item.project_id == project_id)))[-3:]
+        queue_priority_asks(db, project_id=project_id, items=[(item, {}) for item in unlabeled])
+        waiting = len(pending_items(db, project_id))
+    assert waiting
+    capsys.readouterr()
+    assert main(["triage", "--clear-queue"]) == 0
+    noun = "image" if waiting == 1 else "images"
+    assert f"removed {waiting} waiting {noun}" in capsys.readouterr().out
+    assert main(["triage", "--clear-queue"]) == 0
+    assert "was empty: nothing to clear" in capsys.readouterr().out
+    with open_database(load_settings()) as db:
+        assert pending_items(db, project_id) == []
+    with pytest.raises(SystemExit) as usage:
+        main(["triage"])
+    assert usage.value.code == 2
+    with pytest.raises(SystemExit) as usage:
+        main(["triage", "--clear-queue", "--label-next"])
+    assert usage.value.code == 2
+
+
+def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
+    label_truly(engine, 10)
+    app = open_page("pages/triage.py")
+    assert not app.exception
+    assert [m.value for m in app.metric if m.label == "Images waiting"] == ["0"]
+    assert app.button(key="triage_clear_queue").disabled
+
+    unlabeled = [item for item in engine.item_ids.tolist() if engine.current_label(item) is None]
+    items = unlabeled[::-1][:4]
+    queue(engine, items)
+    app = open_page("pages/triage.py")
+    assert [m.value for m in app.metric if m.label == "Images waiting"] == ["4"]
+    captions = [c.value for c in app.caption]
+    shown = [next(i for i, c in enumerate(captions) if c.startswith(escape_markdown(engine.paths[engine.row_of[item]])))
+             for item in items]
+    assert shown == sorted(shown)  # in ask order
+    assert f"margin {3 / 100:.2f}" in captions[shown[3]]
+
+    app.button(key="triage_clear_queue").click().run()
+    assert not app.exception
+    assert "removed 4 waiting images" in app.success[0].value
+    assert [m.value for m in app.metric if m.label == "Images waiting"] == ["0"]
+    assert pending_items(engine.db, engine.project_id) == []
+    label_page = open_page()
+    assert "Queued from the Triage report" not in " ".join(m.value for m in label_page.expander[0].markdown)

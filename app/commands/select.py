@@ -30,13 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "record the choice as a selection run, and write OUT: rank, path (relative to the project root), "
             "item_id, source (the rule that chose the image), predicted (classes, ;-separated), probability "
             "(of the most probable class), then one column per score part (" + ", ".join(PART_NAMES)
-            + "; empty where a part does not apply). The picks are not held from the app's labelers. "
+            + "; empty where a part does not apply). Images waiting in the Triage \"Label these next\" queue "
+            "come first, in queue order, with source triage, and leave the queue (--no-queue leaves it alone); "
+            "the strategy chooses the rest. The picks are not held from the app's labelers. "
             "The app's strategy setting is not changed."
         ),
     )
     parser.add_argument("--n", type=_positive, required=True, help="how many images to choose")
     parser.add_argument("--strategy", default="default", choices=ALL_STRATEGIES, metavar="STRATEGY",
                         help=f"one of {', '.join(ALL_STRATEGIES)} (default: default)")
+    parser.add_argument("--no-queue", action="store_true",
+                        help="leave the Triage queue alone: choose every image with the strategy")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     parser.add_argument("--tasks", type=Path, metavar="FILE",
                         help="also write the picks as Label Studio tasks, the model's predicted classes as "
@@ -62,13 +66,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     project = args.project or settings.project
     with open_database(settings) as db:
         chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,
-                               extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty())
+                               extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty(),
+                               queue=not args.no_queue)
     write_atomically(args.out, picks_csv(chosen))
     if args.tasks is not None:
         write_atomically(args.tasks, picks_tasks(chosen, image_prefix=args.image_prefix))
     model = (f"model version {chosen.model_version_id}" if chosen.model_version_id is not None
              else "no model yet (fewer than two classes labeled)")
-    print(f"selected {len(chosen.picks)} of {chosen.n_unlabeled} unlabeled images ({chosen.strategy}; {model}; "
+    queued = sum(pick.source == "triage" for pick in chosen.picks)
+    from_queue = f"{queued} from the Triage queue, " if queued else ""
+    print(f"selected {len(chosen.picks)} of {chosen.n_unlabeled} unlabeled images ({from_queue}{chosen.strategy}; {model}; "
           f"{chosen.n_labeled} labels; {chosen.embedded_now} images embedded now) -> {args.out}, "
           f"selection run {chosen.selection_run_id}" + (f"; Label Studio tasks -> {args.tasks}" if args.tasks else ""))
     if chosen.model_error:
