@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from services.engine import Ask, ProjectEngine
 from services.errors import UserError
 from services.leases import AskLeases, LeaseLost, TeamSettings, is_overlap, read_team_settings
+from services.priority_asks import askable
 from storage.label_queries import CurrentLabel
 
 ASK_IMAGE_SIDE = 448  # pixels of the image being labeled
 THUMBNAIL_SIDE = 96
+QUEUE_CHECK_SECONDS = 5.0  # how often a session looks for images newly queued by the Triage report
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class LabelingSession:
         self._refill: Future | None = None
         self._stale: list[Ask] = []  # dropped asks whose leases are still to be given back
         self._shown: tuple[int, float] | None = None  # item on screen and when it first showed
+        self._queue_checked = time.monotonic()  # when the Triage queue was last looked at
 
     # ----- what to show ----------------------------------------------------------------
 
@@ -199,12 +202,14 @@ class LabelingSession:
 
     def _top_up(self) -> None:
         """Start choosing the next batch in the background when the queue runs low, and
-        render the next images; a new model version makes queued asks beyond the next two stale."""
+        render the next images; a new model version, or images newly queued by the Triage
+        report, make queued asks beyond the next two stale."""
         if self.engine.closed:  # replaced (new images joined the pool): the next page run starts a new session
             return
         serving = self.engine.serving.model_version_id
+        newly_queued = self._newly_queued()
         with self._lock:
-            if len(self._queue) > 2 and self._queue[-1].model_version_id != serving:
+            if len(self._queue) > 2 and (self._queue[-1].model_version_id != serving or newly_queued):
                 stale = [ask for ask in list(self._queue)[2:] if ask.item_id not in self._returned]
                 self._queue = deque(ask for ask in self._queue if ask not in stale)
                 self._stale.extend(stale)  # given back by the next refill, before it leases again
@@ -214,6 +219,18 @@ class LabelingSession:
             upcoming = list(self._queue)[:2]
         if not start:
             self.engine.background.submit(self._render, upcoming)
+
+    def _newly_queued(self) -> bool:
+        """Whether the Triage queue (any process may add to it) holds images this session
+        could be asked now but has not queued; the database is read at most every
+        ``QUEUE_CHECK_SECONDS``."""
+        now = time.monotonic()
+        if now - self._queue_checked < QUEUE_CHECK_SECONDS:
+            return False
+        self._queue_checked = now
+        with self._lock:
+            mine = {ask.item_id for ask in self._queue} | self._skipped
+        return bool(askable(self.leases, exclude=mine))
 
     def _fill(self) -> bool:
         """Choose a batch and queue it; True when it added asks."""

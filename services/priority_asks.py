@@ -95,6 +95,20 @@ def clear_queue(db: Database, project_id: int, *, source: str = TRIAGE) -> int:
         return priority_queries.withdraw(session, project_id, now=utc_now(), source=source)
 
 
+def askable(leases: AskLeases, exclude: Iterable[int] = ()) -> list[PendingPick]:
+    """Waiting queued picks ``leases``' annotator could be asked now, in queue order: not in
+    ``exclude``, not held by another annotator, and in the engine's pool."""
+    engine = leases.engine
+    with engine.db.reading() as session:
+        waiting = priority_queries.pending(session, engine.project_id)
+        if not waiting:
+            return []
+        held = lease_queries.held_by_others(session, project_id=engine.project_id,
+                                            annotator_id=leases.annotator_id, now=utc_now())
+    skip = set(exclude) | held
+    return [pick for pick in waiting if pick.item_id in engine.row_of and pick.item_id not in skip]
+
+
 def priority_asks(leases: AskLeases, n: int, exclude: Iterable[int] = ()) -> list[Ask]:
     """Lease up to ``n`` queued asks for ``leases``' annotator, in queue order.
 
@@ -104,14 +118,7 @@ def priority_asks(leases: AskLeases, n: int, exclude: Iterable[int] = ()) -> lis
     engine = leases.engine
     if n <= 0:
         return []
-    with engine.db.reading() as session:
-        waiting = priority_queries.pending(session, engine.project_id)
-        if not waiting:
-            return []
-        held = lease_queries.held_by_others(session, project_id=engine.project_id,
-                                            annotator_id=leases.annotator_id, now=utc_now())
-    skip = set(exclude) | held
-    candidates = [pick for pick in waiting if pick.item_id in engine.row_of and pick.item_id not in skip]
+    candidates = askable(leases, exclude)
     serving = engine.serving
     asks: list[Ask] = []
     while candidates and len(asks) < n:

@@ -331,3 +331,40 @@ def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
     assert pending_items(engine.db, engine.project_id) == []
     label_page = open_page()
     assert "Queued from the Triage report" not in " ".join(m.value for m in label_page.expander[0].markdown)
+
+
+def test_an_open_session_asks_newly_queued_images_after_its_next_two(team, monkeypatch):
+    monkeypatch.setattr("services.labeling.QUEUE_CHECK_SECONDS", 0.0)
+    session = LabelingSession(team, "ann", team=NO_OVERLAP)
+    first = session.current()
+    assert first.source != "triage"
+    with session._lock:
+        held = [ask.item_id for ask in session._queue]
+    assert len(held) > 3  # a batch is queued already
+    items = [item for item in some_items(team, 12) if item not in held][:3]
+    queue(team, items)
+    asked = []
+    for _ in range(5):
+        ask = session.current()
+        asked.append(ask)
+        answer(session, ask)
+    # The two asks already on their way stay; the queued images come next, in order.
+    assert [ask.source == "triage" for ask in asked] == [False, False, True, True, True]
+    assert [ask.item_id for ask in asked[2:]] == items
+    session.close()
+
+
+def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypatch):
+    monkeypatch.setattr("services.labeling.QUEUE_CHECK_SECONDS", 0.0)
+    queue(team, some_items(team, 2))
+    other = LabelingSession(team, "other", team=NO_OVERLAP)
+    assert other.current().source == "triage"  # it leases both queued images
+    session = LabelingSession(team, "ann", team=NO_OVERLAP)
+    first = session.current()
+    with session._lock:
+        before = [ask.item_id for ask in session._queue]
+    assert session.current() is first
+    with session._lock:
+        assert [ask.item_id for ask in session._queue] == before  # nothing dropped for images it cannot have
+    session.close()
+    other.close()
