@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from cleanlab.filter import find_label_issues
-from cleanlab.internal.multilabel_utils import stack_complement
 from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
 from cleanlab.multilabel_classification.rank import get_label_quality_scores
 from cleanlab.rank import get_label_quality_scores as get_binary_label_quality_scores
@@ -201,7 +200,7 @@ def find_multilabel_issues(given, oof_proba, *, config=LabelIssueConfig(), thres
         if len(usable) == 1:
             # cleanlab's multi-label functions need two columns; one column is the binary case
             # they reduce to (and the multi-label score of one class is its binary score).
-            binary, binary_proba = labels[:, 0].astype(np.int64), stack_complement(proba[:, 0])
+            binary, binary_proba = labels[:, 0].astype(np.int64), np.column_stack([1 - proba[:, 0], proba[:, 0]])
             doubted[:, usable[0]] = find_label_issues(binary, binary_proba, filter_by=config.filter_by, n_jobs=1)
             quality = get_binary_label_quality_scores(binary, binary_proba)
         else:

@@ -76,25 +76,35 @@ def map_sample(labeled: np.ndarray, max_points: int, *, seed: int = 0) -> np.nda
     return np.sort(np.concatenate([labeled_rows, extra])).astype(np.int64)
 
 
-def pca_reduce(points: np.ndarray, dims: int) -> np.ndarray:
+def pca_reduce(points: np.ndarray, dims: int, *, fit_size: int | None = None, seed: int = 0) -> np.ndarray:
     """Centre ``points`` and project them on their first ``dims`` principal components.
 
     Parameters
     ----------
     points : ndarray of shape (N, D)
     dims : int
+    fit_size : int or None
+        Rows the components are fitted on: a fixed-seed random sample of this many (every
+        row is still projected); None fits on every row.
+    seed : int
+        Seeds that sample.
 
     Returns
     -------
     ndarray of shape (N, min(dims, D)), float32
     """
-    points = np.asarray(points, np.float32)
-    centred = points - points.mean(axis=0)
+    fit = points
+    if fit_size is not None and len(points) > fit_size:
+        fit = points[np.sort(np.random.default_rng(seed).choice(len(points), fit_size, replace=False))]
+    fit = np.asarray(fit, np.float32)
+    mean = fit.mean(axis=0)
+    fit = fit - mean
+    centred = np.asarray(points, np.float32) - mean
     if centred.shape[1] <= dims:
         return centred
-    # Eigenvectors of the (D, D) scatter matrix: one matrix product over the N rows, far
+    # Eigenvectors of the (D, D) scatter matrix: one matrix product over the fitted rows, far
     # cheaper than an SVD of the (N, D) rows when N is in the thousands.
-    _, vectors = np.linalg.eigh((centred.T @ centred).astype(np.float64))
+    _, vectors = np.linalg.eigh((fit.T @ fit).astype(np.float64))
     components = vectors[:, ::-1][:, :dims].astype(np.float32)  # largest eigenvalues first
     return centred @ components
 

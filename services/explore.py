@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.maps import TsneConfig, map_sample, tsne_2d
+from core.maps import TsneConfig, map_sample, pca_reduce, tsne_2d
 from services.engine import ProjectEngine
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,7 @@ class MapPoints:
 
 def pca_2d(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """First two principal components of every row, fitted on a sample of at most PCA_SAMPLE rows."""
-    rng = np.random.default_rng(seed)
-    sample = embeddings[np.sort(rng.choice(len(embeddings), min(len(embeddings), PCA_SAMPLE), replace=False))]
-    mean = sample.mean(axis=0)
-    _, _, components = np.linalg.svd(sample - mean, full_matrices=False)
-    return ((embeddings - mean) @ components[:2].T).astype(np.float32)
+    return pca_reduce(embeddings, 2, fit_size=PCA_SAMPLE, seed=seed)
 
 
 def map_points(engine: ProjectEngine, xy: np.ndarray, *, colour_by: str, rows: np.ndarray | None = None,

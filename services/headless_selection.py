@@ -119,7 +119,7 @@ def _waiting(db: Database, engine: ProjectEngine, n: int) -> list[PendingPick]:
     with db.reading() as session:
         waiting = priority_queries.pending(session, engine.project_id)
     usable = [pick for pick in waiting if pick.item_id in engine.row_of
-              and not (engine.current_label(pick.item_id) and engine.current_label(pick.item_id).class_ids)]
+              and not getattr(engine.current_label(pick.item_id), "class_ids", None)]
     return usable[:n]
 
 

@@ -73,8 +73,7 @@ def label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig = Label
     """
     if engine.multi_label:
         raise UserError("this is the single-label queue; a multi-label project has multi_label_issue_queue")
-    current = {item: engine.current_label(item) for item in engine.labeled_items()}
-    current = {item: label for item, label in current.items() if label is not None and label.class_ids}  # not cleared meanwhile
+    current = _current_labels(engine)
     items = np.asarray(sorted(current), np.int64)
     given = np.asarray([current[i].class_ids[0] for i in items.tolist()], np.int64)
     class_ids = np.unique(given)
@@ -92,6 +91,12 @@ def label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig = Label
                                     found.self_confidence.tolist())
               if current[int(items[p])].annotation_id not in reviewed]
     return LabelIssueQueue(issues, [int(c) for c in probe.classes_], found.confusion, len(items), len(found.positions))
+
+
+def _current_labels(engine: ProjectEngine) -> dict[int, CurrentLabel]:
+    """The engine's current labels that name a class (a label cleared meanwhile is left out)."""
+    current = {item: engine.current_label(item) for item in engine.labeled_items()}
+    return {item: label for item, label in current.items() if label is not None and label.class_ids}
 
 
 def review_label(engine: ProjectEngine, issue: LabelIssue, *, class_id: int, reviewer: str) -> int:
@@ -189,8 +194,7 @@ def multi_label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig =
     """
     if not engine.multi_label:
         raise UserError("this is the multi-label queue; a single-label project has label_issue_queue")
-    current = {item: engine.current_label(item) for item in engine.labeled_items()}
-    current = {item: label for item, label in current.items() if label is not None and label.class_ids}  # not cleared meanwhile
+    current = _current_labels(engine)
     items = np.asarray(sorted(current), np.int64)
     class_ids = np.asarray(sorted({c for label in current.values() for c in label.class_ids}), np.int64)
     given = np.zeros((len(items), len(class_ids)), np.int8)

@@ -22,6 +22,7 @@ from services.engine import Ask, ProjectEngine
 from services.errors import UserError
 from services.leases import AskLeases, LeaseLost, TeamSettings, is_overlap, read_team_settings
 from services.priority_asks import askable
+from storage.priority_queries import TRIAGE
 from storage.label_queries import CurrentLabel
 
 ASK_IMAGE_SIDE = 448  # pixels of the image being labeled
@@ -229,7 +230,11 @@ class LabelingSession:
             return False
         self._queue_checked = now
         with self._lock:
+            later = list(self._queue)[2:]
             mine = {ask.item_id for ask in self._queue} | self._skipped
+        # Only the strategy's own picks give way: queued and overlap asks come before them anyway.
+        if all(ask.source == TRIAGE or is_overlap(ask) for ask in later):
+            return False
         return bool(askable(self.leases, exclude=mine))
 
     def _fill(self) -> bool:

@@ -116,7 +116,7 @@ def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
                 raise UserError(
                     f"project {name!r} stays multi-label: {several} image{'s' if several != 1 else ''} "
                     f"{'carry' if several != 1 else 'carries'} more than one class. Give each a single class "
-                    "first (for example: export the labels on the Transfer page, keep one class per image, "
+                    "first (for example: export the labels on the Export / import page, keep one class per image, "
                     "import the file back), then switch again"
                 )
         project.multi_label = multi_label

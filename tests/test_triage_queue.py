@@ -368,3 +368,17 @@ def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypa
         assert [ask.item_id for ask in session._queue] == before  # nothing dropped for images it cannot have
     session.close()
     other.close()
+
+
+def test_a_session_full_of_queued_images_is_left_alone_while_more_wait(team, monkeypatch):
+    monkeypatch.setattr("services.labeling.QUEUE_CHECK_SECONDS", 0.0)
+    queue(team, team.item_ids.tolist()[::-2][:20])  # more than one batch
+    session = LabelingSession(team, "ann", team=NO_OVERLAP)
+    released = []
+    original = session.leases.release
+    monkeypatch.setattr(session.leases, "release", lambda asks: (released.extend(asks), original(asks)))
+    for _ in range(6):
+        answer(session, session.current())
+    assert not released  # its queued asks were never dropped for the ones still waiting
+    assert {ask.source for ask in session._queue} == {"triage"}
+    session.close()
