@@ -69,9 +69,13 @@ def test_the_database_gives_each_item_to_one_taker_when_many_take_the_same_items
 
 def test_annotators_leasing_at_once_never_get_the_same_item(engine):
     sessions = [AskLeases(engine, f"ann-{i}", team=NO_OVERLAP) for i in range(THREADS)]
+    # Everyone's first lease happens before anyone drains the rest: 8 x 3 asks fit in the pool,
+    # so each must get some; a free-running thread could otherwise find the pool already empty.
+    first_round = threading.Barrier(THREADS)
 
     def lease_all(i):
-        got = []
+        got = [ask.item_id for ask in sessions[i].lease(3)]
+        first_round.wait(60)
         while asks := sessions[i].lease(3, exclude=got):
             got += [ask.item_id for ask in asks]
         return got
