@@ -1,8 +1,8 @@
 """The Label issues page of a multi-label project: class sets that out-of-fold probabilities
 say are probably wrong, one image at a time.
 
-K keeps the given set, Enter accepts the suggested set, S skips, and "Or choose the classes"
-saves any set; each verdict is a ``review`` annotation superseding the current one. Below: per
+K keeps the given set, Enter accepts the suggested set, S skips, and keys 1–9 and 0 toggle
+classes of a set that Ctrl+Enter saves; each verdict is a ``review`` annotation superseding the current one. Below: per
 class, its labels, the flagged images that doubt it and the out-of-fold precision and recall.
 """
 
@@ -12,6 +12,7 @@ import math
 
 import streamlit as st
 
+from app.class_toggles import class_set_toggles
 from app.safe_text import escape_markdown
 from app.user_state import annotator
 from services.engine import ProjectEngine
@@ -101,7 +102,10 @@ def _issue(engine: ProjectEngine, issue: MultiLabelIssue, position: int, total: 
         st.button(f"Accept {suggested}", shortcut="Enter", type="primary", on_click=review,
                   args=(issue, issue.suggested), disabled=issue.suggested == issue.given)
         st.button("Skip", shortcut="S", on_click=advance)
-        options = [c.id for c in engine.active_classes()]
-        chosen = st.multiselect("Or choose the classes", options, default=[c for c in issue.given if c in options],
-                                format_func=lambda c: engine.classes[c].name, key=f"label-issue-set-{issue.item_id}")
-        st.button("Save these classes", disabled=not chosen, on_click=review, args=(issue, tuple(chosen)))
+        st.caption("Or choose the classes (keys 1–9 and 0 toggle them), then save them (Ctrl+Enter):")
+        classes = engine.active_classes()
+        active = {c.id for c in classes}
+        chosen = class_set_toggles(classes, key=f"label-issue-set-{issue.item_id}",
+                                   initial=[c for c in issue.given if c in active])
+        st.button("Save these classes", shortcut="Ctrl+Enter", disabled=not chosen, on_click=review,
+                  args=(issue, tuple(chosen)))

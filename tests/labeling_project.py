@@ -17,7 +17,7 @@ from services.embeddings import embed
 from services.engines import close_engines, start_engine
 from services.ingest import ingest
 from services.labels import add_label_class
-from services.projects import get_project
+from services.projects import get_project, set_multi_label
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
 CLASSES = ("airplane", "cat", "frog", "truck")
@@ -76,6 +76,15 @@ def ready_engine(db, settings):
         time.sleep(0.05)
     assert startup.phase == "ready", startup.error
     return startup.engine
+
+
+def multi_label_engine(engine):
+    """The sample project switched to multi-label, with its engine restarted."""
+    assert set_multi_label(engine.db, engine.project_name, True)
+    close_engines()
+    restarted = ready_engine(engine.db, engine.settings)
+    assert restarted.multi_label
+    return restarted
 
 
 @pytest.fixture

@@ -1,14 +1,10 @@
 """The Label page, run headless: keyboard buttons, undo, new class, suggestions, multi-label toggles."""
 
-from sqlalchemy import update
-
 from app.label_why import SOURCE_TEXT
-from services.engines import close_engines
 from services.labeling import LabelingSession
 from services.leases import OVERLAP_SOURCE, TeamSettings, save_team_settings
-from storage.models import Project
 from tests.app_helpers import open_page, shortcuts
-from tests.labeling_project import CLASSES, class_id, ready_engine, true_class
+from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 
 
 def shown_path(app) -> str:
@@ -67,10 +63,7 @@ def test_enter_accepts_the_models_top_suggestion(engine):
 
 
 def test_multi_label_projects_toggle_classes_and_save_them_together(engine):
-    with engine.db.writing() as session:
-        session.execute(update(Project).values(multi_label=True))
-    close_engines()
-    restarted = ready_engine(engine.db, engine.settings)  # reads the project again; the app uses it
+    restarted = multi_label_engine(engine)  # reads the project again; the app uses it
     app = open_page()
     path = shown_path(app)
     cat, frog = class_id(restarted, "cat"), class_id(restarted, "frog")

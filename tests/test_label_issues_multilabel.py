@@ -4,17 +4,15 @@ one-vs-rest finder; keeping, accepting or choosing a set writes review annotatio
 import numpy as np
 import pytest
 from cleanlab.multilabel_classification.filter import find_label_issues
-from sqlalchemy import update
 
 from core.label_issues import LabelIssueConfig, find_multilabel_issues, suggested_sets
 from core.probe import LinearProbe
-from services.engines import close_engines
 from services.errors import UserError
 from services.label_issues import label_issue_queue, multi_label_issue_queue, review_label_set
 from services.labeling import LabelingSession
-from storage.models import Annotation, AnnotationSource, Project, Role
+from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
-from tests.labeling_project import CLASSES, class_id, ready_engine, true_class
+from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 
 
 def tagged_clusters(n=600, n_classes=5, dim=32, spread=0.4, seed=0):
@@ -99,16 +97,6 @@ def test_too_few_labels_one_class_or_constant_columns_give_no_crash():
 
 # ----- through the service layer and the page, on the small sample project ----------------
 
-def multi_label_engine(engine):
-    """The sample project switched to multi-label, with its engine restarted."""
-    with engine.db.writing() as session:
-        session.execute(update(Project).values(multi_label=True))
-    close_engines()
-    restarted = ready_engine(engine.db, engine.settings)
-    assert restarted.multi_label
-    return restarted
-
-
 def planted_set_errors(engine):
     """Path -> wrong class set: an extra class on one image, a wrong class on another, both on a third."""
     first = {name: sorted(p for p in engine.paths if p.startswith(f"{name}/")) for name in CLASSES}
@@ -171,6 +159,7 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
     app = open_page("pages/label_issues.py", role=Role.REVIEWER)
     keys = shortcuts(app)
     assert keys["k"].startswith("Keep") and keys["enter"].startswith("Accept") and keys["s"] == "Skip"
+    assert keys["ctrl+enter"] == "Save these classes" and tuple(keys[str(n)] for n in range(1, 5)) == CLASSES
     assert len(app.dataframe) == 1 and len(app.dataframe[0].value) == len(CLASSES)
     total = len(multi_label_issue_queue(engine).issues)
     assert total >= 3
@@ -198,9 +187,13 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
     assert_review(engine, item, suggested, before.annotation_id)
     reviewed.append(item)
 
-    item, before = shown()  # any set, chosen in the multiselect
+    item, before = shown()  # any set: number keys toggle classes from the given set, Ctrl+Enter saves
     chosen = [class_id(engine, "cat"), class_id(engine, "truck")]
-    app.multiselect[0].set_value(chosen).run()
+    keys = {c.id: str(number % 10) for number, c in enumerate(engine.active_classes(), start=1)}
+    for toggled in set(chosen) ^ set(before.class_ids):
+        next(b for b in app.button if b.proto.shortcut == keys[toggled]).click().run()
+    assert {b.label for b in app.button if b.proto.shortcut in keys.values() and b.proto.type == "primary"} == \
+        {"cat", "truck"}
     next(b for b in app.button if b.label == "Save these classes").click().run()
     assert not app.exception
     assert_review(engine, item, chosen, before.annotation_id)

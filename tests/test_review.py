@@ -13,7 +13,7 @@ from storage import queries
 from storage.models import Annotation, AnnotationSource, Annotator
 from storage.models import Role
 from tests.app_helpers import open_page, shortcuts
-from tests.labeling_project import true_class
+from tests.labeling_project import CLASSES, multi_label_engine, true_class
 from tests.team_project import class_ids_by_name, team_engine
 
 EVERY_ITEM_OVERLAPS = TeamSettings(overlap_share=1.0)
@@ -112,6 +112,35 @@ def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final
         newest = queries.latest_annotation(session, ask.item_id)
         assert newest.source is AnnotationSource.REVIEW and [c.name for c in newest.classes] == [true_class(ask.path)]
     assert engine.current_label(ask.item_id).annotation_id == newest.id
+
+
+def test_multi_label_review_starts_from_the_agreed_classes_and_number_keys_toggle_the_rest(engine):
+    engine = multi_label_engine(engine)
+    ids = class_ids_by_name(engine)
+    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    (ask,) = first.lease(1)
+    first.label(ask, ["cat", "frog"], duration_ms=1, supersedes_id=None)
+    (overlap,) = second.lease(1)
+    second.label(overlap, ["cat", "truck"], duration_ms=1, supersedes_id=None)
+
+    app = open_page("pages/review.py", name="rita", role=Role.REVIEWER)
+    keys = shortcuts(app)
+    assert tuple(keys[str(n)] for n in range(1, 5)) == CLASSES and keys["enter"] == "Save the decision"
+
+    def chosen():
+        return {b.label for b in app.button if b.proto.shortcut in "1234" and b.proto.type == "primary"}
+
+    assert chosen() == {"cat"}  # the class both annotators gave
+    for name in ("airplane", "cat"):  # toggle one on, one off
+        app.button(key=next(b.key for b in app.button if b.label == name)).click().run()
+    assert chosen() == {"airplane"}
+    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
+
+    assert not app.exception and review_queue(engine.db, "default") == []
+    assert engine.current_label(ask.item_id).class_ids == (ids["airplane"],)
+    with engine.db.reading() as session:
+        newest = queries.latest_annotation(session, ask.item_id)
+        assert newest.source is AnnotationSource.REVIEW and [c.name for c in newest.classes] == ["airplane"]
 
 
 def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings_there(engine):

@@ -9,6 +9,7 @@ import math
 import streamlit as st
 
 from app.auth import require
+from app.class_toggles import KEYED_CLASSES
 from app.engine_gate import ready_engine
 from app.label_why import why_panel
 from app.safe_text import escape_markdown
@@ -21,8 +22,6 @@ from services.leases import is_overlap
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py
-
-KEYED_CLASSES = 10  # keys 1-9 and 0 pick the first ten classes; the rest are picked from a list
 
 
 def _run(action, *args) -> None:

@@ -10,6 +10,7 @@ import math
 import streamlit as st
 
 from app.auth import require
+from app.class_toggles import KEYED_CLASSES, class_set_toggles
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown
 from app.user_state import annotator
@@ -23,7 +24,6 @@ from storage.models import Role
 
 account = require(Role.REVIEWER)  # first: see app/auth.py
 
-KEYED_CLASSES = 10
 LATER = "review_later"  # task ids the reviewer left for later, in this browser session
 
 st.title("Review")
@@ -69,9 +69,11 @@ if queue:
         if task.previous_decision is not None:
             st.caption(f"Reopened (round {task.round}): the last review decided {escape_markdown(_names(task.previous_decision))}.")
         if engine.multi_label:
-            chosen = st.multiselect("Final classes", classes, format_func=lambda c: c.name, key=f"review-{task.task_id}")
+            agreed = set.intersection(*(set(ids) for ids in task.labels.values()))
+            st.caption("Final classes (keys 1–9 and 0 toggle them; those every annotator gave start chosen):")
+            chosen = class_set_toggles(classes, key=f"review-{task.task_id}-{task.round}", initial=agreed)
             st.button("Save the decision", shortcut="Enter", type="primary", disabled=not chosen, width="stretch",
-                      on_click=_decide, args=(task, [c.id for c in chosen]))
+                      on_click=_decide, args=(task, chosen))
         else:
             given = {c for ids in task.labels.values() for c in ids}
             for key, label_class in enumerate(classes[:KEYED_CLASSES], start=1):
