@@ -8,11 +8,17 @@ pre-annotation that a labeler accepts or corrects.
 Import: a task's label is its newest annotation that was not cancelled; a task with
 none is read from a prediction of :data:`MODEL_VERSION` (banana's own labels coming
 back untouched), never from another model's predictions.
+
+Images uploaded to Label Studio (rather than served from local-files or cloud storage) come
+back as ``/data/upload/<project id>/<8 hex digits>-<file name>``: Label Studio keeps only the
+original file name, behind a random prefix, so :func:`uploaded_file_name` recovers that name and
+the importer matches it against the items' file names (see ``services.transfer._path_resolver``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -24,6 +30,10 @@ from services.errors import UserError
 MODEL_VERSION = "banana-labels"
 FROM_NAME, TO_NAME = "label", "image"  # the names in the labeling config below
 LOCAL_FILES = "/data/local-files/?d="
+# Label Studio stores an upload as upload/<project id>/<uuid4()[:8]>-<file name> under MEDIA_ROOT,
+# served under /data/ (data_import.models.upload_name_generator); a URL may put a host or a
+# script name in front.
+_UPLOAD = re.compile(r"(?:^|/)data/upload/\d+/[0-9a-fA-F]{8}-(?P<name>[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -136,3 +146,17 @@ def image_path(reference: str) -> str:
     if parts.scheme in ("http", "https", "s3", "gs", "azure-blob"):
         return unquote(parts.path).lstrip("/")
     return reference
+
+
+def uploaded_file_name(path: str) -> str | None:
+    """The original file name in the path of an image uploaded to Label Studio
+    (``/data/upload/3/8f3e2a1b-cat 1.jpg`` as :func:`image_path` gives it), as Label Studio stored
+    it (see :func:`stored_file_name`); None for any other path."""
+    match = _UPLOAD.search(path.replace("\\", "/"))
+    return stored_file_name(unquote(match["name"])) if match else None
+
+
+def stored_file_name(name: str) -> str:
+    """A file name as Label Studio's storage (Django's ``get_valid_filename``) keeps an upload's:
+    spaces made underscores, anything but letters, digits, ``-``, ``_`` and ``.`` dropped."""
+    return re.sub(r"[^-\w.]", "", name.strip().replace(" ", "_"))

@@ -9,7 +9,8 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
@@ -175,15 +176,35 @@ class UnknownPath:
 
 
 @dataclass(frozen=True)
+class AmbiguousPath:
+    """A row naming an image uploaded to Label Studio whose file name ``name`` is the file name of
+    ``candidates`` images of the project (say cat/4921.jpg and horse/4921.jpg): it is not applied."""
+
+    line: int
+    path: str
+    name: str
+    candidates: int
+
+    @property
+    def message(self) -> str:
+        return (f"line {self.line}: {self.path} is an image uploaded to Label Studio, which keeps only its file name "
+                f"{self.name!r}, and {self.candidates} images of the project have that name; skipped. Export from "
+                "a Label Studio project whose images come from local-files storage (or banana's Label Studio "
+                "tasks), or import a CSV with the images' full paths")
+
+
+@dataclass(frozen=True)
 class ImportReport:
     """What an import did: new annotations, rows already current, rows without a label,
-    paths that are not images of the project (skipped), and classes it created."""
+    paths that are not images of the project (skipped), classes it created, and Label Studio
+    uploads whose file name several images of the project share (skipped, see :class:`AmbiguousPath`)."""
 
     imported: int
     unchanged: int
     unlabeled: int
     unknown: list[UnknownPath]
     created_classes: list[str]
+    ambiguous: list[AmbiguousPath] = field(default_factory=list)
 
     @property
     def unknown_paths(self) -> list[str]:
@@ -301,7 +322,7 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
     project = get_project(db, project_name)
     with db.writing() as session:
         ids = {path: item_id for item_id, path in item_queries.ok_item_paths(session, project.id)}
-        wanted, unknown, unlabeled = _checked_rows(rows, ids, project, file_name)
+        wanted, unknown, ambiguous, unlabeled = _checked_rows(rows, ids, project, file_name)
         classes, missing = _checked_classes(session, project, wanted, file_name, create_classes)
         names = {c.id: name for name, c in classes.items()}
         current = label_queries.current_labels(session, project.id)
@@ -315,15 +336,16 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
                               source=AnnotationSource.IMPORT, duration_ms=None,
                               supersedes_id=label.annotation_id if label is not None else None)
     return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
-                        unknown=unknown, created_classes=missing)
+                        unknown=unknown, created_classes=missing, ambiguous=ambiguous)
 
 
 def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
-                  file_name: str) -> tuple[dict[str, ImportRow], list[UnknownPath], int]:
-    """The row to record per item path, the rows naming no image of the project, and the count of
-    rows without a label; a row that cannot be recorded is a UserError naming its line."""
+                  file_name: str) -> tuple[dict[str, ImportRow], list[UnknownPath], list[AmbiguousPath], int]:
+    """The row to record per item path, the rows naming no image of the project, those naming an
+    upload whose file name several images share, and the count of rows without a label; a row
+    that cannot be recorded is a UserError naming its line."""
     resolve = _path_resolver(set(ids))
-    wanted, unknown, unlabeled = {}, [], 0
+    wanted, unknown, ambiguous, unlabeled = {}, [], [], 0
     for row in rows:
         where = f"{file_name}, line {row.line}"
         if len(row.labels) > 1 and not project.multi_label:
@@ -335,6 +357,8 @@ def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
         path = resolve(row.path)
         if path is None:
             unknown.append(UnknownPath(row.line, row.path))
+        elif isinstance(path, SharedName):
+            ambiguous.append(AmbiguousPath(row.line, row.path, path.name, len(path.paths)))
         elif not row.labels:
             unlabeled += 1
         elif path in wanted and wanted[path].labels != row.labels:
@@ -342,7 +366,7 @@ def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
                             f"labels it {', '.join(wanted[path].labels)}; keep one of the two")
         else:
             wanted.setdefault(path, row)
-    return wanted, unknown, unlabeled
+    return wanted, unknown, ambiguous, unlabeled
 
 
 def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], file_name: str,
@@ -395,14 +419,37 @@ def import_csv(db: Database, project_name: str, text: str, *, create_classes: bo
                          create_classes=create_classes)
 
 
+@dataclass(frozen=True)
+class SharedName:
+    """What :func:`_path_resolver` gives for a Label Studio upload whose file name ``name`` is the
+    file name of several item ``paths``: no one of them can be chosen."""
+
+    name: str
+    paths: tuple[str, ...]
+
+
 def _path_resolver(paths: set[str]):
     """Map a path as an import file names it to an item path: the path itself, else its longest
-    ending that is an item path (absolute paths under the root, URLs' paths, other tools' folders)."""
-    def resolve(path: str) -> str | None:
+    ending that is an item path (absolute paths under the root, URLs' paths, other tools' folders),
+    else, for an image uploaded to Label Studio (``/data/upload/3/8f3e2a1b-4921.jpg``), the one item
+    path with that file name; a :class:`SharedName` when several have it; None when nothing matches."""
+    by_name: dict[str, list[str]] | None = None  # built on the first upload only
+
+    def resolve(path: str) -> str | SharedName | None:
+        nonlocal by_name
         path = path.replace("\\", "/")
         if path in paths:
             return path
         parts = [part for part in PurePosixPath(path).parts if part != "/"]
-        return next(("/".join(parts[i:]) for i in range(len(parts)) if "/".join(parts[i:]) in paths), None)
+        ending = next(("/".join(parts[i:]) for i in range(len(parts)) if "/".join(parts[i:]) in paths), None)
+        name = label_studio.uploaded_file_name(path) if ending is None else None
+        if name is None:
+            return ending
+        if by_name is None:
+            by_name = defaultdict(list)
+            for item_path in paths:
+                by_name[label_studio.stored_file_name(PurePosixPath(item_path).name)].append(item_path)
+        found = by_name.get(name, [])
+        return found[0] if len(found) == 1 else SharedName(name, tuple(sorted(found))) if found else None
 
     return resolve

@@ -81,3 +81,12 @@ with st.form("import"):
                            "the first ones:")
                 st.dataframe({"line": [u.line for u in report.unknown[:20]],
                               "path": [u.path for u in report.unknown[:20]]}, hide_index=True)
+            if report.ambiguous:
+                st.warning(f"{len(report.ambiguous)} images uploaded to Label Studio were skipped: Label Studio kept "
+                           "only their file name, and several images of this project have that name. Export from a "
+                           "Label Studio project whose images come from local-files storage, or import a CSV with "
+                           "the images' full paths. The first ones:")
+                st.dataframe({"line": [a.line for a in report.ambiguous[:20]],
+                              "path": [a.path for a in report.ambiguous[:20]],
+                              "file name": [a.name for a in report.ambiguous[:20]],
+                              "images with that name": [a.candidates for a in report.ambiguous[:20]]}, hide_index=True)
