@@ -21,12 +21,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = "banana-embeddings/1"
 DTYPES = ("float16", "float32")
+LOCK_POLL_SECONDS = 0.2  # how often a waiting writer tries the lock again
 
 
 class StoreBusy(RuntimeError):
@@ -52,7 +54,7 @@ class EmbeddingStore:
         self.dim, self.dtype = int(meta["dim"]), np.dtype(meta["dtype"])
 
     @classmethod
-    def open_for_writing(cls, folder, *, backbone, dim, dtype="float16"):
+    def open_for_writing(cls, folder, *, backbone, dim, dtype="float16", wait_seconds=0.0, on_wait=None):
         """Create the store, or open an existing one made with the same backbone, and lock it.
 
         Parameters
@@ -62,19 +64,24 @@ class EmbeddingStore:
             Backbone identity, as from ``Backbone.describe()``; must hold ``weights_sha256``.
         dim : int
         dtype : {"float16", "float32"}
+        wait_seconds : float
+            How long to wait for another process's writer lock (0: fail at once).
+        on_wait : callable, optional
+            Called once, with no arguments, when the lock is held elsewhere and this call waits.
 
         Raises
         ------
         ValueError
             When the folder holds embeddings of another backbone, dim or dtype.
         StoreBusy
-            When another process holds the store open for writing.
+            When another process holds the store open for writing (after ``wait_seconds``), or
+            this process does.
         """
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        lock = _lock(folder)
+        lock = _lock(folder, wait_seconds, on_wait)
         meta = dict(format=FORMAT, backbone=backbone, dim=int(dim), dtype=dtype)
         meta_path = folder / "meta.json"
         if meta_path.exists():
@@ -218,18 +225,28 @@ class EmbeddingStore:
 _LOCKED_HERE = {}  # lock file -> open handle, for stores this process writes
 
 
-def _lock(folder):
+def _lock(folder, wait_seconds=0.0, on_wait=None):
     """Take the store's writer lock: a POSIX record lock, which forked DataLoader workers do not
-    inherit (so a killed writer's orphaned workers never block the rerun)."""
+    inherit (so a killed writer's orphaned workers never block the rerun). Polled rather than
+    blocking, so that a wait ends after ``wait_seconds``."""
     path = os.path.realpath(folder / "lock")
-    if path in _LOCKED_HERE:
+    if path in _LOCKED_HERE:  # never waited for: the holder may be this very thread
         raise StoreBusy(f"this process is already writing {folder}; close that store first")
     handle = open(path, "a")
-    try:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise StoreBusy(f"another process is writing {folder}; wait for it to finish") from None
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                waited = f" (waited {wait_seconds:g} s)" if wait_seconds else ""
+                raise StoreBusy(f"another process is writing {folder}{waited}; wait for it to finish") from None
+        if on_wait is not None:
+            on_wait()
+            on_wait = None
+        time.sleep(LOCK_POLL_SECONDS)
     _LOCKED_HERE[path] = handle
     return handle
 

@@ -92,6 +92,8 @@ def embed(
     config: ExtractConfig = ExtractConfig(),
     show_progress: bool = False,
     on_progress: ProgressCallback | None = None,
+    wait_seconds: float = 0.0,
+    on_wait: Callable[[Path], None] | None = None,
 ) -> EmbedReport:
     """Embed every ingested image of a project not embedded yet, then update the index.
 
@@ -110,6 +112,12 @@ def embed(
         Draw a progress bar on stderr.
     on_progress : callable, optional
         Called as ``on_progress(finished, total)`` after each batch.
+    wait_seconds : float
+        How long to wait while another process (the app adding new images, another command)
+        writes these embeddings; 0 fails at once. The wait ends as soon as it finishes, and
+        this run then embeds only what is still missing.
+    on_wait : callable, optional
+        Called as ``on_wait(folder)`` once, when this run starts waiting.
 
     Returns
     -------
@@ -127,7 +135,9 @@ def embed(
     folder = embeddings_folder(settings, found, model.identity.key)
     report = EmbedReport(backbone=model.name, folder=folder)
     root = Path(found.root_path)
-    with _open_store(folder, model) as store, tqdm(total=0, unit="image", disable=not show_progress) as bar:
+    waiting = (lambda: on_wait(folder)) if on_wait is not None else None
+    store = _open_store(folder, model, wait_seconds, waiting)
+    with store, tqdm(total=0, unit="image", disable=not show_progress) as bar:
 
         def progress(finished: int, total: int) -> None:
             bar.total, bar.n = total, finished
@@ -225,9 +235,10 @@ def _identity(name: str):
         raise UserError(str(error)) from None
 
 
-def _open_store(folder: Path, model) -> EmbeddingStore:
+def _open_store(folder: Path, model, wait_seconds: float, on_wait) -> EmbeddingStore:
     try:
-        return EmbeddingStore.open_for_writing(folder, backbone=model.describe(), dim=model.embed_dim, dtype=STORE_DTYPE)
+        return EmbeddingStore.open_for_writing(folder, backbone=model.describe(), dim=model.embed_dim, dtype=STORE_DTYPE,
+                                               wait_seconds=wait_seconds, on_wait=on_wait)
     except (StoreBusy, ValueError) as error:
         raise UserError(str(error)) from None
 

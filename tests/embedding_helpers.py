@@ -1,6 +1,12 @@
 """Small files for the embedding tests: a tiny random-init backbone file and image folders."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -35,3 +41,33 @@ def write_colour_images(folder, *, per_colour=4, seed=0):
             Image.fromarray(pixels).save(path)
             paths.append(path)
     return sorted(paths)
+
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from core.backbones import build_backbone
+    from core.embedding_store import EmbeddingStore
+
+    backbone_name, store_folder, release = sys.argv[1:]
+    backbone = build_backbone(backbone_name)
+    with EmbeddingStore.open_for_writing(store_folder, backbone=backbone.describe(), dim=backbone.embed_dim):
+        print("holding", flush=True)
+        while not Path(release).exists():
+            time.sleep(0.05)
+""")
+
+
+@contextmanager
+def store_held_elsewhere(backbone_name, folder, release):
+    """Another process holds the writer lock of the store in ``folder`` until the file ``release``
+    exists (or the block ends); yields that process."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(backbone_name), str(folder), str(release)],
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        Path(release).touch()
+        holder.wait(30)
+        holder.stdout.close()

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from core.backbones import build_backbone
 from core.embedding_store import EmbeddingStore, StoreBusy
 from core.extract import ExtractConfig, extract_embeddings
 from core.preprocess import load_image, normalise
-from tests.embedding_helpers import write_colour_images, write_tiny_backbone
+from tests.embedding_helpers import store_held_elsewhere, write_colour_images, write_tiny_backbone
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,3 +147,24 @@ def test_a_run_killed_midway_is_resumed_where_it_stopped(tmp_path):
     ids, vectors = EmbeddingStore.open_for_reading(tmp_path / "store").done()
     np.testing.assert_array_equal(ids, np.arange(len(paths)))
     np.testing.assert_allclose(vectors, reference_vectors(backbone, paths), atol=2e-3)
+
+
+
+def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_after_its_wait(tmp_path):
+    backbone_path = write_tiny_backbone(tmp_path / "tiny.safetensors")
+    backbone = build_backbone(f"local:{backbone_path}")
+    release = tmp_path / "release"
+    with store_held_elsewhere(f"local:{backbone_path}", tmp_path / "store", release) as holder:
+        started = time.monotonic()
+        with pytest.raises(StoreBusy, match=r"another process is writing .* \(waited 0.5 s\)"):
+            EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
+                                            wait_seconds=0.5)
+        assert time.monotonic() - started >= 0.5
+
+        waits = []
+        threading.Timer(0.5, release.touch).start()  # the holder finishes while this writer waits
+        with EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
+                                             wait_seconds=60, on_wait=lambda: waits.append(1)) as store:
+            assert store.dim == backbone.embed_dim
+        assert waits == [1]  # told once that it waits
+        assert holder.wait(30) == 0

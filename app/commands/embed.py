@@ -31,7 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="images per batch (default: 64)")
     parser.add_argument("--workers", type=int, help="image-decoding processes (default: CPU count - 1, at most 8)")
     parser.add_argument("--half", action="store_true", help="float16 model on cuda or mps")
+    add_wait_option(parser)
     parser.set_defaults(run=run)
+
+
+def add_wait_option(parser: argparse.ArgumentParser) -> None:
+    """``--wait``: how long a command waits while another process writes the embeddings it needs."""
+    parser.add_argument("--wait", type=float, default=10, metavar="MINUTES",
+                        help="while another process (the app adding new images, another command) writes these "
+                             "embeddings, wait up to this long, then continue with what is still missing "
+                             "(default: 10; 0 fails at once)")
+
+
+def say_waiting(folder) -> None:
+    print(f"Another process is writing the embeddings in {folder} (the app does so when new images "
+          "arrive); waiting for it to finish…", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -43,7 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     config = ExtractConfig(half=args.half, **{name: value for name, value in given.items() if value is not None})
     with open_database(settings) as db:
         report = embed(db, settings, project=args.project or settings.project, backbone=args.backbone or settings.backbone,
-                       config=config, show_progress=sys.stderr.isatty())
+                       config=config, show_progress=sys.stderr.isatty(), wait_seconds=args.wait * 60,
+                       on_wait=say_waiting)
     print(f"backbone {report.backbone}")
     print(f"embeddings in {report.folder}")
     print(f"embedded: {report.embedded}")
