@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from app.cli import main
 from services import label_studio
 from services.database import open_database
 from services.ingest import ingest
@@ -108,3 +109,15 @@ def test_a_csv_naming_uploads_resolves_them_the_same_way(project):
 
     assert _current(db) == {"cat/4851.jpg": ["cat"]}
     assert [(a.line, a.candidates) for a in report.ambiguous] == [(3, 2)]
+
+
+def test_the_cli_import_lists_uploads_whose_name_is_shared(home, project, tmp_path, capsys):
+    export = tmp_path / "project-3.json"
+    export.write_text(json.dumps([_task("/data/upload/3/9a8b7c6d-4850.jpg", ["frog"]),
+                                  _task("/data/upload/3/8f3e2a1b-4851.jpg", ["cat"])]))
+
+    assert main(["import-labels", str(export)]) == 0
+
+    out = capsys.readouterr().out
+    assert "imported 1 labels" in out and "1 uploads whose file name several images share" in out
+    assert "line 1: /data/upload/3/9a8b7c6d-4850.jpg is an image uploaded to Label Studio" in out

@@ -48,9 +48,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = import_file(db, args.project or settings.project, data, file_name=str(args.file), fmt=args.format,
                              create_classes=not args.no_new_classes, annotator=args.annotator)
     print(f"imported {report.imported} labels from {args.file}; {report.unchanged} already current, "
-          f"{report.unlabeled} without a label, {len(report.unknown)} not images of the project")
+          f"{report.unlabeled} without a label, {len(report.unknown)} not images of the project"
+          + (f", {len(report.ambiguous)} uploads whose file name several images share" if report.ambiguous else ""))
     if report.created_classes:
         print(f"new classes: {', '.join(report.created_classes)}")
     for unknown in report.unknown:
         print(f"  line {unknown.line}: {unknown.path} is not an image of the project; skipped")
+    for ambiguous in report.ambiguous:
+        print(f"  {ambiguous.message}")
     return 0
