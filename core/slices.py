@@ -88,7 +88,7 @@ def uncertainty_of(proba, *, multi_label=False):
     return multilabel_uncertainty(proba, "margin") if multi_label else margin(proba)
 
 
-def heldout_member_predictions(probe, X, y, members, *, n_folds=3, random_state=0):
+def heldout_member_predictions(probe, X, y, members, *, n_folds=3, random_state=0, classes=None):
     """Predict labeled slice members with fits that did not see them.
 
     Members are split in ``n_folds`` folds; each fold is predicted by a copy of ``probe``
@@ -97,23 +97,26 @@ def heldout_member_predictions(probe, X, y, members, *, n_folds=3, random_state=
     Parameters
     ----------
     probe : core.probe.LinearProbe
-        The fitted single-label model of this version.
+        The fitted model of this version (single- or multi-label).
     X : ndarray of shape (n, D)
         Every labeled item's embedding.
-    y : ndarray of shape (n,)
-        Every labeled item's class.
+    y : ndarray of shape (n,), or (n, K) 0/1 indicator when the probe is multi-label
+        Every labeled item's class (set).
     members : ndarray of int
         Positions in ``X`` of the slice's labeled members.
     n_folds : int
     random_state : int
+    classes : array-like or None
+        Columns of a multi-label ``y``; default the probe's classes.
 
     Returns
     -------
-    ndarray of shape (len(members),)
-        Predicted class of each member, in ``members`` order.
+    ndarray of shape (len(members),), or (len(members), K) when multi-label
+        Predicted class (set) of each member, in ``members`` order.
     """
-    members = np.asarray(members, np.int64)
-    predicted = np.empty(len(members), dtype=np.asarray(y).dtype)
+    members, y = np.asarray(members, np.int64), np.asarray(y)
+    classes = probe.classes_ if classes is None else np.asarray(classes)
+    predicted = np.empty((len(members),) + y.shape[1:], dtype=y.dtype)
     if len(members) == 0:
         return predicted
     folds = np.random.default_rng(random_state).permutation(len(members)) % max(1, min(n_folds, len(members)))
@@ -123,12 +126,14 @@ def heldout_member_predictions(probe, X, y, members, *, n_folds=3, random_state=
         train[held] = False
         refit = copy.deepcopy(probe)
         refit.n_folds, refit.warm_start = 0, True  # one fit; the argmax needs no calibration
-        refit.fit(X[train], y[train], classes=probe.classes_)
+        refit.fit(X[train], y[train], classes=classes)
         predicted[folds == fold] = refit.predict(X[held])
     return predicted
 
 
 def accuracy(given, predicted):
-    """Fraction of equal entries; NaN when empty."""
+    """Fraction of equal rows (a class, or a whole 0/1 class-set row when multi-label); NaN when empty."""
     given, predicted = np.asarray(given), np.asarray(predicted)
-    return float(np.mean(given == predicted)) if len(given) else float("nan")
+    if len(given) == 0:
+        return float("nan")
+    return float(np.mean((given == predicted).reshape(len(given), -1).all(axis=1)))

@@ -155,7 +155,7 @@ def measure(engine: ProjectEngine, *, examples: list[int], min_similarity: float
                                                      multi_label=engine.multi_label)
     mined = remine(similarity, min_similarity, uncertainty, labeled)
     value = None
-    if usable and not engine.multi_label and (members & labeled).any():
+    if usable and (members & labeled).any():
         value = _heldout_accuracy(engine, probe, labels, members, config)
     return SliceMeasure(n_members=int(members.sum()), n_labeled=int((members & labeled).sum()), n_mined=len(mined),
                         accuracy=value, mined_item_ids=engine.item_ids[mined[: config.top_mined]].tolist())
@@ -169,11 +169,21 @@ def _current_labels(engine: ProjectEngine) -> dict[int, tuple[int, ...]]:
 
 def _heldout_accuracy(engine: ProjectEngine, probe, labels: dict[int, tuple[int, ...]], members: np.ndarray,
                       config: SliceConfig) -> float:
-    items = np.asarray(list(labels), np.int64)
-    rows = np.asarray([engine.row_of[i] for i in items.tolist()], np.int64)
-    y = np.asarray([labels[i][0] for i in items.tolist()], np.int64)
+    """Accuracy of the slice's labeled members, each predicted by ``probe`` refit without it;
+    multi-label: the share whose predicted class set is exactly the given one."""
+    items = list(labels)
+    rows = np.asarray([engine.row_of[i] for i in items], np.int64)
+    classes = None
+    if engine.multi_label:  # an indicator over every class the probe or a label knows
+        classes = np.union1d(probe.classes_, [c for i in items for c in labels[i]]).astype(np.int64)
+        y = np.zeros((len(items), len(classes)), np.int8)
+        for row, item in enumerate(items):
+            y[row, np.searchsorted(classes, labels[item])] = 1
+    else:
+        y = np.asarray([labels[i][0] for i in items], np.int64)
     positions = np.flatnonzero(members[rows])
-    predicted = heldout_member_predictions(probe, engine.embeddings[rows], y, positions, n_folds=config.accuracy_folds)
+    predicted = heldout_member_predictions(probe, engine.embeddings[rows], y, positions,
+                                           n_folds=config.accuracy_folds, classes=classes)
     return accuracy(y[positions], predicted)
 
 

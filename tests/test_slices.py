@@ -17,7 +17,7 @@ from services import after_model
 from services.errors import UserError
 from services.labeling import LabelingSession
 from services.slices import create_slice, measure, project_slices
-from tests.labeling_project import class_id, true_class
+from tests.labeling_project import class_id, multi_label_engine, true_class
 
 DIM = 32
 
@@ -87,6 +87,24 @@ def test_heldout_member_predictions_never_see_the_member_they_predict(seed):
     held = accuracy(y_noisy[members], heldout_member_predictions(probe, X, y_noisy, members, n_folds=6))
     assert seen == 1.0 and held <= 0.5
     assert np.isnan(accuracy([], []))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multi_label_members_are_predicted_held_out_and_count_only_when_the_whole_set_is_right(seed):
+    rng = np.random.default_rng(seed)
+    a, b = unit(rng.normal(size=(2, DIM)))
+    Y = np.repeat([[1, 0], [0, 1]], 40, axis=0).astype(np.int8)
+    X = unit(np.where(Y[:, :1] == 1, a, b) + 0.12 * rng.normal(size=(80, DIM)))
+    # Members: 6 items of the first cluster given both classes; only a model that saw them says so.
+    members = rng.choice(40, 6, replace=False)
+    Y_noisy = Y.copy()
+    Y_noisy[members, 1] = 1
+    probe = LinearProbe(n_folds=0, C=100.0, multi_label=True).fit(X, Y_noisy, classes=[3, 7])
+    held = heldout_member_predictions(probe, X, Y_noisy, members, n_folds=6)
+    assert held.shape == (6, 2) and accuracy(Y_noisy[members], probe.predict(X[members])) == 1.0
+    assert accuracy(Y_noisy[members], held) <= 0.5
+    assert accuracy(Y[members], held) >= 0.5  # held-out fits mostly give the cluster's one class
+    assert accuracy([[1, 0], [1, 1]], [[1, 0], [1, 0]]) == 0.5  # one class short is wrong
 
 
 # ----- through the service layer on the small sample project ----------------------------
@@ -180,3 +198,14 @@ def test_slice_rows_round_trip_and_one_metric_per_model_version(backend_db):
     with pytest.raises(IntegrityError), backend_db.writing() as session:
         slice_queries.add_metric(session, slice_id=slice_id, model_version_id=version,
                                  values=dict(n_members=1, n_labeled=0, n_mined=1, accuracy=None, mined_item_ids=[]))
+
+
+def test_multi_label_slices_are_measured_with_set_accuracy(engine):
+    engine = multi_label_engine(engine)
+    label_truly(engine, 12)
+    retrain(engine)
+    airplanes = [i for i, p in zip(engine.item_ids.tolist(), engine.paths) if p.startswith("airplane/")]
+    labeled = [i for i in airplanes if engine.current_label(i) is not None]
+    assert labeled, "the strategy asked about no airplane"
+    measured = measure(engine, examples=labeled[:1], min_similarity=-1.0)  # every image a member
+    assert measured.n_labeled == 12 and measured.accuracy is not None and 0.0 <= measured.accuracy <= 1.0
