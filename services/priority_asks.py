@@ -10,8 +10,9 @@ annotators at once are each asked different images. A queued pick is the record 
 ask: "Why this image?" reads its source, and audit accuracy, which counts only picks of
 source ``audit``, never includes it. Images labeled meanwhile (anywhere) are skipped.
 
-:func:`queue_view` shows what waits; :func:`clear_queue` withdraws every waiting pick
-(``Pick.withdrawn_at``), keeping the picks as the record of what was queued and asked.
+:func:`queue_view` shows what waits and who holds it now; :func:`clear_queue` withdraws
+every waiting pick (``Pick.withdrawn_at``), keeping the picks as the record of what was
+queued and asked.
 Headless ``select`` (:mod:`services.headless_selection`) hands waiting images out first
 and withdraws them in the same transaction as it records them.
 """
@@ -19,13 +20,13 @@ and withdraws them in the same transaction as it records them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from services.database import Database
 from services.engine import Ask
 from storage import label_queries, lease_queries, priority_queries
-from storage.priority_queries import CHUNK, TRIAGE, PendingPick
+from storage.priority_queries import CHUNK, TRIAGE, LeaseHolder, PendingPick
 from storage.types import utc_now
 
 if TYPE_CHECKING:
@@ -75,17 +76,23 @@ def pending_items(db: Database, project_id: int, *, source: str = TRIAGE) -> lis
 
 @dataclass(frozen=True)
 class QueueView:
-    """The waiting queue: how many images wait, and the first of them in the order they will be asked."""
+    """The waiting queue: how many images wait, the first of them in the order they will be asked,
+    and who holds any of those first ones now (item id -> holder; an image shown to an annotator
+    stays in the queue until it is labeled)."""
 
     waiting: int
     first: list[PendingPick]
+    held: dict[int, LeaseHolder] = field(default_factory=dict)
 
 
 def queue_view(db: Database, project_id: int, *, first: int = 36, source: str = TRIAGE) -> QueueView:
-    """How many queued images wait (unlabeled, not withdrawn), and the first ``first`` of them, in ask order."""
+    """How many queued images wait (unlabeled, not withdrawn), the first ``first`` of them, in ask
+    order, and the current lease holders of those first ones; one read, so the three agree."""
     with db.reading() as session:
         waiting = priority_queries.pending(session, project_id, source=source)
-    return QueueView(waiting=len(waiting), first=waiting[: max(first, 0)])
+        shown = waiting[: max(first, 0)]
+        held = priority_queries.lease_holders(session, [pick.item_id for pick in shown], now=utc_now())
+    return QueueView(waiting=len(waiting), first=shown, held=held)
 
 
 def clear_queue(db: Database, project_id: int, *, source: str = TRIAGE) -> int:

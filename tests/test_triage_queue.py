@@ -5,6 +5,7 @@ synthetic embeddings; the CLI and page tests over the small real project.
 """
 
 import csv
+import re
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from services.projects import get_project
 from services.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
 from storage import label_queries, priority_queries
 from storage.models import Item, Pick, SelectionRun
+from storage.types import utc_now
 from tests.app_helpers import open_page
 from tests.labeling_project import true_class
 from tests.team_project import team_engine
@@ -382,3 +384,87 @@ def test_a_session_full_of_queued_images_is_left_alone_while_more_wait(team, mon
     assert not released  # its queued asks were never dropped for the ones still waiting
     assert {ask.source for ask in session._queue} == {"triage"}
     session.close()
+
+
+# ----- listing the queue: queue_view's details and `triage --show-queue` -----------------------
+
+def _cli_uses(settings, monkeypatch):
+    """Point the CLI, which reads its settings from the environment, at ``settings``' home and database."""
+    for name in ("BANANA_CONFIG", "BANANA_PROJECT", "BANANA_BACKBONE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANANA_HOME", str(settings.home))
+    monkeypatch.setenv("BANANA_DATABASE_URL", settings.database_url)
+
+
+def test_queue_view_says_when_and_from_which_batch_each_image_was_queued_and_who_holds_it(team):
+    items = some_items(team, 4)
+    before = utc_now()
+    queue_priority_asks(team.db, project_id=team.project_id, items=[(item, {}) for item in items[:3]],
+                        parameters=dict(batch="folder new"))
+    queue(team, items[3:])  # no batch recorded
+    after = utc_now()
+    held = AskLeases(team, "ann", team=NO_OVERLAP).lease(1)  # the first queued image
+    assert [ask.item_id for ask in held] == items[:1]
+
+    view = queue_view(team.db, team.project_id)
+
+    assert [pick.item_id for pick in view.first] == items
+    assert all(before <= pick.queued_at <= after for pick in view.first)
+    assert [pick.batch for pick in view.first] == ["folder new"] * 3 + [""]
+    assert set(view.held) == {items[0]}
+    assert view.held[items[0]].annotator == "ann" and view.held[items[0]].expires_at > after
+    assert queue_view(team.db, team.project_id, first=0).held == {}  # holders only of the images shown
+
+
+def test_cli_triage_show_queue_lists_the_waiting_images_in_ask_order(team, backend_settings, monkeypatch, capsys):
+    _cli_uses(backend_settings, monkeypatch)
+    capsys.readouterr()
+    assert main(["triage", "--show-queue"]) == 0
+    assert capsys.readouterr().out == (
+        "The \"Label these next\" queue of project 'default' is empty: no images wait. Queue a report's "
+        "near-failures with: python -m app.cli triage --out report.csv --label-next\n")
+
+    items = some_items(team, 3)
+    queue(team, items)
+    AskLeases(team, "bob", team=NO_OVERLAP).lease(1)  # bob holds the first
+    assert main(["triage", "--show-queue"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    for rank, (line, item) in enumerate(zip(lines, items), start=1):
+        path = team.paths[team.row_of[item]]
+        assert line.startswith(f"{rank}. {path} (item {item}): margin {(rank - 1) / 100:.2f}; ")
+        assert re.search(r"; queued \d{4}-\d\d-\d\d \d\d:\d\d UTC; ", line)
+    assert " held by bob until " in lines[0] and lines[1].endswith("; not held") and lines[2].endswith("; not held")
+    assert lines[3].startswith("3 images wait in the \"Label these next\" queue of project 'default'")
+
+    assert main(["triage", "--clear-queue", "--show-queue"]) == 0  # clears first, then lists
+    cleared, listed = capsys.readouterr().out.splitlines()
+    assert "removed 3 waiting images" in cleared and "is empty: no images wait" in listed
+
+
+def test_cli_triage_show_queue_of_a_missing_project_names_it_and_the_fix(team, backend_settings, monkeypatch, capsys):
+    _cli_uses(backend_settings, monkeypatch)
+    capsys.readouterr()
+    assert main(["triage", "--show-queue", "--project", "nowhere"]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert "no project called 'nowhere' (projects: 'default')" in printed.err
+    assert "python -m app.cli ingest FOLDER --project nowhere" in printed.err
+
+
+def test_cli_triage_label_next_then_show_queue_lists_the_near_failures(triaged_project, capsys):  # noqa: F811
+    base, _ = triaged_project
+    out = base / "report.csv"
+    capsys.readouterr()
+    assert main(["triage", "--batch", "new", "--out", str(out), "--workers", "0", "--near-failure-margin", "0.5",
+                 "--label-next", "--show-queue"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    with open(out, newline="", encoding="utf-8") as handle:
+        failures = [row for row in csv.DictReader(handle) if "near_failure" in row["kinds"].split(";")]
+    assert failures
+    listed = printed[-len(failures) - 1:]  # after the report's summary: the queue, then its count
+    for rank, (line, row) in enumerate(zip(listed, failures), start=1):
+        assert line.startswith(f"{rank}. {row['path']} (item {row['item_id']}): margin {float(row['margin']):.2f}; ")
+        assert "from the triage of folder new; not held" in line
+    noun = "image waits" if len(failures) == 1 else "images wait"
+    assert listed[-1].startswith(f"{len(failures)} {noun} in the \"Label these next\" queue of project 'default'")
