@@ -131,10 +131,9 @@ def _hand_out(db: Database, engine: ProjectEngine, queued: list[PendingPick], as
     if not queued:
         return []
     serving = engine.serving
-    predictions = engine.predictions(np.asarray([engine.row_of[pick.item_id] for pick in queued]))
-    picks = [dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE,
-                  predicted=None if predictions is None else [int(predictions[0][i])])
-             for i, pick in enumerate(queued)]
+    predicted = _recorded_predictions(engine, np.asarray([engine.row_of[pick.item_id] for pick in queued]))
+    picks = [dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE, predicted=classes)
+             for pick, classes in zip(queued, predicted)]
     with db.writing() as session:
         if asks:
             run_id = session.get(Pick, asks[0].pick_id).selection_run_id
@@ -149,6 +148,30 @@ def _hand_out(db: Database, engine: ProjectEngine, queued: list[PendingPick], as
                 source=TRIAGE, score_parts=pick["score_parts"], predicted=tuple(pick["predicted"] or ()),
                 model_version_id=serving.model_version_id, band=band)
             for pick, pick_id in zip(picks, pick_ids)]
+
+
+def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[int] | None]:
+    """The serving probe's prediction for pool ``rows`` as a strategy pick records it (``Pick.predicted``).
+
+    The same rule as :meth:`ProjectEngine.next_asks` (``core.selection``'s ``predicted``, then
+    the engine's ``_pick``): :meth:`core.probe.LinearProbe.predict`, whose multi-label threshold
+    (probability >= 0.5 per class) is the one the rest of the multi-label code uses, so a queued
+    image handed out here reads like a strategy pick of the same run.
+
+    Returns
+    -------
+    list of (list of int or None)
+        Per row: single-label, ``[most probable class id]``; multi-label, the class ids at or
+        above the threshold (possibly none). None per row without a probe that knows a class.
+    """
+    probe = engine.serving.probe
+    if probe is None or len(probe.classes_) == 0:
+        return [None] * len(rows)
+    predicted = probe.predict(engine.embeddings[rows])
+    if engine.multi_label:  # a 0/1 indicator per row, columns following probe.classes_
+        classes = np.asarray(probe.classes_)
+        return [classes[indicator.astype(bool)].tolist() for indicator in predicted]
+    return [[int(class_id)] for class_id in predicted]
 
 
 def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int,

@@ -235,3 +235,38 @@ def test_select_no_queue_leaves_the_queue_alone(labeled_paths, tmp_path, capsys)
     assert len(rows) == 5 and "triage" not in {r["source"] for r in rows}
     assert "Triage queue" not in capsys.readouterr().out
     assert _waiting(project_id) == queued
+
+
+def _multi_label_project():
+    """Make project "default" multi-label with 16 images labeled one or two classes; return the labeled paths."""
+    with open_database(load_settings()) as db:
+        with db.writing() as session:
+            session.get(Project, get_project(db, "default").id).multi_label = True
+        with db.reading() as session:
+            items = item_queries.ok_item_paths(session, get_project(db, "default").id)
+        labels = [NewLabel(i, sorted({true_class(p), CLASSES[n % 4]})) for n, (i, p) in enumerate(items[:16])]
+        record_annotations(db, labels, annotator="ann")
+    return {p for _, p in items[:16]}
+
+
+def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_strategy_picks(labeling_home, tmp_path):
+    labeled = _multi_label_project()
+    # First every unlabeled image as a strategy pick: the multi-label model's class set for each.
+    assert main(["select", "--n", "100", "--no-queue", "--out", str(tmp_path / "strategy.csv")]) == 0
+    runs, picks, _ = _runs()
+    as_strategy_pick = {p.item_id: sorted(p.predicted) for p in picks[runs[-1].id]}
+    _, strategy_rows = _read(tmp_path / "strategy.csv")
+    names = {int(r["item_id"]): r["predicted"] for r in strategy_rows}
+    # Images whose set is not one class: the top class alone would differ from the set.
+    queued = [item for item in _unlabeled(labeled) if len(as_strategy_pick[item]) != 1][:3]
+    assert queued, as_strategy_pick
+    _queue(queued)
+
+    assert main(["select", "--n", str(len(queued)), "--out", str(tmp_path / "p.csv")]) == 0
+
+    runs, picks, versions = _runs()
+    assert len(versions) == 1  # the same labels: the same stored model scored both runs
+    assert [(p.item_id, p.source, sorted(p.predicted)) for p in picks[runs[-1].id]] == \
+        [(item, "triage", as_strategy_pick[item]) for item in queued]
+    _, rows = _read(tmp_path / "p.csv")
+    assert [(int(r["item_id"]), r["predicted"]) for r in rows] == [(item, names[item]) for item in queued]
