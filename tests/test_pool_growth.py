@@ -86,6 +86,16 @@ def test_new_images_join_the_running_engine_and_every_label_is_kept(small_projec
         return fresh
 
     monkeypatch.setattr(engines, "build_engine", build_then_label)
+    # The old engine retires retire_seconds after the swap and only labels given before that are
+    # caught up; hold its retirement until the old session's label below is given, so a stall of
+    # this test past retire_seconds (a loaded machine) cannot turn it into a label given later.
+    old_session_labeled, retire = threading.Event(), engines._retire
+
+    def retire_after_the_old_sessions_label(*args):
+        old_session_labeled.wait(60)
+        retire(*args)
+
+    monkeypatch.setattr(engines, "_retire", retire_after_the_old_sessions_label)
     assert grow_pool(db, settings, config=FAST) is startup
     assert wait_for(lambda: startup.growing is None)
     assert growing == [12]
@@ -100,6 +110,7 @@ def test_new_images_join_the_running_engine_and_every_label_is_kept(small_projec
 
     # The old session still works until it is replaced; its labels reach the new engine.
     after = label_truly(session, 1)[0]
+    old_session_labeled.set()
     assert wait_for(lambda: new.current_label(after.item_id) is not None)
     assert wait_for(lambda: not engines._retiring)  # closed after the grace period
 
