@@ -19,7 +19,11 @@ def train_slowly_once(X, y, previous, classes, params):
     file $SLOW_FIT_MARKER and then hangs, to be killed; every other fit is the real one."""
     marker = Path(os.environ["SLOW_FIT_MARKER"])
     if len(y) > 30 and not marker.exists():
-        marker.write_text(str(os.getpid()))
+        # Written aside and renamed: the test reads the pid as soon as the marker exists, and
+        # write_text would let it see the file created but still empty.
+        partial = marker.with_name(marker.name + ".partial")
+        partial.write_text(str(os.getpid()))
+        partial.replace(marker)
         time.sleep(600)
     yield from train_probe(X, y, previous, classes, params)
 
