@@ -119,8 +119,13 @@ def append_annotation(session: Session, *, item_id: int, class_names: Sequence[s
     if item is None or item.status is not ItemStatus.OK:
         raise UserError(f"item {item_id} does not exist or is a rejected file; only ingested images can be labeled")
     project = session.get(Project, item.project_id)
-    if len(wanted) > 1 and not project.multi_label:
-        raise UserError(f"project {project.name!r} is single-label; choose one class, not {', '.join(wanted)}")
+    if len(wanted) > 1:
+        if not project.multi_label:
+            raise UserError(f"{item.path} was not labeled: project {project.name!r} is single-label; "
+                            f"choose one class, not {', '.join(wanted)}")
+        if not _locked_project_row(session, project.id).multi_label:
+            raise UserError(f"{item.path} was not labeled: project {project.name!r} became single-label just now; "
+                            f"choose one class, not {', '.join(wanted)}")
     classes = queries.label_classes_by_name(session, project.id, wanted)
     missing = [name for name in wanted if name not in classes]
     if missing:
@@ -143,3 +148,26 @@ def append_annotation(session: Session, *, item_id: int, class_names: Sequence[s
         supersedes_id=supersedes_id,
     )
     return annotation.id
+
+
+_SHARED_PROJECT_LOCKS = "banana.shared_project_locks"
+
+
+def _locked_project_row(session: Session, project_id: int) -> Project:
+    """The project re-read under ``FOR SHARE``, held until the transaction ends (once per transaction).
+
+    Only labels naming several classes take it: :func:`services.projects.set_multi_label`
+    locks the row before counting such labels, so a switch to single-label and such a label
+    saved at the same instant serialise on PostgreSQL (READ COMMITTED) too; whichever commits
+    second sees the first. Labels of several classes never wait for each other (shared locks),
+    and a label of one class, valid in either mode, takes no lock at all.
+    """
+    transaction = session.get_transaction()
+    held = session.info.get(_SHARED_PROJECT_LOCKS)
+    if held is None or held[0] is not transaction:
+        held = session.info[_SHARED_PROJECT_LOCKS] = (transaction, set())
+    if project_id in held[1]:
+        return session.get(Project, project_id)
+    project = queries.lock_project(session, project_id, shared=True)
+    held[1].add(project_id)
+    return project

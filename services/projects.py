@@ -90,7 +90,8 @@ def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
 
     Switching to multi-label is always allowed: a label of one class is a valid multi-label
     label. Switching to single-label is refused while any image's current label names more
-    than one class. A running engine keeps its mode until it is rebuilt
+    than one class, one being saved at that instant by another writer included (the two
+    serialise on the project row). A running engine keeps its mode until it is rebuilt
     (:func:`services.engines.refresh_engine`).
 
     Returns
@@ -108,6 +109,10 @@ def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
         project = queries.find_project(session, name)
         if project is None:
             raise UserError(f"no project called {name!r}")
+        # Before counting: a label naming several classes holds the row FOR SHARE while it is
+        # saved (services.labels.append_annotation), so this waits for those being saved to
+        # commit (and the count sees them), and any saved after reads the new mode and refuses.
+        project = queries.lock_project(session, project.id)
         if project.multi_label == multi_label:
             return False
         if not multi_label:

@@ -30,6 +30,17 @@ def find_project(session: Session, name: str) -> Project | None:
     return session.scalar(select(Project).where(Project.name == name))
 
 
+def lock_project(session: Session, project_id: int, *, shared: bool = False) -> Project:
+    """Re-read the project row under a row lock held until the transaction ends; return it.
+
+    ``shared``: ``FOR SHARE``, which many transactions hold at once; else ``FOR NO KEY
+    UPDATE``, which waits for them (and they for it) but not for rows that merely reference
+    the project. On SQLite, whose writers are serialised already, it is a plain re-read.
+    """
+    lock = {"read": True} if shared else {"key_share": True}
+    return session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+
+
 def add_project(session: Session, *, name: str, root_path: str, multi_label: bool = False) -> Project:
     """Add a project and return it with its id."""
     project = Project(name=name, root_path=root_path, multi_label=multi_label)
