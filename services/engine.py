@@ -364,12 +364,7 @@ class ProjectEngine:
         parts = {name: float(values[i]) for name, values in chosen.score_parts.items() if np.isfinite(values[i])}
         predicted = None
         if chosen.predicted is not None:
-            value = np.asarray(chosen.predicted[i])
-            if self.multi_label:
-                classes = np.asarray(probe.classes_)
-                predicted = classes[value.astype(bool)].tolist()
-            else:
-                predicted = [int(value)]
+            predicted = recorded_prediction(chosen.predicted[i], probe, multi_label=self.multi_label)
         return dict(item_id=int(self.item_ids[chosen.indices[i]]), score_parts=parts, source=str(chosen.source[i]),
                     predicted=predicted)
 
@@ -408,3 +403,12 @@ class ProjectEngine:
         self.loop.close(timeout=30)
         self._trainer.close()
         self.background.shutdown(wait=True)
+
+
+def recorded_prediction(value, probe: LinearProbe, *, multi_label: bool) -> list[int]:
+    """One row of ``probe.predict`` as a pick records it (``Pick.predicted``): class ids;
+    multi-label, those of the row's 0/1 indicator (columns follow ``probe.classes_``)."""
+    value = np.asarray(value)
+    if multi_label:
+        return np.asarray(probe.classes_)[value.astype(bool)].tolist()
+    return [int(value)]

@@ -29,7 +29,7 @@ from services import label_studio
 from services.config import Settings
 from services.database import Database
 from services.embeddings import embed
-from services.engine import Ask, ProjectEngine, SelectionSettings
+from services.engine import Ask, ProjectEngine, SelectionSettings, recorded_prediction
 from services.engines import build_engine
 from services.errors import UserError
 from services.projects import get_project, project_counts
@@ -153,10 +153,9 @@ def _hand_out(db: Database, engine: ProjectEngine, queued: list[PendingPick], as
 def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[int] | None]:
     """The serving probe's prediction for pool ``rows`` as a strategy pick records it (``Pick.predicted``).
 
-    The same rule as :meth:`ProjectEngine.next_asks` (``core.selection``'s ``predicted``, then
-    the engine's ``_pick``): :meth:`core.probe.LinearProbe.predict`, whose multi-label threshold
-    (probability >= 0.5 per class) is the one the rest of the multi-label code uses, so a queued
-    image handed out here reads like a strategy pick of the same run.
+    :meth:`core.probe.LinearProbe.predict` (multi-label: probability >= 0.5 per class) recorded by
+    :func:`services.engine.recorded_prediction`, as strategy picks are, so a queued image handed
+    out here reads like a strategy pick of the same run.
 
     Returns
     -------
@@ -167,11 +166,8 @@ def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[
     probe = engine.serving.probe
     if probe is None or len(probe.classes_) == 0:
         return [None] * len(rows)
-    predicted = probe.predict(engine.embeddings[rows])
-    if engine.multi_label:  # a 0/1 indicator per row, columns following probe.classes_
-        classes = np.asarray(probe.classes_)
-        return [classes[indicator.astype(bool)].tolist() for indicator in predicted]
-    return [[int(class_id)] for class_id in predicted]
+    return [recorded_prediction(value, probe, multi_label=engine.multi_label)
+            for value in probe.predict(engine.embeddings[rows])]
 
 
 def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int,
