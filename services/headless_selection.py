@@ -19,7 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -85,11 +87,14 @@ def check_request(n: int, strategy: str) -> None:
 
 def select_images(db: Database, settings: Settings, *, project: str, n: int, strategy: str = "default",
                   extract: ExtractConfig = ExtractConfig(), show_progress: bool = False,
-                  queue: bool = True) -> HeadlessSelection:
+                  queue: bool = True, wait_seconds: float = 0.0,
+                  on_wait: Callable[[Path], None] | None = None) -> HeadlessSelection:
     """Choose up to ``n`` unlabeled images of ``project`` and record the run: first the images
     waiting in the Triage queue (unless ``queue`` is False), then ``strategy``'s picks.
 
     The strategy applies to this run only; the app's selection settings are not changed.
+    New images are embedded first (``wait_seconds`` and ``on_wait`` as for
+    :func:`services.embeddings.embed`).
     """
     check_request(n, strategy)
     found = get_project(db, project)
@@ -97,7 +102,7 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
         raise UserError(f"project {project!r} has no images; ingest some first: "
                         f"python -m app.cli ingest FOLDER --project {project}")
     embedded = embed(db, settings, project=project, backbone=settings.backbone, config=extract,
-                     show_progress=show_progress)
+                     show_progress=show_progress, wait_seconds=wait_seconds, on_wait=on_wait)
     engine = build_engine(db, settings, found.name, embedded.folder)
     try:
         engine.loop.wait_idle()  # the retrain on the current labels, if the stored model is older

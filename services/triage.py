@@ -86,8 +86,11 @@ def parse_since(text: str) -> datetime:
 def triage_batch(db: Database, settings: Settings, *, project: str, backbone: str, folder: str | None = None,
                  since: datetime | None = None, config: TriageConfig = TriageConfig(),
                  extract_config: ExtractConfig = ExtractConfig(),
-                 on_progress: Callable[[int, int], None] | None = None) -> TriageReport:
+                 on_progress: Callable[[int, int], None] | None = None, wait_seconds: float = 0.0,
+                 on_wait: Callable[[Path], None] | None = None) -> TriageReport:
     """Embed what is new, then triage the batch (``folder``, ``since``, both, or every unlabeled image).
+
+    ``wait_seconds`` and ``on_wait``: as for :func:`services.embeddings.embed`.
 
     Raises
     ------
@@ -107,7 +110,8 @@ def triage_batch(db: Database, settings: Settings, *, project: str, backbone: st
     if not batch:
         raise UserError(f"no unlabeled images of project {project!r} in {report.batch} (root {found.root_path}); "
                         "ingest the new folder first, or check the folder or time")
-    embedded = embed(db, settings, project=project, backbone=backbone, config=extract_config, on_progress=on_progress)
+    embedded = embed(db, settings, project=project, backbone=backbone, config=extract_config, on_progress=on_progress,
+                     wait_seconds=wait_seconds, on_wait=on_wait)
     report.embedded_now = embedded.embedded
     ids, vectors = EmbeddingStore.open_for_reading(embedded.folder).done()
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # float16 storage rounds the norm

@@ -3,20 +3,24 @@
 import csv
 import json
 import math
+import threading
 
 import pytest
 from sqlalchemy import select
 
 from app.cli import main
+from core.backbones import identify_backbone
 from core.selection import ALL_STRATEGIES, PART_NAMES
 from services.config import load_settings
 from services.database import open_database
+from services.embeddings import embeddings_folder
 from services.headless_selection import CSV_COLUMNS
 from services.labels import NewLabel, record_annotations
 from services.transfer import labeled_images
 from services.projects import get_project
 from storage import item_queries
 from storage.models import ModelVersion, Pick, Project, SelectionRun
+from tests.embedding_helpers import store_held_elsewhere
 from tests.labeling_project import CLASSES, true_class
 
 
@@ -270,3 +274,17 @@ def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_str
         [(item, "triage", as_strategy_pick[item]) for item in queued]
     _, rows = _read(tmp_path / "p.csv")
     assert [(int(r["item_id"]), r["predicted"]) for r in rows] == [(item, names[item]) for item in queued]
+
+
+def test_select_waits_while_another_process_writes_the_embeddings(labeled_paths, tmp_path, capsys):
+    settings = load_settings()
+    with open_database(settings) as db:
+        folder = embeddings_folder(settings, get_project(db, "default"), identify_backbone(settings.backbone).key)
+    release = tmp_path / "release"
+    with store_held_elsewhere(settings.backbone, folder, release):
+        assert main(["select", "--n", "2", "--out", str(tmp_path / "refused.csv"), "--wait", "0"]) == 1
+        assert "another process is writing" in capsys.readouterr().err
+        threading.Timer(1.0, release.touch).start()
+        assert main(["select", "--n", "2", "--out", str(tmp_path / "picks.csv"), "--wait", "1"]) == 0
+    assert "waiting for it to finish" in capsys.readouterr().err
+    assert len(_read(tmp_path / "picks.csv")[1]) == 2

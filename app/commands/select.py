@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from core.selection import ALL_STRATEGIES, PART_NAMES  # numpy only: --help stays fast
+from app.commands.embed import add_wait_option, say_waiting
 from services.config import Settings
 
 
@@ -51,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
     parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the BANANA_BACKBONE setting)")
     parser.add_argument("--device", default="cpu", help="device for embedding new images: cpu, cuda, cuda:N or mps")
+    add_wait_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with open_database(settings) as db:
         chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,
                                extract=ExtractConfig(device=args.device), show_progress=sys.stderr.isatty(),
-                               queue=not args.no_queue)
+                               queue=not args.no_queue, wait_seconds=args.wait * 60, on_wait=say_waiting)
     write_atomically(args.out, picks_csv(chosen))
     if args.tasks is not None:
         write_atomically(args.tasks, picks_tasks(chosen, image_prefix=args.image_prefix))

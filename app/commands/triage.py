@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.commands.embed import add_wait_option, say_waiting
 from services.config import Settings
 
 if TYPE_CHECKING:  # the services import numpy and torch: --help stays fast
@@ -53,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--show-queue", action="store_true",
                         help="last, list every image waiting in the \"Label these next\" queue in ask order (path, "
                              "triage margin, when queued and from which batch, who holds it now) and how many wait")
+    add_wait_option(parser)
     parser.set_defaults(run=run, usage_error=parser.error)  # exit status 2, like argparse's own errors
 
 
@@ -101,7 +103,8 @@ def _triage(db: Database, settings: Settings, args: argparse.Namespace, *, proje
     config = TriageConfig(**{name: value for name, value in given.items() if value is not None})
     report = triage_batch(db, settings, project=project,
                           backbone=args.backbone or settings.backbone, folder=args.batch, since=since, config=config,
-                          extract_config=ExtractConfig(**({} if args.workers is None else {"num_workers": args.workers})))
+                          extract_config=ExtractConfig(**({} if args.workers is None else {"num_workers": args.workers})),
+                          wait_seconds=args.wait * 60, on_wait=say_waiting)
     queued = (label_next(db, project=project, rows=near_failures(report), batch=report.batch)
               if args.label_next else None)
     return report, queued
