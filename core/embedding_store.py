@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -222,38 +223,44 @@ class EmbeddingStore:
                 handle.truncate(path.stat().st_size // 8 * 8)
 
 
-_LOCKED_HERE = {}  # lock file -> open handle, for stores this process writes
+_WRITING_HERE = {}  # lock file -> threading.Lock, held while a store of this process writes it
+_WRITING_HERE_GUARD = threading.Lock()
 
 
 def _lock(folder, wait_seconds=0.0, on_wait=None):
-    """Take the store's writer lock: a POSIX record lock, which forked DataLoader workers do not
-    inherit (so a killed writer's orphaned workers never block the rerun). Polled rather than
-    blocking, so that a wait ends after ``wait_seconds``."""
+    """Take the store's writer lock: a thread lock within this process, then a POSIX record lock
+    between processes, which forked DataLoader workers do not inherit (so a killed writer's
+    orphaned workers never block the rerun). Both are polled, so that a wait ends after
+    ``wait_seconds``."""
     path = os.path.realpath(folder / "lock")
-    if path in _LOCKED_HERE:  # never waited for: the holder may be this very thread
-        raise StoreBusy(f"this process is already writing {folder}; close that store first")
-    handle = open(path, "a")
-    deadline = time.monotonic() + wait_seconds
+    with _WRITING_HERE_GUARD:
+        here = _WRITING_HERE.setdefault(path, threading.Lock())
+    deadline, handle = time.monotonic() + wait_seconds, None
     while True:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError:
-            if time.monotonic() >= deadline:
-                handle.close()
-                waited = f" (waited {wait_seconds:g} s)" if wait_seconds else ""
-                raise StoreBusy(f"another process is writing {folder}{waited}; wait for it to finish") from None
+        if handle is None and here.acquire(blocking=False):
+            handle = open(path, "a")
+        if handle is not None:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return handle
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait_seconds:g} s)" if wait_seconds else ""
+            if handle is None:
+                raise StoreBusy(f"this process is already writing {folder} (another store or thread){waited}; "
+                                "wait for it to finish")
+            _unlock(handle)
+            raise StoreBusy(f"another process is writing {folder}{waited}; wait for it to finish")
         if on_wait is not None:
             on_wait()
             on_wait = None
         time.sleep(LOCK_POLL_SECONDS)
-    _LOCKED_HERE[path] = handle
-    return handle
 
 
 def _unlock(handle):
-    _LOCKED_HERE.pop(handle.name, None)
-    handle.close()
+    handle.close()  # releases the record lock
+    _WRITING_HERE[handle.name].release()
 
 
 def _runs(sorted_rows):

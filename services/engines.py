@@ -39,6 +39,8 @@ SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
 # Images are decoded in the server process: DataLoader workers forked from a threaded
 # web server are not worth the risk for the small images this usually sees.
 APP_EXTRACT_CONFIG = ExtractConfig(num_workers=0)
+# While another writer (a CLI command, another page) fills the embeddings, the app waits this long.
+APP_STORE_WAIT_SECONDS = 600.0
 
 
 @dataclass
@@ -120,7 +122,7 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         startup.phase, startup.done, startup.total = "embedding", 0, 0
         pool = _pool_signature(db, startup.project)  # counted first: images ingested later grow the pool
         report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,
-                       on_progress=progress)
+                       on_progress=progress, wait_seconds=APP_STORE_WAIT_SECONDS)
         startup.phase = "loading"
         startup.engine = build_engine(db, settings, startup.project, report.folder)
         startup.pool = pool
@@ -188,7 +190,8 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
     """Embed the new images, build a fresh engine over the grown pool, swap it in; the old one
     keeps serving the labeling sessions that hold it for ``retire_seconds``, then closes."""
     try:
-        report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG)
+        report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,
+                       wait_seconds=APP_STORE_WAIT_SECONDS)
         engine = build_engine(db, settings, startup.project, report.folder)
     except Exception as error:  # the current engine keeps serving; shown in the app, retried later
         log.exception("adding new images to project %r failed", startup.project)

@@ -168,3 +168,25 @@ def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_aft
             assert store.dim == backbone.embed_dim
         assert waits == [1]  # told once that it waits
         assert holder.wait(30) == 0
+
+
+def test_a_writer_waits_for_another_thread_of_this_process_to_close_the_store(tmp_path, backbone):
+    first = open_store(tmp_path / "store", backbone)
+    waits, opened = [], []
+
+    def second_writer():
+        with EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
+                                             wait_seconds=60, on_wait=lambda: waits.append(1)) as store:
+            opened.append(store.dim)
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not waits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert opened == [] and waits == [1]  # waiting, not failing
+    first.close()
+    thread.join(30)
+    assert opened == [backbone.embed_dim]
+    with open_store(tmp_path / "store", backbone):  # and released again
+        pass

@@ -17,7 +17,7 @@ from app.resources import database, settings
 from app.safe_text import escape_markdown
 from app.user_state import chosen_project
 from core.triage import KINDS
-from services.engines import APP_EXTRACT_CONFIG
+from services.engines import APP_EXTRACT_CONFIG, APP_STORE_WAIT_SECONDS
 from services.errors import UserError
 from services.labeling import THUMBNAIL_SIDE
 from services.triage import (clear_label_next, clear_queue_message, csv_text, label_next, label_next_message,
@@ -45,7 +45,10 @@ if run:
     try:
         report = triage_batch(database(), settings(), project=chosen_project(), backbone=settings().backbone,
                               folder=folder.strip() or None, since=since, extract_config=APP_EXTRACT_CONFIG,
-                              on_progress=lambda done, total: progress.progress(done / total if total else 1.0))
+                              on_progress=lambda done, total: progress.progress(done / total if total else 1.0),
+                              wait_seconds=APP_STORE_WAIT_SECONDS,
+                              on_wait=lambda _: progress.progress(0.0, text="Waiting for another process to finish "
+                                                                       "writing the embeddings…"))
     except UserError as error:
         st.error(escape_markdown(str(error)))
         st.stop()
