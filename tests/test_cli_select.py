@@ -127,18 +127,11 @@ def test_probability_is_the_top_class_probability(labeled_paths, tmp_path):
 
 
 def test_a_multi_label_project_gets_class_sets_as_predictions(labeling_home, tmp_path):
-    with open_database(load_settings()) as db:
-        with db.writing() as session:
-            session.get(Project, get_project(db, "default").id).multi_label = True
-        with db.reading() as session:
-            items = item_queries.ok_item_paths(session, get_project(db, "default").id)
-        labels = [NewLabel(i, sorted({true_class(p), CLASSES[n % 4]})) for n, (i, p) in enumerate(items[:16])]
-        record_annotations(db, labels, annotator="ann")
+    labeled = _multi_label_project()
 
     assert main(["select", "--n", "4", "--out", str(tmp_path / "p.csv")]) == 0
 
     _, rows = _read(tmp_path / "p.csv")
-    labeled = {p for _, p in items[:16]}
     assert len(rows) == 4 and not {r["path"] for r in rows} & labeled
     assert all(set(filter(None, r["predicted"].split(";"))) <= set(CLASSES) for r in rows)
     assert all(0 < float(r["probability"]) <= 1 for r in rows)
