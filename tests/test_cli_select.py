@@ -3,12 +3,12 @@
 import csv
 import json
 import math
-import threading
 
 import pytest
 from sqlalchemy import select
 
 from app.cli import main
+from app.commands import select as select_command
 from core.backbones import identify_backbone
 from core.selection import ALL_STRATEGIES, PART_NAMES
 from services.config import load_settings
@@ -269,7 +269,7 @@ def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_str
     assert [(int(r["item_id"]), r["predicted"]) for r in rows] == [(item, names[item]) for item in queued]
 
 
-def test_select_waits_while_another_process_writes_the_embeddings(labeled_paths, tmp_path, capsys):
+def test_select_waits_while_another_process_writes_the_embeddings(labeled_paths, tmp_path, capsys, monkeypatch):
     settings = load_settings()
     with open_database(settings) as db:
         folder = embeddings_folder(settings, get_project(db, "default"), identify_backbone(settings.backbone).key)
@@ -277,7 +277,8 @@ def test_select_waits_while_another_process_writes_the_embeddings(labeled_paths,
     with store_held_elsewhere(settings.backbone, folder, release):
         assert main(["select", "--n", "2", "--out", str(tmp_path / "refused.csv"), "--wait", "0"]) == 1
         assert "another process is writing" in capsys.readouterr().err
-        threading.Timer(1.0, release.touch).start()
+        told = select_command.say_waiting
+        monkeypatch.setattr(select_command, "say_waiting", lambda folder: (told(folder), release.touch()))
         assert main(["select", "--n", "2", "--out", str(tmp_path / "picks.csv"), "--wait", "1"]) == 0
     assert "waiting for it to finish" in capsys.readouterr().err
     assert len(_read(tmp_path / "picks.csv")[1]) == 2

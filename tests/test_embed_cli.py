@@ -1,12 +1,12 @@
 """embed, similar and export-embeddings through the CLI, on a small folder and a random-init backbone file."""
 import csv
 import os
-import threading
 
 import numpy as np
 import pytest
 
 from app.cli import main
+from app.commands import embed as embed_command
 from core.backbones import identify_backbone
 from tests.embedding_helpers import store_held_elsewhere, write_colour_images, write_tiny_backbone
 
@@ -90,7 +90,8 @@ def test_similar_names_an_unknown_item(pool, tmp_path, capsys):
     assert code == 1 and "(broken.png) has no local:" in err
 
 
-def test_embed_waits_while_another_process_writes_the_embeddings_and_then_adds_what_is_missing(pool, tmp_path, capsys):
+def test_embed_waits_while_another_process_writes_the_embeddings_and_then_adds_what_is_missing(pool, tmp_path, capsys,
+                                                                                              monkeypatch):
     backbone = f"local:{write_tiny_backbone(tmp_path / 'tiny.safetensors')}"
     folder = pool.parent / "home" / "embeddings" / "project-1" / identify_backbone(backbone).key
     release = tmp_path / "release"
@@ -98,7 +99,8 @@ def test_embed_waits_while_another_process_writes_the_embeddings_and_then_adds_w
         code, _, err = run(capsys, "embed", "--backbone", backbone, "--workers", "0", "--wait", "0")
         assert code == 1 and "another process is writing" in err and "wait for it to finish" in err
 
-        threading.Timer(1.0, release.touch).start()
+        told = embed_command.say_waiting  # the holder is let go once the command says it waits
+        monkeypatch.setattr(embed_command, "say_waiting", lambda folder: (told(folder), release.touch()))
         code, out, err = run(capsys, "embed", "--backbone", backbone, "--workers", "0", "--wait", "1")
     assert "waiting for it to finish" in err
     assert code == 0 and "embedded: 15" in out

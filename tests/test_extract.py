@@ -162,9 +162,13 @@ def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_aft
         assert time.monotonic() - started >= 0.5
 
         waits = []
-        threading.Timer(0.5, release.touch).start()  # the holder finishes while this writer waits
+
+        def waiting():  # the holder finishes while this writer waits
+            waits.append(1)
+            release.touch()
+
         with EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
-                                             wait_seconds=60, on_wait=lambda: waits.append(1)) as store:
+                                             wait_seconds=60, on_wait=waiting) as store:
             assert store.dim == backbone.embed_dim
         assert waits == [1]  # told once that it waits
         assert holder.wait(30) == 0
