@@ -108,6 +108,7 @@ class ProjectEngine:
         self.images = ImageCache(Path(project.root_path))
         self.background = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"asks-{project.id}")
         self._closed = False
+        self.successor: ProjectEngine | None = None  # the engine that replaced this one (the pool grew)
         self._lock = threading.Lock()  # guards _labels; held only briefly
         self._state_lock = threading.Lock()  # guards _state, which selection reads for a while
         self._rng = np.random.default_rng()
@@ -192,7 +193,11 @@ class ProjectEngine:
             return [item for item, label in self._labels.items() if label.class_ids]
 
     def set_label(self, item_id: int, label: CurrentLabel) -> None:
-        """Take in an annotation that is already committed; the probe retrains in the background."""
+        """Take in an annotation that is already committed; the probe retrains in the background.
+        A replaced engine passes it on to its successor too: sessions may label through it until
+        they notice the swap, even after it closed."""
+        if self.successor is not None:
+            self.successor.set_label(item_id, label)
         row = self.row_of.get(item_id)
         if row is None:
             return  # not embedded: nothing to learn from

@@ -207,6 +207,7 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
         if registered:
             old = startup.engine
             startup.engine, startup.pool, startup.growth_error = engine, pool, None
+            old.successor = engine  # from now on its labels reach the new engine directly
             _retiring.append(old)
         else:
             startup.growing = None
@@ -216,19 +217,18 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
     catch_up_labels(engine)  # and those given through the old engine while the swap happened
     with _lock:
         startup.growing = None  # only now, so "up to date" means every label is in
-    retire = threading.Timer(config.retire_seconds, _retire, args=(old, engine))
+    retire = threading.Timer(config.retire_seconds, _retire, args=(old,))
     retire.daemon = True
     retire.start()
 
 
-def _retire(old: ProjectEngine, successor: ProjectEngine) -> None:
+def _retire(old: ProjectEngine) -> None:
     with _lock:
         if not any(engine is old for engine in _retiring):
             return  # closed by close_engines
         _retiring[:] = [engine for engine in _retiring if engine is not old]
     try:
-        old.close()
-        catch_up_labels(successor)  # labels given through the old engine until now
+        old.close()  # labels still given through it reach its successor (ProjectEngine.set_label)
     except Exception:
         log.exception("retiring a replaced engine of project %r failed", old.project_name)
 

@@ -121,6 +121,23 @@ def test_new_images_join_the_running_engine_and_every_label_is_kept(small_projec
     assert set(new.labeled_items()) == set(new.item_ids.tolist())
 
 
+def test_a_label_given_through_the_replaced_engine_after_it_retired_reaches_the_new_one(small_project):
+    base, settings, db, old = small_project
+    session = LabelingSession(old, "ann")
+    shown = session.current()  # on screen while the pool grows; answered after the old engine retired
+    add_sample_images(base, 3, 4)
+    ingest(db, settings, source=base / "images", project="default")
+    startup = grow_pool(db, settings, config=FAST)
+    assert wait_for(lambda: startup.growing is None) and startup.engine is not old
+    assert wait_for(lambda: not engines._retiring) and old.closed
+
+    session.label(shown.item_id, [class_id(old, true_class(shown.path))])
+
+    new = startup.engine
+    assert new.current_label(shown.item_id).class_ids == (class_id(new, true_class(shown.path)),)
+    session.close()
+
+
 def test_a_failed_growth_keeps_the_engine_serving_and_says_why(small_project, monkeypatch):
     base, settings, db, old = small_project
     add_sample_images(base, 3, 4)
