@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from services.database import open_database
 from services.errors import UserError
@@ -20,6 +20,7 @@ from services.labels import add_label_class, record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, ItemStatus
+from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 THREADS = 8
 ITEMS_PER_THREAD = 5
@@ -98,27 +99,15 @@ def test_concurrent_labelers_lose_nothing_and_never_see_an_error(backend_db, bac
           f"max {latencies_ms.max():.1f} ms")
 
 
-def _wait_until_a_writer_waits(db) -> None:
-    """Return once another transaction waits on a lock this test holds."""
-    if db.engine.dialect.name != "postgresql":
-        time.sleep(0.5)  # SQLite gives no view of a writer waiting on BEGIN IMMEDIATE
-        return
-    deadline = time.monotonic() + 30
-    with db.engine.connect() as connection:
-        while not connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                         "AND wait_event_type = 'Lock'")):
-            assert time.monotonic() < deadline, "the second writer never reached the lock"
-            time.sleep(0.01)
-            connection.rollback()  # a fresh snapshot of pg_stat_activity
 
 
 def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_error(backend_db, tmp_path):
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
-    second, outcome = _in_a_thread(lambda: add_label_class(backend_db, project=project, name="cow"))
+    second, outcome = in_a_thread(lambda: add_label_class(backend_db, project=project, name="cow"))
     with backend_db.writing() as session:  # the first labeler's transaction, still open
         queries.add_label_class(session, project.id, "cow")
         second.start()
-        _wait_until_a_writer_waits(backend_db)
+        wait_until_a_writer_waits(backend_db)
     second.join(timeout=30)
 
     assert len(outcome) == 1 and isinstance(outcome[0], UserError) and "already has a class" in str(outcome[0])
@@ -126,25 +115,14 @@ def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_er
         assert list(queries.label_classes_by_name(session, project.id, ["cow"])) == ["cow"]
 
 
-def _in_a_thread(action):
-    """Run ``action`` in a thread; return (the thread, a list that gets its result or error)."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(action())
-        except BaseException as error:  # noqa: BLE001 - asserted by the callers
-            outcome.append(error)
-
-    return threading.Thread(target=run), outcome
 
 
 def test_two_commands_creating_the_same_project_at_once_both_get_it(backend_db, tmp_path):
-    second, outcome = _in_a_thread(lambda: ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path))
+    second, outcome = in_a_thread(lambda: ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path))
     with backend_db.writing() as session:  # the first command's transaction, still open
         created = queries.add_project(session, name="p", root_path=str(tmp_path.resolve()))
         second.start()
-        _wait_until_a_writer_waits(backend_db)
+        wait_until_a_writer_waits(backend_db)
         created_id = created.id
     second.join(timeout=30)
     assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
@@ -160,11 +138,11 @@ def test_two_admins_renaming_classes_to_one_name_at_once_get_a_clear_error(backe
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
     first, other = (add_label_class(backend_db, project=project, name=name) for name in ("calf", "heifer"))
     engine = SimpleNamespace(db=backend_db, project_id=project.id, reload_classes=lambda: None)  # what rename_class uses
-    second, outcome = _in_a_thread(lambda: rename_class(engine, other.id, "cow"))
+    second, outcome = in_a_thread(lambda: rename_class(engine, other.id, "cow"))
     with backend_db.writing() as session:  # the first admin's rename, still open
         label_queries.set_class_name(session, first.id, "cow")
         second.start()
-        _wait_until_a_writer_waits(backend_db)
+        wait_until_a_writer_waits(backend_db)
     second.join(timeout=30)
     assert len(outcome) == 1 and isinstance(outcome[0], UserError) and "already a class called 'cow'" in str(outcome[0])
     with backend_db.reading() as session:

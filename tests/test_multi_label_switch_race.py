@@ -9,10 +9,8 @@ simply waits for the first to commit.
 """
 
 import threading
-import time
 
 import pytest
-from sqlalchemy import text
 
 from services import projects
 from services.errors import UserError
@@ -20,6 +18,7 @@ from services.labels import add_label_class, append_annotation, record_annotatio
 from services.projects import ensure_project, get_project, set_multi_label
 from storage import label_queries, queries
 from storage.models import AnnotationSource, ItemStatus
+from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 
 def _multi_label_project(db, tmp_path) -> dict[str, int]:
@@ -34,31 +33,8 @@ def _multi_label_project(db, tmp_path) -> dict[str, int]:
     return {row["path"]: item_id for row, item_id in zip(rows, ids)}
 
 
-def _in_a_thread(action):
-    """Run ``action`` in a thread; return (the thread, a list that gets its result or error)."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(action())
-        except BaseException as error:  # noqa: BLE001 - asserted by the callers
-            outcome.append(error)
-
-    return threading.Thread(target=run, daemon=True), outcome
 
 
-def _wait_until_it_waits_or_ends(db, thread: threading.Thread) -> None:
-    """Return once another transaction waits on a lock, or ``thread`` has finished."""
-    if db.engine.dialect.name != "postgresql":
-        thread.join(0.5)  # SQLite gives no view of a writer waiting on BEGIN IMMEDIATE
-        return
-    deadline = time.monotonic() + 30
-    with db.engine.connect() as connection:
-        while thread.is_alive() and not connection.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")):
-            assert time.monotonic() < deadline, "the second writer neither finished nor waited on a lock"
-            time.sleep(0.01)
-            connection.rollback()  # a fresh snapshot of pg_stat_activity
 
 
 def _several_class_images(db) -> list[int]:
@@ -86,12 +62,12 @@ def _switch_waiting_after_its_count(monkeypatch):
 
 def test_a_label_of_several_classes_saved_first_makes_the_switch_to_single_label_refuse(backend_db, tmp_path):
     items = _multi_label_project(backend_db, tmp_path)
-    switch, switched = _in_a_thread(lambda: set_multi_label(backend_db, "p", False))
+    switch, switched = in_a_thread(lambda: set_multi_label(backend_db, "p", False))
     with backend_db.writing() as session:  # the annotator's label, written and not yet committed
         append_annotation(session, item_id=items["img1.png"], class_names=["cat", "dog"], annotator="ann",
                           source=AnnotationSource.HUMAN, duration_ms=None, supersedes_id=None)
         switch.start()
-        _wait_until_it_waits_or_ends(backend_db, switch)
+        wait_until_a_writer_waits(backend_db, switch)
     switch.join(timeout=30)
 
     assert not switch.is_alive() and len(switched) == 1
@@ -105,14 +81,14 @@ def test_a_switch_to_single_label_committed_first_makes_a_label_of_several_class
                                                                                          monkeypatch):
     items = _multi_label_project(backend_db, tmp_path)
     counted, go = _switch_waiting_after_its_count(monkeypatch)
-    switch, switched = _in_a_thread(lambda: set_multi_label(backend_db, "p", False))
-    label, labeled = _in_a_thread(lambda: record_annotation(backend_db, item_id=items["img2.png"],
+    switch, switched = in_a_thread(lambda: set_multi_label(backend_db, "p", False))
+    label, labeled = in_a_thread(lambda: record_annotation(backend_db, item_id=items["img2.png"],
                                                             class_names=["cat", "dog"], annotator="bob"))
     switch.start()
     try:
         assert counted.wait(30), "the switch never counted"
         label.start()  # the project is still multi-label for everyone else: the switch has not committed
-        _wait_until_it_waits_or_ends(backend_db, label)
+        wait_until_a_writer_waits(backend_db, label)
     finally:
         go.set()
     switch.join(timeout=30)
@@ -137,8 +113,8 @@ ONLY_POSTGRES = pytest.mark.parametrize("backend_settings", ["postgresql"], indi
 def test_a_label_of_one_class_does_not_wait_for_a_switch_in_progress(backend_db, tmp_path, monkeypatch):
     items = _multi_label_project(backend_db, tmp_path)
     counted, go = _switch_waiting_after_its_count(monkeypatch)
-    switch, switched = _in_a_thread(lambda: set_multi_label(backend_db, "p", False))
-    label, labeled = _in_a_thread(lambda: record_annotation(backend_db, item_id=items["img0.png"], class_names=["cat"],
+    switch, switched = in_a_thread(lambda: set_multi_label(backend_db, "p", False))
+    label, labeled = in_a_thread(lambda: record_annotation(backend_db, item_id=items["img0.png"], class_names=["cat"],
                                                             annotator="ann"))
     switch.start()
     try:
@@ -158,7 +134,7 @@ def test_labels_of_several_classes_do_not_wait_for_each_other(backend_db, tmp_pa
     with backend_db.writing() as session:  # one annotator's label, not yet committed
         append_annotation(session, item_id=items["img0.png"], class_names=["cat", "dog"], annotator="ann",
                           source=AnnotationSource.HUMAN, duration_ms=None, supersedes_id=None)
-        other, saved = _in_a_thread(lambda: record_annotation(backend_db, item_id=items["img1.png"],
+        other, saved = in_a_thread(lambda: record_annotation(backend_db, item_id=items["img1.png"],
                                                               class_names=["cat", "dog"], annotator="bob"))
         other.start()
         other.join(timeout=10)
