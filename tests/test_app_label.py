@@ -1,8 +1,11 @@
 """The Label page, run headless: keyboard buttons, undo, new class, suggestions, multi-label toggles."""
 
 from app.label_why import SOURCE_TEXT
+from services.accounts import set_disabled
 from services.labeling import LabelingSession
 from services.leases import OVERLAP_SOURCE, TeamSettings, save_team_settings
+from storage import queries
+from storage.models import Role
 from tests.app_helpers import open_page, shortcuts
 from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 
@@ -86,3 +89,18 @@ def test_an_overlap_ask_says_why_it_is_asked_again(engine):
     app = open_page(name="ann")  # overlap asks come first, and never back to the one who labeled it
     assert shown_path(app) == ask.path
     assert SOURCE_TEXT[OVERLAP_SOURCE] in [markdown.value for markdown in app.expander[0].markdown]
+
+
+def test_an_account_disabled_meanwhile_labels_nothing_more_and_is_signed_out(engine):
+    app = open_page(name="ann", role=Role.ANNOTATOR)
+    path = shown_path(app)
+    item = engine.item_ids[engine.paths.index(path)]
+    set_disabled(engine.db, name="ann", disabled=True, by=None)  # an admin, elsewhere
+
+    app.button(key=f"class-{class_id(engine, 'cat')}").click().run()
+
+    assert not app.exception
+    assert engine.current_label(item) is None
+    with engine.db.reading() as session:
+        assert queries.latest_annotation(session, int(item)) is None
+    assert [w.value for w in app.warning] == ["Sign in first: open the app's start page."]

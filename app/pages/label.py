@@ -8,7 +8,7 @@ import math
 
 import streamlit as st
 
-from app.auth import require
+from app.auth import current_account, require
 from app.class_toggles import KEYED_CLASSES
 from app.engine_gate import ready_engine
 from app.label_why import why_panel
@@ -24,8 +24,17 @@ from storage.models import Role
 require(Role.ANNOTATOR)  # first: see app/auth.py
 
 
+def _still_allowed() -> bool:
+    """Whether the signed-in account may still label: the pane's clicks rerun only the pane, not
+    the app's sign-in check, and an admin may have disabled or demoted the account meanwhile."""
+    account = current_account()
+    return account is not None and account.can(Role.ANNOTATOR)
+
+
 def _run(action, *args) -> None:
     """Button callback: do the action, keep a user error to show after the rerun."""
+    if not _still_allowed():
+        return  # nothing is written; the pane then reruns the whole app, which says why
     try:
         action(*args)
     except UserError as error:
@@ -109,6 +118,8 @@ def _suggestion(session: LabelingSession, ask: Ask) -> tuple[dict[int, float], i
 
 @st.fragment
 def label_pane(session: LabelingSession) -> None:
+    if not _still_allowed():
+        st.rerun(scope="app")
     message = st.session_state.pop("label_message", None)
     if message:
         st.warning(escape_markdown(message), icon=":material/warning:")
