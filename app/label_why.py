@@ -8,9 +8,10 @@ import streamlit as st
 from app.safe_text import escape_markdown
 from services.engine import Ask, ProjectEngine
 from services.labeling import THUMBNAIL_SIDE
-from services.leases import OVERLAP_SOURCE
+from services.leases import OVERLAP_SOURCE, is_overlap
 
 NEIGHBOURS = 5
+NEIGHBOURS_HIDDEN = "The nearest labeled images are hidden for a second opinion: their labels would hint at the answer."
 
 SOURCE_TEXT = {
     "default": "The model is unsure about this image, and it sits at a middle distance from the labeled images: "
@@ -53,7 +54,10 @@ def why_panel(engine: ProjectEngine, ask: Ask) -> None:
             rows.append({"part": "band centre / half-width (cosine)", "value": f"{ask.band[0]:.3f} / {ask.band[1]:.3f}"})
         if rows:
             st.dataframe(rows, hide_index=True, width="stretch")
-        _neighbours(engine, ask)
+        if is_overlap(ask):  # their labels would all but give the first annotator's answer away
+            st.caption(NEIGHBOURS_HIDDEN)
+        else:
+            _neighbours(engine, ask)
 
 
 def _neighbours(engine: ProjectEngine, ask: Ask) -> None:

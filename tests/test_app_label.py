@@ -1,6 +1,6 @@
 """The Label page, run headless: keyboard buttons, undo, new class, suggestions, multi-label toggles."""
 
-from app.label_why import SOURCE_TEXT
+from app.label_why import NEIGHBOURS_HIDDEN, SOURCE_TEXT
 from services.accounts import set_disabled
 from services.labeling import LabelingSession
 from services.leases import OVERLAP_SOURCE, TeamSettings, save_team_settings
@@ -89,6 +89,8 @@ def test_an_overlap_ask_says_why_it_is_asked_again(engine):
     app = open_page(name="ann")  # overlap asks come first, and never back to the one who labeled it
     assert shown_path(app) == ask.path
     assert SOURCE_TEXT[OVERLAP_SOURCE] in [markdown.value for markdown in app.expander[0].markdown]
+    # No labeled neighbours either: their labels would give the first answer away.
+    assert [c.value for c in app.expander[0].caption] == [NEIGHBOURS_HIDDEN]
 
 
 def test_an_account_disabled_meanwhile_labels_nothing_more_and_is_signed_out(engine):
