@@ -309,7 +309,7 @@ def _names(names) -> tuple[str, ...]:
 
 
 def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, file_name: str, create_classes: bool,
-                  annotator: str | None = None) -> ImportReport:
+                  annotator: str | None = None, importer: str | None = None) -> ImportReport:
     """Record ``rows`` as ``import`` annotations, all in one transaction.
 
     Every row is checked first; a row that cannot be recorded (two classes in a
@@ -317,7 +317,8 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
     class, the same image twice with different labels) is a UserError naming its line,
     and nothing is written. Rows naming no image of the project are skipped and reported.
     An image whose current label equals the row's gets no new annotation, so importing a
-    file twice changes nothing. ``annotator`` (else the row's own) is recorded with each.
+    file twice changes nothing. ``annotator`` (else the row's own, else ``importer``: who
+    imports the file) is recorded with each.
     """
     project = get_project(db, project_name)
     with db.writing() as session:
@@ -332,7 +333,7 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
                                     [current[ids[path]].annotation_id for path in changes if ids[path] in current])
         for path, row in changes.items():
             label = current.get(ids[path])
-            append_annotation(session, item_id=ids[path], class_names=row.labels, annotator=annotator or row.annotator,
+            append_annotation(session, item_id=ids[path], class_names=row.labels, annotator=annotator or row.annotator or importer,
                               source=AnnotationSource.IMPORT, duration_ms=None,
                               supersedes_id=label.annotation_id if label is not None else None)
     return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
@@ -405,12 +406,12 @@ def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) 
 
 
 def import_file(db: Database, project_name: str, data: bytes, *, file_name: str, fmt: str | None = None,
-                create_classes: bool, annotator: str | None = None) -> ImportReport:
+                create_classes: bool, annotator: str | None = None, importer: str | None = None) -> ImportReport:
     """Read, check and import one file (format guessed when ``fmt`` is None); see :func:`import_labels`."""
     text = read_text(data, file_name)
     rows = parse_import(text, fmt=fmt or guess_format(file_name, text), file_name=file_name)
     return import_labels(db, project_name, rows, file_name=file_name, create_classes=create_classes,
-                         annotator=annotator)
+                         annotator=annotator, importer=importer)
 
 
 def import_csv(db: Database, project_name: str, text: str, *, create_classes: bool) -> ImportReport:

@@ -257,3 +257,15 @@ def test_bytes_that_are_not_utf8_name_the_line_and_an_archived_class_is_refused(
         import_file(db, "default", f"path,labels\n{path},{archived}\n".encode(), file_name="x.csv",
                     create_classes=True)
     assert _state(db, "default") == before
+
+
+def test_an_import_records_the_rows_annotator_else_who_imported_it(two_projects):
+    db, _ = two_projects
+    first, second = sorted(_ids(db, "default"))[:2]
+    text = f"path,labels,annotator\n{first},{true_class(first)},ls-ann\n{second},{true_class(second)},\n"
+
+    report = import_file(db, "default", text.encode(), file_name="x.csv", create_classes=True, importer="adam")
+
+    assert report.imported == 2
+    after = {i.path: i.annotator for i in labeled_images(db, "default")}
+    assert (after[first], after[second]) == ("ls-ann", "adam")

@@ -8,7 +8,7 @@ import streamlit as st
 from app.auth import require
 from app.resources import database
 from app.safe_text import escape_markdown
-from app.user_state import chosen_project
+from app.user_state import annotator, chosen_project
 from services.engines import running_engines
 from services.errors import UserError
 from services.transfer import (export_image_folder, import_file, label_studio_config, labeled_images, to_coco, to_csv,
@@ -65,7 +65,8 @@ with st.form("import"):
     create = st.checkbox("Create classes that do not exist yet")
     if st.form_submit_button("Import") and upload is not None:
         try:
-            report = import_file(db, project, upload.getvalue(), file_name=upload.name, create_classes=create)
+            report = import_file(db, project, upload.getvalue(), file_name=upload.name, create_classes=create,
+                                 importer=annotator())
         except UserError as error:
             st.error(escape_markdown(str(error)))
         else:
