@@ -46,8 +46,9 @@ def show(engine: ProjectEngine) -> None:
     def review(issue: MultiLabelIssue, class_ids) -> None:
         try:
             review_label_set(engine, issue, class_ids=class_ids, reviewer=annotator())
-        except UserError as error:
+        except UserError as error:  # the issue stays on screen, so the message can be acted on (or skipped)
             st.session_state[MESSAGE] = str(error)
+            return
         advance()
 
     if st.session_state.get(QUEUE, (None,))[0] != engine.project_id:

@@ -3,6 +3,7 @@
 import json
 
 from core.slices import SliceConfig
+from services.classes import set_archived
 from services.slices import create_slice, project_slices
 from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
@@ -32,6 +33,19 @@ def test_label_issue_page_relabels_with_the_suggestion_from_the_keyboard(engine)
     assert engine.classes[label.class_ids[0]].name == shown.split("/")[0]
     with engine.db.reading() as session:
         assert session.get(Annotation, label.annotation_id).source is AnnotationSource.REVIEW
+
+
+def test_a_refused_relabel_keeps_its_issue_on_screen_with_the_reason(engine):
+    label_all(engine, wrong_for=planted_errors(engine))
+    app = open_page("pages/label_issues.py", role=Role.REVIEWER)
+    shown = app.text[0].value
+    suggested = next(c for c in engine.active_classes() if c.name == shown.split("/")[0])
+    set_archived(engine, suggested.id, True)  # an admin, meanwhile
+
+    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
+
+    assert not app.exception and app.text[0].value == shown
+    assert "archived" in app.warning[0].value
 
 
 def test_label_issue_page_is_for_reviewers(engine):

@@ -43,8 +43,9 @@ def _advance() -> None:
 def _review(issue: LabelIssue, class_id: int) -> None:
     try:
         review_label(engine, issue, class_id=class_id, reviewer=annotator())
-    except UserError as error:
+    except UserError as error:  # the issue stays on screen, so the message can be acted on (or skipped)
         st.session_state["label_issue_message"] = str(error)
+        return
     _advance()
 
 
