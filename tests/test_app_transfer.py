@@ -77,3 +77,11 @@ def test_export_page_offers_four_downloads_and_the_label_studio_config(engine, l
     app = open_page("pages/transfer.py")
     assert [b.label for b in app.get("download_button")] == ["CSV", "JSON", "COCO-style JSON", "Label Studio tasks"]
     assert all(f'<Choice value="{name}"/>' in app.code[0].value for name in ("airplane", "cat", "frog", "truck"))
+
+
+def test_the_page_says_what_is_missing_when_a_form_is_sent_empty(engine, labeled):
+    app = open_page("pages/transfer.py")
+    next(b for b in app.button if b.label == "Write one folder per class").click().run()
+    assert [e.value for e in app.error] == ["Enter the folder to write the images to: a new folder, or an empty one."]
+    next(b for b in app.button if b.label == "Import").click().run()
+    assert [e.value for e in app.error] == ["Choose a CSV or JSON file first."]

@@ -45,8 +45,9 @@ if not slices:
     st.info("No failure slices yet.")
     st.stop()
 if st.button("Measure with the serving model now", disabled=engine.serving.model_version_id is None):
-    added = record_metrics(engine)
-    st.session_state["slices_done"] = f"Measured {added} slice(s) with model version {engine.serving.model_version_id}."
+    added, version = record_metrics(engine), engine.serving.model_version_id
+    st.session_state["slices_done"] = (f"Measured {added} slice{'' if added == 1 else 's'} with model version {version}."
+                                       if added else f"Every slice is already measured with model version {version}.")
     st.rerun()
 
 

@@ -43,18 +43,25 @@ studio_file.download_button("Label Studio tasks", lambda: to_label_studio(db, pr
 with st.expander("Label Studio labeling config"):
     st.code(label_studio_config(db, project), language="xml")
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 with st.form("image-folder"):
     st.subheader("ImageFolder")
     folder = st.text_input("New or empty folder on this computer", placeholder="/data/exports/banana")
     how = st.radio("Files", ["copies", "hard links", "symbolic links"], horizontal=True)
     if st.form_submit_button("Write one folder per class"):
-        try:
-            written = export_image_folder(db, project, _labeled(), Path(folder).expanduser(),
-                                          files={"copies": "copy", "hard links": "hardlink"}.get(how, "symlink"))
-        except (UserError, OSError) as error:
-            st.error(escape_markdown(str(error)))
+        if not folder.strip():
+            st.error("Enter the folder to write the images to: a new folder, or an empty one.")
         else:
-            st.success(escape_markdown(f"Wrote {written} files under {folder}."))
+            try:
+                written = export_image_folder(db, project, _labeled(), Path(folder.strip()).expanduser(),
+                                              files={"copies": "copy", "hard links": "hardlink"}.get(how, "symlink"))
+            except (UserError, OSError) as error:
+                st.error(escape_markdown(str(error)))
+            else:
+                st.success(escape_markdown(f"Wrote {written} files under {folder}."))
 
 st.header("Import labels")
 st.caption("A CSV with a header row and the columns path (relative to the project's root) and labels "
@@ -63,7 +70,10 @@ st.caption("A CSV with a header row and the columns path (relative to the projec
 with st.form("import"):
     upload = st.file_uploader("CSV or JSON file", type=["csv", "json"])
     create = st.checkbox("Create classes that do not exist yet")
-    if st.form_submit_button("Import") and upload is not None:
+    submitted = st.form_submit_button("Import")
+    if submitted and upload is None:
+        st.error("Choose a CSV or JSON file first.")
+    if submitted and upload is not None:
         try:
             report = import_file(db, project, upload.getvalue(), file_name=upload.name, create_classes=create,
                                  importer=annotator())
@@ -74,12 +84,12 @@ with st.form("import"):
                 if engine.project_name == project:
                     engine.reload_classes()
                     engine.reload_labels()
-            st.success(f"Imported {report.imported} labels; {report.unchanged} were already current.")
+            st.success(f"Imported {_count(report.imported, 'label')}; {report.unchanged} already current.")
             if report.created_classes:
                 st.info(escape_markdown(f"New classes: {', '.join(report.created_classes)}"))
             if report.unknown:
-                st.warning(f"{len(report.unknown)} paths are not images of this project and were skipped; "
-                           "the first ones:")
+                st.warning(f"{_count(len(report.unknown), 'path')} named no image of this project and "
+                           f"{'was' if len(report.unknown) == 1 else 'were'} skipped; the first ones:")
                 st.dataframe({"line": [u.line for u in report.unknown[:20]],
                               "path": [u.path for u in report.unknown[:20]]}, hide_index=True)
             if report.ambiguous:
