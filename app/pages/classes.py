@@ -44,7 +44,8 @@ st.dataframe([{"key": str(i % 10) if i <= 10 else "", "class": c.name, "labels":
 active = engine.active_classes()
 archived = [c for c in everything if c.archived]
 
-add, rename, merge, archive = st.tabs(["Add", "Rename", "Merge", "Archive or restore"])
+# Tracked, so the tab just used stays open after its action reruns the page.
+add, rename, merge, archive = st.tabs(["Add", "Rename", "Merge", "Archive or restore"], key="classes_tab", on_change="rerun")
 with add, st.form("add-class", clear_on_submit=True):
     name = st.text_input("Name", max_chars=200)
     if st.form_submit_button("Add class"):
