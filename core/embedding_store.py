@@ -238,7 +238,11 @@ def _lock(folder, wait_seconds=0.0, on_wait=None):
     deadline, handle = time.monotonic() + wait_seconds, None
     while True:
         if handle is None and here.acquire(blocking=False):
-            handle = open(path, "a")
+            try:
+                handle = open(path, "a")
+            except OSError:
+                here.release()  # or no writer of this process could ever take it again
+                raise
         if handle is not None:
             try:
                 fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
