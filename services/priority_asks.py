@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from services.database import Database
 from services.engine import Ask
 from storage import label_queries, lease_queries, priority_queries
-from storage.priority_queries import CHUNK, TRIAGE, LeaseHolder, PendingPick
+from storage.lease_queries import LeaseHolder
+from storage.priority_queries import CHUNK, TRIAGE, PendingPick
 from storage.types import utc_now
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def queue_view(db: Database, project_id: int, *, first: int = 36, source: str = 
     with db.reading() as session:
         waiting = priority_queries.pending(session, project_id, source=source)
         shown = waiting[: max(first, 0)]
-        held = priority_queries.lease_holders(session, [pick.item_id for pick in shown], now=utc_now())
+        held = lease_queries.holders(session, [pick.item_id for pick in shown], now=utc_now())
     return QueueView(waiting=len(waiting), first=shown, held=held)
 
 

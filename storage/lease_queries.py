@@ -11,17 +11,27 @@ wait on each other in a cycle.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import BigInteger, and_, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.lease_models import ItemLease
-from storage.models import Annotation, annotation_class
+from storage.models import Annotation, Annotator, annotation_class
+from storage.priority_queries import CHUNK
 
 # Knuth's multiplicative hash: consecutive item ids spread evenly over [0, 2**32).
 OVERLAP_HASH_MULTIPLIER = 2654435761
 OVERLAP_HASH_RANGE = 2**32
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds an item's primary lease now, and until when (unless they label it first)."""
+
+    annotator: str
+    expires_at: datetime
 
 
 def overlap_threshold(share: float) -> int:
@@ -150,3 +160,17 @@ def leases(session: Session, project_id: int) -> list[ItemLease]:
     """Every lease row of the project (tests and reports)."""
     return list(session.scalars(select(ItemLease).where(ItemLease.project_id == project_id).order_by(ItemLease.id)))
 
+
+def holders(session: Session, item_ids: Sequence[int], *, now: datetime) -> dict[int, LeaseHolder]:
+    """Who holds the primary lease of each of ``item_ids`` now (not expired, not labeled yet): item -> holder.
+    Items nobody holds are left out. Overlap leases (second opinions) are not asked from the queue."""
+    ids = list(dict.fromkeys(item_ids))
+    found: dict[int, LeaseHolder] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = session.execute(
+            select(ItemLease.item_id, Annotator.name, ItemLease.expires_at)
+            .join(Annotator, Annotator.id == ItemLease.annotator_id)
+            .where(ItemLease.item_id.in_(ids[start : start + CHUNK]), ItemLease.overlap.is_(False),
+                   ItemLease.labeled_at.is_(None), ItemLease.expires_at > now))
+        found.update({item: LeaseHolder(name, expires_at) for item, name, expires_at in rows})
+    return found

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from storage.lease_models import ItemLease
-from storage.models import Annotation, Annotator, Item, Pick, SelectionRun, annotation_class
+from storage.models import Annotation, Item, Pick, SelectionRun, annotation_class
 
 TRIAGE = "triage"  # the strategy of a triage queue's selection run and the source of its picks
 CHUNK = 500  # ids per IN (...) list: stays under SQLite's bound-parameter limit
@@ -36,13 +35,6 @@ class PendingPick:
     queued_at: datetime | None = None
     batch: str = ""
 
-
-@dataclass(frozen=True)
-class LeaseHolder:
-    """Who holds an item's primary lease now, and until when (unless they label it first)."""
-
-    annotator: str
-    expires_at: datetime
 
 
 def _pending_where(project_id: int, source: str):
@@ -70,20 +62,6 @@ def pending(session: Session, project_id: int, *, source: str = TRIAGE) -> list[
         found.setdefault(item_id, PendingPick(pick_id, item_id, dict(parts or {}), path, created_at, batch))
     return list(found.values())
 
-
-def lease_holders(session: Session, item_ids: Sequence[int], *, now: datetime) -> dict[int, LeaseHolder]:
-    """Who holds the primary lease of each of ``item_ids`` now (not expired, not labeled yet): item -> holder.
-    Items nobody holds are left out. Overlap leases (second opinions) are not asked from the queue."""
-    ids = list(dict.fromkeys(item_ids))
-    found: dict[int, LeaseHolder] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows = session.execute(
-            select(ItemLease.item_id, Annotator.name, ItemLease.expires_at)
-            .join(Annotator, Annotator.id == ItemLease.annotator_id)
-            .where(ItemLease.item_id.in_(ids[start : start + CHUNK]), ItemLease.overlap.is_(False),
-                   ItemLease.labeled_at.is_(None), ItemLease.expires_at > now))
-        found.update({item: LeaseHolder(name, expires_at) for item, name, expires_at in rows})
-    return found
 
 
 def withdraw(session: Session, project_id: int, *, now: datetime, item_ids: Sequence[int] | None = None,

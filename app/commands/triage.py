@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # the services import numpy and torch: --help stays fast
     from services.database import Database
     from services.priority_asks import QueueResult, QueueView
     from services.triage import TriageReport
-    from storage.priority_queries import LeaseHolder, PendingPick
+    from storage.lease_queries import LeaseHolder
+    from storage.priority_queries import PendingPick
 
 EVERY_WAITING_IMAGE = sys.maxsize  # waiting_queue's ``first``: --show-queue lists the whole queue
 
