@@ -2,8 +2,9 @@
 say are probably wrong, one image at a time.
 
 K keeps the given set, Enter accepts the suggested set, S skips, and keys 1–9 and 0 toggle
-classes of a set that Ctrl+Enter saves; each verdict is a ``review`` annotation superseding the current one. Below: per
-class, its labels, the flagged images that doubt it and the out-of-fold precision and recall.
+classes of a set that Ctrl+Enter saves; each verdict is a ``review`` annotation superseding
+the current one. Below: per class, its labels, the flagged images that doubt it and the
+out-of-fold precision and recall.
 """
 
 from __future__ import annotations
