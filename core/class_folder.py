@@ -12,18 +12,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.decode import open_rgb
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def decode_square(path, size):
-    """Decode an image as RGB, resize its shorter side to ``size`` and centre-crop a square."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        left, top = (width - size) // 2, (height - size) // 2
-        return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    """Decode an image as :func:`core.decode.open_rgb` does (a JPEG reduced while both sides
+    stay at least ``size``), resize its shorter side to ``size`` and centre-crop a square."""
+    image = open_rgb(path, min_side=size)
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.Resampling.BILINEAR)
+    left, top = (width - size) // 2, (height - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 def decode_many(paths, *, size, workers=1):

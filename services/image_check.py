@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from core.decode import open_rgb
 from services.rejection import Rejection
 
 # Only these decoders ever see untrusted bytes; Pillow's other plugins are never tried.
@@ -70,7 +71,9 @@ def check_image_file(path: str | os.PathLike[str], *, size_bytes: int, max_bytes
 def inspect_image_bytes(data: bytes, *, max_pixels: int) -> tuple[str, int, int] | Rejection:
     """Identify, verify and decode image bytes; return ``(format, width, height)``.
 
-    GIF and TIFF are checked on their first frame, the one banana shows.
+    GIF and TIFF are checked on their first frame, the one banana shows, decoded as
+    :func:`core.decode.open_rgb` decodes it for display and embedding; width and height are
+    the shown picture's, after the EXIF orientation.
     Pillow's decompression-bomb warning is treated as an error.
     """
     with warnings.catch_warnings():
@@ -84,9 +87,9 @@ def inspect_image_bytes(data: bytes, *, max_pixels: int) -> tuple[str, int, int]
                         "downscale the image, or raise BANANA_MAX_IMAGE_PIXELS",
                     )
                 image.verify()
-            # verify() leaves the image unusable; decoding needs a fresh open.
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                image.load()
+            # verify() leaves the image unusable; decoding needs a fresh open. The size recorded
+            # is the picture's as shown and embedded: after its EXIF orientation.
+            width, height = open_rgb(io.BytesIO(data), formats=ALLOWED_FORMATS).size
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             return Rejection(
                 f"image has too many pixels, a possible decompression bomb ({error})",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from core.decode import open_rgb
 from services.errors import UserError
 
 # Up to this size an image is enlarged with nearest-neighbour (crisp pixels, nothing invented);
@@ -22,10 +23,8 @@ PIXEL_ART_MAX_SIDE = 64
 
 
 def render(path: Path, side: int) -> bytes:
-    """The image at ``path`` fitted into a ``side`` x ``side`` box, as PNG bytes."""
-    with Image.open(path) as image:
-        image.seek(0)
-        picture = image.convert("RGB")
+    """The image at ``path`` (first frame, the right way up) fitted into a ``side`` x ``side`` box, as PNG bytes."""
+    picture = open_rgb(path)
     scale = side / max(picture.size)
     size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
     resample = Image.Resampling.NEAREST if max(picture.size) <= PIXEL_ART_MAX_SIDE else Image.Resampling.BICUBIC
