@@ -27,7 +27,8 @@ from services.database import Database
 from services.engine import Ask
 from storage import label_queries, lease_queries, priority_queries
 from storage.lease_queries import LeaseHolder
-from storage.priority_queries import CHUNK, TRIAGE, PendingPick
+from storage.priority_queries import TRIAGE, PendingPick
+from storage.queries import in_chunks
 from storage.types import utc_now
 
 if TYPE_CHECKING:
@@ -56,8 +57,8 @@ def queue_priority_asks(db: Database, *, project_id: int, items: Sequence[tuple[
         waiting = {pick.item_id for pick in priority_queries.pending(session, project_id, source=source)}
         known = priority_queries.items_of_project(session, project_id, order)
         labeled: set[int] = set()
-        for start in range(0, len(order), CHUNK):
-            labeled.update(lease_queries.labeled_among(session, order[start : start + CHUNK]))
+        for chunk in in_chunks(order):
+            labeled.update(lease_queries.labeled_among(session, chunk))
         new = [item for item in order if item in known and item not in waiting and item not in labeled]
         run_id = None
         if new:

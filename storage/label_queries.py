@@ -25,6 +25,7 @@ from storage.models import (
     SelectionRun,
     annotation_class,
 )
+from storage.queries import in_chunks
 from storage.types import utc_now
 
 
@@ -171,15 +172,13 @@ def audit_picks(session: Session, project_id: int) -> list[AuditPick]:
 def item_ids_by_path(session: Session, project_id: int, paths: Sequence[str]) -> dict[str, int]:
     """Map each of ``paths`` (relative to the root) that is an ingested image of the project to its id."""
     found: dict[str, int] = {}
-    for start in range(0, len(paths), 500):  # stays under SQLite's bound-parameter limit
+    for chunk in in_chunks(paths):
         query = select(Item.path, Item.id).where(Item.project_id == project_id, Item.status == ItemStatus.OK,
-                                                 Item.path.in_(paths[start : start + 500]))
+                                                 Item.path.in_(chunk))
         found.update(session.execute(query).all())
     return found
 
 
 def items_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, Item]:
-    ids = list(item_ids)
-    if not ids:
-        return {}
-    return {item.id: item for item in session.scalars(select(Item).where(Item.project_id == project_id, Item.id.in_(ids)))}
+    return {item.id: item for chunk in in_chunks(item_ids)
+            for item in session.scalars(select(Item).where(Item.project_id == project_id, Item.id.in_(chunk)))}

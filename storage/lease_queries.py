@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from storage.lease_models import ItemLease
 from storage.models import Annotation, Annotator, annotation_class
-from storage.priority_queries import CHUNK
+from storage.queries import in_chunks
 
 # Knuth's multiplicative hash: consecutive item ids spread evenly over [0, 2**32).
 OVERLAP_HASH_MULTIPLIER = 2654435761
@@ -164,13 +164,12 @@ def leases(session: Session, project_id: int) -> list[ItemLease]:
 def holders(session: Session, item_ids: Sequence[int], *, now: datetime) -> dict[int, LeaseHolder]:
     """Who holds the primary lease of each of ``item_ids`` now (not expired, not labeled yet): item -> holder.
     Items nobody holds are left out. Overlap leases (second opinions) are not asked from the queue."""
-    ids = list(dict.fromkeys(item_ids))
     found: dict[int, LeaseHolder] = {}
-    for start in range(0, len(ids), CHUNK):
+    for chunk in in_chunks(dict.fromkeys(item_ids)):
         rows = session.execute(
             select(ItemLease.item_id, Annotator.name, ItemLease.expires_at)
             .join(Annotator, Annotator.id == ItemLease.annotator_id)
-            .where(ItemLease.item_id.in_(ids[start : start + CHUNK]), ItemLease.overlap.is_(False),
+            .where(ItemLease.item_id.in_(chunk), ItemLease.overlap.is_(False),
                    ItemLease.labeled_at.is_(None), ItemLease.expires_at > now))
         found.update({item: LeaseHolder(name, expires_at) for item, name, expires_at in rows})
     return found

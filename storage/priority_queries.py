@@ -18,9 +18,9 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import Annotation, Item, Pick, SelectionRun, annotation_class
+from storage.queries import in_chunks
 
 TRIAGE = "triage"  # the strategy of a triage queue's selection run and the source of its picks
-CHUNK = 500  # ids per IN (...) list: stays under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,8 @@ def withdraw(session: Session, project_id: int, *, now: datetime, item_ids: Sequ
     if item_ids is not None:
         wanted = set(item_ids)
         pick_items = {pick: item for pick, item in pick_items.items() if item in wanted}
-    ids = list(pick_items)
-    for start in range(0, len(ids), CHUNK):
-        session.execute(update(Pick).where(Pick.id.in_(ids[start : start + CHUNK])).values(withdrawn_at=now)
+    for chunk in in_chunks(pick_items):
+        session.execute(update(Pick).where(Pick.id.in_(chunk)).values(withdrawn_at=now)
                         .execution_options(synchronize_session=False))
     return len(set(pick_items.values()))
 
@@ -100,9 +99,7 @@ def put_first(session: Session, selection_run_id: int, picks: Sequence[Mapping[s
 
 def items_of_project(session: Session, project_id: int, item_ids: Sequence[int]) -> set[int]:
     """The ids among ``item_ids`` that are items of the project."""
-    ids = list(dict.fromkeys(item_ids))
     found: set[int] = set()
-    for start in range(0, len(ids), CHUNK):
-        found.update(session.scalars(select(Item.id).where(Item.project_id == project_id,
-                                                           Item.id.in_(ids[start : start + CHUNK]))))
+    for chunk in in_chunks(dict.fromkeys(item_ids)):
+        found.update(session.scalars(select(Item.id).where(Item.project_id == project_id, Item.id.in_(chunk))))
     return found

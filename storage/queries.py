@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,17 @@ from storage.models import (
     LabelClass,
     Project,
 )
+
+CHUNK = 500  # values per IN (...) list: SQLite builds before 3.32 allow 999 bound parameters per statement
+Value = TypeVar("Value")
+
+
+def in_chunks(values: Iterable[Value], size: int = CHUNK) -> Iterator[list[Value]]:
+    """``values`` in lists of at most ``size``: one query per list keeps an IN (...) of any
+    length under the databases' bound-parameter limits (SQLite 999 or 32766, PostgreSQL 65535)."""
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 # --- projects -----------------------------------------------------------------
