@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from services.class_names import case_twin, checked_class_name
 from services.database import Database
 from services.engine import ProjectEngine
 from services.errors import UserError
 from services.labels import add_label_class, append_annotation
 from services.projects import get_project
-from storage import label_queries, queries
+from storage import label_queries
 from storage.models import AnnotationSource
 
 
@@ -19,15 +20,19 @@ def add_class(engine: ProjectEngine, name: str) -> None:
 
 
 def rename_class(engine: ProjectEngine, class_id: int, name: str) -> None:
-    """Rename a class; its labels follow (they refer to the class, not its name)."""
-    name = name.strip()
-    if not name:
-        raise UserError("class name is empty; type a name")
+    """Rename a class; its labels follow (they refer to the class, not its name). The new name
+    follows the rules of :mod:`services.class_names`."""
+    name = checked_class_name(name)
     taken = UserError(f"there is already a class called {name!r}; merge the two classes instead")
     try:
         with engine.db.writing() as session:
-            if queries.label_classes_by_name(session, engine.project_id, [name]):
+            classes = label_queries.label_classes(session, engine.project_id, include_archived=True)
+            twin = case_twin(name, [c.name for c in classes if c.id != class_id])
+            if twin == name:
                 raise taken
+            if twin is not None:
+                raise UserError(f"there is already a class called {twin!r}, which differs from {name!r} only in "
+                                "case; merge the two classes instead, or choose a name that differs by more")
             label_queries.set_class_name(session, class_id, name)
     except IntegrityError as error:
         # PostgreSQL runs writers side by side: another rename may take the name after the check.

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.class_names import case_twin, checked_class_name
 from services.database import Database
 from services.errors import UserError
-from storage import queries
+from storage import label_queries, queries
 from storage.models import Annotation, AnnotationSource, Item, ItemStatus, LabelClass, Project
 
 
@@ -20,16 +21,20 @@ def add_label_class(db: Database, *, project: Project, name: str) -> LabelClass:
     Raises
     ------
     UserError
-        When the name is empty or the project already has the class.
+        When the name breaks a rule of :mod:`services.class_names` or the project already has the
+        class, or one that differs from it only in case.
     """
-    name = name.strip()
-    if not name:
-        raise UserError("class name is empty; type a name")
+    name = checked_class_name(name)
     taken = UserError(f"project {project.name!r} already has a class called {name!r}")
     try:
         with db.writing() as session:
-            if queries.label_classes_by_name(session, project.id, [name]):
+            classes = label_queries.label_classes(session, project.id, include_archived=True)
+            twin = case_twin(name, [c.name for c in classes])
+            if twin == name:
                 raise taken
+            if twin is not None:
+                raise UserError(f"project {project.name!r} already has a class called {twin!r}, which differs from "
+                                f"{name!r} only in case; use {twin!r}, or choose a name that differs by more")
             return queries.add_label_class(session, project.id, name)
     except IntegrityError as error:
         # PostgreSQL runs writers side by side: another one may add the name after the check.
