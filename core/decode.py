@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
+# Callers that resize to S pixels let a JPEG draft-decode down to DRAFT_MARGIN * S, not S: on the
+# photo set, the bundled (32-px) backbone's features then stay within cosine 0.99 of a full
+# decode (mean 0.9985); drafting down to S itself let the worst photo fall to 0.975.
+DRAFT_MARGIN = 2
 # Pillow's modes for grey images of more than 8 bits per pixel: plain convert("RGB") clips
 # them to 255 (a 16-bit gradient turns almost all white), so they are scaled here instead.
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")

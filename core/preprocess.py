@@ -12,7 +12,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
-from core.decode import open_rgb
+from core.decode import DRAFT_MARGIN, open_rgb
 
 INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 # EXIF orientation -> the turn that shows a (C, H, W) tensor upright, as ImageOps.exif_transpose
@@ -39,10 +39,10 @@ class Recipe:
     square : bool
         Resize to ``resize`` x ``resize`` ignoring the aspect ratio (the bundled backbone's recipe).
     draft : bool
-        Let a JPEG decode at 1/2, 1/4 or 1/8 scale while both its sides stay at least
-        ``resize`` (see :func:`core.decode.open_rgb`): a photo many times the input's size
-        decodes several times faster, its features barely changed. A no-op for JPEGs under
-        twice ``resize``, such as 32x32 images for a 32-pixel input.
+        Let a JPEG decode at 1/2, 1/4 or 1/8 scale while both its sides stay at least twice
+        ``resize`` (:data:`core.decode.DRAFT_MARGIN`, see :func:`core.decode.open_rgb`): a photo
+        many times the input's size decodes faster, its features barely changed. A no-op for
+        JPEGs under four times ``resize``, such as 32x32 images for a 32-pixel input.
     """
 
     resize: int
@@ -78,7 +78,7 @@ def load_image(path, recipe):
     -------
     Tensor of shape (3, recipe.crop, recipe.crop), uint8
     """
-    image = open_rgb(path, min_side=recipe.resize if recipe.draft else None)
+    image = open_rgb(path, min_side=DRAFT_MARGIN * recipe.resize if recipe.draft else None)
     image = F.resize(image, _resize_size(recipe), interpolation=INTERPOLATIONS[recipe.interpolation])
     return F.pil_to_tensor(F.center_crop(image, [recipe.crop]))
 

@@ -163,7 +163,8 @@ def draft_sizes(monkeypatch):
 
 
 @pytest.mark.parametrize("orientation", [1, 6])
-def test_large_jpeg_decodes_reduced_but_never_below_what_the_recipe_resizes_to(tmp_path, draft_sizes, orientation):
+def test_large_jpeg_decodes_reduced_but_never_below_twice_what_the_recipe_resizes_to(tmp_path, draft_sizes,
+                                                                                     orientation):
     path = tmp_path / "large.jpg"
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -172,21 +173,21 @@ def test_large_jpeg_decodes_reduced_but_never_below_what_the_recipe_resizes_to(t
 
     reduced = load_image(path, recipe)
 
-    assert draft_sizes == [(128, 88)]  # 1/8 scale: both sides still >= 64
+    assert draft_sizes == [(256, 175)]  # 1/4 scale: both sides still >= 2 x 64
     full = load_image(path, replace(recipe, draft=False))
-    assert draft_sizes == [(128, 88)]
+    assert draft_sizes == [(256, 175)]
     assert reduced.shape == full.shape == (3, 56, 56)
     assert (reduced.float() - full.float()).abs().mean() < 2
 
 
-def test_jpeg_under_twice_the_recipe_size_decodes_in_full(tmp_path, draft_sizes):
+def test_jpeg_under_four_times_the_recipe_size_decodes_in_full(tmp_path, draft_sizes):
     path = tmp_path / "photo.jpg"
-    smooth_photo(500, 375).save(path, quality=90)
+    smooth_photo(1000, 750).save(path, quality=90)
     recipe = Recipe(resize=256, crop=224, mean=(0.5,) * 3, std=(0.25,) * 3, interpolation="bicubic")
 
     load_image(path, recipe)
 
-    assert draft_sizes == [(500, 375)]
+    assert draft_sizes == [(1000, 750)]
 
 
 def test_bundled_backbone_inputs_of_the_cifar_sample_images_are_unchanged():
