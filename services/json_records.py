@@ -2,7 +2,8 @@
 
 The text is parsed once with :func:`json.loads` (a syntax error names its line), then the
 arrays of interest are walked with :meth:`json.JSONDecoder.raw_decode` to find where each
-element begins.
+element begins. Text nested deeper than :data:`MAX_DEPTH` is refused before it is parsed (the
+parser recurses once per level).
 """
 
 from __future__ import annotations
@@ -10,21 +11,47 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from itertools import accumulate
 from typing import Any
 
 from services.errors import UserError
 
 _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+MAX_DEPTH = 100  # a Label Studio export nests about 8 levels, a COCO file 3
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(_STRING.pattern + r"|[\[\]{}]")
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 def load(text: str, file_name: str) -> Any:
-    """The parsed JSON; a syntax error becomes a UserError naming the file, line and column."""
+    """The parsed JSON; a syntax error, or nesting deeper than :data:`MAX_DEPTH`, becomes a
+    UserError naming the file, line and column."""
+    too_deep = _too_deep_at(text)
+    if too_deep is not None:
+        lines = Lines(text)
+        raise UserError(f"{file_name}, line {lines.of(too_deep)}: the JSON nests deeper than {MAX_DEPTH} levels there; "
+                        "a Label Studio export or a COCO file nests only a few, so check that this is the right "
+                        "file, or export it again")
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(f"{file_name}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}); "
                         "fix the file there or export it again") from None
+
+
+def _too_deep_at(text: str) -> int | None:
+    """The offset of the bracket that opens level :data:`MAX_DEPTH` + 1, or None."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))  # one pass in C for text of any depth
+    if max(accumulate(1 if bracket in "[{" else -1 for bracket in brackets), default=0) <= MAX_DEPTH:
+        return None
+    depth = 0
+    for match in _BRACKET.finditer(text):
+        token = match.group()
+        depth += 1 if token in ("[", "{") else -1 if token in ("]", "}") else 0
+        if depth > MAX_DEPTH:
+            return match.start()
+    return None
 
 
 class Lines:
