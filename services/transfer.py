@@ -4,28 +4,33 @@ and import labels (CSV, Label Studio JSON export, COCO-style JSON)."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
-import re
 import shutil
+import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 
-from services import json_records, label_studio
+from core.class_folder import CLASS_NAMES_FILE, safe_names
+from services import class_names, json_records, label_studio
 from services.database import Database
 from services.errors import UserError
 from services.item_images import inside_root
 from services.labels import append_annotation
 from services.projects import get_project
 from storage import item_queries, label_queries, queries
-from storage.models import Annotation, AnnotationSource, Item, LabelClass, Project
+from storage.models import Annotation, AnnotationSource, Item, Project
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
-LABEL_SEPARATOR = ";"
+LABEL_SEPARATOR = class_names.SEPARATOR
+# A cell starting so is a formula to a spreadsheet: written with a ' in front (OWASP's advice), as is
+# one that starts with a ' followed by one of these or another ', so that reading drops exactly that '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,28 @@ def labeled_images(db: Database, project_name: str) -> list[LabeledImage]:
 
 
 def to_csv(images: list[LabeledImage]) -> str:
+    """CSV with :data:`CSV_COLUMNS`; a cell that a spreadsheet would run as a formula gets a ``'``
+    in front (see :func:`csv_cell`), which :func:`parse_csv` drops again."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for image in images:
-        writer.writerow([image.path, LABEL_SEPARATOR.join(image.labels), image.annotator or "", image.labeled_at,
-                         image.source])
+        writer.writerow([csv_cell(cell) for cell in (image.path, LABEL_SEPARATOR.join(image.labels),
+                                                     image.annotator or "", image.labeled_at, image.source)])
     return buffer.getvalue()
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as a CSV cell that no spreadsheet runs as a formula: a ``'`` in front of a cell
+    starting with one of :data:`FORMULA_STARTS`, or with a ``'`` and one of those or another ``'``."""
+    quoted = text[:1] == "'" and text[1:2] in (*FORMULA_STARTS, "'")
+    return "'" + text if text[:1] in FORMULA_STARTS or quoted else text
+
+
+def csv_value(cell: str) -> str:
+    """The text of a cell :func:`csv_cell` wrote (a cell written otherwise is its own text,
+    unless it starts with ``'`` and a formula start: then it is that formula as text)."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in (*FORMULA_STARTS, "'") else cell
 
 
 def to_json(images: list[LabeledImage]) -> str:
@@ -110,52 +130,90 @@ def export_image_folder(db: Database, project_name: str, images: list[LabeledIma
                         files: str = "copy") -> int:
     """Copy, hard-link or symlink (``files``) each labeled image into ``out/<class>/``; return the files written.
 
-    File names are the image's path with ``/`` turned into ``__``, so names never collide.
-    An image with several classes (multi-label) is written once under each.
+    Folder and file names (the image's path, ``/`` included) are percent-encoded so that they are
+    safe and never collide (:func:`core.class_folder.safe_names`); ``out/.classes.json`` maps each
+    folder to its class name. An image with several classes (multi-label) is written once under
+    each. The tree is written next to ``out`` and moved into place when complete: an error (a full
+    disk) leaves no partial export behind.
     """
     if files not in FILE_MODES:
         raise UserError(f"unknown file mode {files!r}; choose one of {', '.join(FILE_MODES)}")
     project = get_project(db, project_name)
     root, out = Path(project.root_path), Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; choose a new or empty folder")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; choose a new or empty folder")
     place = {"copy": shutil.copy2, "hardlink": os.link, "symlink": os.symlink}[files]
     # Every source is checked before anything is written: a file swapped for a link out of the
     # root after ingest must not be copied into an export.
     sources = {image.path: inside_root(root, image.path) for image in images}
-    written = 0
-    for image in images:
-        for name in image.labels:
-            target = out / _folder_name(name) / image.path.replace("/", "__")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
+    folders = safe_names(sorted({name for image in images for name in image.labels}))
+    file_names = safe_names((image.path for image in images), keep_suffix=True)
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    target = staging
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        for folder in folders.values():
+            target = staging / folder
+            target.mkdir()
+        written = 0
+        for image in images:
+            for name in image.labels:
+                target = staging / folders[name] / file_names[image.path]
                 place(sources[image.path], target)
-            except OSError as error:
-                raise UserError(f"could not write {target}: {error.strerror}; hard links need the same file system "
-                                "as the images (use copies), symbolic links a file system that has them") from None
-            written += 1
+                written += 1
+        target = staging / CLASS_NAMES_FILE
+        target.write_text(json.dumps({folder: name for name, folder in folders.items()}, ensure_ascii=False,
+                                     indent=1, sort_keys=True), encoding="utf-8")
+        target = staging
+        os.replace(staging, out)  # onto an empty folder too
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(error, OSError):
+            raise
+        shown = out / target.relative_to(staging)
+        hint = (" Hard links need the same file system as the images (use copies), symbolic links a file system "
+                "that has them." if files != "copy" and not _disk_full(error) else "")
+        raise UserError(_write_failed(shown, error) + hint) from None
     return written
 
 
 def write_atomically(out: Path, text: str) -> None:
-    """Write ``text`` to ``out`` whole or not at all (a temporary file, then a rename)."""
+    """Write ``text`` to ``out`` whole or not at all (a temporary file, then a rename); on an error
+    (a full disk) ``out`` is as it was and no temporary file is left."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(text, encoding="utf-8", newline="")
-    os.replace(temporary, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8", newline="")
+        os.replace(temporary, out)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if not isinstance(error, OSError):
+            raise
+        raise UserError(_write_failed(out, error)) from None
 
 
-def _folder_name(class_name: str) -> str:
-    """A class name as one safe path component."""
-    safe = re.sub(r"[/\\\0]", "_", class_name).strip()
-    return "_" + safe if safe in ("", ".", "..") or safe.startswith(".") else safe
+def _disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_failed(path: Path, error: OSError) -> str:
+    """A message for an export that could not be written, naming ``path`` and what to do; nothing
+    of the export is left behind by then."""
+    reason = error.strerror or str(error)
+    if _disk_full(error):
+        return (f"could not write {path}: {reason}. Nothing was written; free space on that disk, or export to a "
+                "folder on another disk, and export again")
+    return (f"could not write {path}: {reason}. Nothing was written; check that the folder exists and can be "
+            "written to, or choose another, and export again")
 
 
 # ----- import ----------------------------------------------------------------------------
 
 FORMATS = ("csv", "label-studio", "coco")
-MAX_CLASS_NAME = 200  # the label_class.name column's length
 
 
 @dataclass(frozen=True)
@@ -194,10 +252,26 @@ class AmbiguousPath:
 
 
 @dataclass(frozen=True)
+class BadClassName:
+    """A row naming class ``name``, which breaks a rule of :mod:`services.class_names` (``reason``
+    says which and the fix): it is not applied."""
+
+    line: int
+    path: str
+    name: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"line {self.line}: {self.path} skipped: {self.reason}"
+
+
+@dataclass(frozen=True)
 class ImportReport:
     """What an import did: new annotations, rows already current, rows without a label,
-    paths that are not images of the project (skipped), classes it created, and Label Studio
-    uploads whose file name several images of the project share (skipped, see :class:`AmbiguousPath`)."""
+    paths that are not images of the project (skipped), classes it created, Label Studio
+    uploads whose file name several images of the project share (skipped, see :class:`AmbiguousPath`),
+    and rows naming a class whose name breaks a rule (skipped, see :class:`BadClassName`)."""
 
     imported: int
     unchanged: int
@@ -205,6 +279,7 @@ class ImportReport:
     unknown: list[UnknownPath]
     created_classes: list[str]
     ambiguous: list[AmbiguousPath] = field(default_factory=list)
+    bad_names: list[BadClassName] = field(default_factory=list)
 
     @property
     def unknown_paths(self) -> list[str]:
@@ -249,7 +324,8 @@ def parse_import(text: str, *, fmt: str, file_name: str) -> list[ImportRow]:
 
 def parse_csv(text: str, file_name: str) -> list[ImportRow]:
     """Rows of a CSV whose header names ``path`` and ``labels`` (``;``-separated); an
-    ``annotator`` column, when present, names who labeled. Other columns are ignored."""
+    ``annotator`` column, when present, names who labeled. Other columns are ignored. Cells are
+    read as :func:`csv_value` says; a path keeps its spaces (see :func:`_path_resolver`)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header, rows, end = None, [], 0
     try:
@@ -266,10 +342,10 @@ def parse_csv(text: str, file_name: str) -> list[ImportRow]:
             if len(record) != len(header):
                 raise UserError(f"{file_name}, line {line}: {len(record)} fields, but the header has {len(header)}; "
                                 "quote values that contain a comma, or add the missing fields")
-            row = dict(zip(header, record))
+            row = {name: csv_value(cell) for name, cell in zip(header, record)}
             if not row["path"].strip():
                 raise UserError(f"{file_name}, line {line}: the path is empty; give the image's path")
-            rows.append(ImportRow(line, row["path"].strip(), _names(row["labels"].split(LABEL_SEPARATOR)),
+            rows.append(ImportRow(line, row["path"], _names(row["labels"].split(LABEL_SEPARATOR)),
                                   (row.get("annotator") or "").strip() or None))
     except csv.Error as error:
         raise UserError(f"{file_name}, line {reader.line_num}: {error}; fix the quoting there") from None
@@ -315,7 +391,9 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
     Every row is checked first; a row that cannot be recorded (two classes in a
     single-label project, an unknown class without ``create_classes``, an archived
     class, the same image twice with different labels) is a UserError naming its line,
-    and nothing is written. Rows naming no image of the project are skipped and reported.
+    and nothing is written. Rows naming no image of the project, and rows naming a new class
+    whose name breaks a rule of :mod:`services.class_names`, are skipped and reported. A class
+    name is matched exactly, else in its stored form (NFC, no surrounding spaces).
     An image whose current label equals the row's gets no new annotation, so importing a
     file twice changes nothing. ``annotator`` (else the row's own, else ``importer``: who
     imports the file) is recorded with each.
@@ -324,8 +402,8 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
     with db.writing() as session:
         ids = {path: item_id for item_id, path in item_queries.ok_item_paths(session, project.id)}
         wanted, unknown, ambiguous, unlabeled = _checked_rows(rows, ids, project, file_name)
-        classes, missing = _checked_classes(session, project, wanted, file_name, create_classes)
-        names = {c.id: name for name, c in classes.items()}
+        wanted, missing, bad_names = _checked_classes(session, project, wanted, file_name, create_classes)
+        names = {c.id: c.name for c in label_queries.label_classes(session, project.id, include_archived=True)}
         current = label_queries.current_labels(session, project.id)
         changes = {path: row for path, row in wanted.items() if (label := current.get(ids[path])) is None
                    or tuple(sorted(names[c] for c in label.class_ids)) != row.labels}
@@ -337,7 +415,7 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
                               source=AnnotationSource.IMPORT, duration_ms=None,
                               supersedes_id=label.annotation_id if label is not None else None)
     return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
-                        unknown=unknown, created_classes=missing, ambiguous=ambiguous)
+                        unknown=unknown, created_classes=missing, ambiguous=ambiguous, bad_names=bad_names)
 
 
 def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
@@ -352,9 +430,6 @@ def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
         if len(row.labels) > 1 and not project.multi_label:
             raise UserError(f"{where}: {', '.join(row.labels)} are several classes, but project "
                             f"{project.name!r} is single-label; give one class per image")
-        long = [name for name in row.labels if len(name) > MAX_CLASS_NAME]
-        if long:
-            raise UserError(f"{where}: class name {long[0][:40]!r}... is longer than {MAX_CLASS_NAME} characters")
         path = resolve(row.path)
         if path is None:
             unknown.append(UnknownPath(row.line, row.path))
@@ -371,27 +446,63 @@ def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
 
 
 def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], file_name: str,
-                     create_classes: bool) -> tuple[dict[str, LabelClass], list[str]]:
-    """Every class of the project by name, with the missing ones the rows name added (when
-    ``create_classes``), and those added; an unknown or archived class is a UserError naming its first line."""
+                     create_classes: bool) -> tuple[dict[str, ImportRow], list[str], list[BadClassName]]:
+    """The rows to record, their labels the project's class names (the classes they name that
+    the project lacks added, when ``create_classes``), the classes added, and the rows skipped
+    because a class they would add breaks a rule of :mod:`services.class_names` (say one that
+    differs from another only in case). An unknown class without ``create_classes`` or an
+    archived class is a UserError naming its first line."""
     classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
+    existing = {class_names.normalized(name): name for name in classes}
+    existing.update({name: name for name in classes})  # an exact match wins over one in the stored form
+    resolved: dict[str, str] = {}  # a class name as the file writes it -> the project's (or new) class name
+    created: set[str] = set()
+    kept, bad = {}, []
+    for path, row in sorted(wanted.items(), key=lambda path_row: path_row[1].line):
+        row_resolved, row_created, problem = {}, set(), None
+        for name in row.labels:
+            form = class_names.normalized(name)
+            if name in resolved:
+                continue
+            if name in existing or form in existing:
+                row_resolved[name] = existing.get(name, existing.get(form))
+                continue
+            if form in created or form in row_created:
+                row_resolved[name] = form
+                continue
+            problem = class_names.name_problem(form)
+            twin = class_names.case_twin(form, [*classes, *created, *row_created])
+            if problem is None and twin is not None:
+                problem = (f"class {name!r} differs from the class {twin!r} only in case; write it {twin!r} in "
+                           f"{file_name}, or rename one of the two")
+            if problem is not None:
+                bad.append(BadClassName(row.line, row.path, name, problem))
+                break
+            row_resolved[name], row_created = form, row_created | {form}
+        if problem is None:
+            resolved.update(row_resolved)
+            created |= row_created
+            kept[path] = row
     first_use: dict[str, int] = {}
-    for row in wanted.values():
+    for row in kept.values():
         for name in row.labels:
             first_use.setdefault(name, row.line)
-    missing = sorted(name for name in first_use if name not in classes)
+    missing = sorted(name for name in first_use if resolved[name] in created)
     if missing and not create_classes:
         raise UserError(f"{file_name}, line {min(first_use[name] for name in missing)}: "
                         f"unknown class{'es' if len(missing) > 1 else ''} "
                         f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
                         "creating new classes")
-    archived = [name for name in first_use if name in classes and classes[name].archived_at is not None]
+    archived = [name for name in first_use if resolved[name] in classes
+                and classes[resolved[name]].archived_at is not None]
     if archived:
         raise UserError(f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
                         "first (Classes and settings page)")
-    for name in missing:
-        classes[name] = queries.add_label_class(session, project.id, name)
-    return classes, missing
+    for name in sorted(created):
+        queries.add_label_class(session, project.id, name)
+    kept = {path: replace(row, labels=tuple(sorted({resolved[name] for name in row.labels})))
+            for path, row in kept.items()}
+    return kept, sorted(created), bad
 
 
 def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) -> list:
@@ -400,8 +511,8 @@ def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) 
     returned list) instead of querying one at a time."""
     loaded = []
     for model, ids in ((Item, item_ids), (Annotation, annotation_ids)):
-        for start in range(0, len(ids), 500):  # stays under SQLite's bound-parameter limit
-            loaded += session.scalars(select(model).where(model.id.in_(ids[start : start + 500]))).all()
+        for chunk in queries.in_chunks(ids):
+            loaded += session.scalars(select(model).where(model.id.in_(chunk))).all()
     return loaded
 
 
@@ -439,6 +550,9 @@ def _path_resolver(paths: set[str]):
     def resolve(path: str) -> str | SharedName | None:
         nonlocal by_name
         path = path.replace("\\", "/")
+        if path in paths:
+            return path
+        path = path.strip()  # a space after a CSV's comma; paths that start with a space matched above
         if path in paths:
             return path
         parts = [part for part in PurePosixPath(path).parts if part != "/"]

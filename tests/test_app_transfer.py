@@ -43,7 +43,7 @@ def test_image_folder_export_puts_each_image_under_its_class(engine, labeled, tm
     written = export_image_folder(engine.db, "default", labeled, tmp_path / "out", files=mode)
     files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
     assert written == 4
-    assert files == sorted(f"{true_class(i.path)}/{i.path.replace('/', '__')}" for i in labeled)
+    assert files == sorted(f"{true_class(i.path)}/{i.path.replace('/', '%2F')}" for i in labeled)
     assert all(p.is_symlink() == (mode == "symlink") for p in (tmp_path / "out").rglob("*.jpg"))
     assert all((p.lstat().st_nlink == 2) == (mode == "hardlink") for p in (tmp_path / "out").rglob("*.jpg"))
     with pytest.raises(UserError, match="not empty"):

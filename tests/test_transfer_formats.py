@@ -237,9 +237,10 @@ def test_cli_export_and_import_labels_round_trip(two_projects, backend_settings,
 
     folder = tmp_path / "folder"
     assert main(["export", "--format", "imagefolder", "--out", str(folder), "--files", "hardlink"]) == 0
-    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.*"))
-    assert written == sorted(f"{labels[0]}/{path.replace('/', '__')}" for path, labels in _current(db, "default").items())
-    assert all(p.stat().st_nlink == 2 for p in folder.rglob("*.*"))
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))
+    assert written == sorted(f"{labels[0]}/{path.replace('/', '%2F')}" for path, labels in _current(db, "default").items())
+    assert all(p.stat().st_nlink == 2 for p in folder.rglob("*.jpg"))
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [".classes.json"]
 
 
 def test_bytes_that_are_not_utf8_name_the_line_and_an_archived_class_is_refused(two_projects):

@@ -17,10 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write every image whose current label names a class. Paths are relative to the project root. "
             "coco: COCO-style classification JSON (one annotation per image and class). csv: path, labels "
-            "(;-separated), annotator, labeled_at, source. json: the same as a list. label-studio: tasks to "
+            "(;-separated), annotator, labeled_at, source; a cell a spreadsheet would run as a formula (=, +, -, @) "
+            "gets a ' in front. json: the same as a list. label-studio: tasks to "
             "import into Label Studio, the labels as pre-annotations (predictions), plus OUT with suffix "
-            ".xml, the labeling config to paste into the Label Studio project. imagefolder: OUT/<class>/<file>, "
-            "copies unless --files says otherwise; a multi-label image is written under each of its classes. "
+            ".xml, the labeling config to paste into the Label Studio project. imagefolder: OUT/<class>/<path>, "
+            "copies unless --files says otherwise; a multi-label image is written under each of its classes; "
+            "class names and paths are percent-encoded where a file system would not take them as they are "
+            "(/ as %2F), and OUT/.classes.json maps each folder to its class name. Files are written to a "
+            "temporary place next to OUT first, so an error (a full disk) leaves nothing behind. "
             "coco, csv and label-studio files can be imported again with import-labels."
         ),
     )

@@ -101,3 +101,11 @@ with st.form("import"):
                               "path": [a.path for a in report.ambiguous[:20]],
                               "file name": [a.name for a in report.ambiguous[:20]],
                               "images with that name": [a.candidates for a in report.ambiguous[:20]]}, hide_index=True)
+            if report.bad_names:
+                st.warning(f"{_count(len(report.bad_names), 'line')} named a new class whose name breaks a rule and "
+                           f"{'was' if len(report.bad_names) == 1 else 'were'} skipped; fix the names in the file and "
+                           "import it again. The first ones:")
+                st.dataframe({"line": [b.line for b in report.bad_names[:20]],
+                              "path": [b.path for b in report.bad_names[:20]],
+                              "class name": [repr(b.name) for b in report.bad_names[:20]],
+                              "why": [b.reason for b in report.bad_names[:20]]}, hide_index=True)
