@@ -10,7 +10,7 @@ from services.engine import ProjectEngine
 from services.errors import UserError
 from services.labels import add_label_class, append_annotation
 from services.projects import get_project
-from storage import label_queries
+from storage import label_queries, queries
 from storage.models import AnnotationSource
 
 
@@ -26,6 +26,7 @@ def rename_class(engine: ProjectEngine, class_id: int, name: str) -> None:
     taken = UserError(f"there is already a class called {name!r}; merge the two classes instead")
     try:
         with engine.db.writing() as session:
+            queries.lock_project(session, engine.project_id)  # renames and adds take turns: see add_label_class
             classes = label_queries.label_classes(session, engine.project_id, include_archived=True)
             twin = case_twin(name, [c.name for c in classes if c.id != class_id])
             if twin == name:

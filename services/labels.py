@@ -28,6 +28,9 @@ def add_label_class(db: Database, *, project: Project, name: str) -> LabelClass:
     taken = UserError(f"project {project.name!r} already has a class called {name!r}")
     try:
         with db.writing() as session:
+            # Adders of one project take turns (PostgreSQL runs writers side by side), so the second
+            # sees the first's class: the unique key alone would let a case twin in.
+            queries.lock_project(session, project.id)
             classes = label_queries.label_classes(session, project.id, include_archived=True)
             twin = case_twin(name, [c.name for c in classes])
             if twin == name:
