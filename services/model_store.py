@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -13,6 +14,8 @@ from core.probe import LinearProbe
 from services.config import Settings
 from services.database import Database
 from storage import label_queries
+
+log = logging.getLogger(__name__)
 
 
 def save_model_version(db: Database, settings: Settings, *, project_id: int, backbone_key: str, probe: LinearProbe,
@@ -38,14 +41,23 @@ def save_model_version(db: Database, settings: Settings, *, project_id: int, bac
 
 def load_latest_model(db: Database, settings: Settings, *, project_id: int,
                       backbone_key: str) -> tuple[int, LinearProbe, dict[str, Any]] | None:
-    """The newest stored probe of the project for this backbone: (version id, probe, metrics), or None."""
+    """The newest stored probe of the project for this backbone: (version id, probe, metrics), or None.
+
+    None too when the version's file is missing (a database restored into a new home, models/
+    deleted): the caller then trains a new model from the labels, which the database holds.
+    """
     with db.reading() as session:
         version = label_queries.latest_model_version(session, project_id, backbone_key)
         if version is None:
             return None
         version_id, artifact, metrics = version.id, version.artifact_path, dict(version.metrics)
-    with np.load(settings.home / artifact, allow_pickle=False) as arrays:
-        probe = LinearProbe.from_arrays(arrays)
+    try:
+        with np.load(settings.home / artifact, allow_pickle=False) as arrays:
+            probe = LinearProbe.from_arrays(arrays)
+    except FileNotFoundError:
+        log.warning("model version %d of project %d: its file %s is missing (a database restored into another "
+                    "home?); a new model is trained from the labels", version_id, project_id, settings.home / artifact)
+        return None
     return version_id, probe, metrics
 
 
