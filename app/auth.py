@@ -1,11 +1,12 @@
 """Who is signed in to this browser session: a local account, or an OIDC identity mapped to one.
 
-The session remembers only the account's id; every run loads the account again, so a
-disabled account or a changed role takes effect at the user's next click. A password
-sign-in is also remembered by the browser (a cookie holding a token of
-:mod:`services.remembered_sign_ins`), so a reload or a new tab stays signed in. Streamlit
-can read cookies but not set them, so a small script sets it; the cookie is therefore
-not HttpOnly, which the app's escaping of every user-supplied text guards.
+The session remembers only the account's id (and a password sign-in's token); every run loads
+the account again, so a disabled account, a changed role, a new password or a sign-out in
+another tab takes effect at the user's next click. A password sign-in is also remembered by
+the browser (a cookie holding a token of :mod:`services.remembered_sign_ins`), so a reload or
+a new tab stays signed in. Streamlit can read cookies but not set them, so a small script
+sets it; the cookie is therefore not HttpOnly, which the app's escaping of every
+user-supplied text guards.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from collections.abc import Mapping
 import streamlit as st
 
 from app.resources import database
-from services.accounts import Account, account_for_email, get_account
+from services.accounts import Account, account_for_email
 from services.errors import UserError
-from services.remembered_sign_ins import REMEMBER_FOR, TOKEN_PATTERN, account_for_token, forget, remember
+from services.remembered_sign_ins import REMEMBER_FOR, TOKEN_PATTERN, account_for_token, forget, remember, session_account
 from storage.models import Role
 
 ACCOUNT_ID = "account_id"
@@ -51,16 +52,18 @@ def oidc_library_installed() -> bool:
 
 
 def current_account() -> Account | None:
-    """The signed-in account, loaded fresh; None (and signed out) when there is none or it is disabled."""
+    """The signed-in account, loaded fresh; None (and signed out) when there is none, it is
+    disabled, or the session's sign-in token was revoked (a sign-out elsewhere, a new password)."""
     account_id = st.session_state.get(ACCOUNT_ID)
     if account_id is None and getattr(st.user, "is_logged_in", False):
         account_id = _map_oidc_identity()
     if account_id is None:
         account_id = _remembered_account()
-    account = get_account(database(), account_id) if account_id is not None else None
-    if account is None or account.disabled:
-        st.session_state.pop(ACCOUNT_ID, None)
-        st.session_state.pop(ACCOUNT, None)
+    account = (session_account(database(), account_id, st.session_state.get(SIGN_IN_TOKEN))
+               if account_id is not None else None)
+    if account is None:
+        for key in (ACCOUNT_ID, ACCOUNT, SIGN_IN_TOKEN):  # no token left: the browser's cookie is expired
+            st.session_state.pop(key, None)
         return None
     st.session_state[ACCOUNT] = account
     return account
@@ -100,6 +103,14 @@ def sign_in(account: Account) -> None:
     st.session_state[ACCOUNT_ID] = account.id
     st.session_state[ACCOUNT] = account
     st.session_state[SIGN_IN_TOKEN] = remember(database(), account.id)
+
+
+def keep_signed_in_after_new_password(account: Account) -> None:
+    """A new password revokes every remembered sign-in of the account, this session's too: give
+    this session (and its browser's cookie) a new token, so only the other browsers are signed out."""
+    if st.session_state.get(SIGN_IN_TOKEN) is not None:
+        st.session_state[SIGN_IN_TOKEN] = remember(database(), account.id)
+        st.html(sign_in_cookie_script(), unsafe_allow_javascript=True)
 
 
 def sign_out() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.auth import keep_signed_in_after_new_password
 from app.resources import database
 from app.safe_text import escape_markdown
 from services.accounts import Account, authenticate, set_password
@@ -30,4 +31,5 @@ def own_password_form(account: Account) -> None:
         except UserError as error:
             st.error(escape_markdown(str(error)))
         else:
-            st.success("Your password is changed.")
+            keep_signed_in_after_new_password(account)
+            st.success("Your password is changed; other browsers signed in with the old one are signed out.")

@@ -3,7 +3,8 @@ reloads for :data:`REMEMBER_FOR` (see :mod:`storage.sign_in_models`).
 
 The token is 32 random bytes (URL-safe base64); only its SHA-256 is stored. Signing out
 revokes the browser's token; a password change revokes every token of the account; a
-disabled account's tokens sign nobody in.
+disabled account's tokens sign nobody in. An open page is checked at every action
+(:func:`session_account`), so a revoked token signs it out without a reload.
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ def account_for_token(db: Database, token: str | None) -> Account | None:
         account_id = row.annotator_id
     account = get_account(db, account_id)
     return account if account is not None and not account.disabled else None
+
+
+def session_account(db: Database, account_id: int, token: str | None) -> Account | None:
+    """The enabled account a browser session is still signed in as, checked at each of its actions; None otherwise.
+
+    A password sign-in holds its token (``token``): the session stays signed in only while the
+    token is good, so signing out in another tab (the tabs of a browser share its cookie) or a
+    new password ends it at its next action, as disabling the account does. A session without
+    a token (single sign-on) stays signed in while the account is enabled.
+    """
+    if token is None:
+        account = get_account(db, account_id)
+        return account if account is not None and not account.disabled else None
+    account = account_for_token(db, token)
+    return account if account is not None and account.id == account_id else None
 
 
 def forget(db: Database, token: str | None) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from streamlit.testing.v1 import AppTest
 
 from app import cli
-from app.auth import ACCOUNT_ID, oidc_providers
+from app.auth import ACCOUNT_ID, SIGN_IN_TOKEN, oidc_providers
 from app.safe_text import escape_markdown
 from services import accounts
 from services.accounts import (
@@ -30,6 +30,7 @@ from services.accounts import (
 from services.config import load_settings
 from services.database import open_database
 from services.errors import UserError
+from services.remembered_sign_ins import account_for_token, remember, session_account
 from services.sign_in_throttle import SignInThrottle
 from storage import queries
 from storage.db import create_engine_for_url
@@ -404,6 +405,9 @@ def test_an_account_changes_its_own_password(engine):
     # The form alone: AppTest reruns a page's file without app/main.py's sidebar (see asks_to_sign_in).
     app = AppTest.from_function(own_password_script, default_timeout=30)
     app.session_state[ACCOUNT_ID] = account_id("ann", Role.ANNOTATOR)
+    with open_database(load_settings()) as db:
+        old_sign_in = app.session_state[SIGN_IN_TOKEN] = remember(db, app.session_state[ACCOUNT_ID])
+        other_browser = remember(db, app.session_state[ACCOUNT_ID])
     app.run()
     assert [t.label for t in signed_in_app(name="ann").run().sidebar.text_input] == [t.label for t in app.text_input]
     fields = {t.label: t for t in app.text_input}
@@ -421,6 +425,9 @@ def test_an_account_changes_its_own_password(engine):
     assert not app.exception and app.success
     with open_database(load_settings()) as db:
         assert authenticate(db, name="ann", password=OTHER_PASSWORD).name == "ann"
+        # This session stays signed in with a new token; other browsers are signed out.
+        assert session_account(db, app.session_state[ACCOUNT_ID], app.session_state[SIGN_IN_TOKEN]).name == "ann"
+        assert account_for_token(db, old_sign_in) is None and account_for_token(db, other_browser) is None
         with pytest.raises(UserError, match=WRONG_CREDENTIALS):
             authenticate(db, name="ann", password=PASSWORD)
 

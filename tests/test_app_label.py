@@ -1,12 +1,16 @@
 """The Label page, run headless: keyboard buttons, undo, new class, suggestions, multi-label toggles."""
 
+import pytest
+
+from app.auth import ACCOUNT_ID, SIGN_IN_TOKEN
 from app.label_why import NEIGHBOURS_HIDDEN, SOURCE_TEXT
-from services.accounts import set_disabled
+from services.accounts import set_disabled, set_password
 from services.labeling import LabelingSession
 from services.leases import OVERLAP_SOURCE, TeamSettings, save_team_settings
+from services.remembered_sign_ins import remember
 from storage import queries
 from storage.models import Role
-from tests.app_helpers import open_page, shortcuts
+from tests.app_helpers import open_page, shortcuts, signed_in_app
 from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 
 
@@ -106,3 +110,32 @@ def test_an_account_disabled_meanwhile_labels_nothing_more_and_is_signed_out(eng
     with engine.db.reading() as session:
         assert queries.latest_annotation(session, int(item)) is None
     assert [w.value for w in app.warning] == ["Sign in first: open the app's start page."]
+
+
+def signed_in_with_a_password(engine, token: str | None = None):
+    """The Label page of a browser session signed in as "ann" with a password: it holds the sign-in's
+    token (``token``: one another tab of the same browser holds too, through the shared cookie)."""
+    app = signed_in_app(name="ann", role=Role.ANNOTATOR)
+    app.session_state[SIGN_IN_TOKEN] = token or remember(engine.db, app.session_state[ACCOUNT_ID])
+    app.run()
+    assert not app.exception and shown_path(app)
+    return app
+
+
+@pytest.mark.parametrize("elsewhere", ["a new password", "a sign-out in another tab"])
+def test_an_open_page_labels_nothing_more_after_its_sign_in_ends_elsewhere(engine, elsewhere):
+    app = signed_in_with_a_password(engine)
+    path = shown_path(app)
+    item = engine.item_ids[engine.paths.index(path)]
+    if elsewhere == "a new password":
+        set_password(engine.db, name="ann", password="a brand new password", by=None)  # an admin, or ann elsewhere
+    else:
+        other_tab = signed_in_with_a_password(engine, token=app.session_state[SIGN_IN_TOKEN])
+        other_tab.sidebar.button[[b.label for b in other_tab.sidebar.button].index("Sign out")].click().run()
+
+    app.button(key=f"class-{class_id(engine, true_class(path))}").click().run()
+
+    assert not app.exception
+    assert engine.current_label(item) is None
+    assert [w.value for w in app.warning] == ["Sign in first: open the app's start page."]
+    assert SIGN_IN_TOKEN not in app.session_state  # so the browser's cookie is expired too

@@ -1,12 +1,13 @@
 """Remembered sign-ins on SQLite and PostgreSQL: a token signs its account in until it
-expires, is revoked by signing out or a password change, or the account is disabled."""
+expires, is revoked by signing out or a password change, or the account is disabled; an open
+session holding a token ends with it."""
 
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from services.accounts import create_account, create_first_admin, set_disabled, set_password
-from services.remembered_sign_ins import account_for_token, forget, remember
+from services.remembered_sign_ins import account_for_token, forget, remember, session_account
 from storage.sign_in_models import RememberedSignIn
 from storage.types import utc_now
 
@@ -46,3 +47,22 @@ def test_expired_tokens_and_disabled_accounts_sign_nobody_in(backend_db):
     with backend_db.writing() as session:
         session.execute(update(RememberedSignIn).values(expires_at=utc_now() - timedelta(seconds=1)))
     assert account_for_token(backend_db, token) is None
+
+
+def test_an_open_session_ends_with_its_token_and_a_tokenless_one_with_its_account(backend_db):
+    ada = create_first_admin(backend_db, name="ada", password="correct horse")
+    bob = create_account(backend_db, name="bob", role="annotator", password="battery staple", by="ada")
+    browser, other_browser = remember(backend_db, bob.id), remember(backend_db, bob.id)
+    assert session_account(backend_db, bob.id, browser).name == "bob"
+    assert session_account(backend_db, ada.id, browser) is None  # a token signs in its own account only
+
+    forget(backend_db, browser)  # signed out in another tab of this browser (they share the token)
+    assert session_account(backend_db, bob.id, browser) is None
+    assert session_account(backend_db, bob.id, other_browser).name == "bob"
+    set_password(backend_db, name="bob", password="a new password", by="ada")
+    assert session_account(backend_db, bob.id, other_browser) is None
+
+    assert session_account(backend_db, bob.id, None).name == "bob"  # single sign-on: no token
+    set_disabled(backend_db, name="bob", disabled=True, by="ada")
+    assert session_account(backend_db, bob.id, None) is None
+    assert session_account(backend_db, 10_000, None) is None
