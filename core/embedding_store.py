@@ -83,22 +83,25 @@ class EmbeddingStore:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         lock = _lock(folder, wait_seconds, on_wait)
-        meta = dict(format=FORMAT, backbone=backbone, dim=int(dim), dtype=dtype)
-        meta_path = folder / "meta.json"
-        if meta_path.exists():
-            found = _read_meta(folder)
-            if (found["backbone"].get("weights_sha256"), found["dim"], found["dtype"]) != (
-                    backbone["weights_sha256"], int(dim), dtype):
-                _unlock(lock)
-                raise ValueError(f"{folder} holds embeddings of {found['backbone'].get('name')} (weights "
-                                 f"{found['backbone'].get('weights_sha256', '?')[:12]}, dim {found['dim']}, "
-                                 f"{found['dtype']}); they never mix with {backbone.get('name')} (weights "
-                                 f"{backbone['weights_sha256'][:12]}, dim {dim}, {dtype}). Fix: use another folder.")
-            meta = found
-        else:
-            _write_atomically(meta_path, json.dumps(meta, indent=2).encode())
-        store = cls(folder, meta, lock)
-        store._repair_tail()
+        try:
+            meta = dict(format=FORMAT, backbone=backbone, dim=int(dim), dtype=dtype)
+            meta_path = folder / "meta.json"
+            if meta_path.exists():
+                found = _read_meta(folder)
+                if (found["backbone"].get("weights_sha256"), found["dim"], found["dtype"]) != (
+                        backbone["weights_sha256"], int(dim), dtype):
+                    raise ValueError(f"{folder} holds embeddings of {found['backbone'].get('name')} (weights "
+                                     f"{found['backbone'].get('weights_sha256', '?')[:12]}, dim {found['dim']}, "
+                                     f"{found['dtype']}); they never mix with {backbone.get('name')} (weights "
+                                     f"{backbone['weights_sha256'][:12]}, dim {dim}, {dtype}). Fix: use another folder.")
+                meta = found
+            else:
+                _write_atomically(meta_path, json.dumps(meta, indent=2).encode())
+            store = cls(folder, meta, lock)
+            store._repair_tail()
+        except BaseException:
+            _unlock(lock)  # a failed open (another backbone's store, a full disk) holds nothing
+            raise
         return store
 
     @classmethod
@@ -286,8 +289,11 @@ def _read_meta(folder):
 
 def _write_atomically(path, data):
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file

@@ -22,6 +22,7 @@ from core.extract import ExtractConfig, extract_embeddings
 from core.index import SimilarityIndex
 from services.config import Settings
 from services.database import Database
+from services.disk_full import disk_full_error, is_disk_full
 from services.errors import UserError
 from services.projects import get_project
 from storage import item_queries
@@ -126,7 +127,8 @@ def embed(
     Raises
     ------
     UserError
-        Unknown project or backbone, missing weights, a busy store, an unavailable device.
+        Unknown project or backbone, missing weights, a busy store, an unavailable device, a full
+        disk (naming where to free space; the rows written before stay).
     """
     found = get_project(db, project)
     with db.reading() as session:
@@ -136,21 +138,26 @@ def embed(
     report = EmbedReport(backbone=model.name, folder=folder)
     root = Path(found.root_path)
     waiting = (lambda: on_wait(folder)) if on_wait is not None else None
-    store = _open_store(folder, model, wait_seconds, waiting)
-    with store, tqdm(total=0, unit="image", disable=not show_progress) as bar:
+    try:
+        store = _open_store(folder, model, wait_seconds, waiting)
+        with store, tqdm(total=0, unit="image", disable=not show_progress) as bar:
 
-        def progress(finished: int, total: int) -> None:
-            bar.total, bar.n = total, finished
-            bar.refresh()
-            if on_progress is not None:
-                on_progress(finished, total)
+            def progress(finished: int, total: int) -> None:
+                bar.total, bar.n = total, finished
+                bar.refresh()
+                if on_progress is not None:
+                    on_progress(finished, total)
 
-        try:
-            result = extract_embeddings(model, store, [item_id for item_id, _ in items],
-                                        [str(root / path) for _, path in items], config=config, progress=progress)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        index = _update_index(folder)
+            try:
+                result = extract_embeddings(model, store, [item_id for item_id, _ in items],
+                                            [str(root / path) for _, path in items], config=config, progress=progress)
+            except ValueError as error:
+                raise UserError(str(error)) from None
+            index = _update_index(folder)
+    except OSError as error:
+        if is_disk_full(error):  # rows written before stay marked done; a rerun embeds the rest
+            raise disk_full_error(folder, error, rerun="embed") from None
+        raise
     report.embedded, report.already_done = result.embedded, result.already_done
     report.errors = [failure.message for failure in result.failures]
     report.index_kind, report.index_size = index.kind_, len(index)

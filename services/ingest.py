@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from services.config import Settings
 from services.database import Database
+from services.disk_full import database_full_error, is_disk_full
 from services.errors import UserError
 from services.file_scan import FoundFile, scan_folder, scan_list_file
 from services.image_check import ImageFacts
@@ -94,7 +96,8 @@ def ingest(
     Raises
     ------
     UserError
-        When ``source`` is missing or outside the project root.
+        When ``source`` is missing or outside the project root, or the database's disk is full
+        (naming where to free space; the batches committed before stay).
     """
     source = Path(source)
     if not source.exists():
@@ -128,7 +131,7 @@ def ingest(
         max_pixels=settings.max_image_pixels,
         workers=settings.ingest_workers,
     )
-    with tqdm(total=len(pending), unit="file", desc="ingest", disable=not show_progress) as bar:
+    with closing(outcomes), tqdm(total=len(pending), unit="file", desc="ingest", disable=not show_progress) as bar:
         for done, ((file, known_error_id), outcome) in enumerate(zip(pending, outcomes), start=1):
             writer.add(file, outcome, known_error_id, report)
             bar.update()
@@ -219,6 +222,10 @@ class _BatchWriter:
                 f"another ingest into this project wrote the same files at the same time ({error.orig}); "
                 "run ingest again, one at a time"
             ) from None
+        except Exception as error:
+            if is_disk_full(error):  # the batches committed before stay; a rerun skips them
+                raise database_full_error(self.db.engine.url, error, rerun="ingest") from None
+            raise
         self.new_items.clear()
         self.item_updates.clear()
         self.duplicates.clear()

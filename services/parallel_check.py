@@ -38,6 +38,10 @@ def check_files(
 ) -> Iterator[ImageFacts | Rejection]:
     """Yield the check outcome of each file, in the order given.
 
+    Close the generator when stopping early (``contextlib.closing``): that shuts the worker
+    processes down at once, in the caller's thread. Left to the garbage collector, the shutdown
+    could run in the pool's own thread ("cannot join current thread") or never.
+
     Parameters
     ----------
     files : sequence of FoundFile
@@ -53,9 +57,13 @@ def check_files(
         yield from map(check, files)
         return
     # spawn, not fork: the caller may hold database connections and threads (Streamlit).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         for start in range(0, len(files), plan.window):
             yield from pool.map(check, files[start : start + plan.window], chunksize=plan.chunksize)
+    finally:
+        # A caller that stops early (an error) drops the window's queued checks instead of waiting for them.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check(file: FoundFile, *, max_bytes: int, max_pixels: int) -> ImageFacts | Rejection:
