@@ -15,7 +15,6 @@ from services.engine import ProjectEngine
 from services.engines import Startup, grow_pool
 
 PHASE_TEXT = {
-    "ingesting": "Adding the sample images",
     "embedding": "Computing image features with the {backbone} backbone",
     "loading": "Loading labels and the latest model",
 }

@@ -1,8 +1,10 @@
 """Start each project's engine once per process, in the background, with progress to show.
 
-The first start of a project ingests ``sample_data/images`` when the project does not
-exist yet, embeds every image not embedded yet, then builds the engine. The app shows
-:class:`Startup` while that runs and labels once it is ``ready``.
+The first start of a project embeds every image not embedded yet, then builds the engine.
+The app shows :class:`Startup` while that runs and labels once it is ``ready``. A project
+that does not exist yet fails with what to do: it is never filled with the sample images
+unasked, which would also pin its root to ``sample_data/`` (``make run`` ingests them into a
+new project when asked, see the Makefile).
 
 Images ingested while the engine runs join its pool without a restart: :func:`grow_pool`
 (called on page runs, at most every few seconds) compares one cheap count with the pool's,
@@ -30,11 +32,10 @@ from services.database import Database
 from services.embeddings import embed
 from services.engine import ProjectEngine
 from services.errors import UserError
-from services.ingest import ingest
+from services.projects import get_project
 from storage import item_queries, label_queries, queries
 
 log = logging.getLogger(__name__)
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
 
 # Images are decoded in the server process: DataLoader workers forked from a threaded
 # web server are not worth the risk for the small images this usually sees.
@@ -47,7 +48,7 @@ APP_STORE_WAIT_SECONDS = 600.0
 class Startup:
     """Where a project's engine start stands.
 
-    ``phase`` is ``ingesting``, ``embedding``, ``loading``, ``ready`` or ``failed``;
+    ``phase`` is ``embedding``, ``loading``, ``ready`` or ``failed``;
     ``done`` of ``total`` counts the phase's work; ``error`` says what failed and how to fix it.
     Once ready: ``pool`` is the (count, largest id) of ingested images the engine was built
     over; ``growing`` is None when up to date, else how many images are being added (fewer
@@ -114,11 +115,11 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         startup.done, startup.total = done, total
 
     try:
-        with db.reading() as session:
-            exists = queries.find_project(session, startup.project) is not None
-        if not exists:
-            startup.phase = "ingesting"
-            ingest(db, settings, source=SAMPLE_IMAGES, project=startup.project, on_progress=progress)
+        try:
+            get_project(db, startup.project)
+        except UserError as error:
+            raise UserError(f"{error}; or, to try banana on the sample images: "
+                            f"BANANA_PROJECT={startup.project} make run SAMPLE=1") from None
         startup.phase, startup.done, startup.total = "embedding", 0, 0
         pool = _pool_signature(db, startup.project)  # counted first: images ingested later grow the pool
         report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,

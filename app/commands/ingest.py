@@ -9,7 +9,7 @@ from pathlib import Path
 from services.config import Settings
 from services.database import open_database
 from services.ingest import ingest
-from services.projects import ensure_project, get_project, project_counts
+from services.projects import ensure_project, get_project, list_projects, project_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="root folder of a new project; item paths are stored relative to it (default: PATH, or a list file's folder)",
     )
+    parser.add_argument(
+        "--if-new", dest="if_new", action="store_true",
+        help="add the images only if the project does not exist yet; an existing one is left as it is "
+             "(how `make run` adds the sample images)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--multi-label", dest="multi_label", action="store_const", const=True,
@@ -46,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     project_name = args.project or settings.project
     with open_database(settings) as db:
+        if args.if_new and project_name in {project.name for project in list_projects(db)}:
+            project = get_project(db, project_name)
+            print(f"project {project.name!r} (root {project.root_path}) exists; left as it is, without {args.path}")
+            return 0
         if args.multi_label is not None and args.path.exists():
             # Created (or checked) here with the asked mode; ingest then finds it. A missing PATH is
             # left to ingest, which says so. An existing project of the other mode is an error.
