@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 # Execution option that marks a connection as read-only, so it may begin DEFERRED.
 READ_ONLY_OPTION = "banana_read_only"
+JOURNAL_MODE_RETRY_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _configure_sqlite(engine: Engine, pragmas: SqlitePragmas) -> None:
         dbapi_connection.isolation_level = None  # pysqlite must not emit its own BEGIN
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(pragmas.busy_timeout_ms)}")
-        cursor.execute(f"PRAGMA journal_mode = {pragmas.journal_mode}")
+        _set_journal_mode(cursor, pragmas)
         cursor.execute(f"PRAGMA synchronous = {pragmas.synchronous}")
         cursor.execute(f"PRAGMA foreign_keys = {pragmas.foreign_keys}")
         cursor.close()
@@ -75,6 +78,24 @@ def _configure_sqlite(engine: Engine, pragmas: SqlitePragmas) -> None:
     def _on_begin(connection) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _set_journal_mode(cursor, pragmas: SqlitePragmas) -> None:
+    """Switch the database to ``pragmas.journal_mode`` unless it is in it already (WAL is stored
+    in the file). The first connections to a new database race to switch it, and SQLite refuses
+    the switch at once, without waiting its busy timeout, while another connection holds a lock
+    ('database is locked'): so the switch is retried until the busy timeout."""
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == pragmas.journal_mode.lower():
+        return
+    deadline = time.monotonic() + pragmas.busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute(f"PRAGMA journal_mode = {pragmas.journal_mode}")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(JOURNAL_MODE_RETRY_SECONDS)
 
 
 def make_session_factories(engine: Engine) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
