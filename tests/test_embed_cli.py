@@ -73,7 +73,8 @@ def test_other_weights_get_their_own_embeddings(pool, tmp_path, capsys):
 
 def test_missing_weights_and_missing_embeddings_are_clear_errors(pool, tmp_path, capsys):
     code, _, err = run(capsys, "embed", "--backbone", "dinov2_vits14")
-    assert code == 1 and f"place it at {tmp_path}/torch/hub/checkpoints/dinov2_vits14_pretrain.pth" in err
+    assert code == 1 and "`python -m app.cli fetch-backbone dinov2_vits14` downloads it to " in err
+    assert f"{tmp_path}/torch/hub/checkpoints" in err and "(about 85 MB)" in err
     backbone = f"local:{write_tiny_backbone(tmp_path / 'tiny.safetensors')}"
     code, _, err = run(capsys, "similar", "red_0.jpg", "--backbone", backbone)
     assert code == 1 and "run `python -m app.cli embed --backbone" in err

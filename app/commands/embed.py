@@ -8,8 +8,8 @@ import sys
 from services.config import Settings
 
 # Listed here, not imported from core.backbones, so --help never imports torch; a test keeps them equal.
-BACKBONE_NAMES = ("bundled", "local:PATH", "dinov2_vits14", "dinov2_vitb14", "dino_vits16", "dino_resnet50",
-                  "swav_resnet50", "resnet50", "ARCH@PATH")
+BACKBONE_NAMES = ("bundled", "local:PATH", "efficientnet_lite0", "dinov2_vits14", "dinov2_vitb14", "dino_vits16",
+                  "dino_resnet50", "swav_resnet50", "resnet50", "timm:NAME", "ARCH@PATH")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "them to the similarity index. An interrupted run continues where it stopped. Images that "
             "cannot be decoded are listed with the reason; the rest goes on. Exits 0 when the run "
             "completes, 1 when it cannot run. Backbones: " + ", ".join(BACKBONE_NAMES) + "; published "
-            "ones read their weights from the torch hub cache ($TORCH_HOME/hub/checkpoints) and never download."
+            "ones read their weights from the torch hub cache ($TORCH_HOME/hub/checkpoints, where "
+            "`fetch-backbone NAME` puts them) or the Hugging Face hub cache, and never download."
         ),
     )
     parser.add_argument("--backbone", help="backbone name (default: the BANANA_BACKBONE setting, 'bundled')")
