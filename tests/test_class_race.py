@@ -20,17 +20,7 @@ from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 def test_two_adders_of_one_class_at_once_make_one_class_and_the_second_is_told(backend_db, tmp_path, monkeypatch,
                                                                               second_name):
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
-    inserted, go_on = threading.Event(), threading.Event()
-    insert = queries.add_label_class
-
-    def first_adder_pauses_after_its_insert(session, project_id, name):
-        label_class = insert(session, project_id, name)
-        if not inserted.is_set():
-            inserted.set()
-            go_on.wait(30)
-        return label_class
-
-    monkeypatch.setattr(queries, "add_label_class", first_adder_pauses_after_its_insert)
+    inserted, go_on = first_insert_pauses(monkeypatch)
     first, first_outcome = in_a_thread(lambda: add_label_class(backend_db, project=project, name="dog"))
     first.start()
     assert inserted.wait(30)
@@ -51,16 +41,7 @@ def test_two_adders_of_one_class_at_once_make_one_class_and_the_second_is_told(b
 def test_a_rename_to_the_case_twin_of_a_class_being_added_is_refused(backend_db, tmp_path, monkeypatch):
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
     cat = add_label_class(backend_db, project=project, name="cat")
-    inserted, go_on = threading.Event(), threading.Event()
-    insert = queries.add_label_class
-
-    def adder_pauses_after_its_insert(session, project_id, name):
-        label_class = insert(session, project_id, name)
-        inserted.set()
-        go_on.wait(30)
-        return label_class
-
-    monkeypatch.setattr(queries, "add_label_class", adder_pauses_after_its_insert)
+    inserted, go_on = first_insert_pauses(monkeypatch)
     adder, _ = in_a_thread(lambda: add_label_class(backend_db, project=project, name="dog"))
     adder.start()
     assert inserted.wait(30)
@@ -75,3 +56,19 @@ def test_a_rename_to_the_case_twin_of_a_class_being_added_is_refused(backend_db,
     assert isinstance(rename_outcome[0], UserError) and "only in case" in str(rename_outcome[0]), rename_outcome
     with backend_db.reading() as session:
         assert [c.name for c in label_queries.label_classes(session, project.id)] == ["cat", "dog"]
+
+
+def first_insert_pauses(monkeypatch):
+    """The first class insert holds its transaction open after inserting: it sets ``inserted``, waits for ``go_on``."""
+    inserted, go_on = threading.Event(), threading.Event()
+    insert = queries.add_label_class
+
+    def first_insert_then_pause(session, project_id, name):
+        label_class = insert(session, project_id, name)
+        if not inserted.is_set():
+            inserted.set()
+            go_on.wait(30)
+        return label_class
+
+    monkeypatch.setattr(queries, "add_label_class", first_insert_then_pause)
+    return inserted, go_on

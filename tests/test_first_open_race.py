@@ -38,13 +38,7 @@ def test_two_processes_opening_an_empty_database_at_once_both_open_it(backend_se
     start, outcomes = spawn.Barrier(OPENERS), spawn.Queue()
     openers = [spawn.Process(target=_open_and_report, args=(backend_settings.database_url, str(tmp_path / "home"),
                                                              start, outcomes)) for _ in range(OPENERS)]
-    for opener in openers:
-        opener.start()
-    for opener in openers:
-        opener.join(HANG_GUARD_SECONDS)
-    assert not any(opener.is_alive() for opener in openers), "a first open hung"
-    assert sorted(outcomes.get(timeout=10) for _ in openers) == ["ok"] * OPENERS
-    assert len(_schema_revision(backend_settings)) == 1
+    _all_open_once(openers, outcomes, backend_settings)
 
 
 @pytest.mark.parametrize("backend_settings", ["postgresql"], indirect=True)
@@ -54,10 +48,15 @@ def test_two_threads_opening_an_empty_database_at_once_both_open_it(backend_sett
     openers = [threading.Thread(target=_open_and_report, daemon=True,
                                 args=(backend_settings.database_url, str(tmp_path / "home"), start, outcomes))
                for _ in range(OPENERS)]
+    _all_open_once(openers, outcomes, backend_settings)
+
+
+def _all_open_once(openers, outcomes, settings):
+    """Start the openers together; each must open the database, and it must hold one schema revision."""
     for opener in openers:
         opener.start()
     for opener in openers:
         opener.join(HANG_GUARD_SECONDS)
     assert not any(opener.is_alive() for opener in openers), "a first open hung"
     assert sorted(outcomes.get(timeout=10) for _ in openers) == ["ok"] * OPENERS
-    assert len(_schema_revision(backend_settings)) == 1
+    assert len(_schema_revision(settings)) == 1
