@@ -74,8 +74,12 @@ def add_account(home: Path, name: str, role: Role = Role.ANNOTATOR, password: st
 
 
 def settle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until the app has finished its current run."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    """Wait until the app has finished its current run: no running indicator and no element left
+    stale by a run still in progress (the indicator shows only after a delay, so a loaded machine
+    can be mid-run without it, and a key pressed then may reach a button of the previous run)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"], [data-stale=\"true\"]')",
+        timeout=timeout_ms)
     page.wait_for_timeout(150)
 
 

@@ -48,11 +48,14 @@ def shown_path(page) -> str:
     return page.locator('[data-testid="stMain"] [data-testid="stText"]').first.inner_text()
 
 
-def press_and_wait_for_new_image(page, key: str, before: str) -> str:
+def press_and_wait_for_new_image(page, key: str, before: str, labeled: int) -> str:
+    """Press ``key``; wait for another image and for the pane's run to reach its end (the caption
+    counting ``labeled`` answers), so that the next key meets this run's buttons."""
     page.keyboard.press(key)
     page.wait_for_function(
         "before => { const e = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stText\"]');"
         " return e && e.innerText !== before; }", arg=before, timeout=60_000)
+    page.get_by_text(f"{labeled} labeled in this session").wait_for(timeout=60_000)
     settle(page)
     return shown_path(page)
 
@@ -72,9 +75,9 @@ def test_label_twenty_images_with_the_keyboard_and_undo_one(app_url, project_hom
             accept = page.get_by_role("button", name=f"Accept {truth}")
             key = "Enter" if accept.count() and accept.is_enabled() else str(CLASSES.index(truth) + 1)
             given.append((path, truth))
-            path = press_and_wait_for_new_image(page, key, path)
+            path = press_and_wait_for_new_image(page, key, path, len(given))
         last = given[-1][0]
-        assert press_and_wait_for_new_image(page, "u", path) == last  # undo asks the image again
+        assert press_and_wait_for_new_image(page, "u", path, LABELS - 1) == last  # undo asks the image again
         page.screenshot(path=str(ARTIFACTS / "label-page.png"))
         page.get_by_test_id("stSidebarNav").get_by_text("Dashboard").click()  # a reload would sign out
         page.get_by_text("Labels per class").wait_for(timeout=60_000)
