@@ -251,3 +251,4 @@ class Pick(Base):
 from storage import slice_models  # noqa: E402,F401
 from storage import lease_models  # noqa: E402,F401
 from storage import sign_in_models  # noqa: E402,F401
+from storage import setting_models  # noqa: E402,F401

@@ -28,6 +28,7 @@ TABLES = {
     "annotation",
     "annotation_class",
     "annotator",
+    "project_setting",
     "duplicate_file",
     "failure_slice",
     "remembered_sign_in",
