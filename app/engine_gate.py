@@ -44,14 +44,18 @@ def ready_engine() -> ProjectEngine:
 def _progress(startup: Startup) -> None:
     if startup.phase in ("ready", "failed"):
         st.rerun(scope="app")
-    text = PHASE_TEXT.get(startup.phase, "Starting").format(backbone=settings().backbone)
+    text = PHASE_TEXT.get(startup.phase, "Starting").format(backbone=startup.backbone or "project's")
     fraction = startup.done / startup.total if startup.total else 0.0
     counts = f" ({startup.done:,} of {startup.total:,} images)" if startup.total else ""
     st.progress(min(fraction, 1.0), text=f"{text}{counts}…")
 
 
-def growth_text(growing: int) -> str:
-    """The sidebar note while the pool grows by ``growing`` images (fewer than one: some left)."""
+def growth_text(growing: int, switching: str | None = None, done: int = 0, total: int = 0) -> str:
+    """The sidebar note while the pool grows by ``growing`` images (fewer than one: some left), or
+    while every image is embedded again with the backbone ``switching`` (``done`` of ``total``)."""
+    if switching is not None:
+        counted = f": {done:,} of {total:,} images" if total else ""
+        return f"Switching to the {switching} backbone{counted}… Labeling goes on with the current features."
     if growing < 1:
         return "Updating the image pool…"
     return f"Adding {growing:,} new image{'s' if growing != 1 else ''}…"
@@ -61,4 +65,4 @@ def growth_text(growing: int) -> str:
 def _growth_note(startup: Startup) -> None:
     # Empty once the fresh engine is swapped in; pages take it up on their next run.
     if startup.growing is not None:
-        st.caption(growth_text(startup.growing))
+        st.caption(growth_text(startup.growing, startup.switching, startup.growth_done, startup.growth_total))

@@ -26,8 +26,9 @@ class Settings:
         Workspace directory for the database, embeddings, indexes and models.
     database_url : str or None
         Any SQLAlchemy URL. ``None`` means ``sqlite:///<home>/banana.db``.
-    backbone : str
-        Name of the feature backbone; ``bundled`` is the offline default.
+    backbone : str or None
+        Feature backbone for every project (``BANANA_BACKBONE``); None, the default, uses each
+        project's own (``services.project_backbone``).
     project : str
         Project used when a command or page is not told one.
     max_image_bytes : int
@@ -42,7 +43,7 @@ class Settings:
 
     home: Path = Path(".banana")
     database_url: str | None = None
-    backbone: str = "bundled"
+    backbone: str | None = None
     project: str = "default"
     max_image_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = PILLOW_PIXEL_LIMIT

@@ -24,6 +24,7 @@ from services.config import Settings
 from services.database import Database
 from services.disk_full import disk_full_error, is_disk_full
 from services.errors import UserError
+from services.project_backbone import project_backbone
 from services.projects import get_project
 from storage import item_queries
 from storage.models import Project
@@ -89,7 +90,7 @@ def embed(
     settings: Settings,
     *,
     project: str,
-    backbone: str,
+    backbone: str | None = None,
     config: ExtractConfig = ExtractConfig(),
     show_progress: bool = False,
     on_progress: ProgressCallback | None = None,
@@ -105,8 +106,8 @@ def embed(
     db : Database
     settings : Settings
     project : str
-    backbone : str
-        Backbone name, see ``core.backbones``.
+    backbone : str or None
+        Backbone name, see ``core.backbones``; None: the project's (``services.project_backbone``).
     config : ExtractConfig
         Batch size, workers, device and precision.
     show_progress : bool
@@ -133,7 +134,7 @@ def embed(
     found = get_project(db, project)
     with db.reading() as session:
         items = item_queries.ok_item_paths(session, found.id)
-    model = _backbone(backbone)
+    model = _backbone(backbone or project_backbone(db, settings, project).name)
     folder = embeddings_folder(settings, found, model.identity.key)
     report = EmbedReport(backbone=model.name, folder=folder)
     root = Path(found.root_path)
@@ -165,7 +166,7 @@ def embed(
 
 
 def similar(
-    db: Database, settings: Settings, *, project: str, backbone: str, item: str, k: int = 20
+    db: Database, settings: Settings, *, project: str, backbone: str | None, item: str, k: int = 20
 ) -> tuple[Neighbour, list[Neighbour]]:
     """The ``k`` items most similar to ``item``, by cosine similarity of their embeddings.
 
@@ -184,7 +185,7 @@ def similar(
     if k < 1:
         raise UserError(f"-k must be at least 1, got {k}")
     found = get_project(db, project)
-    identity = _identity(backbone)
+    identity = _identity(backbone or project_backbone(db, settings, project).name)
     folder = embeddings_folder(settings, found, identity.key)
     store, index = _open_for_reading(folder, identity.name)
     item_id, item_path = _resolve_item(db, found, item)
@@ -200,7 +201,8 @@ def similar(
     return Neighbour(item_id, item_path, 1.0), [Neighbour(i, paths.get(i, "?"), s) for i, s in hits]
 
 
-def export_embeddings(db: Database, settings: Settings, *, project: str, backbone: str, out: Path) -> ExportReport:
+def export_embeddings(db: Database, settings: Settings, *, project: str, backbone: str | None,
+                      out: Path) -> ExportReport:
     """Write embedded items' vectors as float32 ``.npy`` in item-id order, and a CSV of ids and paths beside it.
 
     The CSV (``out`` with suffix ``.csv``) has columns ``row,item_id,path``; row i of the
@@ -210,7 +212,7 @@ def export_embeddings(db: Database, settings: Settings, *, project: str, backbon
     if out.suffix != ".npy":
         raise UserError(f"--out {out} must end in .npy")
     found = get_project(db, project)
-    identity = _identity(backbone)
+    identity = _identity(backbone or project_backbone(db, settings, project).name)
     store, _ = _open_for_reading(embeddings_folder(settings, found, identity.key), identity.name)
     ids, vectors = store.done()
     order = np.argsort(ids)

@@ -6,6 +6,11 @@ that does not exist yet fails with what to do: it is never filled with the sampl
 unasked, which would also pin its root to ``sample_data/`` (``make run`` ingests them into a
 new project when asked, see the Makefile).
 
+The project's backbone comes from :func:`services.project_backbone.project_backbone`. When it
+is switched, :func:`grow_pool` re-embeds every image with the new one in the background while
+the current engine keeps serving, then swaps in an engine over the new features; labels live
+in the database, apart from any backbone, so every one is kept.
+
 Images ingested while the engine runs join its pool without a restart: :func:`grow_pool`
 (called on page runs, at most every few seconds) compares one cheap count with the pool's,
 and when images came or went it embeds the new ones and builds a fresh engine in the
@@ -32,6 +37,7 @@ from services.database import Database
 from services.embeddings import embed
 from services.engine import ProjectEngine
 from services.errors import UserError
+from services.project_backbone import project_backbone
 from services.projects import get_project
 from storage import item_queries, label_queries, queries
 
@@ -50,9 +56,12 @@ class Startup:
 
     ``phase`` is ``embedding``, ``loading``, ``ready`` or ``failed``;
     ``done`` of ``total`` counts the phase's work; ``error`` says what failed and how to fix it.
+    ``backbone`` names the backbone whose features the engine uses (or is being built on).
     Once ready: ``pool`` is the (count, largest id) of ingested images the engine was built
     over; ``growing`` is None when up to date, else how many images are being added (fewer
-    than zero when some left); ``growth_error`` says why the last growth failed.
+    than zero when some left); ``switching`` names the backbone being switched to, with
+    ``growth_done`` of ``growth_total`` images embedded; ``growth_error`` says why the last
+    growth failed.
     """
 
     project: str
@@ -61,8 +70,12 @@ class Startup:
     total: int = 0
     error: str | None = None
     engine: ProjectEngine | None = None
+    backbone: str = ""
     pool: tuple[int, int] = (0, 0)
     growing: int | None = None
+    switching: str | None = None
+    growth_done: int = 0
+    growth_total: int = 0
     growth_error: str | None = None
     next_check: float = 0.0  # time.monotonic() of the next growth check
     rebuild: bool = False  # build afresh at the next check even if the pool is unchanged (refresh_engine)
@@ -120,9 +133,10 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         except UserError as error:
             raise UserError(f"{error}; or, to try banana on the sample images: "
                             f"BANANA_PROJECT={startup.project} make run SAMPLE=1") from None
+        startup.backbone = project_backbone(db, settings, startup.project).name
         startup.phase, startup.done, startup.total = "embedding", 0, 0
         pool = _pool_signature(db, startup.project)  # counted first: images ingested later grow the pool
-        report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,
+        report = embed(db, settings, project=startup.project, backbone=startup.backbone, config=APP_EXTRACT_CONFIG,
                        on_progress=progress, wait_seconds=APP_STORE_WAIT_SECONDS)
         startup.phase = "loading"
         startup.engine = build_engine(db, settings, startup.project, report.folder)
@@ -138,8 +152,9 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
 def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
               config: GrowthConfig = GrowthConfig()) -> Startup:
     """The project's startup record; once it is ready, and at most every ``check_seconds``,
-    count the project's ingested images, and when they changed since the engine was built,
-    start growing its pool in the background (``growing`` says so until the swap is done)."""
+    count the project's ingested images and read its backbone, and when either changed since the
+    engine was built, start growing its pool in the background (``growing`` says so until the
+    swap is done; ``switching`` names a new backbone)."""
     startup = start_engine(db, settings, project)
     now = time.monotonic()
     with _lock:
@@ -147,13 +162,17 @@ def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
             return startup
         startup.next_check = now + config.check_seconds
     pool = _pool_signature(db, startup.project)
+    backbone = project_backbone(db, settings, startup.project).name
     with _lock:
-        if (pool == startup.pool and not startup.rebuild) or startup.growing is not None:
+        switch = backbone != startup.backbone
+        if (pool == startup.pool and not startup.rebuild and not switch) or startup.growing is not None:
             return startup
         startup.growing = pool[0] - startup.pool[0]
+        startup.switching = backbone if switch else None
+        startup.growth_done = startup.growth_total = 0
         startup.rebuild = False  # before the fresh engine reads the database: a later request builds again
-    threading.Thread(target=_grow, args=(db, settings, startup, pool, config), name=f"grow-{startup.project}",
-                     daemon=True).start()
+    threading.Thread(target=_grow, args=(db, settings, startup, pool, backbone, config),
+                     name=f"grow-{startup.project}", daemon=True).start()
     return startup
 
 
@@ -187,19 +206,24 @@ def _pool_signature(db: Database, project_name: str) -> tuple[int, int]:
         return item_queries.ok_items_signature(session, queries.find_project(session, project_name).id)
 
 
-def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, int], config: GrowthConfig) -> None:
-    """Embed the new images, build a fresh engine over the grown pool, swap it in; the old one
-    keeps serving the labeling sessions that hold it for ``retire_seconds``, then closes."""
+def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, int], backbone: str,
+          config: GrowthConfig) -> None:
+    """Embed the new images (all of them for a new backbone), build a fresh engine over the grown
+    pool, swap it in; the old one keeps serving the labeling sessions that hold it for
+    ``retire_seconds``, then closes."""
+    def progress(done: int, total: int) -> None:
+        startup.growth_done, startup.growth_total = done, total
+
     try:
-        report = embed(db, settings, project=startup.project, backbone=settings.backbone, config=APP_EXTRACT_CONFIG,
-                       wait_seconds=APP_STORE_WAIT_SECONDS)
+        report = embed(db, settings, project=startup.project, backbone=backbone, config=APP_EXTRACT_CONFIG,
+                       on_progress=progress, wait_seconds=APP_STORE_WAIT_SECONDS)
         engine = build_engine(db, settings, startup.project, report.folder)
     except Exception as error:  # the current engine keeps serving; shown in the app, retried later
         log.exception("adding new images to project %r failed", startup.project)
         with _lock:
             startup.growth_error = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
             startup.next_check = time.monotonic() + config.retry_seconds
-            startup.growing = None
+            startup.growing = startup.switching = None
             startup.rebuild = True  # retried even when the pool is unchanged (a refresh_engine request)
         return
     catch_up_labels(engine)  # labels committed after the fresh engine read them, before it is seen
@@ -207,7 +231,7 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
         registered = any(s is startup for s in _startups.values())
         if registered:
             old = startup.engine
-            startup.engine, startup.pool, startup.growth_error = engine, pool, None
+            startup.engine, startup.pool, startup.backbone, startup.growth_error = engine, pool, backbone, None
             old.successor = engine  # from now on its labels reach the new engine directly
             _retiring.append(old)
         else:
@@ -217,7 +241,7 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
         return
     catch_up_labels(engine)  # and those given through the old engine while the swap happened
     with _lock:
-        startup.growing = None  # only now, so "up to date" means every label is in
+        startup.growing = startup.switching = None  # only now, so "up to date" means every label is in
     retire = threading.Timer(config.retire_seconds, _retire, args=(old,))
     retire.daemon = True
     retire.start()

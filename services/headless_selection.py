@@ -101,7 +101,7 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
     if project_counts(db, found).ok == 0:
         raise UserError(f"project {project!r} has no images; ingest some first: "
                         f"python -m app.cli ingest FOLDER --project {project}")
-    embedded = embed(db, settings, project=project, backbone=settings.backbone, config=extract,
+    embedded = embed(db, settings, project=project, config=extract,
                      show_progress=show_progress, wait_seconds=wait_seconds, on_wait=on_wait)
     engine = build_engine(db, settings, found.name, embedded.folder)
     try:

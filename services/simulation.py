@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from core.backbones import BackboneError, build_backbone
 from core.class_folder import list_class_folder
@@ -17,6 +18,7 @@ from core.extract import ExtractConfig, extract_embeddings
 from core.simulate import SimulationConfig, run_simulation, summarize
 from services.config import Settings
 from services.errors import UserError
+from services.project_backbone import default_backbone
 
 
 ORACLE_FILE = "oracle.json"
@@ -92,14 +94,32 @@ def folder_embeddings(settings: Settings, folder: Path, backbone: str, *, config
     return vectors[order], labels[ids[order]], classes
 
 
-def simulate(settings: Settings, *, oracle: Path, backbone: str, out: Path, config: SimulationConfig,
+def _shorter_sides(folder: Path, sample: int = 50) -> list[int]:
+    """Shorter sides of up to ``sample`` images of a ``<class>/<image>`` folder (headers only)."""
+    try:
+        paths = list_class_folder(folder)[0]
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    sides = []
+    for path in paths[:: max(1, len(paths) // sample)][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except OSError:
+            continue  # reported when the folder is embedded
+    return sides
+
+
+def simulate(settings: Settings, *, oracle: Path, backbone: str | None, out: Path, config: SimulationConfig,
              pool_size: int, test_size: int, split_seed: int = 0, extract=ExtractConfig(), progress=None,
              log=None) -> SimulationReport:
     """Run every strategy on a random pool/test split of ``oracle`` and write CSVs and a plot.
 
     Class folder names of ``oracle`` answer the asks and score the probe; the
-    strategies never see them except through answered asks.
+    strategies never see them except through answered asks. ``backbone`` None: the default a
+    project of these images would get (``services.project_backbone.default_backbone``).
     """
+    backbone = backbone or default_backbone(_shorter_sides(oracle)).name
     vectors, labels, classes = folder_embeddings(settings, oracle, backbone, config=extract, progress=progress)
     if test_size + min(pool_size, 1) > len(vectors) or test_size < 1:
         raise UserError(f"{oracle} has {len(vectors)} images; --test-size {test_size} must leave a pool")

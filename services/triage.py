@@ -83,14 +83,15 @@ def parse_since(text: str) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def triage_batch(db: Database, settings: Settings, *, project: str, backbone: str, folder: str | None = None,
+def triage_batch(db: Database, settings: Settings, *, project: str, backbone: str | None = None, folder: str | None = None,
                  since: datetime | None = None, config: TriageConfig = TriageConfig(),
                  extract_config: ExtractConfig = ExtractConfig(),
                  on_progress: Callable[[int, int], None] | None = None, wait_seconds: float = 0.0,
                  on_wait: Callable[[Path], None] | None = None) -> TriageReport:
     """Embed what is new, then triage the batch (``folder``, ``since``, both, or every unlabeled image).
 
-    ``wait_seconds`` and ``on_wait``: as for :func:`services.embeddings.embed`.
+    ``backbone``, ``wait_seconds`` and ``on_wait``: as for :func:`services.embeddings.embed` (None: the
+    project's backbone).
 
     Raises
     ------

@@ -25,6 +25,15 @@ def ok_items_signature(session: Session, project_id: int) -> tuple[int, int]:
     return int(count), int(largest or 0)
 
 
+def image_shorter_sides(session: Session, project_id: int, *, limit: int = 1000) -> list[int]:
+    """Shorter side in pixels of up to ``limit`` of the project's ingested images (the first
+    ingested): enough to tell tiny images from photos without reading every row."""
+    query = (select(Item.width, Item.height)
+             .where(Item.project_id == project_id, Item.status == ItemStatus.OK, Item.width.is_not(None))
+             .order_by(Item.id).limit(limit))
+    return [min(width, height) for width, height in session.execute(query)]
+
+
 def item_id_by_path(session: Session, project_id: int, path: str) -> int | None:
     """Return the id of the project's item at ``path`` (relative, POSIX), or None."""
     return session.scalar(select(Item.id).where(Item.project_id == project_id, Item.path == path))

@@ -272,9 +272,9 @@ def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_str
 def test_select_waits_while_another_process_writes_the_embeddings(labeled_paths, tmp_path, capsys, monkeypatch):
     settings = load_settings()
     with open_database(settings) as db:
-        folder = embeddings_folder(settings, get_project(db, "default"), identify_backbone(settings.backbone).key)
+        folder = embeddings_folder(settings, get_project(db, "default"), identify_backbone("bundled").key)
     release = tmp_path / "release"
-    with store_held_elsewhere(settings.backbone, folder, release):
+    with store_held_elsewhere("bundled", folder, release):
         assert main(["select", "--n", "2", "--out", str(tmp_path / "refused.csv"), "--wait", "0"]) == 1
         assert "another process is writing" in capsys.readouterr().err
         told = select_command.say_waiting

@@ -11,7 +11,7 @@ def test_defaults_put_everything_under_dot_banana(tmp_path, monkeypatch):
     settings = load_settings({})
     assert settings.home == tmp_path / ".banana"
     assert settings.database_url == f"sqlite:///{tmp_path / '.banana' / 'banana.db'}"
-    assert settings.backbone == "bundled"
+    assert settings.backbone is None  # each project has its own
     assert settings.max_image_pixels == PILLOW_PIXEL_LIMIT
 
 

@@ -21,8 +21,8 @@ def test_the_app_starts_once_another_process_has_finished_writing_the_embeddings
 
     monkeypatch.setattr(engines, "embed", embed_letting_the_holder_go_once_waiting)
     with open_database(settings) as db:
-        folder = embeddings_folder(settings, get_project(db, "default"), identify_backbone(settings.backbone).key)
-        with store_held_elsewhere(settings.backbone, folder, release):
+        folder = embeddings_folder(settings, get_project(db, "default"), identify_backbone("bundled").key)
+        with store_held_elsewhere("bundled", folder, release):
             engine = ready_engine(db, settings)  # fails if the start gave up on the busy store
             assert release.exists()  # the start waited, and was ready only after the holder was let go
         assert len(engine.item_ids) > 0

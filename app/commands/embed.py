@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "`fetch-backbone NAME` puts them) or the Hugging Face hub cache, and never download."
         ),
     )
-    parser.add_argument("--backbone", help="backbone name (default: the BANANA_BACKBONE setting, 'bundled')")
+    parser.add_argument("--backbone", help="backbone name (default: the project's backbone; see the `backbone` command)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
     # Defaults (None) come from core.extract.ExtractConfig, read in run() so --help never imports torch.
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cpu)")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     given = {"batch_size": args.batch_size, "num_workers": args.workers, "device": args.device}
     config = ExtractConfig(half=args.half, **{name: value for name, value in given.items() if value is not None})
     with open_database(settings) as db:
-        report = embed(db, settings, project=args.project or settings.project, backbone=args.backbone or settings.backbone,
+        report = embed(db, settings, project=args.project or settings.project, backbone=args.backbone,
                        config=config, show_progress=sys.stderr.isatty(), wait_seconds=args.wait * 60,
                        on_wait=say_waiting)
     print(f"backbone {report.backbone}")

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="file to write, ending in .npy")
-    parser.add_argument("--backbone", help="backbone whose embeddings to export (default: the BANANA_BACKBONE setting)")
+    parser.add_argument("--backbone", help="backbone whose embeddings to export (default: the project's backbone)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
     parser.set_defaults(run=run)
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_database(settings) as db:
         report = export_embeddings(db, settings, project=args.project or settings.project,
-                                   backbone=args.backbone or settings.backbone, out=args.out)
+                                   backbone=args.backbone, out=args.out)
     print(f"wrote {report.rows} embeddings to {report.vectors} and their item ids and paths to {report.table}")
     if report.not_embedded:
         print(f"{report.not_embedded} ingested images have no embedding yet; run `embed` to add them")

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="--tasks: data.image is PREFIX + the path (default: /data/local-files/?d= and the "
                              "project root, for Label Studio with LOCAL_FILES_DOCUMENT_ROOT=/)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the BANANA_BACKBONE setting)")
+    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the project's backbone)")
     parser.add_argument("--device", default="cpu", help="device for embedding new images: cpu, cuda, cuda:N or mps")
     add_wait_option(parser)
     parser.set_defaults(run=run)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.headless_selection import picks_csv, picks_tasks, select_images  # imports torch
     from services.transfer import write_atomically
 
-    settings = replace(settings, backbone=args.backbone or settings.backbone)
+    settings = replace(settings, backbone=args.backbone or settings.backbone)  # None: the project's
     project = args.project or settings.project
     with open_database(settings) as db:
         chosen = select_images(db, settings, project=project, n=args.n, strategy=args.strategy,

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("item", metavar="ITEM", help="item id, or the image's path (relative to the project root, or to the file)")
     parser.add_argument("-k", type=int, default=20, help="how many neighbours (default: 20)")
-    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the BANANA_BACKBONE setting)")
+    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the project's backbone)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
     parser.set_defaults(run=run)
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_database(settings) as db:
         query, neighbours = similar(db, settings, project=args.project or settings.project,
-                                    backbone=args.backbone or settings.backbone, item=args.item, k=args.k)
+                                    backbone=args.backbone, item=args.item, k=args.k)
     print(f"query: item {query.item_id} {query.path}")
     print("rank  score   item  path")
     for rank, neighbour in enumerate(neighbours, start=1):

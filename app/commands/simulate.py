@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--oracle", type=Path, required=True, metavar="FOLDER", help="labeled folder <class>/<image>")
     parser.add_argument("--budgets", type=_csv_ints, default=(10, 20, 50, 100, 200, 500, 1000))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--backbone", help="backbone name (default: the backbone setting)")
+    parser.add_argument("--backbone", help="backbone name (default: BANANA_BACKBONE, else what a project of these images would get)")
     parser.add_argument("--pool-size", type=int, default=10_000)
     parser.add_argument("--test-size", type=int, default=2_000)
     parser.add_argument("--ours", type=_csv_names, default=_csv_names(OURS), help=f"our strategies (default {OURS})")

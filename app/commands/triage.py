@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--since", metavar="TIME", help="images ingested at or after this UTC time (2026-11-26 or 2026-11-26T14:30)")
     parser.add_argument("--out", type=Path, help="CSV file to write (required unless --clear-queue or --show-queue)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the BANANA_BACKBONE setting)")
+    parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the project's backbone)")
     parser.add_argument("--near-failure-margin", type=float, help="margin below which an image is a near-failure (default: 0.2)")
     parser.add_argument("--near-copy", type=float, help="cosine similarity from which an image is a near-copy (default: 0.95)")
     parser.add_argument("--workers", type=int, help="image-decoding processes for embedding new images (default: as `embed`)")
@@ -103,7 +103,7 @@ def _triage(db: Database, settings: Settings, args: argparse.Namespace, *, proje
     given = {"near_failure_margin": args.near_failure_margin, "near_copy_similarity": args.near_copy}
     config = TriageConfig(**{name: value for name, value in given.items() if value is not None})
     report = triage_batch(db, settings, project=project,
-                          backbone=args.backbone or settings.backbone, folder=args.batch, since=since, config=config,
+                          backbone=args.backbone, folder=args.batch, since=since, config=config,
                           extract_config=ExtractConfig(**({} if args.workers is None else {"num_workers": args.workers})),
                           wait_seconds=args.wait * 60, on_wait=say_waiting)
     queued = (label_next(db, project=project, rows=near_failures(report), batch=report.batch)

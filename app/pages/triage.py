@@ -43,7 +43,7 @@ if run:
     since = datetime.combine(since_day, datetime.min.time(), tzinfo=timezone.utc) if use_since else None
     progress = st.progress(0.0, text="Embedding new images…")
     try:
-        report = triage_batch(database(), settings(), project=chosen_project(), backbone=settings().backbone,
+        report = triage_batch(database(), settings(), project=chosen_project(),
                               folder=folder.strip() or None, since=since, extract_config=APP_EXTRACT_CONFIG,
                               on_progress=lambda done, total: progress.progress(done / total if total else 1.0),
                               wait_seconds=APP_STORE_WAIT_SECONDS,
