@@ -125,3 +125,8 @@ def _project(session, project_name: str):
 def _from_row(row) -> BackboneChoice:
     source = "set" if row.updated_by else "default"
     return BackboneChoice(row.value["name"], row.value.get("reason", ""), source, row.updated_by)
+
+
+def available_backbones(*, available: Callable[[str], bool] = weights_available) -> list[str]:
+    """Named backbones whose weights are on this machine, for a picker."""
+    return [name for name in ("bundled", PHOTO_BACKBONE, *SSL_PREFERENCE, "resnet50") if available(name)]

@@ -1,5 +1,5 @@
-"""Classes and settings: add, rename, merge, archive classes; labeling mode (single- or multi-label);
-selection strategy; retrain now."""
+"""Classes and settings: add, rename, merge, archive classes; image features (the backbone); labeling
+mode (single- or multi-label); selection strategy; retrain now."""
 
 from collections import Counter
 
@@ -7,12 +7,15 @@ import streamlit as st
 
 from app.auth import require
 from app.engine_gate import ready_engine
+from app.feature_note import backbone_caption, show_feature_warning
 from app.safe_text import escape_markdown
 from app.user_state import annotator
+from core.backbones import FETCH_COMMAND
 from core.selection import ALL_STRATEGIES
 from services.classes import add_class, merge_classes, rename_class, set_archived
 from services.engines import refresh_engine
 from services.errors import UserError
+from services.project_backbone import available_backbones, backbone_training, project_backbone, set_project_backbone
 from services.projects import get_project, set_multi_label
 from storage.models import Role
 
@@ -75,6 +78,25 @@ with archive:
         chosen = st.selectbox("Restore", archived, format_func=lambda c: c.name, key="restore-class")
         if st.button("Restore"):
             act(f"Restored {chosen.name}.", set_archived, engine, chosen.id, False)
+
+st.header("Image features")
+backbone_caption(engine)
+show_feature_warning(engine)
+choices = available_backbones()
+current_backbone = project_backbone(engine.db, engine.settings, engine.project_name).name
+with st.form("backbone"):
+    chosen_backbone = st.selectbox("Backbone", choices, index=choices.index(current_backbone)
+                                   if current_backbone in choices else 0, format_func=lambda name: (
+                                       f"{name}: {backbone_training(name)}"),
+                                   help="Backbones whose weights are on this machine. Fetch a published one with "
+                                        f"{FETCH_COMMAND} NAME.")
+    if st.form_submit_button("Switch backbone", disabled=bool(engine.settings.backbone),
+                             help="Every image is embedded again in the background; labeling goes on meanwhile "
+                                  "and every label is kept."):
+        act(f"Switching to {chosen_backbone}: the images are embedded again in the background (see the sidebar).",
+            set_project_backbone, engine.db, engine.project_name, chosen_backbone, by=annotator())
+if engine.settings.backbone:
+    st.caption("BANANA_BACKBONE is set for this server, so it decides; unset it to use the project's choice.")
 
 st.header("Labeling mode")
 

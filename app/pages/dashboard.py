@@ -4,10 +4,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.auth import require
+from app.feature_note import backbone_caption, show_feature_warning
 from app.resources import database, settings
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import chosen_project
 from services.dashboard import dashboard, labels_per_minute
+from services.engines import start_engine
 from services.errors import UserError
 from services.projects import get_project
 from services.simulation import random_baseline
@@ -24,6 +26,10 @@ try:
 except UserError as error:
     st.info(escape_markdown(str(error)))
     st.stop()
+startup = start_engine(database(), settings(), chosen_project())
+if startup.phase == "ready":  # the page shows the stored figures without waiting for the engine
+    backbone_caption(startup.engine)
+    show_feature_warning(startup.engine)
 
 labeled, total, pace = st.columns(3)
 labeled.metric("Labeled images", f"{figures.n_labeled:,}")

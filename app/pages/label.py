@@ -11,6 +11,7 @@ import streamlit as st
 from app.auth import current_account, require
 from app.class_toggles import KEYED_CLASSES
 from app.engine_gate import ready_engine
+from app.feature_note import show_feature_warning
 from app.label_why import why_panel
 from app.safe_text import escape_markdown
 from app.user_state import labeling_session
@@ -156,4 +157,5 @@ def label_pane(session: LabelingSession) -> None:
 
 
 engine = ready_engine()
+show_feature_warning(engine)
 label_pane(labeling_session(engine))

@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.auth import require
 from app.engine_gate import ready_engine
+from app.feature_note import show_feature_warning
 from app.multi_label_issues import show as show_multi_label
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import annotator
@@ -25,6 +26,7 @@ QUEUE = "label_issue_queue"  # (project id, queue, position of the issue on scre
 
 st.title("Label issues")
 engine = ready_engine()
+show_feature_warning(engine)
 if engine.multi_label:
     show_multi_label(engine)  # class sets instead of single classes: app/multi_label_issues.py
     st.stop()

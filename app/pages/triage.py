@@ -13,6 +13,7 @@ import streamlit as st
 
 from app.auth import require
 from app.engine_gate import ready_engine
+from app.feature_note import show_feature_warning
 from app.resources import database, settings
 from app.safe_text import escape_markdown
 from app.user_state import chosen_project
@@ -33,6 +34,7 @@ KIND_TEXT = {"near_failure": "near-failure", "novel": "novel", "near_copy": "nea
 
 st.title("Triage a batch of new images")
 engine = ready_engine()  # serves the thumbnails
+show_feature_warning(engine)
 st.caption("Ingest the new folder first (`python -m app.cli ingest FOLDER`); images not embedded yet are embedded here.")
 with st.form("triage"):
     folder = st.text_input("Folder, relative to the project root (empty: anywhere)", key="triage_folder")
