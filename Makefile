@@ -4,16 +4,23 @@ PYTHON_BOOTSTRAP ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.requirements-installed
+# FAIR's DINOv2 model code, which the backbone equivalence tests compare banana against: fetched
+# once here, never at test time, and never installed (the tests import it from the wheel).
+DINOV2_WHEEL := .whl/dinov2-0.0.1.dev2-py3-none-any.whl
 
 .PHONY: setup run test
 
-setup: $(INSTALLED)
+setup: $(INSTALLED) $(DINOV2_WHEEL)
 
 # Re-installs only when requirements.txt changes.
 $(INSTALLED): requirements.txt
 	test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install -r requirements.txt
 	touch $(INSTALLED)
+
+# Downloaded only while the wheel is missing.
+$(DINOV2_WHEEL): | $(INSTALLED)
+	$(PYTHON) -m pip download --no-deps --dest .whl dinov2==0.0.1.dev2
 
 # The sample images go into the project (BANANA_PROJECT, else 'default') only when it does not exist
 # yet and they are asked for: SAMPLE=1, the default unless BANANA_PROJECT names a project. So
