@@ -5,6 +5,9 @@ weights from its pip package) and a random-init DINOv2 ViT-S/14 as a floor (timm
 ``vit_small_patch14_dinov2`` with timm's random initialisation, saved as
 ``dinov2_vits14_pretrain.pth`` in a scratch torch hub folder and built through
 ``core.backbones.build_backbone("dinov2_vits14", hub_dir=...)``, the path a real download takes).
+timm starts DINOv2's LayerScale at 1e-5, so the random blocks barely touch the class token: its
+features are nearly the same for every image (pairwise cosine > 0.9999, and the float16 store
+rounds much of the rest away). The floor is "no features at all", near chance.
 
 Data: ``hymenoptera_photos.tar.gz`` (396 ant/bee photos, train and val as one pool) and a
 CIFAR-10 subset (``--cifar-per-class`` random images of each class), both from ../shared/datasets.
