@@ -52,14 +52,6 @@ def draw_audits(candidates, n, share, rng):
     return rng.choice(candidates, min(count, len(candidates)), replace=False)
 
 
-def audit_correct(predicted, labels):
-    """Whether each audit prediction was right: exact match per row for multi-label
-    indicators (M, K), equality for class labels (M,)."""
-    predicted, labels = np.asarray(predicted), np.asarray(labels)
-    equal = predicted == labels
-    return equal.all(axis=1) if equal.ndim == 2 else equal
-
-
 def wilson_interval(successes, trials, confidence=0.9):
     """Wilson score interval for a binomial proportion (sound at small counts and at 0 or 1).
 

@@ -3,9 +3,9 @@
 Labels are enqueued; a worker thread refits after every ``retrain_every`` changed labels
 (or on request) on a snapshot of them, then swaps the new model in with a single
 reference assignment under a lock. A fit that raises leaves the previous version
-serving. :func:`probe_fit` runs the fit itself in a child process
-(:mod:`core.retrain_worker`), so that even a killed fit only costs that retrain. No
-persistence here: the service layer stores each version through ``on_model``.
+serving. The service layer runs the fit itself in a child process
+(:class:`core.retrain_worker.ProbeTrainer`), so that even a killed fit only costs that
+retrain, and stores each version through ``on_model``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.retrain_worker import ProbeTrainer, train_probe
 
 log = logging.getLogger(__name__)
 
@@ -180,25 +179,3 @@ class RetrainLoop:
                     log.exception("on_error callback failed")
         if not reported:
             log.error("retrain failed and no callback took the error", exc_info=error)
-
-
-def probe_fit(embeddings, *, train=train_probe, **probe_params):
-    """A ``fit`` for :class:`RetrainLoop` that trains a :class:`core.probe.LinearProbe`
-    on the labeled rows of ``embeddings`` in a worker process
-    (:class:`core.retrain_worker.ProbeTrainer`), warm-started from the serving probe.
-
-    Metrics: ``n_classes``, ``n_iter``, ``temperature``, and from the latest out-of-fold
-    fits ``oof_accuracy`` (single-label) and ``oof_labels``.
-    """
-    return _EmbeddingFit(embeddings, ProbeTrainer(train=train, **probe_params))
-
-
-class _EmbeddingFit:
-    def __init__(self, embeddings, trainer):
-        self.embeddings, self.trainer = embeddings, trainer
-
-    def __call__(self, indices, labels, previous):
-        return self.trainer.fit(self.embeddings[indices], labels, previous)
-
-    def close(self):
-        self.trainer.close()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.audit import StopRule, audit_correct, draw_audits, learning_curve, stop_hint, wilson_interval
+from core.audit import StopRule, draw_audits, learning_curve, stop_hint, wilson_interval
 
 
 def test_draw_audits_takes_the_share_uniformly():
@@ -40,11 +40,6 @@ def test_wilson_interval_edges():
     assert low == pytest.approx(0.0, abs=1e-12) and 0 < high < 0.3
     low, high = wilson_interval(np.array([5, 50]), np.array([10, 100]))
     assert (high - low)[1] < (high - low)[0]
-
-
-def test_audit_correct_single_and_multi_label():
-    assert audit_correct(["a", "b"], ["a", "c"]).tolist() == [True, False]
-    assert audit_correct([[1, 0], [1, 1]], [[1, 0], [1, 0]]).tolist() == [True, False]
 
 
 def test_learning_curve_per_version():

@@ -3,7 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from core.loop import LoopConfig, RetrainLoop, probe_fit
+from core.loop import LoopConfig, RetrainLoop
+from tests.probe_fits import ProbeFit
 from core.probe import LinearProbe
 from tests.engine_data import clusters
 
@@ -135,10 +136,10 @@ def test_a_failing_callback_is_reported_and_does_not_stop_the_loop(make_loop):
     assert loop.wait_idle(WAIT) and loop.current[0] == 2
 
 
-def test_probe_fit_trains_probes_that_grow_with_new_classes(make_loop):
+def test_a_probe_fit_trains_probes_that_grow_with_new_classes(make_loop):
     X, y = clusters([40, 40, 40], seed=0)
     recorder = Recorder()
-    loop = make_loop(fit=probe_fit(X), config=LoopConfig(retrain_every=20), callbacks=[recorder])
+    loop = make_loop(fit=ProbeFit(X), config=LoopConfig(retrain_every=20), callbacks=[recorder])
     first = np.flatnonzero(y < 2)[::2]
     loop.add_labels(first, y[first])
     assert loop.wait_idle(WAIT)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.loop import LoopConfig, RetrainLoop, probe_fit
+from core.loop import LoopConfig, RetrainLoop
+from tests.probe_fits import ProbeFit
 from core.probe import LinearProbe
 from core.retrain_worker import ProbeTrainer, WorkerDied, train_probe
 from tests.engine_data import clusters
@@ -57,7 +58,7 @@ def test_kill_9_of_the_worker_mid_retrain_keeps_the_previous_model_and_the_next_
     monkeypatch.setenv("SLOW_FIT_MARKER", str(marker))
     X, y = clusters([30, 30, 30], seed=1)
     recorder = Recorder()
-    fit = probe_fit(X, train=train_slowly_once)
+    fit = ProbeFit(X, train=train_slowly_once)
     loop = RetrainLoop(fit=fit, config=LoopConfig(retrain_every=20), callbacks=[recorder])
     try:
         first = np.arange(0, 90, 5)  # 18 labels, 3 classes
