@@ -122,7 +122,7 @@ def test_download_is_verified_placed_and_then_found(server, published, checkpoin
     assert not weights_available(NAME, hf_cache=tmp_path / "hf")
     code, out, err = fetch(capsys, NAME, "--mirror", server.url)
     assert code == 0 and f"SHA-256 verified ({published.sha256})" in out, err
-    assert f"embed --backbone {NAME}" in out
+    assert f"backbone --set {NAME}" in out
     assert server.requests == [(SERVED_PATH, None)]
     assert f"fetching {NAME} from {server.url}tiny/tiny_pretrain.pth" in err and "(100%)" in err and "MB/s" in err
     assert (checkpoints / "tiny_pretrain.pth").read_bytes() == checkpoint

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def describe(report) -> str:
     """What happened, in one or two sentences, and how to use the backbone."""
-    use = f" Use it: python -m app.cli embed --backbone {report.name} (or BANANA_BACKBONE={report.name})."
+    use = (f" Use it: python -m app.cli backbone --set {report.name} [--project NAME] (new projects pick a "
+           "fetched self-supervised backbone by themselves).")
     if report.outcome == "bundled":
         return f"{report.name}: nothing to download; it ships with banana ({report.path})."
     if report.outcome == "packaged":
