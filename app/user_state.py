@@ -6,10 +6,10 @@ import streamlit as st
 
 from app.auth import ACCOUNT
 from app.resources import settings
-from services.accounts import Account
-from services.engine import ProjectEngine
-from services.engines import catch_up_labels
-from services.labeling import LabelingSession
+from services.accounts.accounts import Account
+from services.engine.project_engine import ProjectEngine
+from services.engine.lifecycle import catch_up_labels
+from services.labeling.session import LabelingSession
 from storage.models import Role
 
 
@@ -32,7 +32,7 @@ def annotator() -> str:
 
 
 def role() -> Role:
-    """The signed-in account's role (roles form a ladder: see services/accounts.py)."""
+    """The signed-in account's role (roles form a ladder: see services/accounts/accounts.py)."""
     return account().role
 
 

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python benchmarks/bench_concurrent_writes.py [--url URL] [--writers 8] [--databases 1]
        [--seconds 20] [--think-ms 0]
 
-WRITERS threads record annotations through ``services.labels.record_annotation`` for SECONDS,
+WRITERS threads record annotations through ``services.labeling.labels.record_annotation`` for SECONDS,
 spread over DATABASES ``Database`` objects on the same URL (1 = one app process; 2 = as if a
 second process wrote too). Without ``--url`` a throw-away SQLite file is used; with a PostgreSQL
 URL (of a role allowed to create databases) a throw-away database on that server. Prints writes per second, the latency of a write
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.config import Settings  # noqa: E402
 from services.database import open_database  # noqa: E402
-from services.labels import add_label_class, record_annotation  # noqa: E402
+from services.labeling.labels import add_label_class, record_annotation  # noqa: E402
 from services.projects import ensure_project  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.models import ItemStatus  # noqa: E402

@@ -10,11 +10,11 @@ from PIL import Image
 
 from services.config import Settings
 from services.database import open_database
-from services.engines import close_engines
-from services.feature_warning import feature_warning
-from services.ingest import ingest
-from services.labels import add_label_class, record_annotation
-from services.project_backbone import set_project_backbone
+from services.engine.lifecycle import close_engines
+from services.features.feature_warning import feature_warning
+from services.ingest.ingest import ingest
+from services.labeling.labels import add_label_class, record_annotation
+from services.features.project_backbone import set_project_backbone
 from services.projects import get_project
 from tests.app_helpers import open_page
 from tests.labeling_project import ingested_sample_project, ready_engine, true_class

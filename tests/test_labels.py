@@ -2,7 +2,7 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
-from services.labels import add_label_class, record_annotation
+from services.labeling.labels import add_label_class, record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, AnnotationSource, ItemStatus, Project

@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import update
 
 from services.errors import UserError
-from services.leases import AskLeases, TeamSettings, is_overlap, overlap_wanted
-from storage import lease_queries, queries
-from storage.lease_models import ItemLease
+from services.teams.leases import AskLeases, TeamSettings, is_overlap, overlap_wanted
+from storage.teams import lease_queries
+from storage import queries
+from storage.teams.lease_models import ItemLease
 from storage.types import utc_now
 from tests.labeling_project import true_class
 from tests.team_project import team_engine

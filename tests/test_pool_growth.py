@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from services import engines
+from services.engine import lifecycle as engines
 from services.database import open_database
-from services.engines import GrowthConfig, catch_up_labels, close_engines, grow_pool
-from services.ingest import ingest
-from services.labeling import LabelingSession
-from services.labels import record_annotation
-from storage import label_queries
+from services.engine.lifecycle import GrowthConfig, catch_up_labels, close_engines, grow_pool
+from services.ingest.ingest import ingest
+from services.labeling.session import LabelingSession
+from services.labeling.labels import record_annotation
+from storage.labels import label_queries
 from tests.app_helpers import open_page
 from tests.labeling_project import (CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, label_truly, ready_engine,
                                      true_class)

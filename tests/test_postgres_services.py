@@ -4,13 +4,13 @@ from dataclasses import replace
 
 import pytest
 
-from services.dashboard import dashboard
+from services.evaluation.dashboard import dashboard
 from services.errors import UserError
-from services.ingest import ingest
-from services.labels import NewLabel, add_label_class, record_annotation, record_annotations
+from services.ingest.ingest import ingest
+from services.labeling.labels import NewLabel, add_label_class, record_annotation, record_annotations
 from services.projects import get_project, project_counts
-from services.transfer import import_csv, labeled_images
-from storage import label_queries
+from services.transfer.transfer import import_csv, labeled_images
+from storage.labels import label_queries
 from tests.images import write_image
 
 

@@ -5,10 +5,10 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
-from services.labeling import LabelingSession
-from services.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
-from services.agreement import project_agreement
-from services.review import decide, review_queue
+from services.labeling.session import LabelingSession
+from services.teams.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
+from services.teams.agreement import project_agreement
+from services.teams.review import decide, review_queue
 from storage import queries
 from storage.models import Annotation, AnnotationSource, Annotator
 from storage.models import Role

@@ -14,12 +14,12 @@ from app.class_toggles import KEYED_CLASSES, class_set_toggles
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown
 from app.user_state import annotator
-from services.agreement import project_agreement
+from services.teams.agreement import project_agreement
 from services.errors import UserError
-from services.labeling import ASK_IMAGE_SIDE
-from services.leases import TeamSettings, read_team_settings, save_team_settings
-from services.review import ReviewItem, decide, review_queue
-from storage.label_queries import CurrentLabel
+from services.labeling.session import ASK_IMAGE_SIDE
+from services.teams.leases import TeamSettings, read_team_settings, save_team_settings
+from services.teams.review import ReviewItem, decide, review_queue
+from storage.labels.label_queries import CurrentLabel
 from storage.models import Role
 
 account = require(Role.REVIEWER)  # first: see app/auth.py

@@ -9,9 +9,9 @@ from app.auth import require
 from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import annotator, chosen_project
-from services.engines import running_engines
+from services.engine.lifecycle import running_engines
 from services.errors import UserError
-from services.transfer import (export_image_folder, import_file, label_studio_config, labeled_images, to_coco, to_csv,
+from services.transfer.transfer import (export_image_folder, import_file, label_studio_config, labeled_images, to_coco, to_csv,
                                to_json, to_label_studio)
 from storage.models import Role
 
