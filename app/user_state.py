@@ -8,7 +8,6 @@ from app.auth import ACCOUNT
 from app.resources import settings
 from services.accounts.accounts import Account
 from services.engine.project_engine import ProjectEngine
-from services.engine.lifecycle import catch_up_labels
 from services.labeling.session import LabelingSession
 from storage.models import Role
 
@@ -42,7 +41,5 @@ def labeling_session(engine: ProjectEngine) -> LabelingSession:
     if session is None or session.engine is not engine or session.annotator != annotator():
         if session is not None:
             session.close()
-            if session.engine is not engine and session.engine.project_id == engine.project_id:
-                catch_up_labels(engine)  # labels given through the engine that new images replaced
         session = st.session_state["labeling_session"] = LabelingSession(engine, annotator())
     return session

@@ -33,7 +33,7 @@ from services.features.embeddings import embed  # noqa: E402
 from services.engine.lifecycle import close_engines, start_engine  # noqa: E402
 from services.ingest.ingest import ingest  # noqa: E402
 from services.labeling.session import THUMBNAIL_SIDE, LabelingSession  # noqa: E402
-from services.labeling.labels import add_label_class  # noqa: E402
+from services.labeling.classes import add_label_class  # noqa: E402
 from services.projects import get_project  # noqa: E402
 from storage.labels import label_queries  # noqa: E402
 

@@ -111,7 +111,7 @@ def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
         if project is None:
             raise UserError(f"no project called {name!r}")
         # Before counting: a label naming several classes holds the row FOR SHARE while it is
-        # saved (services.labeling.labels.append_annotation), so this waits for those being saved to
+        # saved (services.labeling.write.add_label), so this waits for those being saved to
         # commit (and the count sees them), and any saved after reads the new mode and refuses.
         project = queries.lock_project(session, project.id)
         if project.multi_label == multi_label:

@@ -16,7 +16,7 @@ from services.database import open_database
 from services.features.embeddings import embed
 from services.engine.lifecycle import close_engines, start_engine
 from services.ingest.ingest import ingest
-from services.labeling.labels import add_label_class
+from services.labeling.classes import add_label_class
 from services.projects import get_project, set_multi_label
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"

@@ -14,7 +14,7 @@ from services.config import Settings
 from services.database import Database
 from services.engine.project_engine import ProjectEngine
 from services.ingest.ingest import ingest
-from services.labeling.labels import add_label_class
+from services.labeling.classes import add_label_class
 from services.projects import get_project
 from storage.items import item_queries
 from tests.labeling_project import SAMPLE_IMAGES, true_class

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from services.teams.agreement import measure, project_agreement
-from services.labeling.labels import record_annotation
+from tests.labels_by_name import record_annotation
 from services.projects import get_project
 from tests.team_project import class_ids_by_name, team_engine
 

@@ -5,7 +5,6 @@ architectures get random weights written by the test. That real published checkp
 original implementations' features is tested in ``test_backbone_equivalence``.
 """
 import socket
-import textwrap
 
 import pytest
 import torch

@@ -10,7 +10,7 @@ import pytest
 
 from services.labeling.classes import rename_class
 from services.errors import UserError
-from services.labeling.labels import add_label_class
+from services.labeling.classes import add_label_class
 from services.projects import ensure_project
 from storage.labels import label_queries
 from storage import queries

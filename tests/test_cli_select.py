@@ -15,7 +15,7 @@ from services.config import load_settings
 from services.database import open_database
 from services.features.embeddings import embeddings_folder
 from services.data_engine.headless_selection import CSV_COLUMNS
-from services.labeling.labels import NewLabel, record_annotations
+from tests.labels_by_name import NewLabel, record_annotations
 from services.transfer.transfer import labeled_images
 from services.projects import get_project
 from storage.items import item_queries

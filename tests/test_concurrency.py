@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from services.database import open_database
 from services.errors import UserError
-from services.labeling.labels import add_label_class, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, ItemStatus

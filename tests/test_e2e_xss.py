@@ -16,9 +16,10 @@ import pytest
 from services.config import Settings
 from services.database import open_database
 from services.ingest.ingest import ingest
-from services.labeling.labels import NewLabel, add_label_class, record_annotations
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project
-from services.teams.review import open_if_disagreement
+from services.teams.disagreement import open_if_disagreement
 from storage.items import item_queries
 from storage.models import Role
 from storage.types import utc_now

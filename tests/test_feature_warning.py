@@ -13,7 +13,8 @@ from services.database import open_database
 from services.engine.lifecycle import close_engines
 from services.features.feature_warning import feature_warning
 from services.ingest.ingest import ingest
-from services.labeling.labels import add_label_class, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.features.project_backbone import set_project_backbone
 from services.projects import get_project
 from tests.app_helpers import open_page
@@ -52,7 +53,6 @@ def test_bundled_features_on_photos_get_the_warning_before_any_label(tmp_path):
 def label_all(db, engine, truth) -> None:
     for item, path in zip(engine.item_ids.tolist(), engine.paths):
         record_annotation(db, item_id=item, class_names=[truth(path)], annotator="ann")
-    engine.reload_labels()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from services.engine.lifecycle import close_engines, start_engine
 from services.errors import UserError
 from services.labeling.session import LabelingSession
-from services.labeling.labels import record_annotation
+from tests.labels_by_name import record_annotation
 from services.teams.leases import is_overlap
 from storage.teams.lease_models import ItemLease
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun

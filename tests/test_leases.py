@@ -12,7 +12,7 @@ from storage.teams import lease_queries
 from storage import queries
 from storage.teams.lease_models import ItemLease
 from storage.types import utc_now
-from tests.labeling_project import true_class
+from tests.labeling_project import class_id, true_class
 from tests.team_project import team_engine
 
 THREADS = 8
@@ -48,7 +48,7 @@ def _in_threads(target, n=THREADS):
 
 
 def _label(leases, ask):
-    return leases.label(ask, [true_class(ask.path)], duration_ms=1, supersedes_id=None)
+    return leases.label(ask, [class_id(leases.engine, true_class(ask.path))], duration_ms=1, supersedes_id=None)
 
 
 def test_the_database_gives_each_item_to_one_taker_when_many_take_the_same_items_at_once(engine):

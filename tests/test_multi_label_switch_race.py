@@ -14,7 +14,8 @@ import pytest
 
 from services import projects
 from services.errors import UserError
-from services.labeling.labels import add_label_class, append_annotation, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import append_annotation, record_annotation
 from services.projects import ensure_project, get_project, set_multi_label
 from storage.labels import label_queries
 from storage import queries

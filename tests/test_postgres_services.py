@@ -7,7 +7,8 @@ import pytest
 from services.evaluation.dashboard import dashboard
 from services.errors import UserError
 from services.ingest.ingest import ingest
-from services.labeling.labels import NewLabel, add_label_class, record_annotation, record_annotations
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 from services.projects import get_project, project_counts
 from services.transfer.transfer import import_csv, labeled_images
 from storage.labels import label_queries

@@ -11,7 +11,8 @@ from services.engine.lifecycle import grow_pool, refresh_engine, start_engine
 from services.errors import UserError
 from services.ingest.ingest import ingest
 from services.labeling.session import LabelingSession
-from services.labeling.labels import add_label_class, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.projects import get_project, project_counts, set_multi_label
 from services.config import load_settings
 from services.database import open_database

@@ -23,7 +23,8 @@ from services.labeling.classes import rename_class
 from services.database import open_database
 from services.errors import UserError
 from services.ingest.ingest import ingest
-from services.labeling.labels import NewLabel, add_label_class, record_annotations
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project
 from services.transfer.transfer import (export_image_folder, import_file, labeled_images, to_coco, to_csv, write_atomically)
 from storage.items import item_queries

@@ -12,7 +12,8 @@ from app.cli import main
 from services.database import open_database
 from services.errors import UserError
 from services.ingest.ingest import ingest
-from services.labeling.labels import NewLabel, add_label_class, record_annotation, record_annotations
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 from services.projects import get_project
 from services.transfer.transfer import import_file, labeled_images, to_coco, to_csv, to_label_studio
 from storage.items import item_queries

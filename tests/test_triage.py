@@ -11,7 +11,7 @@ from app.cli import main
 from core.model.probe import LinearProbe
 from core.quality.triage import KINDS, nearest_labeled, novelty_threshold, top_margin, triage
 from services.database import open_database
-from services.labeling.labels import record_annotation
+from tests.labels_by_name import record_annotation
 from services.projects import get_project
 from services.data_engine.triage import parse_since
 from services.errors import UserError

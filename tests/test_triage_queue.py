@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from app.cli import main
-from app.label_why import SOURCE_TEXT
 from app.safe_text import escape_markdown
 from services.database import open_database
 from services.engine.project_engine import ProjectEngine
 from services.labeling.session import LabelingSession
-from services.labeling.labels import record_annotation
+from tests.labels_by_name import record_annotation
 from services.teams.leases import AskLeases, TeamSettings
 from services.labeling.priority_asks import QueueResult, clear_queue, pending_items, queue_priority_asks, queue_view
 from services.projects import get_project

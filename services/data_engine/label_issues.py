@@ -22,7 +22,7 @@ import numpy as np
 from core.quality.label_issues import LabelIssueConfig, find_issues, find_multilabel_issues
 from core.model.probe import LinearProbe
 from services.errors import UserError
-from services.labeling.labels import record_annotation
+from services.labeling.write import LabelWrite, write_labels
 from storage.labels import label_issue_queries
 from storage.labels.label_queries import CurrentLabel
 from storage.models import AnnotationSource
@@ -116,15 +116,8 @@ def _record_review(engine: ProjectEngine, issue: LabelIssue | MultiLabelIssue, c
     now = engine.current_label(issue.item_id)
     if now is None or now.annotation_id != issue.annotation_id:
         raise UserError(f"{issue.path} was labeled again since this queue was made; refresh the queue")
-    for class_id in class_ids:
-        if class_id not in engine.classes:
-            raise UserError(f"unknown class id {class_id}")
-    annotation_id = record_annotation(engine.db, item_id=issue.item_id,
-                                      class_names=[engine.classes[c].name for c in class_ids],
-                                      annotator=reviewer, source=AnnotationSource.REVIEW,
-                                      supersedes_id=issue.annotation_id)
-    engine.set_label(issue.item_id, CurrentLabel(annotation_id, class_ids))
-    return annotation_id
+    return write_labels(engine.db, project_id=engine.project_id, annotator=reviewer, source=AnnotationSource.REVIEW,
+                        labels=[LabelWrite(issue.item_id, tuple(class_ids), issue.annotation_id)])[0]
 
 
 # ----- multi-label -----------------------------------------------------------------------

@@ -16,8 +16,10 @@ Images ingested while the engine runs join its pool without a restart: :func:`gr
 and when images came or went it embeds the new ones and builds a fresh engine in the
 background, swaps it in and retires the old one after a grace period. Labels are safe
 across the swap: every label is committed to the database before it is acknowledged, the
-fresh engine loads labels from the database, and it catches up once more right after the
-swap and again when the old engine is closed (labels given through it meanwhile).
+fresh engine loads labels from the database and hears of every label committed after
+(:mod:`services.engine.registry`), whichever engine the labeling session still holds.
+The same check has the serving engine take what other processes committed (labels and
+classes: :meth:`ProjectEngine.sync`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from services.errors import UserError
 from services.features.project_backbone import project_backbone
 from services.projects import get_project
 from storage.items import item_queries
-from storage.labels import label_queries
 from storage import queries
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,13 @@ def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
     startup = start_engine(db, settings, project)
     now = time.monotonic()
     with _lock:
-        if startup.phase != "ready" or startup.growing is not None or now < startup.next_check:
+        if startup.phase != "ready" or now < startup.next_check:
             return startup
         startup.next_check = now + config.check_seconds
+        engine = startup.engine
+    engine.sync()  # labels and classes other processes committed
+    if startup.growing is not None:
+        return startup
     pool = _pool_signature(db, startup.project)
     backbone = project_backbone(db, settings, startup.project).name
     with _lock:
@@ -187,20 +192,6 @@ def refresh_engine(settings: Settings, project: str | None = None) -> None:
         for (url, project_name, _backbone), startup in _startups.items():
             if url == str(settings.database_url) and project_name == name:
                 startup.rebuild, startup.next_check = True, 0.0
-
-
-def catch_up_labels(engine: ProjectEngine) -> int:
-    """Give ``engine`` each current label in the database newer than the one it holds (labels
-    given through the engine it replaced); returns how many."""
-    with engine.db.reading() as session:
-        labels = label_queries.current_labels(session, engine.project_id)
-    missed = 0
-    for item_id, label in labels.items():
-        held = engine.current_label(item_id)
-        if item_id in engine.row_of and (held is None or held.annotation_id < label.annotation_id):
-            engine.set_label(item_id, label)
-            missed += 1
-    return missed
 
 
 def _pool_signature(db: Database, project_name: str) -> tuple[int, int]:
@@ -228,22 +219,18 @@ def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, i
             startup.growing = startup.switching = None
             startup.rebuild = True  # retried even when the pool is unchanged (a refresh_engine request)
         return
-    catch_up_labels(engine)  # labels committed after the fresh engine read them, before it is seen
     with _lock:
         registered = any(s is startup for s in _startups.values())
         if registered:
             old = startup.engine
             startup.engine, startup.pool, startup.backbone, startup.growth_error = engine, pool, backbone, None
-            old.successor = engine  # from now on its labels reach the new engine directly
+            startup.growing = startup.switching = None
             _retiring.append(old)
         else:
             startup.growing = None
     if not registered:  # the engines were closed meanwhile
         engine.close()
         return
-    catch_up_labels(engine)  # and those given through the old engine while the swap happened
-    with _lock:
-        startup.growing = startup.switching = None  # only now, so "up to date" means every label is in
     retire = threading.Timer(config.retire_seconds, _retire, args=(old,))
     retire.daemon = True
     retire.start()
@@ -255,7 +242,7 @@ def _retire(old: ProjectEngine) -> None:
             return  # closed by close_engines
         _retiring[:] = [engine for engine in _retiring if engine is not old]
     try:
-        old.close()  # labels still given through it reach its successor (ProjectEngine.set_label)
+        old.close()  # labels still given through it reach its successor (services.engine.registry)
     except Exception:
         log.exception("retiring a replaced engine of project %r failed", old.project_name)
 

@@ -1,9 +1,11 @@
 """One project's shared labeling engine: embeddings, current labels, the serving probe, selection.
 
 Every labeler of a project in this process uses the same :class:`ProjectEngine`; its
-methods are thread-safe. Labels reach the database before the engine hears of them
-(``services.labeling.session`` writes, then calls :meth:`ProjectEngine.set_label`), so the
-engine is a cache of the database that can always be rebuilt from it.
+methods are thread-safe. Labels reach the database before the engine hears of them: the one
+label path (:mod:`services.labeling.write`) commits, then announces the labels to every engine
+of the project in this process (:mod:`services.engine.registry`); :meth:`ProjectEngine.sync`
+takes what other processes committed. So the engine is a cache of the database that can always
+be rebuilt from it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +32,7 @@ from services.config import Settings
 from services.database import Database
 from services.errors import UserError
 from services.features.item_images import ImageCache
+from services.engine import registry
 from services.engine.model_store import load_latest_model, save_model_version
 from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
@@ -108,13 +111,14 @@ class ProjectEngine:
         self.images = ImageCache(Path(project.root_path))
         self.background = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"asks-{project.id}")
         self._closed = False
-        self.successor: ProjectEngine | None = None  # the engine that replaced this one (the pool grew)
         self._lock = threading.Lock()  # guards _labels; held only briefly
         self._state_lock = threading.Lock()  # guards _state, which selection reads for a while
         self._rng = np.random.default_rng()
         self._state = SimilarityState(embeddings)
         self._state_labels: dict[int, tuple[int, ...]] = {}  # the labels _state reflects
         self._labels: dict[int, CurrentLabel] = {}  # item id -> newest annotation (cleared ones too)
+        # The project's newest annotation id at the poll before last and at the last (see sync).
+        self._poll_marks = (0, 0)
         self.last_error: str | None = None
         self.classes: dict[int, ClassInfo] = {}
         self.reload_classes()
@@ -133,20 +137,32 @@ class ProjectEngine:
                                 trained_on=(rows, labels) if current else None)
         if not current and self._feed_loop():
             self.loop.request_retrain()
+        registry.register(self)  # from now on committed labels reach this engine as they are written
+        self.sync()  # and those committed while it was being built
 
     # ----- labels ----------------------------------------------------------------------
 
     def _load_labels(self) -> None:
         with self.db.reading() as session:
+            newest = label_queries.newest_annotation_id(session, self.project_id)
             labels = label_queries.current_labels(session, self.project_id)
         with self._lock:
             self._labels = {item: label for item, label in labels.items() if item in self.row_of}
+        self._poll_marks = (newest, newest)
 
-    def reload_labels(self) -> None:
-        """Re-read every current label from the database (after bulk changes such as a merge)."""
-        self._load_labels()
-        self._feed_loop()
-        self.loop.request_retrain()
+    def sync(self) -> int:
+        """Take what other processes committed since the last poll: class changes, and the labels
+        of items annotated after the newest annotation seen one poll ago (so that a label committed
+        late under a lower id is not missed). Cheap when nothing changed; returns how many labels
+        were new to this engine."""
+        with self.db.reading() as session:
+            newest = label_queries.newest_annotation_id(session, self.project_id)
+            classes = label_queries.label_classes(session, self.project_id, include_archived=True)
+            since = self._poll_marks[0]
+            labels = label_queries.current_labels_since(session, self.project_id, since) if newest > since else {}
+        self._poll_marks = (self._poll_marks[1], newest)
+        self._set_classes(classes)
+        return self.take_labels(labels)
 
     def _feed_loop(self) -> int:
         """Give the retrain loop every current label (and forget the cleared ones); returns how many."""
@@ -176,8 +192,10 @@ class ProjectEngine:
 
     def reload_classes(self) -> None:
         with self.db.reading() as session:
-            classes = label_queries.label_classes(session, self.project_id, include_archived=True)
-            self.classes = {c.id: ClassInfo(c.id, c.name, c.archived_at is not None) for c in classes}
+            self._set_classes(label_queries.label_classes(session, self.project_id, include_archived=True))
+
+    def _set_classes(self, classes) -> None:
+        self.classes = {c.id: ClassInfo(c.id, c.name, c.archived_at is not None) for c in classes}  # one assignment
 
     def active_classes(self) -> list[ClassInfo]:
         """Unarchived classes in the order they were added (the keyboard order)."""
@@ -192,25 +210,32 @@ class ProjectEngine:
         with self._lock:
             return [item for item, label in self._labels.items() if label.class_ids]
 
-    def set_label(self, item_id: int, label: CurrentLabel) -> None:
-        """Take in an annotation that is already committed; the probe retrains in the background.
-        A replaced engine passes it on to its successor too: sessions may label through it until
-        they notice the swap, even after it closed."""
-        if self.successor is not None:
-            self.successor.set_label(item_id, label)
-        row = self.row_of.get(item_id)
-        if row is None:
-            return  # not embedded: nothing to learn from
+    def take_labels(self, labels: Mapping[int, CurrentLabel]) -> int:
+        """Take in committed labels (item id -> its current label); the probe retrains in the
+        background. Labels of items outside the pool, and labels no newer than the one held, are
+        left out; returns how many were taken. Only the label path and :meth:`sync` call this."""
+        taken: dict[int, CurrentLabel] = {}
         with self._lock:
-            self._labels[item_id] = label
+            for item_id, label in labels.items():
+                held = self._labels.get(item_id)
+                if item_id in self.row_of and (held is None or held.annotation_id < label.annotation_id):
+                    self._labels[item_id] = taken[item_id] = label
+        if not taken:
+            return 0
+        named = {c for label in taken.values() for c in label.class_ids}
+        if not named <= set(self.classes):
+            self.reload_classes()  # a class made in another process: know its name before anyone asks
         # The similarity state catches up when the next asks are chosen, off the labeling path.
-        if label.class_ids:
-            self.loop.add_labels([row], [self._loop_label(label)])
-        else:
-            self.loop.remove_labels([row])
+        given = {self.row_of[item]: label for item, label in taken.items() if label.class_ids}
+        cleared = [self.row_of[item] for item, label in taken.items() if not label.class_ids]
+        if cleared:
+            self.loop.remove_labels(cleared)
+        if given:
+            self.loop.add_labels(list(given), [self._loop_label(label) for label in given.values()])
         probe = self.serving.probe
-        if probe is not None and not set(label.class_ids) <= set(np.asarray(probe.classes_).tolist()):
+        if probe is not None and not named <= set(np.asarray(probe.classes_).tolist()):
             self.loop.request_retrain()  # a class the probe has never seen: learn it now
+        return len(taken)
 
     def _catch_up_state(self, labeled: dict[int, tuple[int, ...]]) -> None:
         """Bring the similarity state to ``labeled`` (item -> class ids): labels that went
@@ -404,6 +429,7 @@ class ProjectEngine:
         return self._closed
 
     def close(self) -> None:
+        registry.unregister(self)  # labels written through a session still holding it reach its successor
         self._closed = True
         self.loop.close(timeout=30)
         self._trainer.close()

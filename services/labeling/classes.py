@@ -1,23 +1,61 @@
-"""Class actions: add, rename, merge, archive, restore. One transaction each."""
+"""Class actions: add, rename, merge, archive, restore. One transaction each.
+
+Each tells the project's engines in this process once it is committed
+(:mod:`services.engine.registry`); engines of other processes see it at their next poll.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from services.labeling.class_names import case_twin, checked_class_name
 from services.database import Database
 from services.engine.project_engine import ProjectEngine
+from services.engine.registry import announce_classes, announce_labels
 from services.errors import UserError
-from services.labeling.labels import add_label_class, append_annotation
+from services.labeling.class_names import case_twin, checked_class_name
+from services.labeling.write import add_label
 from services.projects import get_project
-from storage.labels import label_queries
 from storage import queries
-from storage.models import AnnotationSource
+from storage.labels import label_queries
+from storage.labels.label_queries import CurrentLabel
+from storage.models import AnnotationSource, LabelClass, Project
+
+
+def add_label_class(db: Database, *, project: Project, name: str) -> LabelClass:
+    """Add class ``name`` to ``project``.
+
+    Raises
+    ------
+    UserError
+        When the name breaks a rule of :mod:`services.labeling.class_names` or the project already
+        has the class, or one that differs from it only in case.
+    """
+    name = checked_class_name(name)
+    taken = UserError(f"project {project.name!r} already has a class called {name!r}")
+    try:
+        with db.writing() as session:
+            # Adders of one project take turns (PostgreSQL runs writers side by side), so the second
+            # sees the first's class: the unique key alone would let a case twin in.
+            queries.lock_project(session, project.id)
+            classes = label_queries.label_classes(session, project.id, include_archived=True)
+            twin = case_twin(name, [c.name for c in classes])
+            if twin == name:
+                raise taken
+            if twin is not None:
+                raise UserError(f"project {project.name!r} already has a class called {twin!r}, which differs from "
+                                f"{name!r} only in case; use {twin!r}, or choose a name that differs by more")
+            added = queries.add_label_class(session, project.id, name)
+    except IntegrityError as error:
+        # PostgreSQL runs writers side by side: another one may add the name after the check.
+        if "uq_label_class_project_id_name" in str(error.orig):
+            raise taken from None
+        raise
+    announce_classes(db, project.id)
+    return added
 
 
 def add_class(engine: ProjectEngine, name: str) -> None:
     add_label_class(engine.db, project=get_project(engine.db, engine.project_name), name=name)
-    engine.reload_classes()
 
 
 def rename_class(engine: ProjectEngine, class_id: int, name: str) -> None:
@@ -41,14 +79,14 @@ def rename_class(engine: ProjectEngine, class_id: int, name: str) -> None:
         if "uq_label_class_project_id_name" in str(error.orig):
             raise taken from None
         raise
-    engine.reload_classes()
+    announce_classes(engine.db, engine.project_id)
 
 
 def set_archived(engine: ProjectEngine, class_id: int, archived: bool) -> None:
     """Archive a class (it keeps its labels but is no longer offered), or restore it."""
     with engine.db.writing() as session:
         label_queries.set_class_archived(session, class_id, archived)
-    engine.reload_classes()
+    announce_classes(engine.db, engine.project_id)
 
 
 def merge_classes(engine: ProjectEngine, *, source_id: int, target_id: int, annotator: str) -> int:
@@ -60,20 +98,20 @@ def merge_classes(engine: ProjectEngine, *, source_id: int, target_id: int, anno
     if source_id == target_id:
         raise UserError("choose two different classes to merge")
     db: Database = engine.db
+    moved: dict[int, CurrentLabel] = {}
     with db.writing() as session:
-        names = {c.id: c.name for c in label_queries.label_classes(session, engine.project_id)}
-        if source_id not in names or target_id not in names:
+        active = {c.id for c in label_queries.label_classes(session, engine.project_id)}
+        if source_id not in active or target_id not in active:
             raise UserError("both classes must exist and be active; restore an archived class first")
-        current = label_queries.current_labels(session, engine.project_id)
-        moved = 0
-        for item_id, label in current.items():
+        annotator_id = queries.get_or_add_annotator(session, annotator).id
+        for item_id, label in label_queries.current_labels(session, engine.project_id).items():
             if source_id in label.class_ids:
-                classes = (set(label.class_ids) - {source_id}) | {target_id}
-                append_annotation(session, item_id=item_id, class_names=[names[c] for c in classes],
-                                  annotator=annotator, source=AnnotationSource.REVIEW, duration_ms=None,
-                                  supersedes_id=label.annotation_id)
-                moved += 1
+                classes = tuple(sorted((set(label.class_ids) - {source_id}) | {target_id}))
+                annotation_id = add_label(session, project_id=engine.project_id, item_id=item_id, class_ids=classes,
+                                          annotator_id=annotator_id, source=AnnotationSource.REVIEW,
+                                          supersedes_id=label.annotation_id)
+                moved[item_id] = CurrentLabel(annotation_id, classes)
         label_queries.set_class_archived(session, source_id, True)
-    engine.reload_classes()
-    engine.reload_labels()
-    return moved
+    announce_classes(db, engine.project_id)
+    announce_labels(db, engine.project_id, moved)
+    return len(moved)

@@ -9,8 +9,7 @@ import numpy as np
 
 from services.engine.project_engine import ProjectEngine
 from services.errors import UserError
-from services.labeling.labels import NewLabel, record_annotations
-from storage.labels.label_queries import CurrentLabel
+from services.labeling.write import LabelWrite, write_labels
 
 GRID_SIZE = 36
 NEAR_COPY_SIMILARITY = 0.9  # cosine; above this an image is taken for a near-copy
@@ -50,14 +49,9 @@ def accept(engine: ProjectEngine, *, item_ids: Sequence[int], class_id: int, ann
     """
     if class_id not in engine.classes or engine.classes[class_id].archived:
         raise UserError("choose an existing, unarchived class")
-    labels, class_sets = [], []
+    labels = []
     for item_id in item_ids:
         current = engine.current_label(item_id)
         classes = {class_id} | (set(current.class_ids) if engine.multi_label and current is not None else set())
-        class_sets.append(tuple(sorted(classes)))
-        labels.append(NewLabel(item_id, [engine.classes[c].name for c in class_sets[-1]],
-                               current.annotation_id if current is not None else None))
-    annotation_ids = record_annotations(engine.db, labels, annotator=annotator)
-    for item_id, annotation_id, classes in zip(item_ids, annotation_ids, class_sets):
-        engine.set_label(item_id, CurrentLabel(annotation_id, classes))
-    return annotation_ids
+        labels.append(LabelWrite(item_id, tuple(sorted(classes)), current.annotation_id if current is not None else None))
+    return write_labels(engine.db, project_id=engine.project_id, labels=labels, annotator=annotator)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from services.engine.project_engine import Ask, ProjectEngine
 from services.errors import UserError
-from services.teams.leases import AskLeases, LeaseLost, TeamSettings, is_overlap, read_team_settings
+from services.labeling.write import LeaseLost
+from services.teams.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
 from services.labeling.priority_asks import askable
 from storage.labels.priority_queries import TRIAGE
 from storage.labels.label_queries import CurrentLabel
@@ -110,9 +111,8 @@ class LabelingSession:
     def label(self, item_id: int, class_ids: Sequence[int], *, duration_ms: int | None = None) -> int:
         """Record the item's whole class set now; return the annotation id once it is committed."""
         ask = self._ask_for(item_id)
-        unknown = [c for c in class_ids if c not in self.engine.classes]
-        if unknown or not class_ids:
-            raise UserError("choose at least one existing class" if not class_ids else f"unknown class id {unknown[0]}")
+        if not class_ids:
+            raise UserError("choose at least one class")  # the write path checks that they exist
         if duration_ms is None and self._shown is not None and self._shown[0] == item_id:
             duration_ms = round((time.monotonic() - self._shown[1]) * 1000)
         previous = self.engine.current_label(item_id)
@@ -120,12 +120,10 @@ class LabelingSession:
         # An overlap label is a second opinion, not a correction of the first label.
         supersedes = previous.annotation_id if previous is not None and not is_overlap(ask) else None
         try:
-            annotation_id = self.leases.label(ask, [self.engine.classes[c].name for c in classes],
-                                              duration_ms=duration_ms, supersedes_id=supersedes)
+            annotation_id = self.leases.label(ask, classes, duration_ms=duration_ms, supersedes_id=supersedes)
         except LeaseLost:
             self._drop(item_id)  # someone else has it now: show the next ask
             raise
-        self.engine.set_label(item_id, CurrentLabel(annotation_id, classes))
         self.history.append(Labeled(ask, annotation_id, previous))
         self._drop(item_id)
         self._top_up()
@@ -156,9 +154,7 @@ class LabelingSession:
         if now is None or now.annotation_id != done.annotation_id:
             raise UserError(f"{done.ask.path} was labeled again by someone else since; open it on the Grid or Explore page")
         restored = done.previous.class_ids if done.previous is not None else ()
-        annotation_id = self.leases.undo(done.ask, [self.engine.classes[c].name for c in restored],
-                                         supersedes_id=done.annotation_id)
-        self.engine.set_label(done.ask.item_id, CurrentLabel(annotation_id, restored))
+        self.leases.undo(done.ask, restored, supersedes_id=done.annotation_id)
         self.history.pop()
         with self._lock:
             self._queue.appendleft(done.ask)

@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from services.teams import review
 from services.config import Settings
 from services.engine.project_engine import Ask, ProjectEngine
 from services.errors import UserError
-from services.labeling.labels import append_annotation
 from services.labeling.priority_asks import priority_asks
+from services.labeling.write import HeldLease, LabelWrite, write_labels
 from storage.labels import label_queries
 from storage.teams import lease_queries
 from storage import queries
@@ -32,10 +31,6 @@ from storage.models import AnnotationSource
 from storage.types import utc_now
 
 OVERLAP_SOURCE = "overlap"  # the pick source of an overlap ask
-
-
-class LeaseLost(UserError):
-    """The annotator no longer holds the ask: it lapsed and someone else took it, or it was given back."""
 
 
 @dataclass(frozen=True)
@@ -150,8 +145,9 @@ class AskLeases:
             taken = lease_queries.take(session, project_id=self.engine.project_id, annotator_id=self.annotator_id,
                                        item_ids=[i for i in candidates if i not in labeled], overlap=False,
                                        now=now, expires_at=expires_at)
-        for item_id, (annotation_id, class_ids) in labeled.items():  # labeled by another process or page
-            self.engine.set_label(item_id, CurrentLabel(annotation_id, class_ids))
+        # Labeled by another process meanwhile: the engine takes them now rather than at its next poll.
+        self.engine.take_labels({item_id: CurrentLabel(annotation_id, class_ids)
+                                 for item_id, (annotation_id, class_ids) in labeled.items()})
         return taken
 
     def _overlap_asks(self, n: int, exclude: set[int]) -> list[Ask]:
@@ -198,37 +194,29 @@ class AskLeases:
 
     # ----- labels ----------------------------------------------------------------------
 
-    def label(self, ask: Ask, class_names: Sequence[str], *, duration_ms: int | None,
+    def label(self, ask: Ask, class_ids: Sequence[int], *, duration_ms: int | None,
               supersedes_id: int | None) -> int:
-        """Record the label and mark the lease labeled in one transaction; open a review task
-        when it disagrees with another annotator's label of the item.
+        """Record the label and mark the lease labeled in one transaction (the one label path:
+        :func:`services.labeling.write.write_labels`); a review task opens when it disagrees with
+        another annotator's label of the item.
 
         Raises
         ------
         LeaseLost
             When the lease lapsed and someone else took the item over.
         UserError
-            When the label breaks a rule of :func:`services.labeling.labels.record_annotation`.
+            When the label breaks a rule of :func:`services.labeling.write.add_label`.
         """
-        now = utc_now()
-        with self.engine.db.writing() as session:
-            if not lease_queries.mark_labeled(session, annotator_id=self.annotator_id, item_id=ask.item_id,
-                                              overlap=is_overlap(ask), now=now):
-                raise LeaseLost(f"{ask.path} is no longer yours to label: it was left for over "
-                                f"{self.team.lease_seconds // 60} minutes and someone else took it over")
-            annotation_id = append_annotation(session, item_id=ask.item_id, class_names=class_names,
-                                              annotator=self.annotator, source=AnnotationSource.HUMAN, duration_ms=duration_ms,
-                                              supersedes_id=supersedes_id)
-            review.open_if_disagreement(session, project_id=self.engine.project_id, item_id=ask.item_id, now=now)
-        return annotation_id
+        label = LabelWrite(ask.item_id, tuple(class_ids), supersedes_id, duration_ms)
+        return write_labels(self.engine.db, project_id=self.engine.project_id, labels=[label],
+                            annotator=self.annotator, source=AnnotationSource.HUMAN, lease=self._held(ask))[0]
 
-    def undo(self, ask: Ask, class_names: Sequence[str], *, supersedes_id: int) -> int:
+    def undo(self, ask: Ask, class_ids: Sequence[int], *, supersedes_id: int) -> int:
         """Record the undo (the item's earlier class set) and hold the item again, in one transaction."""
-        now, expires_at = self._expiry()
-        with self.engine.db.writing() as session:
-            annotation_id = append_annotation(session, item_id=ask.item_id, class_names=class_names,
-                                              annotator=self.annotator, source=AnnotationSource.UNDO, duration_ms=None,
-                                              supersedes_id=supersedes_id)
-            lease_queries.reopen(session, annotator_id=self.annotator_id, item_id=ask.item_id,
-                                 overlap=is_overlap(ask), now=now, expires_at=expires_at)
-        return annotation_id
+        label = LabelWrite(ask.item_id, tuple(class_ids), supersedes_id)
+        return write_labels(self.engine.db, project_id=self.engine.project_id, labels=[label],
+                            annotator=self.annotator, source=AnnotationSource.UNDO, lease=self._held(ask))[0]
+
+    def _held(self, ask: Ask) -> HeldLease:
+        _, expires_at = self._expiry()
+        return HeldLease(self.annotator_id, is_overlap(ask), self.team.lease_seconds, expires_at)

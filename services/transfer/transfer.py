@@ -22,10 +22,12 @@ from services.transfer import json_records, label_studio
 from services.database import Database
 from services.errors import UserError
 from services.features.item_images import inside_root
-from services.labeling.labels import append_annotation
+from services.engine.registry import announce_classes, announce_labels
+from services.labeling.write import add_label
 from services.projects import get_project
 from storage.items import item_queries
 from storage.labels import label_queries
+from storage.labels.label_queries import CurrentLabel
 from storage import queries
 from storage.models import Annotation, AnnotationSource, Item, Project
 
@@ -406,17 +408,26 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
         ids = {path: item_id for item_id, path in item_queries.ok_item_paths(session, project.id)}
         wanted, unknown, ambiguous, unlabeled = _checked_rows(rows, ids, project, file_name)
         wanted, missing, bad_names = _checked_classes(session, project, wanted, file_name, create_classes)
-        names = {c.id: c.name for c in label_queries.label_classes(session, project.id, include_archived=True)}
+        class_ids = {c.name: c.id for c in label_queries.label_classes(session, project.id, include_archived=True)}
         current = label_queries.current_labels(session, project.id)
-        changes = {path: row for path, row in wanted.items() if (label := current.get(ids[path])) is None
-                   or tuple(sorted(names[c] for c in label.class_ids)) != row.labels}
+        changes = {path: tuple(sorted(class_ids[name] for name in row.labels)) for path, row in wanted.items()}
+        changes = {path: classes for path, classes in changes.items()
+                   if (label := current.get(ids[path])) is None or label.class_ids != classes}
         loaded = _load_into_session(session, [ids[path] for path in changes],  # noqa: F841 - kept for the identity map
                                     [current[ids[path]].annotation_id for path in changes if ids[path] in current])
-        for path, row in changes.items():
-            label = current.get(ids[path])
-            append_annotation(session, item_id=ids[path], class_names=row.labels, annotator=annotator or row.annotator or importer,
-                              source=AnnotationSource.IMPORT, duration_ms=None,
-                              supersedes_id=label.annotation_id if label is not None else None)
+        annotator_ids: dict[str | None, int | None] = {None: None}
+        written = {}
+        for path, classes in changes.items():
+            label, who = current.get(ids[path]), annotator or wanted[path].annotator or importer
+            if who not in annotator_ids:
+                annotator_ids[who] = queries.get_or_add_annotator(session, who).id
+            annotation_id = add_label(session, project_id=project.id, item_id=ids[path], class_ids=classes,
+                                      annotator_id=annotator_ids[who], source=AnnotationSource.IMPORT,
+                                      supersedes_id=label.annotation_id if label is not None else None)
+            written[ids[path]] = CurrentLabel(annotation_id, classes)
+    if missing:
+        announce_classes(db, project.id)
+    announce_labels(db, project.id, written)
     return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
                         unknown=unknown, created_classes=missing, ambiguous=ambiguous, bad_names=bad_names)
 

@@ -41,10 +41,15 @@ def current_labels(session: Session, project_id: int) -> dict[int, CurrentLabel]
     """Map each annotated item of the project to its newest annotation."""
     newest = (select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id)
               .where(Item.project_id == project_id).group_by(Annotation.item_id))
+    return _labels_of(session, newest)
+
+
+def _labels_of(session: Session, annotation_ids) -> dict[int, CurrentLabel]:
+    """The labels the given annotations (a subquery of ids, one per item) state, keyed by item."""
     rows = session.execute(
         select(Annotation.id, Annotation.item_id, annotation_class.c.label_class_id)
         .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
-        .where(Annotation.id.in_(newest))
+        .where(Annotation.id.in_(annotation_ids))
     )
     labels: dict[int, tuple[int, list[int]]] = {}
     for annotation_id, item_id, class_id in rows:
@@ -60,6 +65,29 @@ def label_classes(session: Session, project_id: int, *, include_archived: bool =
     if not include_archived:
         query = query.where(LabelClass.archived_at.is_(None))
     return list(session.scalars(query.order_by(LabelClass.id)))
+
+
+def label_classes_by_id(session: Session, project_id: int, class_ids: Iterable[int]) -> dict[int, LabelClass]:
+    """The project's classes among ``class_ids`` (archived ones too), keyed by id; others are absent."""
+    wanted = list(class_ids)
+    if not wanted:
+        return {}
+    query = select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.id.in_(wanted))
+    return {label_class.id: label_class for label_class in session.scalars(query)}
+
+
+def newest_annotation_id(session: Session, project_id: int) -> int:
+    """The id of the project's newest annotation, 0 before the first: what engines poll."""
+    query = select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id).where(Item.project_id == project_id)
+    return session.scalar(query) or 0
+
+
+def current_labels_since(session: Session, project_id: int, after_annotation_id: int) -> dict[int, CurrentLabel]:
+    """Current labels of the project's items that have an annotation newer than ``after_annotation_id``."""
+    touched = (select(Annotation.item_id).join(Item, Item.id == Annotation.item_id)
+               .where(Item.project_id == project_id, Annotation.id > after_annotation_id))
+    newest = select(func.max(Annotation.id)).where(Annotation.item_id.in_(touched)).group_by(Annotation.item_id)
+    return _labels_of(session, newest)
 
 
 def set_class_name(session: Session, class_id: int, name: str) -> None:
