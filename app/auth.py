@@ -3,7 +3,7 @@
 The session remembers only the account's id (and a password sign-in's token); every run loads
 the account again, so a disabled account, a changed role, a new password or a sign-out in
 another tab takes effect at the user's next click. A password sign-in is also remembered by
-the browser (a cookie holding a token of :mod:`services.remembered_sign_ins`), so a reload or
+the browser (a cookie holding a token of :mod:`services.accounts.remembered_sign_ins`), so a reload or
 a new tab stays signed in. Streamlit can read cookies but not set them, so a small script
 sets it; the cookie is therefore not HttpOnly, which the app's escaping of every
 user-supplied text guards.
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 import streamlit as st
 
 from app.resources import database
-from services.accounts import Account, account_for_email
+from services.accounts.accounts import Account, account_for_email
 from services.errors import UserError
-from services.remembered_sign_ins import REMEMBER_FOR, TOKEN_PATTERN, account_for_token, forget, remember, session_account
+from services.accounts.remembered_sign_ins import REMEMBER_FOR, TOKEN_PATTERN, account_for_token, forget, remember, session_account
 from storage.models import Role
 
 ACCOUNT_ID = "account_id"

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import streamlit as st
 
 from app.safe_text import escape_markdown
-from services.engine import ClassInfo
+from services.engine.project_engine import ClassInfo
 
 KEYED_CLASSES = 10  # keys 1-9 and 0 pick the first ten classes; the rest are picked from a list
 CHOSEN = "chosen_class_sets"  # state key -> set of chosen class ids

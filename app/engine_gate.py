@@ -11,8 +11,8 @@ import streamlit as st
 from app.safe_text import escape_markdown
 from app.resources import database, settings
 from app.user_state import chosen_project
-from services.engine import ProjectEngine
-from services.engines import Startup, grow_pool
+from services.engine.project_engine import ProjectEngine
+from services.engine.lifecycle import Startup, grow_pool
 
 PHASE_TEXT = {
     "embedding": "Computing image features with the {backbone} backbone",

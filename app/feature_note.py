@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app.safe_text import escape_markdown
-from services.engine import ProjectEngine
-from services.feature_warning import feature_warning
-from services.project_backbone import backbone_training, project_backbone
+from services.engine.project_engine import ProjectEngine
+from services.features.feature_warning import feature_warning
+from services.features.project_backbone import backbone_training, project_backbone
 
 
 def show_feature_warning(engine: ProjectEngine) -> None:

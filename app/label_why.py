@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app.safe_text import escape_markdown
-from services.engine import Ask, ProjectEngine
-from services.labeling import THUMBNAIL_SIDE
-from services.leases import OVERLAP_SOURCE, is_overlap
+from services.engine.project_engine import Ask, ProjectEngine
+from services.labeling.session import THUMBNAIL_SIDE
+from services.teams.leases import OVERLAP_SOURCE, is_overlap
 
 NEIGHBOURS = 5
 NEIGHBOURS_HIDDEN = "The nearest labeled images are hidden for a second opinion: their labels would hint at the answer."

@@ -1,7 +1,7 @@
 """Streamlit entry point: ``streamlit run app/main.py``. Routes to the pages and holds the sidebar.
 
 A visitor who is not signed in sees only the sign-in page; a signed-in account sees the
-pages its role allows (roles form a ladder: see services/accounts.py).
+pages its role allows (roles form a ladder: see services/accounts/accounts.py).
 """
 
 import sys

@@ -16,10 +16,10 @@ import streamlit as st
 from app.class_toggles import class_set_toggles
 from app.safe_text import escape_markdown
 from app.user_state import annotator
-from services.engine import ProjectEngine
+from services.engine.project_engine import ProjectEngine
 from services.errors import UserError
-from services.label_issues import MultiLabelIssue, multi_label_issue_queue, review_label_set
-from services.labeling import ASK_IMAGE_SIDE
+from services.data_engine.label_issues import MultiLabelIssue, multi_label_issue_queue, review_label_set
+from services.labeling.session import ASK_IMAGE_SIDE
 
 QUEUE = "multi_label_issue_queue"  # (project id, queue, position of the issue on screen)
 MESSAGE = "label_issue_message"

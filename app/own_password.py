@@ -7,7 +7,7 @@ import streamlit as st
 from app.auth import keep_signed_in_after_new_password
 from app.resources import database
 from app.safe_text import escape_markdown
-from services.accounts import Account, authenticate, set_password
+from services.accounts.accounts import Account, authenticate, set_password
 from services.errors import UserError
 
 

@@ -6,10 +6,9 @@ import streamlit as st
 
 from app.auth import ACCOUNT
 from app.resources import settings
-from services.accounts import Account
-from services.engine import ProjectEngine
-from services.engines import catch_up_labels
-from services.labeling import LabelingSession
+from services.accounts.accounts import Account
+from services.engine.project_engine import ProjectEngine
+from services.labeling.session import LabelingSession
 from storage.models import Role
 
 
@@ -32,7 +31,7 @@ def annotator() -> str:
 
 
 def role() -> Role:
-    """The signed-in account's role (roles form a ladder: see services/accounts.py)."""
+    """The signed-in account's role (roles form a ladder: see services/accounts/accounts.py)."""
     return account().role
 
 
@@ -42,7 +41,5 @@ def labeling_session(engine: ProjectEngine) -> LabelingSession:
     if session is None or session.engine is not engine or session.annotator != annotator():
         if session is not None:
             session.close()
-            if session.engine is not engine and session.engine.project_id == engine.project_id:
-                catch_up_labels(engine)  # labels given through the engine that new images replaced
         session = st.session_state["labeling_session"] = LabelingSession(engine, annotator())
     return session

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from core.backbone_file import load_backbone
-from core.class_folder import read_class_folder
-from core.encode import encode_uint8
-from core.knn import knn_accuracy
-from core.nets import SmallResNet
+from core.features.backbone_file import load_backbone
+from core.transfer.class_folder import read_class_folder
+from core.features.encode import encode_uint8
+from core.evaluation.knn import knn_accuracy
+from core.features.nets import SmallResNet
 
 BUNDLED = Path(__file__).resolve().parents[1] / "sample_data" / "backbone" / "backbone.safetensors"
 

@@ -4,7 +4,7 @@ Backbones: ``bundled`` (SimCLR on 32x32 CIFAR-10), ``efficientnet_lite0`` (Image
 weights from its pip package) and a random-init DINOv2 ViT-S/14 as a floor (timm's
 ``vit_small_patch14_dinov2`` with timm's random initialisation, saved as
 ``dinov2_vits14_pretrain.pth`` in a scratch torch hub folder and built through
-``core.backbones.build_backbone("dinov2_vits14", hub_dir=...)``, the path a real download takes).
+``core.features.backbones.build_backbone("dinov2_vits14", hub_dir=...)``, the path a real download takes).
 timm starts DINOv2's LayerScale at 1e-5, so the random blocks barely touch the class token: its
 features are nearly the same for every image (pairwise cosine > 0.9999, and the float16 store
 rounds much of the rest away). The floor is "no features at all", near chance.
@@ -14,20 +14,20 @@ CIFAR-10 subset (``--cifar-per-class`` random images of each class), both from .
 
 Per data set and backbone:
 
-- embed img/s: one fresh ``core.extract.extract_embeddings`` call into an empty store, with the
+- embed img/s: one fresh ``core.features.extract.extract_embeddings`` call into an empty store, with the
   app's default ``ExtractConfig`` (decode, resize, crop, forward, L2 norm, store write). Embeddings
   are cached under ``--work-dir``; a rerun reuses them and reprints the speed measured then,
   marked ``*``, with the load average of that run. ``--fresh`` re-embeds and re-times.
 - forward img/s: the bare model on a ready random batch of 64, for comparison (decode's share).
-- kNN@20: ``core.knn.knn_accuracy``, stratified 5-fold, each fold queried against the other four.
-- probe@N: ``core.probe.LinearProbe`` (app defaults, no out-of-fold fits) on N random labels,
+- kNN@20: ``core.evaluation.knn.knn_accuracy``, stratified 5-fold, each fold queried against the other four.
+- probe@N: ``core.model.probe.LinearProbe`` (app defaults, no out-of-fold fits) on N random labels,
   accuracy on the rest of the pool; mean ± sd over ``--seeds``. Skipped where the pool has fewer
   than N + 100 images.
-- skill@100: ``core.feature_strength.feature_strength`` on 100 random labels: mean skill ± sd and
+- skill@100: ``core.features.feature_strength.feature_strength`` on 100 random labels: mean skill ± sd and
   how many seeds it called weak.
 - label issues: a random 300-label subset, 10% of it flipped to another random class; out-of-fold
-  probabilities of a 5-fold ``LinearProbe`` (as ``services.label_issues`` computes them) go to
-  ``core.label_issues.find_issues``. Precision and recall against the flips, the share of correct
+  probabilities of a 5-fold ``LinearProbe`` (as ``services.data_engine.label_issues`` computes them) go to
+  ``core.quality.label_issues.find_issues``. Precision and recall against the flips, the share of correct
   labels flagged, and the share flagged when no label was flipped ("clean").
 
     python -m benchmarks.bench_backbones [--cifar-per-class 300] [--seeds 5] [--fresh]
@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from core.backbones import build_backbone
-from core.embedding_store import EmbeddingStore
-from core.extract import ExtractConfig, extract_embeddings
-from core.feature_strength import feature_strength
-from core.knn import knn_accuracy
-from core.label_issues import find_issues
-from core.probe import LinearProbe
+from core.features.backbones import build_backbone
+from core.features.embedding_store import EmbeddingStore
+from core.features.extract import ExtractConfig, extract_embeddings
+from core.features.feature_strength import feature_strength
+from core.evaluation.knn import knn_accuracy
+from core.quality.label_issues import find_issues
+from core.model.probe import LinearProbe
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PROBE_LABELS = (100, 1000)

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python benchmarks/bench_concurrent_writes.py [--url URL] [--writers 8] [--databases 1]
        [--seconds 20] [--think-ms 0]
 
-WRITERS threads record annotations through ``services.labels.record_annotation`` for SECONDS,
+WRITERS threads record annotations through ``services.labeling.write.write_labels`` for SECONDS,
 spread over DATABASES ``Database`` objects on the same URL (1 = one app process; 2 = as if a
 second process wrote too). Without ``--url`` a throw-away SQLite file is used; with a PostgreSQL
 URL (of a role allowed to create databases) a throw-away database on that server. Prints writes per second, the latency of a write
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.config import Settings  # noqa: E402
 from services.database import open_database  # noqa: E402
-from services.labels import add_label_class, record_annotation  # noqa: E402
+from services.labeling.classes import add_label_class  # noqa: E402
+from services.labeling.write import LabelWrite, write_labels  # noqa: E402
 from services.projects import ensure_project  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.models import ItemStatus  # noqa: E402
@@ -69,8 +70,7 @@ def main() -> None:
         settings = Settings(home=Path(home), database_url=url)
         databases = [open_database(settings) for _ in range(args.databases)]
         project = ensure_project(databases[0], name="bench", root=None, root_if_new=Path(home))
-        for name in ("cat", "dog"):
-            add_label_class(databases[0], project=project, name=name)
+        classes = [add_label_class(databases[0], project=project, name=name).id for name in ("cat", "dog")]
         rows = [{"project_id": project.id, "path": f"{n}.png", "sha256": f"{n:064x}", "size_bytes": 1, "mtime_ns": 1,
                  "status": ItemStatus.OK} for n in range(args.writers * ITEMS_PER_WRITER)]
         with databases[0].writing() as session:
@@ -86,8 +86,8 @@ def main() -> None:
             while time.monotonic() < deadline:
                 began = time.perf_counter()
                 try:
-                    record_annotation(db, item_id=mine[k % len(mine)], class_names=[("cat", "dog")[k % 2]],
-                                      annotator=f"writer{n}")
+                    write_labels(db, project_id=project.id, annotator=f"writer{n}",
+                                 labels=[LabelWrite(mine[k % len(mine)], (classes[k % 2],))])
                     latencies.append(time.perf_counter() - began)
                 except Exception as error:  # noqa: BLE001 - counted and printed
                     errors[f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"] += 1

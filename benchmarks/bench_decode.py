@@ -40,11 +40,11 @@ from PIL import Image  # noqa: E402
 from torchvision.models import resnet50  # noqa: E402
 
 from benchmarks.bench_embed import bare_images_per_second, files_images_per_second  # noqa: E402
-from core.backbones import build_backbone  # noqa: E402
-from core.decode import DRAFT_MARGIN  # noqa: E402
-from core.embedding_store import EmbeddingStore  # noqa: E402
-from core.extract import ExtractConfig  # noqa: E402
-from core.preprocess import Recipe  # noqa: E402
+from core.features.backbones import build_backbone  # noqa: E402
+from core.images.decode import DRAFT_MARGIN  # noqa: E402
+from core.features.embedding_store import EmbeddingStore  # noqa: E402
+from core.features.extract import ExtractConfig  # noqa: E402
+from core.images.preprocess import Recipe  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DINO_RECIPE = Recipe(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic")
@@ -72,7 +72,7 @@ def random_resnet50():
 
 
 def draft_reduces(path, resize):
-    """Whether draft decodes this JPEG below full size (see :func:`core.decode.open_rgb`)."""
+    """Whether draft decodes this JPEG below full size (see :func:`core.images.decode.open_rgb`)."""
     with Image.open(path) as image:
         return min(image.width, image.height) // (DRAFT_MARGIN * resize) >= 2
 

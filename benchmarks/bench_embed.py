@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from torchvision.models import resnet50  # noqa: E402
 
-from core.backbones import build_backbone  # noqa: E402
-from core.embedding_store import EmbeddingStore  # noqa: E402
-from core.extract import ExtractConfig, extract_embeddings  # noqa: E402
-from core.preprocess import normalise  # noqa: E402
+from core.features.backbones import build_backbone  # noqa: E402
+from core.features.embedding_store import EmbeddingStore  # noqa: E402
+from core.features.extract import ExtractConfig, extract_embeddings  # noqa: E402
+from core.images.preprocess import normalise  # noqa: E402
 
 
 def bare_images_per_second(backbone, n, config):

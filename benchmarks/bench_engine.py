@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.probe import LinearProbe  # noqa: E402
-from core.retrain_worker import ProbeTrainer  # noqa: E402
-from core.scorers import band_parameters, get_scores  # noqa: E402
-from core.selection import select  # noqa: E402
-from core.similarity_state import SimilarityState  # noqa: E402
+from core.model.probe import LinearProbe  # noqa: E402
+from core.model.retrain_worker import ProbeTrainer  # noqa: E402
+from core.selection.scorers import band_parameters, get_scores  # noqa: E402
+from core.selection.selection import select  # noqa: E402
+from core.similarity.similarity_state import SimilarityState  # noqa: E402
 
 
 def rss_mb():

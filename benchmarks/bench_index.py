@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
-from core.index import IndexConfig, SimilarityIndex  # noqa: E402
+from core.similarity.index import IndexConfig, SimilarityIndex  # noqa: E402
 
 DIM, CLUSTERS, LATENT, SPREAD, NOISE = 384, 10, 64, 2.0, 0.3
 QUERIES, K = 1000, 10

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.config import Settings  # noqa: E402
 from services.database import open_database  # noqa: E402
-from services.ingest import ingest  # noqa: E402
+from services.ingest.ingest import ingest  # noqa: E402
 
 
 def main() -> None:

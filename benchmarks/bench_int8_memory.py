@@ -1,5 +1,5 @@
 """Resident memory and build time of the int8 similarity kernel at 1M x 384-d, for the
-working tree's core/pool_kernels.py and a git revision's, in one run.
+working tree's core/similarity/pool_kernels.py and a git revision's, in one run.
 
 Usage: .venv/bin/python benchmarks/bench_int8_memory.py [--pool 1000000] [--dim 384]
                                                         [--baseline HEAD] [--labels 1000]
@@ -55,16 +55,16 @@ def child(rev, n, dim, n_labels):
     import numpy as np
 
     if rev:  # the revision's kernels, in place of the working tree's, before anything imports them
-        import core
+        import core.similarity
 
-        module = types.ModuleType("core.pool_kernels")
-        module.__file__ = f"{rev}:core/pool_kernels.py"
-        source = subprocess.run(["git", "show", f"{rev}:core/pool_kernels.py"], cwd=ROOT, check=True,
+        module = types.ModuleType("core.similarity.pool_kernels")
+        module.__file__ = f"{rev}:core/similarity/pool_kernels.py"
+        source = subprocess.run(["git", "show", f"{rev}:core/similarity/pool_kernels.py"], cwd=ROOT, check=True,
                                 capture_output=True, text=True).stdout
-        sys.modules["core.pool_kernels"] = module
+        sys.modules["core.similarity.pool_kernels"] = module
         exec(compile(source, module.__file__, "exec"), module.__dict__)
-        core.pool_kernels = module
-    from core.similarity_state import SimilarityState
+        core.similarity.pool_kernels = module
+    from core.similarity.similarity_state import SimilarityState
 
     import torch  # noqa: F401 - loaded before the baseline figure, as the kernel loads it
 
@@ -123,7 +123,7 @@ def main():
     parser.add_argument("--pool", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--labels", type=int, default=1000)
-    parser.add_argument("--baseline", default="HEAD", help="git revision whose core/pool_kernels.py is compared")
+    parser.add_argument("--baseline", default="HEAD", help="git revision whose core/similarity/pool_kernels.py is compared")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:

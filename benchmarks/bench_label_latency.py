@@ -26,16 +26,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.extract import ExtractConfig  # noqa: E402
+from core.features.extract import ExtractConfig  # noqa: E402
 from services.config import Settings  # noqa: E402
 from services.database import open_database  # noqa: E402
-from services.embeddings import embed  # noqa: E402
-from services.engines import close_engines, start_engine  # noqa: E402
-from services.ingest import ingest  # noqa: E402
-from services.labeling import THUMBNAIL_SIDE, LabelingSession  # noqa: E402
-from services.labels import add_label_class  # noqa: E402
+from services.features.embeddings import embed  # noqa: E402
+from services.engine.lifecycle import close_engines, start_engine  # noqa: E402
+from services.ingest.ingest import ingest  # noqa: E402
+from services.labeling.session import THUMBNAIL_SIDE, LabelingSession  # noqa: E402
+from services.labeling.classes import add_label_class  # noqa: E402
 from services.projects import get_project  # noqa: E402
-from storage import label_queries  # noqa: E402
+from storage.labels import label_queries  # noqa: E402
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.class_folder import read_class_folder
-from core.backbone_file import Preprocessing, load_backbone, read_header, save_backbone
-from core.knn import KNNMonitor
-from core.simclr import SimCLRConfig, SimCLRTrainer
+from core.transfer.class_folder import read_class_folder
+from core.features.backbone_file import Preprocessing, load_backbone, read_header, save_backbone
+from core.evaluation.knn import KNNMonitor
+from core.ssl.simclr import SimCLRConfig, SimCLRTrainer
 
 
 class StepTimer:

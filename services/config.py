@@ -28,7 +28,7 @@ class Settings:
         Any SQLAlchemy URL. ``None`` means ``sqlite:///<home>/banana.db``.
     backbone : str or None
         Feature backbone for every project (``BANANA_BACKBONE``); None, the default, uses each
-        project's own (``services.project_backbone``).
+        project's own (``services.features.project_backbone``).
     project : str
         Project used when a command or page is not told one.
     max_image_bytes : int

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from services.database import Database
 from services.errors import UserError
-from storage import label_queries, queries
+from storage.labels import label_queries
+from storage import queries
 from storage.models import Item, Project
 from storage.queries import ItemCounts
 
@@ -92,7 +93,7 @@ def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
     label. Switching to single-label is refused while any image's current label names more
     than one class, one being saved at that instant by another writer included (the two
     serialise on the project row). A running engine keeps its mode until it is rebuilt
-    (:func:`services.engines.refresh_engine`).
+    (:func:`services.engine.lifecycle.refresh_engine`).
 
     Returns
     -------
@@ -110,7 +111,7 @@ def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
         if project is None:
             raise UserError(f"no project called {name!r}")
         # Before counting: a label naming several classes holds the row FOR SHARE while it is
-        # saved (services.labels.append_annotation), so this waits for those being saved to
+        # saved (services.labeling.write.add_label), so this waits for those being saved to
         # commit (and the count sees them), and any saved after reads the new mode and refuses.
         project = queries.lock_project(session, project.id)
         if project.multi_label == multi_label:

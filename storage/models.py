@@ -143,7 +143,7 @@ class LabelClass(Base):
 
 
 class Role(enum.Enum):
-    """What an account may do; each role includes the ones below it (see services/accounts.py)."""
+    """What an account may do; each role includes the ones below it (see services/accounts/accounts.py)."""
 
     ADMIN = "admin"
     REVIEWER = "reviewer"
@@ -248,7 +248,7 @@ class Pick(Base):
 
 # Models of other concerns live in modules of their own; importing them here puts their
 # tables in ``Base.metadata`` for Alembic and the schema test.
-from storage import slice_models  # noqa: E402,F401
-from storage import lease_models  # noqa: E402,F401
-from storage import sign_in_models  # noqa: E402,F401
-from storage import setting_models  # noqa: E402,F401
+from storage.slices import slice_models  # noqa: E402,F401
+from storage.teams import lease_models  # noqa: E402,F401
+from storage.accounts import sign_in_models  # noqa: E402,F401
+from storage.settings import setting_models  # noqa: E402,F401

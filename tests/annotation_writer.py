@@ -10,7 +10,7 @@ from pathlib import Path
 
 from services.config import Settings
 from services.database import open_database
-from services.labels import record_annotation
+from tests.labels_by_name import record_annotation
 
 CLASSES = ("cat", "dog")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from app.auth import ACCOUNT_ID
-from services.accounts import create_account, list_accounts
+from services.accounts.accounts import create_account, list_accounts
 from services.config import load_settings
 from services.database import open_database
 from storage.models import Role

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.accounts import create_account
+from services.accounts.accounts import create_account
 from services.config import Settings
 from services.database import open_database
 from storage.models import Role

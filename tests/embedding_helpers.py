@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.backbone_file import Preprocessing, save_backbone
-from core.nets import SmallResNet
+from core.features.backbone_file import Preprocessing, save_backbone
+from core.features.nets import SmallResNet
 
 TINY_PREPROCESSING = Preprocessing(image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
@@ -46,8 +46,8 @@ def write_colour_images(folder, *, per_colour=4, seed=0):
 _HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from core.backbones import build_backbone
-    from core.embedding_store import EmbeddingStore
+    from core.features.backbones import build_backbone
+    from core.features.embedding_store import EmbeddingStore
 
     backbone_name, store_folder, release = sys.argv[1:]
     backbone = build_backbone(backbone_name)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from core.extract import ExtractConfig
+from core.features.extract import ExtractConfig
 from services.config import Settings, load_settings
 from services.database import open_database
-from services.embeddings import embed
-from services.engines import close_engines, start_engine
-from services.ingest import ingest
-from services.labels import add_label_class
+from services.features.embeddings import embed
+from services.engine.lifecycle import close_engines, start_engine
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
 from services.projects import get_project, set_multi_label
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"

@@ -1,9 +1,9 @@
-"""A ``fit`` for :class:`core.loop.RetrainLoop` that trains a LinearProbe in a worker process on
+"""A ``fit`` for :class:`core.model.loop.RetrainLoop` that trains a LinearProbe in a worker process on
 rows of a fixed embedding matrix: what the engine does, without the engine."""
 
 from __future__ import annotations
 
-from core.retrain_worker import ProbeTrainer, train_probe
+from core.model.retrain_worker import ProbeTrainer, train_probe
 
 
 class ProbeFit:

@@ -12,11 +12,11 @@ import numpy as np
 
 from services.config import Settings
 from services.database import Database
-from services.engine import ProjectEngine
-from services.ingest import ingest
-from services.labels import add_label_class
+from services.engine.project_engine import ProjectEngine
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
 from services.projects import get_project
-from storage import item_queries
+from storage.items import item_queries
 from tests.labeling_project import SAMPLE_IMAGES, true_class
 
 EMBEDDING_DIM = 16

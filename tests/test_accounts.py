@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 from app import cli
 from app.auth import ACCOUNT_ID, SIGN_IN_TOKEN, oidc_providers
 from app.safe_text import escape_markdown
-from services import accounts
-from services.accounts import (
+from services.accounts import accounts
+from services.accounts.accounts import (
     WRONG_CREDENTIALS,
     account_for_email,
     authenticate,
@@ -30,8 +30,8 @@ from services.accounts import (
 from services.config import load_settings
 from services.database import open_database
 from services.errors import UserError
-from services.remembered_sign_ins import account_for_token, remember, session_account
-from services.sign_in_throttle import SignInThrottle
+from services.accounts.remembered_sign_ins import account_for_token, remember, session_account
+from services.accounts.sign_in_throttle import SignInThrottle
 from storage import queries
 from storage.db import create_engine_for_url
 from storage.models import Annotation, Annotator, Role

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from services.agreement import measure, project_agreement
-from services.labels import record_annotation
+from services.teams.agreement import measure, project_agreement
+from tests.labels_by_name import record_annotation
 from services.projects import get_project
 from tests.team_project import class_ids_by_name, team_engine
 

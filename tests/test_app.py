@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.config import load_settings
 from services.database import open_database
-from services.ingest import ingest
+from services.ingest.ingest import ingest
 from tests.app_helpers import signed_in_app
 from tests.images import write_image
 

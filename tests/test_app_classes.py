@@ -4,8 +4,8 @@ import time
 
 from sqlalchemy import select
 
-from services.engines import close_engines, grow_pool
-from services.labeling import LabelingSession
+from services.engine.lifecycle import close_engines, grow_pool
+from services.labeling.session import LabelingSession
 from services.projects import get_project
 from storage.models import Annotation, AnnotationSource
 from tests.app_helpers import open_page

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from services.dashboard import dashboard
-from services.labeling import LabelingSession
-from services.leases import TeamSettings, save_team_settings
+from services.evaluation.dashboard import dashboard
+from services.labeling.session import LabelingSession
+from services.teams.leases import TeamSettings, save_team_settings
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 

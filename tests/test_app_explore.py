@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
-import services.explore
-from core.maps import TsneConfig
-from services.explore import more_like, pca_2d
-from services.labeling import LabelingSession
+import services.features.explore
+from core.similarity.maps import TsneConfig
+from services.features.explore import more_like, pca_2d
+from services.labeling.session import LabelingSession
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 
@@ -69,9 +69,9 @@ def test_map_has_one_trace_per_label_and_one_for_unlabeled_images(engine):
 
 def test_tsne_map_shows_a_capped_sample_with_every_labeled_image(engine, monkeypatch):
     labeled = label_some(engine, 3)
-    monkeypatch.setattr(services.explore, "TSNE_CONFIG", TsneConfig(max_points=20, perplexity=5, max_iter=250))
-    release, real_tsne = threading.Event(), services.explore.tsne_2d
-    monkeypatch.setattr(services.explore, "tsne_2d",
+    monkeypatch.setattr(services.features.explore, "TSNE_CONFIG", TsneConfig(max_points=20, perplexity=5, max_iter=250))
+    release, real_tsne = threading.Event(), services.features.explore.tsne_2d
+    monkeypatch.setattr(services.features.explore, "tsne_2d",
                         lambda points, config: release.wait(30) and real_tsne(points, config))
     app = open_page("pages/explore.py")
     assert app.radio(key="map_kind").value == "PCA"  # the default, drawn at once
@@ -92,7 +92,7 @@ def test_tsne_map_shows_a_capped_sample_with_every_labeled_image(engine, monkeyp
 
 
 def test_tsne_map_of_a_small_pool_shows_every_image(engine, monkeypatch):
-    monkeypatch.setattr(services.explore, "TSNE_CONFIG", TsneConfig(perplexity=5, max_iter=250))
+    monkeypatch.setattr(services.features.explore, "TSNE_CONFIG", TsneConfig(perplexity=5, max_iter=250))
     app = choose_tsne(open_page("pages/explore.py"))
     traces, _ = chart(app)
     assert sorted(item_ids(traces)) == sorted(engine.item_ids.tolist())
@@ -103,14 +103,14 @@ def test_a_failed_tsne_map_says_why_and_leaves_the_pca_map(engine, monkeypatch):
     def fail(points, config):
         raise MemoryError("no room for the map")
 
-    monkeypatch.setattr(services.explore, "tsne_2d", fail)
+    monkeypatch.setattr(services.features.explore, "tsne_2d", fail)
     app = choose_tsne(open_page("pages/explore.py"))
     error = app.error[0].value  # escaped markdown: the colon shows as typed
     assert "t-SNE map could not be made: MemoryError" in error and "no room for the map" in error
     traces, layout = chart(app)
     assert sum(len(t["hovertext"]) for t in traces) == 24 and layout["xaxis"]["title"]["text"] == "PC 1"
 
-    monkeypatch.setattr(services.explore, "tsne_2d", lambda points, config: np.zeros((len(points), 2), np.float32))
+    monkeypatch.setattr(services.features.explore, "tsne_2d", lambda points, config: np.zeros((len(points), 2), np.float32))
     next(b for b in app.button if b.label == "Try t-SNE again").click().run()
     traces, layout = chart(choose_tsne(app))
     assert not app.error and layout["xaxis"]["title"]["text"] == "t-SNE 1"

@@ -1,7 +1,7 @@
 """The Grid page: label many images at once, leaving out the ones unchecked."""
 
-from services.grid import near_copies
-from services.labeling import LabelingSession
+from services.labeling.grid import near_copies
+from services.labeling.session import LabelingSession
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 

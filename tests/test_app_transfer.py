@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from services.errors import UserError
-from services.labeling import LabelingSession
-from services.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
+from services.labeling.session import LabelingSession
+from services.transfer.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.audit import StopRule, draw_audits, learning_curve, stop_hint, wilson_interval
+from core.quality.audit import StopRule, draw_audits, learning_curve, stop_hint, wilson_interval
 
 
 def test_draw_audits_takes_the_share_uniformly():

@@ -16,8 +16,8 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.models import ResNet50_Weights, resnet50
 
-from core.backbones import build_backbone
-from core.preprocess import load_image, normalise
+from core.features.backbones import build_backbone
+from core.images.preprocess import load_image, normalise
 from tests.dinov2_wheel import dinov2_vision_transformer  # noqa: F401 (fixture)
 from tests.hymenoptera_photos import hymenoptera_photos  # noqa: F401 (fixture)
 

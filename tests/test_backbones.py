@@ -5,15 +5,14 @@ architectures get random weights written by the test. That real published checkp
 original implementations' features is tested in ``test_backbone_equivalence``.
 """
 import socket
-import textwrap
 
 import pytest
 import torch
 from safetensors.torch import save_file
 from torchvision.models import resnet50
 
-from core.backbones import PUBLISHED, BackboneError, build_backbone, recipe_of
-from core.weights import file_sha256
+from core.features.backbones import PUBLISHED, BackboneError, build_backbone, recipe_of
+from core.features.weights import file_sha256
 from tests.embedding_helpers import write_tiny_backbone
 
 

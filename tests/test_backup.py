@@ -10,13 +10,15 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from app.cli import main
-from services.backup import backup_database, restore_database
+from services.transfer.backup import backup_database, restore_database
 from services.config import Settings, load_settings
 from services.database import open_database
 from services.errors import UserError
-from services.labels import add_label_class, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.projects import ensure_project, get_project
-from storage import label_queries, queries
+from storage.labels import label_queries
+from storage import queries
 from storage.models import ItemStatus
 from storage.schema import MIGRATIONS_DIR
 

@@ -2,7 +2,7 @@
 calibration: its first model warm-starts from the stored one, temperature included, so margin-based
 thresholds (the Triage report's near-failures) mean the same from one model version to the next."""
 
-from services.engines import close_engines
+from services.engine.lifecycle import close_engines
 from tests.labeling_project import ready_engine
 from tests.test_slices import label_truly, retrain
 

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.classes import rename_class
+from services.labeling.classes import rename_class
 from services.errors import UserError
-from services.labels import add_label_class
+from services.labeling.classes import add_label_class
 from services.projects import ensure_project
-from storage import label_queries, queries
+from storage.labels import label_queries
+from storage import queries
 from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 

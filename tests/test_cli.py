@@ -84,6 +84,6 @@ def test_building_the_parser_never_imports_torch():
 
 def test_embed_help_lists_every_backbone_name():
     from app.commands.embed import BACKBONE_NAMES
-    from core.backbones import BACKBONE_NAMES as registry_names
+    from core.features.backbones import BACKBONE_NAMES as registry_names
 
     assert BACKBONE_NAMES == registry_names

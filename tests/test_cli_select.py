@@ -9,16 +9,16 @@ from sqlalchemy import select
 
 from app.cli import main
 from app.commands import select as select_command
-from core.backbones import identify_backbone
-from core.selection import ALL_STRATEGIES, PART_NAMES
+from core.features.backbones import identify_backbone
+from core.selection.selection import ALL_STRATEGIES, PART_NAMES
 from services.config import load_settings
 from services.database import open_database
-from services.embeddings import embeddings_folder
-from services.headless_selection import CSV_COLUMNS
-from services.labels import NewLabel, record_annotations
-from services.transfer import labeled_images
+from services.features.embeddings import embeddings_folder
+from services.data_engine.headless_selection import CSV_COLUMNS
+from tests.labels_by_name import NewLabel, record_annotations
+from services.transfer.transfer import labeled_images
 from services.projects import get_project
-from storage import item_queries
+from storage.items import item_queries
 from storage.models import ModelVersion, Pick, Project, SelectionRun
 from tests.embedding_helpers import store_held_elsewhere
 from tests.labeling_project import CLASSES, true_class
@@ -165,7 +165,7 @@ def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labe
 
 
 def _queue(items):
-    from services.priority_asks import queue_priority_asks
+    from services.labeling.priority_asks import queue_priority_asks
     with open_database(load_settings()) as db:
         project_id = get_project(db, "default").id
         queue_priority_asks(db, project_id=project_id,
@@ -174,7 +174,7 @@ def _queue(items):
 
 
 def _waiting(project_id):
-    from services.priority_asks import pending_items
+    from services.labeling.priority_asks import pending_items
     with open_database(load_settings()) as db:
         return pending_items(db, project_id)
 

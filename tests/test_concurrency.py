@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from services.database import open_database
 from services.errors import UserError
-from services.labels import add_label_class, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, ItemStatus
@@ -132,8 +132,8 @@ def test_two_commands_creating_the_same_project_at_once_both_get_it(backend_db, 
 def test_two_admins_renaming_classes_to_one_name_at_once_get_a_clear_error(backend_db, tmp_path):
     from types import SimpleNamespace
 
-    from services.classes import rename_class
-    from storage import label_queries
+    from services.labeling.classes import rename_class
+    from storage.labels import label_queries
 
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
     first, other = (add_label_class(backend_db, project=project, name=name) for name in ("calf", "heifer"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from services.labels import add_label_class
+from services.labeling.classes import add_label_class
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, ItemStatus

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-import core.extract
-from core.backbones import build_backbone
-from core.embedding_store import EmbeddingStore
-from core.extract import ExtractConfig, extract_embeddings
-from core.preprocess import JpegBytes, Recipe, decode_on_device, load_image, read_for_device
+import core.features.extract
+from core.features.backbones import build_backbone
+from core.features.embedding_store import EmbeddingStore
+from core.features.extract import ExtractConfig, extract_embeddings
+from core.images.preprocess import JpegBytes, Recipe, decode_on_device, load_image, read_for_device
 from tests.embedding_helpers import write_tiny_backbone
 
 CPU = torch.device("cpu")
@@ -86,9 +86,9 @@ def test_extraction_with_jpeg_bytes_embeds_as_the_worker_decode_does(tmp_path, m
         return report, EmbeddingStore.open_for_reading(store_folder).done()
 
     worker_report, (worker_ids, worker_vectors) = embed(tmp_path / "worker")
-    files = core.extract._ImageFiles
+    files = core.features.extract._ImageFiles
     # gpu_decode reads JPEG bytes only on cuda; force that path onto the CPU.
-    monkeypatch.setattr(core.extract, "_ImageFiles", lambda paths, recipe, jpeg_bytes: files(paths, recipe, jpeg_bytes=True))
+    monkeypatch.setattr(core.features.extract, "_ImageFiles", lambda paths, recipe, jpeg_bytes: files(paths, recipe, jpeg_bytes=True))
     device_report, (device_ids, device_vectors) = embed(tmp_path / "device")
 
     for report in (worker_report, device_report):

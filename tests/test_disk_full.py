@@ -16,14 +16,14 @@ import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from core.embedding_store import EmbeddingStore
-from core.extract import ExtractConfig
-from services import ingest as ingest_module
+from core.features.embedding_store import EmbeddingStore
+from core.features.extract import ExtractConfig
+from services.ingest import ingest as ingest_module
 from services.disk_full import file_system_of
-from services.embeddings import embed
+from services.features.embeddings import embed
 from services.errors import UserError
-from services.ingest import ingest
-from services.parallel_check import ParallelCheckPlan, check_files
+from services.ingest.ingest import ingest
+from services.ingest.parallel_check import ParallelCheckPlan, check_files
 from services.projects import get_project, project_counts
 from storage import queries
 from tests.embedding_helpers import write_colour_images

@@ -15,7 +15,8 @@ import pytest
 from services.config import Settings
 from services.database import open_database
 from services.projects import get_project
-from storage import item_queries, label_queries
+from storage.items import item_queries
+from storage.labels import label_queries
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, REPO, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project
 

@@ -25,10 +25,10 @@ from sqlalchemy import select
 
 from services.config import Settings
 from services.database import open_database
-from services.labels import NewLabel, record_annotations
+from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project, set_multi_label
-from services.review import open_if_disagreement
-from storage import item_queries
+from services.teams.disagreement import open_if_disagreement
+from storage.items import item_queries
 from storage.models import Annotation, AnnotationSource, Annotator, Role
 from storage.types import utc_now
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, REPO, add_account, running_app, settle, sign_in

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from services.config import Settings
 from services.database import open_database
-from services.leases import TeamSettings, save_team_settings
+from services.teams.leases import TeamSettings, save_team_settings
 from services.projects import get_project
-from storage import item_queries
+from storage.items import item_queries
 from storage.models import Annotation, AnnotationSource, Annotator
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project

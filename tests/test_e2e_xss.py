@@ -15,11 +15,12 @@ import pytest
 
 from services.config import Settings
 from services.database import open_database
-from services.ingest import ingest
-from services.labels import NewLabel, add_label_class, record_annotations
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project
-from services.review import open_if_disagreement
-from storage import item_queries
+from services.teams.disagreement import open_if_disagreement
+from storage.items import item_queries
 from storage.models import Role
 from storage.types import utc_now
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in

@@ -7,7 +7,7 @@ import pytest
 
 from app.cli import main
 from app.commands import embed as embed_command
-from core.backbones import identify_backbone
+from core.features.backbones import identify_backbone
 from tests.embedding_helpers import store_held_elsewhere, write_colour_images, write_tiny_backbone
 
 

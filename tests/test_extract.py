@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.backbones import build_backbone
-from core.embedding_store import EmbeddingStore, StoreBusy
-from core.extract import ExtractConfig, extract_embeddings
-from core.preprocess import load_image, normalise
+from core.features.backbones import build_backbone
+from core.features.embedding_store import EmbeddingStore, StoreBusy
+from core.features.extract import ExtractConfig, extract_embeddings
+from core.images.preprocess import load_image, normalise
 from tests.embedding_helpers import store_held_elsewhere, write_colour_images, write_tiny_backbone
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +106,9 @@ def test_half_precision_on_cpu_is_a_clear_error(tmp_path, backbone):
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from core.backbones import build_backbone
-    from core.embedding_store import EmbeddingStore
-    from core.extract import ExtractConfig, extract_embeddings
+    from core.features.backbones import build_backbone
+    from core.features.embedding_store import EmbeddingStore
+    from core.features.extract import ExtractConfig, extract_embeddings
 
     backbone_path, store_folder, *paths = sys.argv[1:]
     backbone = build_backbone(f"local:{backbone_path}")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from core.feature_strength import FeatureStrengthConfig, feature_strength
+from core.features.feature_strength import FeatureStrengthConfig, feature_strength
 
 
 def clusters(n_per_class, n_classes, spread, seed=0):

@@ -10,11 +10,12 @@ from PIL import Image
 
 from services.config import Settings
 from services.database import open_database
-from services.engines import close_engines
-from services.feature_warning import feature_warning
-from services.ingest import ingest
-from services.labels import add_label_class, record_annotation
-from services.project_backbone import set_project_backbone
+from services.engine.lifecycle import close_engines
+from services.features.feature_warning import feature_warning
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
+from services.features.project_backbone import set_project_backbone
 from services.projects import get_project
 from tests.app_helpers import open_page
 from tests.labeling_project import ingested_sample_project, ready_engine, true_class
@@ -52,7 +53,6 @@ def test_bundled_features_on_photos_get_the_warning_before_any_label(tmp_path):
 def label_all(db, engine, truth) -> None:
     for item, path in zip(engine.item_ids.tolist(), engine.paths):
         record_annotation(db, item_id=item, class_names=[truth(path)], annotator="ann")
-    engine.reload_labels()
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import timm
 import torch
 
 from app.cli import main
-from core import backbones
-from core.backbones import PUBLISHED, Published, build_backbone, weights_available
-from services.backbone_download import DownloadStopped, fetch_backbone, with_mirror
+from core.features import backbones
+from core.features.backbones import PUBLISHED, Published, build_backbone, weights_available
+from services.features.backbone_download import DownloadStopped, fetch_backbone, with_mirror
 from services.errors import UserError
 
 NAME = "tiny_test"
@@ -282,9 +282,9 @@ def test_only_the_fetch_service_opens_urls():
     """Nothing else in the product downloads: no other module of app/, core/, services/, storage/ opens a URL."""
     from pathlib import Path
 
-    root = Path(backbones.__file__).resolve().parents[1]
+    root = Path(backbones.__file__).resolve().parents[2]
     pattern = re.compile(r"urlopen|urlretrieve|import requests|hf_hub_download|snapshot_download|"
                          r"download_url_to_file|load_state_dict_from_url|pretrained=True|torch\.hub\.load\(")
     openers = {path.relative_to(root).as_posix() for folder in ("app", "core", "services", "storage")
                for path in (root / folder).rglob("*.py") if pattern.search(path.read_text(encoding="utf-8"))}
-    assert openers == {"services/backbone_download.py"}
+    assert openers == {"services/features/backbone_download.py"}

@@ -12,12 +12,12 @@ import torch
 from PIL import Image, JpegImagePlugin
 from sqlalchemy import select
 
-from core.backbones import build_backbone
-from core.class_folder import decode_square
-from core.preprocess import Recipe, load_image
-from services.image_check import check_image_file
-from services.ingest import ingest
-from services.item_images import render
+from core.features.backbones import build_backbone
+from core.transfer.class_folder import decode_square
+from core.images.preprocess import Recipe, load_image
+from services.ingest.image_check import check_image_file
+from services.ingest.ingest import ingest
+from services.features.item_images import render
 from storage.models import Item, ItemStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import faiss
 import numpy as np
 import pytest
 
-from core.index import IndexConfig, SimilarityIndex
+from core.similarity.index import IndexConfig, SimilarityIndex
 
 
 def clustered(n, d=32, clusters=20, seed=0):

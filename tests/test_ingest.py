@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
-from services.file_scan import scan_folder
-from services.image_check import check_image_file
-from services.ingest import ingest
-from services.parallel_check import ParallelCheckPlan, check_files
+from services.ingest.file_scan import scan_folder
+from services.ingest.image_check import check_image_file
+from services.ingest.ingest import ingest
+from services.ingest.parallel_check import ParallelCheckPlan, check_files
 from storage.models import DuplicateFile, Item, ItemStatus
 from tests.images import image_bytes, png_header_claiming, write_image
 
@@ -92,7 +92,7 @@ def test_rerun_adds_nothing_and_reads_nothing(db, settings, tmp_path, monkeypatc
     def must_not_read(*args, **kwargs):
         raise AssertionError("a known file was read again")
 
-    monkeypatch.setattr("services.parallel_check.check_image_file", must_not_read)
+    monkeypatch.setattr("services.ingest.parallel_check.check_image_file", must_not_read)
     report = ingest(db, settings, source=root, project="p")
 
     assert [(item.id, item.path, item.status, item.error) for item in _items(db)] == before

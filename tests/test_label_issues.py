@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from core.label_issues import LabelIssueConfig, confusion_counts, find_issues
-from core.probe import LinearProbe
+from core.quality.label_issues import LabelIssueConfig, confusion_counts, find_issues
+from core.model.probe import LinearProbe
 from services.errors import UserError
-from services.label_issues import label_issue_queue, review_label
-from services.labeling import LabelingSession
-from storage import label_queries
+from services.data_engine.label_issues import label_issue_queue, review_label
+from services.labeling.session import LabelingSession
+from storage.labels import label_queries
 from storage.models import Annotation, AnnotationSource
 from tests.labeling_project import class_id, true_class
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from cleanlab.multilabel_classification.filter import find_label_issues
 
-from core.label_issues import LabelIssueConfig, find_multilabel_issues, suggested_sets
-from core.probe import LinearProbe
+from core.quality.label_issues import LabelIssueConfig, find_multilabel_issues, suggested_sets
+from core.model.probe import LinearProbe
 from services.errors import UserError
-from services.label_issues import label_issue_queue, multi_label_issue_queue, review_label_set
-from services.labeling import LabelingSession
+from services.data_engine.label_issues import label_issue_queue, multi_label_issue_queue, review_label_set
+from services.labeling.session import LabelingSession
 from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
 from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class

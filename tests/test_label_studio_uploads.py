@@ -8,10 +8,10 @@ import shutil
 import pytest
 
 from app.cli import main
-from services import label_studio
+from services.transfer import label_studio
 from services.database import open_database
-from services.ingest import ingest
-from services.transfer import import_file, labeled_images
+from services.ingest.ingest import ingest
+from services.transfer.transfer import import_file, labeled_images
 from tests.labeling_project import SAMPLE_IMAGES
 
 # Item path -> the sample image copied there. 4850.jpg is in two folders, as in CIFAR-like trees.

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from services.engines import close_engines, start_engine
+from services.engine.lifecycle import close_engines, start_engine
 from services.errors import UserError
-from services.labeling import LabelingSession
-from services.labels import record_annotation
-from services.leases import is_overlap
-from storage.lease_models import ItemLease
+from services.labeling.session import LabelingSession
+from tests.labels_by_name import record_annotation
+from services.teams.leases import is_overlap
+from storage.teams.lease_models import ItemLease
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun
 from storage.types import utc_now
 from tests.labeling_project import class_id, label_truly, ready_engine, true_class
@@ -178,8 +178,8 @@ def test_a_session_whose_engine_was_replaced_still_saves_a_label_without_error(e
 
 
 def test_a_project_on_the_int8_similarity_kernel_labels_undoes_and_retrains(labeling_home, monkeypatch):
-    from core import pool_kernels
-    from core.pool_kernels import Int8Kernel
+    from core.similarity import pool_kernels
+    from core.similarity.pool_kernels import Int8Kernel
     from services.config import load_settings
     from services.database import open_database
 

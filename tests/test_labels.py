@@ -2,7 +2,8 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
-from services.labels import add_label_class, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, AnnotationSource, ItemStatus, Project

@@ -3,8 +3,8 @@ import copy
 
 import torch
 
-from core.lars import LARS, lars_param_groups
-from core.nets import SmallResNet, projection_head
+from core.ssl.lars import LARS, lars_param_groups
+from core.features.nets import SmallResNet, projection_head
 
 
 def reference_step(params, buffers, *, lr, momentum, weight_decay, eta, lars):

@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import update
 
 from services.errors import UserError
-from services.leases import AskLeases, TeamSettings, is_overlap, overlap_wanted
-from storage import lease_queries, queries
-from storage.lease_models import ItemLease
+from services.teams.leases import AskLeases, TeamSettings, is_overlap, overlap_wanted
+from storage.teams import lease_queries
+from storage import queries
+from storage.teams.lease_models import ItemLease
 from storage.types import utc_now
-from tests.labeling_project import true_class
+from tests.labeling_project import class_id, true_class
 from tests.team_project import team_engine
 
 THREADS = 8
@@ -47,7 +48,7 @@ def _in_threads(target, n=THREADS):
 
 
 def _label(leases, ask):
-    return leases.label(ask, [true_class(ask.path)], duration_ms=1, supersedes_id=None)
+    return leases.label(ask, [class_id(leases.engine, true_class(ask.path))], duration_ms=1, supersedes_id=None)
 
 
 def test_the_database_gives_each_item_to_one_taker_when_many_take_the_same_items_at_once(engine):

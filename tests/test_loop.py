@@ -3,9 +3,9 @@ import threading
 import numpy as np
 import pytest
 
-from core.loop import LoopConfig, RetrainLoop
+from core.model.loop import LoopConfig, RetrainLoop
 from tests.probe_fits import ProbeFit
-from core.probe import LinearProbe
+from core.model.probe import LinearProbe
 from tests.engine_data import clusters
 
 WAIT = 30  # seconds; only reached when something is broken, so no test is timed

@@ -8,8 +8,8 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_info
 import pytest
 
-from core.maps import TsneConfig, map_sample, pca_reduce, tsne_2d
-from services.explore import pca_2d, start_tsne_map
+from core.similarity.maps import TsneConfig, map_sample, pca_reduce, tsne_2d
+from services.features.explore import pca_2d, start_tsne_map
 
 FAST = TsneConfig(perplexity=10, max_iter=300, pca_dims=20)
 

@@ -3,8 +3,8 @@ project from opening: it is logged and a new model is trained from the labels.""
 
 import logging
 
-from services.engines import close_engines
-from services.model_store import load_latest_model
+from services.engine.lifecycle import close_engines
+from services.engine.model_store import load_latest_model
 from tests.labeling_project import ready_engine
 from tests.test_slices import label_truly, retrain
 
@@ -18,7 +18,7 @@ def test_a_project_whose_model_file_is_missing_opens_and_retrains_from_its_label
     for artifact in (settings.home / "models").rglob("*.npz"):
         artifact.unlink()
 
-    with caplog.at_level(logging.WARNING, logger="services.model_store"):
+    with caplog.at_level(logging.WARNING, logger="services.engine.model_store"):
         assert load_latest_model(db, settings, project_id=project_id, backbone_key=engine.backbone_key) is None
         restarted = ready_engine(db, settings)
     assert f"model version {lost} of project {project_id}" in caplog.text and "is missing" in caplog.text

@@ -14,9 +14,11 @@ import pytest
 
 from services import projects
 from services.errors import UserError
-from services.labels import add_label_class, append_annotation, record_annotation
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import append_annotation, record_annotation
 from services.projects import ensure_project, get_project, set_multi_label
-from storage import label_queries, queries
+from storage.labels import label_queries
+from storage import queries
 from storage.models import AnnotationSource, ItemStatus
 from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 

@@ -11,9 +11,9 @@ which loads without any error, must fail that check.
 import pytest
 import torch
 
-from core.backbones import build_backbone
-from core.preprocess import load_image, normalise
-from core.weights import read_state_dict
+from core.features.backbones import build_backbone
+from core.images.preprocess import load_image, normalise
+from core.features.weights import read_state_dict
 from tests.hymenoptera_photos import hymenoptera_photos  # noqa: F401 (fixture)
 
 IMAGENET_CLASS = {"ants": 310, "bees": 309}

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from services import engines
+from services.engine import lifecycle as engines
 from services.database import open_database
-from services.engines import GrowthConfig, catch_up_labels, close_engines, grow_pool
-from services.ingest import ingest
-from services.labeling import LabelingSession
-from services.labels import record_annotation
-from storage import label_queries
+from services.engine.lifecycle import GrowthConfig, close_engines, grow_pool
+from services.ingest.ingest import ingest
+from services.labeling.session import LabelingSession
+from storage.labels.label_queries import CurrentLabel
+from tests.labels_by_name import record_annotation
+from storage.labels import label_queries
 from tests.app_helpers import open_page
 from tests.labeling_project import (CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, label_truly, ready_engine,
                                      true_class)
@@ -157,17 +158,15 @@ def test_a_failed_growth_keeps_the_engine_serving_and_says_why(small_project, mo
     assert startup.growth_error is None and len(startup.engine.item_ids) == 16
 
 
-def test_catch_up_gives_the_engine_only_labels_newer_than_its_own(small_project):
+def test_a_label_written_elsewhere_reaches_the_engine_and_an_older_one_never_replaces_it(small_project):
     _, _, db, engine = small_project
     first = label_truly(LabelingSession(engine, "ann"), 1)[0]
-    assert catch_up_labels(engine) == 0
     other = next(name for name in CLASSES if name != true_class(first.path))
-    # Written past this engine, as through an engine it replaced.
     annotation_id = record_annotation(db, item_id=first.item_id, class_names=[other], annotator="eve")
-    assert catch_up_labels(engine) == 1
+    assert engine.current_label(first.item_id) == CurrentLabel(annotation_id, (class_id(engine, other),))
+    assert engine.sync() == 0  # already taken when it was written
+    assert engine.take_labels({first.item_id: CurrentLabel(annotation_id - 1, (class_id(engine, true_class(first.path)),))}) == 0
     assert engine.current_label(first.item_id).annotation_id == annotation_id
-    assert engine.current_label(first.item_id).class_ids == (class_id(engine, other),)
-    assert catch_up_labels(engine) == 0
 
 
 def test_the_app_notes_new_images_in_the_sidebar_while_they_are_added(small_project, monkeypatch):

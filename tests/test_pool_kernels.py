@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import pool_kernels
-from core.pool_kernels import Float32Kernel, Int8Kernel, pool_kernel
+from core.similarity import pool_kernels
+from core.similarity.pool_kernels import Float32Kernel, Int8Kernel, pool_kernel
 from tests.engine_data import clusters, normalise
 
 

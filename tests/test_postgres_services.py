@@ -4,13 +4,14 @@ from dataclasses import replace
 
 import pytest
 
-from services.dashboard import dashboard
+from services.evaluation.dashboard import dashboard
 from services.errors import UserError
-from services.ingest import ingest
-from services.labels import NewLabel, add_label_class, record_annotation, record_annotations
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 from services.projects import get_project, project_counts
-from services.transfer import import_csv, labeled_images
-from storage import label_queries
+from services.transfer.transfer import import_csv, labeled_images
+from storage.labels import label_queries
 from tests.images import write_image
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.probe import LinearProbe
+from core.model.probe import LinearProbe
 from tests.engine_data import clusters
 
 

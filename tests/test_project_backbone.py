@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from core.backbones import BUNDLED_PATH
+from core.features.backbones import BUNDLED_PATH
 from services.database import open_database
-from services.engines import GrowthConfig, close_engines, grow_pool
+from services.engine.lifecycle import GrowthConfig, close_engines, grow_pool
 from services.errors import UserError
-from services.labeling import LabelingSession
-from services.project_backbone import (PHOTO_BACKBONE, default_backbone, project_backbone,
+from services.labeling.session import LabelingSession
+from services.features.project_backbone import (PHOTO_BACKBONE, default_backbone, project_backbone,
                                        set_project_backbone)
-from storage import label_queries
+from storage.labels import label_queries
 from tests.labeling_project import ingested_sample_project, label_truly, ready_engine
 from tests.test_pool_growth import wait_for
 

@@ -7,15 +7,16 @@ import time
 import pytest
 
 from app.cli import main
-from services.engines import grow_pool, refresh_engine, start_engine
+from services.engine.lifecycle import grow_pool, refresh_engine, start_engine
 from services.errors import UserError
-from services.ingest import ingest
-from services.labeling import LabelingSession
-from services.labels import add_label_class, record_annotation
+from services.ingest.ingest import ingest
+from services.labeling.session import LabelingSession
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import record_annotation
 from services.projects import get_project, project_counts, set_multi_label
 from services.config import load_settings
 from services.database import open_database
-from storage import label_queries
+from storage.labels import label_queries
 from tests.images import write_image
 from tests.labeling_project import class_id
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from services.accounts import create_account, create_first_admin, set_disabled, set_password
-from services.remembered_sign_ins import account_for_token, forget, remember, session_account
-from storage.sign_in_models import RememberedSignIn
+from services.accounts.accounts import create_account, create_first_admin, set_disabled, set_password
+from services.accounts.remembered_sign_ins import account_for_token, forget, remember, session_account
+from storage.accounts.sign_in_models import RememberedSignIn
 from storage.types import utc_now
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.loop import LoopConfig, RetrainLoop
+from core.model.loop import LoopConfig, RetrainLoop
 from tests.probe_fits import ProbeFit
-from core.probe import LinearProbe
-from core.retrain_worker import ProbeTrainer, WorkerDied, train_probe
+from core.model.probe import LinearProbe
+from core.model.retrain_worker import ProbeTrainer, WorkerDied, train_probe
 from tests.engine_data import clusters
 
 WAIT = 30  # seconds; only reached when something is broken

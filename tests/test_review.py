@@ -5,15 +5,15 @@ import pytest
 from sqlalchemy import select
 
 from services.errors import UserError
-from services.labeling import LabelingSession
-from services.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
-from services.agreement import project_agreement
-from services.review import decide, review_queue
+from services.labeling.session import LabelingSession
+from services.teams.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
+from services.teams.agreement import project_agreement
+from services.teams.review import decide, review_queue
 from storage import queries
 from storage.models import Annotation, AnnotationSource, Annotator
 from storage.models import Role
 from tests.app_helpers import open_page, shortcuts
-from tests.labeling_project import CLASSES, multi_label_engine, true_class
+from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 from tests.team_project import class_ids_by_name, team_engine
 
 EVERY_ITEM_OVERLAPS = TeamSettings(overlap_share=1.0)
@@ -27,7 +27,7 @@ def team(backend_db, backend_settings, tmp_path):
 
 
 def _label(leases, ask, name, supersedes_id=None):
-    return leases.label(ask, [name], duration_ms=1, supersedes_id=supersedes_id)
+    return leases.label(ask, [class_id(leases.engine, name)], duration_ms=1, supersedes_id=supersedes_id)
 
 
 def _wrong(ask):
@@ -52,7 +52,7 @@ def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_rev
     assert task.item_id == disputed.item_id and task.round == 1
     assert task.labels == {"first": (by_name[true_class(disputed.path)],), "second": (by_name[_wrong(disputed)],)}
 
-    decision = decide(engine.db, task=task, reviewer="rita", class_names=[true_class(disputed.path)])
+    decision = decide(engine.db, project_id=engine.project_id, task=task, reviewer="rita", class_ids=[class_id(engine, true_class(disputed.path))])
     with engine.db.reading() as session:
         row = session.get(Annotation, decision)
         newest = queries.latest_annotation(session, disputed.item_id)
@@ -62,7 +62,7 @@ def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_rev
         assert newest.id == decision and row.supersedes_id is not None
     assert review_queue(engine.db, "default") == []
     with pytest.raises(UserError, match="decided by another reviewer"):
-        decide(engine.db, task=task, reviewer="ralph", class_names=[_wrong(disputed)])
+        decide(engine.db, project_id=engine.project_id, task=task, reviewer="ralph", class_ids=[class_id(engine, _wrong(disputed))])
 
 
 def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decision(team):
@@ -73,22 +73,22 @@ def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decis
     (overlap,) = second.lease(1)
     second_label = _label(second, overlap, _wrong(overlap))
     (task,) = review_queue(engine.db, "default")
-    decision = decide(engine.db, task=task, reviewer="rita", class_names=[true_class(ask.path)])
+    decision = decide(engine.db, project_id=engine.project_id, task=task, reviewer="rita", class_ids=[class_id(engine, true_class(ask.path))])
 
     # The second annotator undoes and labels again as the reviewer decided: nothing reopens.
-    undone = second.undo(overlap, [true_class(ask.path)], supersedes_id=second_label)
+    undone = second.undo(overlap, [class_id(engine, true_class(ask.path))], supersedes_id=second_label)
     agreeing = _label(second, overlap, true_class(ask.path), supersedes_id=undone)
     assert review_queue(engine.db, "default") == []
     # The first annotator changes their mind against the decision: a new disagreement, round 2.
-    undone = first.undo(ask, [true_class(ask.path)], supersedes_id=first_label)
+    undone = first.undo(ask, [class_id(engine, true_class(ask.path))], supersedes_id=first_label)
     _label(first, ask, _wrong(ask), supersedes_id=undone)
     (again,) = review_queue(engine.db, "default")
     assert (again.task_id, again.round) == (task.task_id, 2)
     assert again.previous_decision == (class_ids_by_name(engine)[true_class(ask.path)],)
     assert decision < agreeing
     with pytest.raises(UserError):
-        decide(engine.db, task=task, reviewer="rita", class_names=[true_class(ask.path)])  # round 1 is over
-    decide(engine.db, task=again, reviewer="rita", class_names=[true_class(ask.path)])
+        decide(engine.db, project_id=engine.project_id, task=task, reviewer="rita", class_ids=[class_id(engine, true_class(ask.path))])  # round 1 is over
+    decide(engine.db, project_id=engine.project_id, task=again, reviewer="rita", class_ids=[class_id(engine, true_class(ask.path))])
     assert review_queue(engine.db, "default") == []
 
 
@@ -119,9 +119,9 @@ def test_multi_label_review_starts_from_the_agreed_classes_and_number_keys_toggl
     ids = class_ids_by_name(engine)
     first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
     (ask,) = first.lease(1)
-    first.label(ask, ["cat", "frog"], duration_ms=1, supersedes_id=None)
+    first.label(ask, [class_id(engine, "cat"), class_id(engine, "frog")], duration_ms=1, supersedes_id=None)
     (overlap,) = second.lease(1)
-    second.label(overlap, ["cat", "truck"], duration_ms=1, supersedes_id=None)
+    second.label(overlap, [class_id(engine, "cat"), class_id(engine, "truck")], duration_ms=1, supersedes_id=None)
 
     app = open_page("pages/review.py", name="rita", role=Role.REVIEWER)
     keys = shortcuts(app)
@@ -164,7 +164,7 @@ def test_undoing_a_second_opinion_restores_the_first_label_without_agreeing_with
     _label(first, ask, true_class(ask.path))
     (overlap,) = second.lease(1)
     wrong = _label(second, overlap, _wrong(overlap))
-    second.undo(overlap, [true_class(ask.path)], supersedes_id=wrong)  # the item's label before: the first's
+    second.undo(overlap, [class_id(engine, true_class(ask.path))], supersedes_id=wrong)  # the item's label before: the first's
 
     with engine.db.reading() as session:
         newest = queries.latest_annotation(session, ask.item_id)

@@ -16,7 +16,7 @@ import pytest
 from app import cli
 from services.config import load_settings
 from services.database import open_database
-from services.engines import close_engines, start_engine
+from services.engine.lifecycle import close_engines, start_engine
 from services.projects import get_project, list_projects
 from tests.images import write_image
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core import scorers
+from core.selection import scorers
 from tests.engine_data import clusters, normalise
 
 UNIFORM = np.full((1, 4), 0.25)

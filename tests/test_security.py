@@ -16,14 +16,14 @@ import pytest
 import torch
 from streamlit import config
 
-from core.probe import LinearProbe
-from core.simclr import SimCLRTrainer
-from core.weights import read_state_dict
+from core.model.probe import LinearProbe
+from core.ssl.simclr import SimCLRTrainer
+from core.features.weights import read_state_dict
 from services.errors import UserError
-from services.item_images import ImageCache
-from services.model_store import load_latest_model, save_model_version
+from services.features.item_images import ImageCache
+from services.engine.model_store import load_latest_model, save_model_version
 from services.projects import ensure_project
-from services.transfer import import_file
+from services.transfer.transfer import import_file
 from tests.e2e_app import running_app
 from tests.images import write_image
 from tests.test_simclr import TINY, blob_images
@@ -142,7 +142,7 @@ def test_every_torch_load_in_the_repository_passes_weights_only_true():
                 loads.append(path.relative_to(REPO))
                 assert isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True, \
                     f"{path.relative_to(REPO)}:{node.lineno}: torch.load without weights_only=True"
-    assert Path("core/weights.py") in loads and Path("core/simclr.py") in loads
+    assert Path("core/features/weights.py") in loads and Path("core/ssl/simclr.py") in loads
 
 
 def test_nothing_in_the_repository_unpickles():

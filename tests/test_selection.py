@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from core.probe import LinearProbe
-from core.selection import ALL_STRATEGIES, PART_NAMES, SelectionConfig, select
-from core.similarity_state import SimilarityState
+from core.model.probe import LinearProbe
+from core.selection.selection import ALL_STRATEGIES, PART_NAMES, SelectionConfig, select
+from core.similarity.similarity_state import SimilarityState
 from tests.engine_data import clusters, normalise
 
 QUIET = SelectionConfig(audit_share=0.0, discovery_min_labels=0)  # strategy picks only

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.augment import AugmentConfig, make_view
-from core.backbone_file import Preprocessing, load_backbone, save_backbone
-from core.encode import encode_uint8
-from core.simclr import SimCLRConfig, SimCLRTrainer, nt_xent_loss
+from core.ssl.augment import AugmentConfig, make_view
+from core.features.backbone_file import Preprocessing, load_backbone, save_backbone
+from core.features.encode import encode_uint8
+from core.ssl.simclr import SimCLRConfig, SimCLRTrainer, nt_xent_loss
 
 TINY = SimCLRConfig(epochs=6, batch_size=16, widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1), proj_hidden_dim=64,
                     proj_dim=32, image_size=16, checkpoint_every=3)

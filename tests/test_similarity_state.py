@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from core.pool_kernels import Int8Kernel
-from core.pool_predictions import PoolPredictions
-from core.probe import LinearProbe
-from core.scorers import UNCERTAINTY
-from core.scorers import margin as margin_of
-from core.similarity_state import SimilarityState
+from core.similarity.pool_kernels import Int8Kernel
+from core.model.pool_predictions import PoolPredictions
+from core.model.probe import LinearProbe
+from core.selection.scorers import UNCERTAINTY
+from core.selection.scorers import margin as margin_of
+from core.similarity.similarity_state import SimilarityState
 from tests.engine_data import clusters
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from core.simulate import SimulationConfig, run_simulation, summarize
+from core.evaluation.simulate import SimulationConfig, run_simulation, summarize
 from services.config import Settings
-from services.simulation import random_baseline
+from services.evaluation.simulation import random_baseline
 from tests.embedding_helpers import write_colour_images
 
 

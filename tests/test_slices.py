@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from core.probe import LinearProbe
-from core.slices import (
+from core.model.probe import LinearProbe
+from core.quality.slices import (
     SliceConfig,
     accuracy,
     heldout_member_predictions,
@@ -13,10 +13,10 @@ from core.slices import (
     threshold_for_k,
     uncertainty_of,
 )
-from services import after_model
+from services.engine import after_model
 from services.errors import UserError
-from services.labeling import LabelingSession
-from services.slices import create_slice, measure, project_slices
+from services.labeling.session import LabelingSession
+from services.data_engine.slices import create_slice, measure, project_slices
 from tests.labeling_project import class_id, multi_label_engine, true_class
 
 DIM = 32
@@ -172,7 +172,9 @@ def test_a_failing_after_model_hook_never_stops_the_new_model_serving(engine, mo
 def test_slice_rows_round_trip_and_one_metric_per_model_version(backend_db):
     from sqlalchemy.exc import IntegrityError
 
-    from storage import label_queries, queries, slice_queries
+    from storage.labels import label_queries
+    from storage import queries
+    from storage.slices import slice_queries
     from storage.models import ItemStatus
 
     with backend_db.writing() as session:

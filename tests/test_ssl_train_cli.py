@@ -2,9 +2,9 @@
 import numpy as np
 
 from app.cli import main
-from core.backbone_file import read_header
-from core.backbones import build_backbone
-from core.weights import file_sha256
+from core.features.backbone_file import read_header
+from core.features.backbones import build_backbone
+from core.features.weights import file_sha256
 from tests.embedding_helpers import write_colour_images
 
 

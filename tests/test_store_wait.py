@@ -1,11 +1,11 @@
 """The app waits while another process writes its embeddings (a CLI `embed` run) instead of failing to start."""
 
-from core.backbones import identify_backbone
-from services import engines
+from core.features.backbones import identify_backbone
+from services.engine import lifecycle as engines
 from services.config import load_settings
 from services.database import open_database
-from services.embeddings import embed, embeddings_folder
-from services.engines import close_engines
+from services.features.embeddings import embed, embeddings_folder
+from services.engine.lifecycle import close_engines
 from services.projects import get_project
 from tests.embedding_helpers import store_held_elsewhere
 from tests.labeling_project import ready_engine

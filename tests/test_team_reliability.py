@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import select
 
-from services.labeling import LabelingSession
-from services.leases import TeamSettings, overlap_wanted
+from services.labeling.session import LabelingSession
+from services.teams.leases import TeamSettings, overlap_wanted
 from storage.models import Annotation, AnnotationSource, Annotator
 from tests.labeling_project import true_class
 from tests.team_project import class_ids_by_name, team_engine

@@ -17,16 +17,19 @@ import pytest
 from sqlalchemy import event, select
 
 from app.cli import main
-from core import class_folder
-from core.class_folder import list_class_folder
-from services.classes import rename_class
+from core.transfer import class_folder
+from core.transfer.class_folder import list_class_folder
+from services.labeling.classes import rename_class
 from services.database import open_database
 from services.errors import UserError
-from services.ingest import ingest
-from services.labels import NewLabel, add_label_class, record_annotations
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project
-from services.transfer import (export_image_folder, import_file, labeled_images, to_coco, to_csv, write_atomically)
-from storage import item_queries, label_queries, queries
+from services.transfer.transfer import (export_image_folder, import_file, labeled_images, to_coco, to_csv, write_atomically)
+from storage.items import item_queries
+from storage.labels import label_queries
+from storage import queries
 from storage.models import ItemStatus, LabelClass, Project
 from tests.images import write_image
 
@@ -151,7 +154,7 @@ BAD_NAMES = {
 
 
 def _engine(db, project_name="default"):
-    """What services.classes needs of a project engine."""
+    """What services.labeling.classes needs of a project engine."""
     project = get_project(db, project_name)
     return SimpleNamespace(db=db, project_id=project.id, project_name=project_name, reload_classes=lambda: None)
 

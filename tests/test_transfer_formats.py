@@ -11,11 +11,13 @@ from sqlalchemy import func, select
 from app.cli import main
 from services.database import open_database
 from services.errors import UserError
-from services.ingest import ingest
-from services.labels import NewLabel, add_label_class, record_annotation, record_annotations
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
+from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 from services.projects import get_project
-from services.transfer import import_file, labeled_images, to_coco, to_csv, to_label_studio
-from storage import item_queries, label_queries
+from services.transfer.transfer import import_file, labeled_images, to_coco, to_csv, to_label_studio
+from storage.items import item_queries
+from storage.labels import label_queries
 from storage.models import Annotation, Project
 from tests.labeling_project import CLASSES, PER_CLASS, SAMPLE_IMAGES, true_class
 

@@ -8,14 +8,14 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from app.cli import main
-from core.probe import LinearProbe
-from core.triage import KINDS, nearest_labeled, novelty_threshold, top_margin, triage
+from core.model.probe import LinearProbe
+from core.quality.triage import KINDS, nearest_labeled, novelty_threshold, top_margin, triage
 from services.database import open_database
-from services.labels import record_annotation
+from tests.labels_by_name import record_annotation
 from services.projects import get_project
-from services.triage import parse_since
+from services.data_engine.triage import parse_since
 from services.errors import UserError
-from storage import item_queries
+from storage.items import item_queries
 from tests.labeling_project import SAMPLE_IMAGES, ingested_sample_project, true_class
 
 DIM = 32
@@ -173,7 +173,7 @@ def test_cli_triage_errors_name_the_fix(triaged_project, capsys):
 
 
 def test_batch_folder_is_read_relative_to_the_root_or_as_given_to_ingest(tmp_path, monkeypatch):
-    from services.triage import _folder_prefix
+    from services.data_engine.triage import _folder_prefix
 
     root = tmp_path / "root"
     (root / "new" / "day1").mkdir(parents=True)

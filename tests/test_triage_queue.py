@@ -11,17 +11,16 @@ import pytest
 from sqlalchemy import select
 
 from app.cli import main
-from app.label_why import SOURCE_TEXT
 from app.safe_text import escape_markdown
 from services.database import open_database
-from services.engine import ProjectEngine
-from services.labeling import LabelingSession
-from services.labels import record_annotation
-from services.leases import AskLeases, TeamSettings
-from services.priority_asks import QueueResult, clear_queue, pending_items, queue_priority_asks, queue_view
+from services.engine.project_engine import ProjectEngine
+from services.labeling.session import LabelingSession
+from tests.labels_by_name import record_annotation
+from services.teams.leases import AskLeases, TeamSettings
+from services.labeling.priority_asks import QueueResult, clear_queue, pending_items, queue_priority_asks, queue_view
 from services.projects import get_project
-from services.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
-from storage import label_queries, priority_queries
+from services.data_engine.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
+from storage.labels import label_queries, priority_queries
 from storage.models import Item, Pick, SelectionRun
 from storage.types import utc_now
 from tests.app_helpers import open_page
@@ -336,7 +335,7 @@ def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
 
 
 def test_an_open_session_asks_newly_queued_images_after_its_next_two(team, monkeypatch):
-    monkeypatch.setattr("services.labeling.QUEUE_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
     session = LabelingSession(team, "ann", team=NO_OVERLAP)
     first = session.current()
     assert first.source != "triage"
@@ -357,7 +356,7 @@ def test_an_open_session_asks_newly_queued_images_after_its_next_two(team, monke
 
 
 def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypatch):
-    monkeypatch.setattr("services.labeling.QUEUE_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
     queue(team, some_items(team, 2))
     other = LabelingSession(team, "other", team=NO_OVERLAP)
     assert other.current().source == "triage"  # it leases both queued images
@@ -373,7 +372,7 @@ def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypa
 
 
 def test_a_session_full_of_queued_images_is_left_alone_while_more_wait(team, monkeypatch):
-    monkeypatch.setattr("services.labeling.QUEUE_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
     queue(team, team.item_ids.tolist()[::-2][:20])  # more than one batch
     session = LabelingSession(team, "ann", team=NO_OVERLAP)
     released = []

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.database import open_database
-    from services.project_backbone import backbone_training, project_backbone, set_project_backbone
+    from services.features.project_backbone import backbone_training, project_backbone, set_project_backbone
 
     project = args.project or settings.project
     with open_database(settings) as db:

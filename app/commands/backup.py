@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from services.backup import backup_database
+from services.transfer.backup import backup_database
 from services.config import Settings
 
 

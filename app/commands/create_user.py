@@ -6,7 +6,7 @@ import argparse
 import getpass
 import sys
 
-from services.accounts import create_account, set_password
+from services.accounts.accounts import create_account, set_password
 from services.config import Settings
 from services.database import open_database
 from services.errors import UserError

@@ -7,7 +7,7 @@ import sys
 
 from services.config import Settings
 
-# Listed here, not imported from core.backbones, so --help never imports torch; a test keeps them equal.
+# Listed here, not imported from core.features.backbones, so --help never imports torch; a test keeps them equal.
 BACKBONE_NAMES = ("bundled", "local:PATH", "efficientnet_lite0", "dinov2_vits14", "dinov2_vitb14", "dino_vits16",
                   "dino_resnet50", "swav_resnet50", "resnet50", "timm:NAME", "ARCH@PATH")
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--backbone", help="backbone name (default: the project's backbone; see the `backbone` command)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    # Defaults (None) come from core.extract.ExtractConfig, read in run() so --help never imports torch.
+    # Defaults (None) come from core.features.extract.ExtractConfig, read in run() so --help never imports torch.
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cpu)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default: 64)")
     parser.add_argument("--workers", type=int, help="image-decoding processes (default: CPU count - 1, at most 8)")
@@ -50,9 +50,9 @@ def say_waiting(folder) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from core.extract import ExtractConfig
+    from core.features.extract import ExtractConfig
     from services.database import open_database
-    from services.embeddings import embed
+    from services.features.embeddings import embed
 
     given = {"batch_size": args.batch_size, "num_workers": args.workers, "device": args.device}
     config = ExtractConfig(half=args.half, **{name: value for name, value in given.items() if value is not None})

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from services import transfer
+    from services.transfer import transfer
     from services.database import open_database
 
     project = args.project or settings.project

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.database import open_database
-    from services.embeddings import export_embeddings  # imports torch: not at --help time
+    from services.features.embeddings import export_embeddings  # imports torch: not at --help time
 
     with open_database(settings) as db:
         report = export_embeddings(db, settings, project=args.project or settings.project,

@@ -8,7 +8,7 @@ import time
 
 from services.config import Settings
 
-# Not imported from services.backbone_download, which imports torch: --help stays fast.
+# Not imported from services.features.backbone_download, which imports torch: --help stays fast.
 MIRROR_VARIABLE = "BANANA_BACKBONE_MIRROR"
 EXIT_STOPPED = 130  # the shell's code for a command ended by Ctrl-C
 
@@ -73,7 +73,7 @@ class ByteProgress:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from services.backbone_download import DownloadStopped, fetch_backbone  # imports torch
+    from services.features.backbone_download import DownloadStopped, fetch_backbone  # imports torch
 
     progress = ByteProgress(args.name)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from services.config import Settings
 from services.database import open_database
-from services.ingest import ingest
+from services.ingest.ingest import ingest
 from services.projects import ensure_project, get_project, list_projects, project_counts
 
 

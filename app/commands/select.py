@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.selection import ALL_STRATEGIES, PART_NAMES  # numpy only: --help stays fast
+from core.selection.selection import ALL_STRATEGIES, PART_NAMES  # numpy only: --help stays fast
 from app.commands.embed import add_wait_option, say_waiting
 from services.config import Settings
 
@@ -59,10 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from core.extract import ExtractConfig
+    from core.features.extract import ExtractConfig
     from services.database import open_database
-    from services.headless_selection import picks_csv, picks_tasks, select_images  # imports torch
-    from services.transfer import write_atomically
+    from services.data_engine.headless_selection import picks_csv, picks_tasks, select_images  # imports torch
+    from services.transfer.transfer import write_atomically
 
     settings = replace(settings, backbone=args.backbone or settings.backbone)  # None: the project's
     project = args.project or settings.project

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.database import open_database
-    from services.embeddings import similar  # imports torch: not at --help time
+    from services.features.embeddings import similar  # imports torch: not at --help time
 
     with open_database(settings) as db:
         query, neighbours = similar(db, settings, project=args.project or settings.project,

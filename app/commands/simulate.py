@@ -53,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from core.simulate import SimulationConfig
+    from core.evaluation.simulate import SimulationConfig
     from services.errors import UserError
-    from services.simulation import default_output, simulate
+    from services.evaluation.simulation import default_output, simulate
 
     config = SimulationConfig(budgets=args.budgets, seeds=args.seeds, ours=args.ours, peers=args.peers)
     bar = tqdm(unit="image", desc="embedding", disable=not sys.stderr.isatty())

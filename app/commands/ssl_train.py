@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting)")
-    # Defaults (None) come from core.simclr.SimCLRConfig, read in run() so --help never imports torch.
+    # Defaults (None) come from core.ssl.simclr.SimCLRConfig, read in run() so --help never imports torch.
     parser.add_argument("--epochs", type=int, help="passes over the pool (default 100)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 512)")
     parser.add_argument("--image-size", type=int,
@@ -56,16 +56,16 @@ class LossBar:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from core.simclr import SimCLRConfig
+    from core.ssl.simclr import SimCLRConfig
     from services.database import open_database
-    from services.ssl_training import train_backbone
+    from services.features.ssl_training import train_backbone
 
     chosen = dict(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, seed=args.seed)
     config = replace(SimCLRConfig(), **{name: value for name, value in chosen.items() if value is not None})
     project = args.project or settings.project
     init = None
     if args.init:
-        from core.backbones import BUNDLED_PATH
+        from core.features.backbones import BUNDLED_PATH
         from services.errors import UserError
 
         init = BUNDLED_PATH if args.init == "bundled" else Path(args.init)

@@ -13,10 +13,10 @@ from services.config import Settings
 
 if TYPE_CHECKING:  # the services import numpy and torch: --help stays fast
     from services.database import Database
-    from services.priority_asks import QueueResult, QueueView
-    from services.triage import TriageReport
-    from storage.lease_queries import LeaseHolder
-    from storage.priority_queries import PendingPick
+    from services.labeling.priority_asks import QueueResult, QueueView
+    from services.data_engine.triage import TriageReport
+    from storage.teams.lease_queries import LeaseHolder
+    from storage.labels.priority_queries import PendingPick
 
 EVERY_WAITING_IMAGE = sys.maxsize  # waiting_queue's ``first``: --show-queue lists the whole queue
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.out is None and args.label_next:
         args.usage_error("--label-next needs --out: it queues from the report")
     from services.database import open_database
-    from services.triage import clear_label_next, clear_queue_message, waiting_queue
+    from services.data_engine.triage import clear_label_next, clear_queue_message, waiting_queue
 
     since = _since(args)  # a malformed --since fails before any work
     project = args.project or settings.project
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _since(args: argparse.Namespace) -> datetime | None:
-    from services.triage import parse_since
+    from services.data_engine.triage import parse_since
 
     return parse_since(args.since) if args.since else None
 
@@ -96,9 +96,9 @@ def _since(args: argparse.Namespace) -> datetime | None:
 def _triage(db: Database, settings: Settings, args: argparse.Namespace, *, project: str,
             since: datetime | None) -> tuple[TriageReport, QueueResult | None]:
     """Triage the batch; with --label-next, queue its near-failures. Returns (report, QueueResult or None)."""
-    from core.extract import ExtractConfig
-    from core.triage import TriageConfig
-    from services.triage import label_next, near_failures, triage_batch
+    from core.features.extract import ExtractConfig
+    from core.quality.triage import TriageConfig
+    from services.data_engine.triage import label_next, near_failures, triage_batch
 
     given = {"near_failure_margin": args.near_failure_margin, "near_copy_similarity": args.near_copy}
     config = TriageConfig(**{name: value for name, value in given.items() if value is not None})
@@ -113,7 +113,7 @@ def _triage(db: Database, settings: Settings, args: argparse.Namespace, *, proje
 
 def _print_report(report: TriageReport, queued: QueueResult | None, args: argparse.Namespace) -> None:
     """Write the CSV and print the summary (and what --label-next queued)."""
-    from services.triage import label_next_message, summary_lines, write_csv
+    from services.data_engine.triage import label_next_message, summary_lines, write_csv
 
     write_csv(report, args.out)
     for line in summary_lines(report, top=args.top):
@@ -124,7 +124,7 @@ def _print_report(report: TriageReport, queued: QueueResult | None, args: argpar
 
 
 def queue_lines(view: QueueView, *, project: str) -> list[str]:
-    """--show-queue's output for a :class:`~services.priority_asks.QueueView`: one line per waiting
+    """--show-queue's output for a :class:`~services.labeling.priority_asks.QueueView`: one line per waiting
     image in ask order, then how many wait; one line saying so when none wait."""
     if not view.waiting:
         return [f"The \"Label these next\" queue of project {project!r} is empty: no images wait. Queue a "

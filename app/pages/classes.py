@@ -10,12 +10,12 @@ from app.engine_gate import ready_engine
 from app.feature_note import backbone_caption, show_feature_warning
 from app.safe_text import escape_markdown
 from app.user_state import annotator
-from core.backbones import FETCH_COMMAND
-from core.selection import ALL_STRATEGIES
-from services.classes import add_class, merge_classes, rename_class, set_archived
-from services.engines import refresh_engine
+from core.features.backbones import FETCH_COMMAND
+from core.selection.selection import ALL_STRATEGIES
+from services.labeling.classes import add_class, merge_classes, rename_class, set_archived
+from services.engine.lifecycle import refresh_engine
 from services.errors import UserError
-from services.project_backbone import available_backbones, backbone_training, project_backbone, set_project_backbone
+from services.features.project_backbone import available_backbones, backbone_training, project_backbone, set_project_backbone
 from services.projects import get_project, set_multi_label
 from storage.models import Role
 

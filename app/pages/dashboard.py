@@ -8,12 +8,12 @@ from app.feature_note import backbone_caption, show_feature_warning
 from app.resources import database, settings
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import chosen_project
-from services.dashboard import dashboard, labels_per_minute
-from services.engines import start_engine
+from services.evaluation.dashboard import dashboard, labels_per_minute
+from services.engine.lifecycle import start_engine
 from services.errors import UserError
 from services.projects import get_project
-from services.simulation import random_baseline
-from services.slices import project_slices
+from services.evaluation.simulation import random_baseline
+from services.data_engine.slices import project_slices
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py

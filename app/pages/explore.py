@@ -16,10 +16,10 @@ from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown, escape_plotly
 from app.slice_form import save_as_slice
 from app.user_state import account
-from services.engine import ProjectEngine
-from services.explore import (MAP_POINTS, TSNE_CONFIG, MapJob, labeled_mask, map_points, more_like, pca_2d,
+from services.engine.project_engine import ProjectEngine
+from services.features.explore import (MAP_POINTS, TSNE_CONFIG, MapJob, labeled_mask, map_points, more_like, pca_2d,
                               start_tsne_map)
-from services.labeling import THUMBNAIL_SIDE
+from services.labeling.session import THUMBNAIL_SIDE
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py

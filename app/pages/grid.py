@@ -7,8 +7,8 @@ from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown
 from app.user_state import annotator
 from services.errors import UserError
-from services.grid import GRID_SIZE, NEAR_COPY_SIMILARITY, accept, near_copies, predicted_members
-from services.labeling import THUMBNAIL_SIDE
+from services.labeling.grid import GRID_SIZE, NEAR_COPY_SIMILARITY, accept, near_copies, predicted_members
+from services.labeling.session import THUMBNAIL_SIDE
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py

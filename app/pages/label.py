@@ -15,11 +15,11 @@ from app.feature_note import show_feature_warning
 from app.label_why import why_panel
 from app.safe_text import escape_markdown
 from app.user_state import labeling_session
-from services.classes import add_class
-from services.engine import Ask, ClassInfo
+from services.labeling.classes import add_class
+from services.engine.project_engine import Ask, ClassInfo
 from services.errors import UserError
-from services.labeling import ASK_IMAGE_SIDE, LabelingSession
-from services.leases import is_overlap
+from services.labeling.session import ASK_IMAGE_SIDE, LabelingSession
+from services.teams.leases import is_overlap
 from storage.models import Role
 
 require(Role.ANNOTATOR)  # first: see app/auth.py

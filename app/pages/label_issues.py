@@ -16,8 +16,8 @@ from app.multi_label_issues import show as show_multi_label
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import annotator
 from services.errors import UserError
-from services.label_issues import LabelIssue, label_issue_queue, review_label
-from services.labeling import ASK_IMAGE_SIDE
+from services.data_engine.label_issues import LabelIssue, label_issue_queue, review_label
+from services.labeling.session import ASK_IMAGE_SIDE
 from storage.models import Role
 
 require(Role.REVIEWER)  # first: see app/auth.py

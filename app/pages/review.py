@@ -14,12 +14,11 @@ from app.class_toggles import KEYED_CLASSES, class_set_toggles
 from app.engine_gate import ready_engine
 from app.safe_text import escape_markdown
 from app.user_state import annotator
-from services.agreement import project_agreement
+from services.teams.agreement import project_agreement
 from services.errors import UserError
-from services.labeling import ASK_IMAGE_SIDE
-from services.leases import TeamSettings, read_team_settings, save_team_settings
-from services.review import ReviewItem, decide, review_queue
-from storage.label_queries import CurrentLabel
+from services.labeling.session import ASK_IMAGE_SIDE
+from services.teams.leases import TeamSettings, read_team_settings, save_team_settings
+from services.teams.review import ReviewItem, decide, review_queue
 from storage.models import Role
 
 account = require(Role.REVIEWER)  # first: see app/auth.py
@@ -32,9 +31,7 @@ engine = ready_engine()
 
 def _decide(task: ReviewItem, class_ids: list[int]) -> None:
     try:
-        annotation_id = decide(engine.db, task=task, reviewer=annotator(),
-                               class_names=[engine.classes[c].name for c in class_ids])
-        engine.set_label(task.item_id, CurrentLabel(annotation_id, tuple(sorted(class_ids))))
+        decide(engine.db, project_id=engine.project_id, task=task, reviewer=annotator(), class_ids=class_ids)
     except UserError as error:
         st.session_state["review_message"] = str(error)
 

@@ -12,7 +12,7 @@ import streamlit as st
 from app.auth import OIDC_REFUSED, configured_oidc_providers, oidc_library_installed, sign_in
 from app.resources import database
 from app.safe_text import escape_markdown
-from services.accounts import anyone_can_sign_in, authenticate, create_first_admin, first_admin_needed
+from services.accounts.accounts import anyone_can_sign_in, authenticate, create_first_admin, first_admin_needed
 from services.errors import UserError
 
 

@@ -8,10 +8,10 @@ from app.engine_gate import ready_engine
 from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import annotator, chosen_project
-from core.slices import SliceConfig
+from core.quality.slices import SliceConfig
 from services.errors import UserError
-from services.labeling import THUMBNAIL_SIDE
-from services.slices import create_slice, project_slices, record_metrics, resolve_examples
+from services.labeling.session import THUMBNAIL_SIDE
+from services.data_engine.slices import create_slice, project_slices, record_metrics, resolve_examples
 from storage.models import Role
 
 require(Role.ADMIN)  # first: see app/auth.py

@@ -9,9 +9,8 @@ from app.auth import require
 from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import annotator, chosen_project
-from services.engines import running_engines
 from services.errors import UserError
-from services.transfer import (export_image_folder, import_file, label_studio_config, labeled_images, to_coco, to_csv,
+from services.transfer.transfer import (export_image_folder, import_file, label_studio_config, labeled_images, to_coco, to_csv,
                                to_json, to_label_studio)
 from storage.models import Role
 
@@ -80,10 +79,6 @@ with st.form("import"):
         except UserError as error:
             st.error(escape_markdown(str(error)))
         else:
-            for engine in running_engines():
-                if engine.project_name == project:
-                    engine.reload_classes()
-                    engine.reload_labels()
             st.success(f"Imported {_count(report.imported, 'label')}; {report.unchanged} already current.")
             if report.created_classes:
                 st.info(escape_markdown(f"New classes: {', '.join(report.created_classes)}"))

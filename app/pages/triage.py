@@ -17,11 +17,11 @@ from app.feature_note import show_feature_warning
 from app.resources import database, settings
 from app.safe_text import escape_markdown
 from app.user_state import chosen_project
-from core.triage import KINDS
-from services.engines import APP_EXTRACT_CONFIG, APP_STORE_WAIT_SECONDS
+from core.quality.triage import KINDS
+from services.engine.lifecycle import APP_EXTRACT_CONFIG, APP_STORE_WAIT_SECONDS
 from services.errors import UserError
-from services.labeling import THUMBNAIL_SIDE
-from services.triage import (clear_label_next, clear_queue_message, csv_text, label_next, label_next_message,
+from services.labeling.session import THUMBNAIL_SIDE
+from services.data_engine.triage import (clear_label_next, clear_queue_message, csv_text, label_next, label_next_message,
                              triage_batch, waiting_queue)
 from storage.models import Role
 

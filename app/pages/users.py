@@ -6,7 +6,7 @@ from app.auth import require
 from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import annotator
-from services.accounts import (
+from services.accounts.accounts import (
     MIN_PASSWORD_LENGTH,
     change_role,
     create_account,

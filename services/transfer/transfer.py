@@ -1,0 +1,584 @@
+"""Export a project's current labels (CSV, JSON, COCO-style JSON, Label Studio tasks, ImageFolder)
+and import labels (CSV, Label Studio JSON export, COCO-style JSON)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import shutil
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import select
+
+from core.transfer.class_folder import CLASS_NAMES_FILE, safe_names
+from services.labeling import class_names
+from services.transfer import json_records, label_studio
+from services.database import Database
+from services.errors import UserError
+from services.features.item_images import inside_root
+from services.engine.registry import announce_classes, announce_labels
+from services.labeling.write import add_label
+from services.projects import get_project
+from storage.items import item_queries
+from storage.labels import label_queries
+from storage.labels.label_queries import CurrentLabel
+from storage import queries
+from storage.models import Annotation, AnnotationSource, Item, Project
+
+CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
+LABEL_SEPARATOR = class_names.SEPARATOR
+# A cell starting so is a formula to a spreadsheet: written with a ' in front (OWASP's advice), as is
+# one that starts with a ' followed by one of these or another ', so that reading drops exactly that '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    """An image's current label; ``path`` is relative to the project root."""
+
+    item_id: int
+    path: str
+    labels: list[str]
+    annotator: str | None
+    labeled_at: str
+    source: str
+
+
+def labeled_images(db: Database, project_name: str) -> list[LabeledImage]:
+    """Every image whose newest annotation names a class, by path."""
+    project = get_project(db, project_name)
+    with db.reading() as session:
+        names = {c.id: c.name for c in label_queries.label_classes(session, project.id, include_archived=True)}
+        newest = {event.item_id: event for event in label_queries.annotation_events(session, project.id)}
+        items = label_queries.items_by_id(session, project.id, [i for i, e in newest.items() if e.class_ids])
+    images = [LabeledImage(item_id, items[item_id].path, [names[c] for c in event.class_ids], event.annotator,
+                           event.created_at.isoformat(), event.source.value)
+              for item_id, event in newest.items() if event.class_ids]
+    return sorted(images, key=lambda image: image.path)
+
+
+def to_csv(images: list[LabeledImage]) -> str:
+    """CSV with :data:`CSV_COLUMNS`; a cell that a spreadsheet would run as a formula gets a ``'``
+    in front (see :func:`csv_cell`), which :func:`parse_csv` drops again."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for image in images:
+        writer.writerow([csv_cell(cell) for cell in (image.path, LABEL_SEPARATOR.join(image.labels),
+                                                     image.annotator or "", image.labeled_at, image.source)])
+    return buffer.getvalue()
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as a CSV cell that no spreadsheet runs as a formula: a ``'`` in front of a cell
+    starting with one of :data:`FORMULA_STARTS`, or with a ``'`` and one of those or another ``'``."""
+    quoted = text[:1] == "'" and text[1:2] in (*FORMULA_STARTS, "'")
+    return "'" + text if text[:1] in FORMULA_STARTS or quoted else text
+
+
+def csv_value(cell: str) -> str:
+    """The text of a cell :func:`csv_cell` wrote (a cell written otherwise is its own text,
+    unless it starts with ``'`` and a formula start: then it is that formula as text)."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in (*FORMULA_STARTS, "'") else cell
+
+
+def to_json(images: list[LabeledImage]) -> str:
+    return json.dumps([{k: v for k, v in asdict(image).items() if k != "item_id"} for image in images], indent=1)
+
+
+def to_coco(db: Database, project_name: str, images: list[LabeledImage]) -> str:
+    """COCO-style classification JSON: ``images``, ``categories``, and one annotation per (image, class)."""
+    project = get_project(db, project_name)
+    with db.reading() as session:
+        classes = label_queries.label_classes(session, project.id, include_archived=True)
+        items = label_queries.items_by_id(session, project.id, [image.item_id for image in images])
+    category = {c.name: c.id for c in classes}
+    annotations = [{"id": n, "image_id": image.item_id, "category_id": category[name]}
+                   for n, (image, name) in enumerate(((i, name) for i in images for name in i.labels), start=1)]
+    return json.dumps({
+        "info": {"description": f"banana project {project.name}"},
+        "images": [{"id": image.item_id, "file_name": image.path, "width": items[image.item_id].width,
+                    "height": items[image.item_id].height} for image in images],
+        "categories": [{"id": c.id, "name": c.name} for c in classes],
+        "annotations": annotations,
+    }, indent=1)
+
+
+def to_label_studio(db: Database, project_name: str, images: list[LabeledImage], *,
+                    image_prefix: str | None = None) -> str:
+    """Label Studio import JSON (see :mod:`services.transfer.label_studio`); ``image_prefix`` defaults to
+    local-files URLs of the project root."""
+    prefix = image_prefix
+    if prefix is None:
+        prefix = label_studio.default_image_prefix(get_project(db, project_name).root_path)
+    return label_studio.to_tasks([(image.path, image.labels) for image in images], image_prefix=prefix)
+
+
+def label_studio_config(db: Database, project_name: str) -> str:
+    """The Label Studio labeling config for the project's active classes."""
+    project = get_project(db, project_name)
+    with db.reading() as session:
+        names = [c.name for c in label_queries.label_classes(session, project.id)]
+    return label_studio.labeling_config(names, multi_label=project.multi_label)
+
+
+FILE_MODES = ("copy", "hardlink", "symlink")
+
+
+def export_image_folder(db: Database, project_name: str, images: list[LabeledImage], out: Path, *,
+                        files: str = "copy") -> int:
+    """Copy, hard-link or symlink (``files``) each labeled image into ``out/<class>/``; return the files written.
+
+    Folder and file names (the image's path, ``/`` included) are percent-encoded so that they are
+    safe and never collide (:func:`core.transfer.class_folder.safe_names`); ``out/.classes.json`` maps each
+    folder to its class name. An image with several classes (multi-label) is written once under
+    each. The tree is written next to ``out`` and moved into place when complete: an error (a full
+    disk) leaves no partial export behind.
+    """
+    if files not in FILE_MODES:
+        raise UserError(f"unknown file mode {files!r}; choose one of {', '.join(FILE_MODES)}")
+    project = get_project(db, project_name)
+    root, out = Path(project.root_path), Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; choose a new or empty folder")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty; choose a new or empty folder")
+    place = {"copy": shutil.copy2, "hardlink": os.link, "symlink": os.symlink}[files]
+    # Every source is checked before anything is written: a file swapped for a link out of the
+    # root after ingest must not be copied into an export.
+    sources = {image.path: inside_root(root, image.path) for image in images}
+    folders = safe_names(sorted({name for image in images for name in image.labels}))
+    file_names = safe_names((image.path for image in images), keep_suffix=True)
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    target = staging
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        for folder in folders.values():
+            target = staging / folder
+            target.mkdir()
+        written = 0
+        for image in images:
+            for name in image.labels:
+                target = staging / folders[name] / file_names[image.path]
+                place(sources[image.path], target)
+                written += 1
+        target = staging / CLASS_NAMES_FILE
+        target.write_text(json.dumps({folder: name for name, folder in folders.items()}, ensure_ascii=False,
+                                     indent=1, sort_keys=True), encoding="utf-8")
+        target = staging
+        os.replace(staging, out)  # onto an empty folder too
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(error, OSError):
+            raise
+        shown = out / target.relative_to(staging)
+        hint = (" Hard links need the same file system as the images (use copies), symbolic links a file system "
+                "that has them." if files != "copy" and not _disk_full(error) else "")
+        raise UserError(_write_failed(shown, error) + hint) from None
+    return written
+
+
+def write_atomically(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` whole or not at all (a temporary file, then a rename); on an error
+    (a full disk) ``out`` is as it was and no temporary file is left."""
+    out = Path(out)
+    temporary = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8", newline="")
+        os.replace(temporary, out)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if not isinstance(error, OSError):
+            raise
+        raise UserError(_write_failed(out, error)) from None
+
+
+def _disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_failed(path: Path, error: OSError) -> str:
+    """A message for an export that could not be written, naming ``path`` and what to do; nothing
+    of the export is left behind by then."""
+    reason = error.strerror or str(error)
+    if _disk_full(error):
+        return (f"could not write {path}: {reason}. Nothing was written; free space on that disk, or export to a "
+                "folder on another disk, and export again")
+    return (f"could not write {path}: {reason}. Nothing was written; check that the folder exists and can be "
+            "written to, or choose another, and export again")
+
+
+# ----- import ----------------------------------------------------------------------------
+
+FORMATS = ("csv", "label-studio", "coco")
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One label of an import file: the line its record starts on, the image's path as the file
+    names it, its class names (sorted; empty: the record carries no label) and who labeled it."""
+
+    line: int
+    path: str
+    labels: tuple[str, ...]
+    annotator: str | None = None
+
+
+@dataclass(frozen=True)
+class UnknownPath:
+    line: int
+    path: str
+
+
+@dataclass(frozen=True)
+class AmbiguousPath:
+    """A row naming an image uploaded to Label Studio whose file name ``name`` is the file name of
+    ``candidates`` images of the project (say cat/4921.jpg and horse/4921.jpg): it is not applied."""
+
+    line: int
+    path: str
+    name: str
+    candidates: int
+
+    @property
+    def message(self) -> str:
+        return (f"line {self.line}: {self.path} is an image uploaded to Label Studio, which keeps only its file name "
+                f"{self.name!r}, and {self.candidates} images of the project have that name; skipped. Export from "
+                "a Label Studio project whose images come from local-files storage (or banana's Label Studio "
+                "tasks), or import a CSV with the images' full paths")
+
+
+@dataclass(frozen=True)
+class BadClassName:
+    """A row naming class ``name``, which breaks a rule of :mod:`services.labeling.class_names` (``reason``
+    says which and the fix): it is not applied."""
+
+    line: int
+    path: str
+    name: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"line {self.line}: {self.path} skipped: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: new annotations, rows already current, rows without a label,
+    paths that are not images of the project (skipped), classes it created, Label Studio
+    uploads whose file name several images of the project share (skipped, see :class:`AmbiguousPath`),
+    and rows naming a class whose name breaks a rule (skipped, see :class:`BadClassName`)."""
+
+    imported: int
+    unchanged: int
+    unlabeled: int
+    unknown: list[UnknownPath]
+    created_classes: list[str]
+    ambiguous: list[AmbiguousPath] = field(default_factory=list)
+    bad_names: list[BadClassName] = field(default_factory=list)
+
+    @property
+    def unknown_paths(self) -> list[str]:
+        return [u.path for u in self.unknown]
+
+
+def guess_format(file_name: str, text: str) -> str:
+    """``csv``, ``label-studio`` or ``coco``, from the extension, else from the content."""
+    suffix = Path(file_name).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    start = text.lstrip()[:1]
+    if start == "[":
+        return "label-studio"
+    if start == "{":
+        return "coco"
+    if suffix == ".json":
+        raise UserError(f"{file_name}: a JSON import is a Label Studio export (a list of tasks) or a COCO file "
+                        "(an object with images, categories and annotations); pass --format")
+    return "csv"
+
+
+def read_text(data: bytes, file_name: str) -> str:
+    """UTF-8 text (a byte-order mark is dropped); bad bytes are a UserError naming the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserError(f"{file_name}, line {line}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def parse_import(text: str, *, fmt: str, file_name: str) -> list[ImportRow]:
+    """Every record of an import file; the first malformed one is a UserError naming its line."""
+    if fmt == "csv":
+        return parse_csv(text, file_name)
+    if fmt == "label-studio":
+        return [ImportRow(task.line, task.path, task.labels) for task in label_studio.read_tasks(text, file_name)]
+    if fmt == "coco":
+        return parse_coco(text, file_name)
+    raise UserError(f"unknown import format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def parse_csv(text: str, file_name: str) -> list[ImportRow]:
+    """Rows of a CSV whose header names ``path`` and ``labels`` (``;``-separated); an
+    ``annotator`` column, when present, names who labeled. Other columns are ignored. Cells are
+    read as :func:`csv_value` says; a path keeps its spaces (see :func:`_path_resolver`)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, rows, end = None, [], 0
+    try:
+        for record in reader:
+            line, end = end + 1, reader.line_num  # the record's first line; quoted fields may span lines
+            if not record:
+                continue
+            if header is None:
+                header = [name.strip() for name in record]
+                if not {"path", "labels"} <= set(header):
+                    raise UserError(f"{file_name}, line {line}: the first row must be a header naming the columns "
+                                    f"path and labels (found {', '.join(header)}); add the line `path,labels` at the top")
+                continue
+            if len(record) != len(header):
+                raise UserError(f"{file_name}, line {line}: {len(record)} fields, but the header has {len(header)}; "
+                                "quote values that contain a comma, or add the missing fields")
+            row = {name: csv_value(cell) for name, cell in zip(header, record)}
+            if not row["path"].strip():
+                raise UserError(f"{file_name}, line {line}: the path is empty; give the image's path")
+            rows.append(ImportRow(line, row["path"], _names(row["labels"].split(LABEL_SEPARATOR)),
+                                  (row.get("annotator") or "").strip() or None))
+    except csv.Error as error:
+        raise UserError(f"{file_name}, line {reader.line_num}: {error}; fix the quoting there") from None
+    if header is None:
+        raise UserError(f"{file_name}, line 1: the file is empty; it needs a header row `path,labels`")
+    return rows
+
+
+def parse_coco(text: str, file_name: str) -> list[ImportRow]:
+    """Images of a COCO-style classification file, each with the category names of its annotations."""
+    coco = json_records.load(text, file_name)
+    keys = ("images", "categories", "annotations")
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(key), list) for key in keys):
+        raise UserError(f"{file_name}, line 1: a COCO file is an object with the lists images, categories and "
+                        "annotations")
+
+    def entries(key: str, fields: dict[str, type]):
+        for line, entry in zip(json_records.array_lines(text, key), coco[key]):
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(f), t) for f, t in fields.items()):
+                raise UserError(f"{file_name}, line {line}: each of {key} needs "
+                                + " and ".join(f"{f} ({t.__name__})" for f, t in fields.items()))
+            yield line, entry
+
+    categories = {c["id"]: c["name"] for _, c in entries("categories", {"id": int, "name": str})}
+    images = {i["id"]: (line, i["file_name"]) for line, i in entries("images", {"id": int, "file_name": str})}
+    labels: dict[int, set[str]] = {}
+    for line, a in entries("annotations", {"image_id": int, "category_id": int}):
+        if a["image_id"] not in images or a["category_id"] not in categories:
+            raise UserError(f"{file_name}, line {line}: the annotation names image {a['image_id']} and category "
+                            f"{a['category_id']}; both must be listed in images and categories")
+        labels.setdefault(a["image_id"], set()).add(categories[a["category_id"]])
+    return [ImportRow(line, path, _names(labels.get(image_id, ()))) for image_id, (line, path) in images.items()]
+
+
+def _names(names) -> tuple[str, ...]:
+    return tuple(sorted({name.strip() for name in names if name.strip()}))
+
+
+def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, file_name: str, create_classes: bool,
+                  annotator: str | None = None, importer: str | None = None) -> ImportReport:
+    """Record ``rows`` as ``import`` annotations, all in one transaction.
+
+    Every row is checked first; a row that cannot be recorded (two classes in a
+    single-label project, an unknown class without ``create_classes``, an archived
+    class, the same image twice with different labels) is a UserError naming its line,
+    and nothing is written. Rows naming no image of the project, and rows naming a new class
+    whose name breaks a rule of :mod:`services.labeling.class_names`, are skipped and reported. A class
+    name is matched exactly, else in its stored form (NFC, no surrounding spaces).
+    An image whose current label equals the row's gets no new annotation, so importing a
+    file twice changes nothing. ``annotator`` (else the row's own, else ``importer``: who
+    imports the file) is recorded with each.
+    """
+    project = get_project(db, project_name)
+    with db.writing() as session:
+        ids = {path: item_id for item_id, path in item_queries.ok_item_paths(session, project.id)}
+        wanted, unknown, ambiguous, unlabeled = _checked_rows(rows, ids, project, file_name)
+        wanted, missing, bad_names = _checked_classes(session, project, wanted, file_name, create_classes)
+        class_ids = {c.name: c.id for c in label_queries.label_classes(session, project.id, include_archived=True)}
+        current = label_queries.current_labels(session, project.id)
+        changes = {path: tuple(sorted(class_ids[name] for name in row.labels)) for path, row in wanted.items()}
+        changes = {path: classes for path, classes in changes.items()
+                   if (label := current.get(ids[path])) is None or label.class_ids != classes}
+        loaded = _load_into_session(session, [ids[path] for path in changes],  # noqa: F841 - kept for the identity map
+                                    [current[ids[path]].annotation_id for path in changes if ids[path] in current])
+        annotator_ids: dict[str | None, int | None] = {None: None}
+        written = {}
+        for path, classes in changes.items():
+            label, who = current.get(ids[path]), annotator or wanted[path].annotator or importer
+            if who not in annotator_ids:
+                annotator_ids[who] = queries.get_or_add_annotator(session, who).id
+            annotation_id = add_label(session, project_id=project.id, item_id=ids[path], class_ids=classes,
+                                      annotator_id=annotator_ids[who], source=AnnotationSource.IMPORT,
+                                      supersedes_id=label.annotation_id if label is not None else None)
+            written[ids[path]] = CurrentLabel(annotation_id, classes)
+    if missing:
+        announce_classes(db, project.id)
+    announce_labels(db, project.id, written)
+    return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
+                        unknown=unknown, created_classes=missing, ambiguous=ambiguous, bad_names=bad_names)
+
+
+def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
+                  file_name: str) -> tuple[dict[str, ImportRow], list[UnknownPath], list[AmbiguousPath], int]:
+    """The row to record per item path, the rows naming no image of the project, those naming an
+    upload whose file name several images share, and the count of rows without a label; a row
+    that cannot be recorded is a UserError naming its line."""
+    resolve = _path_resolver(set(ids))
+    wanted, unknown, ambiguous, unlabeled = {}, [], [], 0
+    for row in rows:
+        where = f"{file_name}, line {row.line}"
+        if len(row.labels) > 1 and not project.multi_label:
+            raise UserError(f"{where}: {', '.join(row.labels)} are several classes, but project "
+                            f"{project.name!r} is single-label; give one class per image")
+        path = resolve(row.path)
+        if path is None:
+            unknown.append(UnknownPath(row.line, row.path))
+        elif isinstance(path, SharedName):
+            ambiguous.append(AmbiguousPath(row.line, row.path, path.name, len(path.paths)))
+        elif not row.labels:
+            unlabeled += 1
+        elif path in wanted and wanted[path].labels != row.labels:
+            raise UserError(f"{where}: {path} is labeled {', '.join(row.labels)}, but line {wanted[path].line} "
+                            f"labels it {', '.join(wanted[path].labels)}; keep one of the two")
+        else:
+            wanted.setdefault(path, row)
+    return wanted, unknown, ambiguous, unlabeled
+
+
+def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], file_name: str,
+                     create_classes: bool) -> tuple[dict[str, ImportRow], list[str], list[BadClassName]]:
+    """The rows to record, their labels the project's class names (the classes they name that
+    the project lacks added, when ``create_classes``), the classes added, and the rows skipped
+    because a class they would add breaks a rule of :mod:`services.labeling.class_names` (say one that
+    differs from another only in case). An unknown class without ``create_classes`` or an
+    archived class is a UserError naming its first line."""
+    classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
+    existing = {class_names.normalized(name): name for name in classes}
+    existing.update({name: name for name in classes})  # an exact match wins over one in the stored form
+    resolved: dict[str, str] = {}  # a class name as the file writes it -> the project's (or new) class name
+    created: set[str] = set()
+    kept, bad = {}, []
+    for path, row in sorted(wanted.items(), key=lambda path_row: path_row[1].line):
+        row_resolved, row_created, problem = {}, set(), None
+        for name in row.labels:
+            form = class_names.normalized(name)
+            if name in resolved:
+                continue
+            if name in existing or form in existing:
+                row_resolved[name] = existing.get(name, existing.get(form))
+                continue
+            if form in created or form in row_created:
+                row_resolved[name] = form
+                continue
+            problem = class_names.name_problem(form)
+            twin = class_names.case_twin(form, [*classes, *created, *row_created])
+            if problem is None and twin is not None:
+                problem = (f"class {name!r} differs from the class {twin!r} only in case; write it {twin!r} in "
+                           f"{file_name}, or rename one of the two")
+            if problem is not None:
+                bad.append(BadClassName(row.line, row.path, name, problem))
+                break
+            row_resolved[name], row_created = form, row_created | {form}
+        if problem is None:
+            resolved.update(row_resolved)
+            created |= row_created
+            kept[path] = row
+    first_use: dict[str, int] = {}
+    for row in kept.values():
+        for name in row.labels:
+            first_use.setdefault(name, row.line)
+    missing = sorted(name for name in first_use if resolved[name] in created)
+    if missing and not create_classes:
+        raise UserError(f"{file_name}, line {min(first_use[name] for name in missing)}: "
+                        f"unknown class{'es' if len(missing) > 1 else ''} "
+                        f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
+                        "creating new classes")
+    archived = [name for name in first_use if resolved[name] in classes
+                and classes[resolved[name]].archived_at is not None]
+    if archived:
+        raise UserError(f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
+                        "first (Classes and settings page)")
+    for name in sorted(created):
+        queries.add_label_class(session, project.id, name)
+    kept = {path: replace(row, labels=tuple(sorted({resolved[name] for name in row.labels})))
+            for path, row in kept.items()}
+    return kept, sorted(created), bad
+
+
+def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) -> list:
+    """Read the items and annotations a bulk import checks in a few queries, so that its per-row
+    checks find them in the session's identity map (which holds them while the caller keeps the
+    returned list) instead of querying one at a time."""
+    loaded = []
+    for model, ids in ((Item, item_ids), (Annotation, annotation_ids)):
+        for chunk in queries.in_chunks(ids):
+            loaded += session.scalars(select(model).where(model.id.in_(chunk))).all()
+    return loaded
+
+
+def import_file(db: Database, project_name: str, data: bytes, *, file_name: str, fmt: str | None = None,
+                create_classes: bool, annotator: str | None = None, importer: str | None = None) -> ImportReport:
+    """Read, check and import one file (format guessed when ``fmt`` is None); see :func:`import_labels`."""
+    text = read_text(data, file_name)
+    rows = parse_import(text, fmt=fmt or guess_format(file_name, text), file_name=file_name)
+    return import_labels(db, project_name, rows, file_name=file_name, create_classes=create_classes,
+                         annotator=annotator, importer=importer)
+
+
+def import_csv(db: Database, project_name: str, text: str, *, create_classes: bool) -> ImportReport:
+    """Import CSV text (see :func:`parse_csv` and :func:`import_labels`)."""
+    return import_labels(db, project_name, parse_csv(text, "the CSV"), file_name="the CSV",
+                         create_classes=create_classes)
+
+
+@dataclass(frozen=True)
+class SharedName:
+    """What :func:`_path_resolver` gives for a Label Studio upload whose file name ``name`` is the
+    file name of several item ``paths``: no one of them can be chosen."""
+
+    name: str
+    paths: tuple[str, ...]
+
+
+def _path_resolver(paths: set[str]):
+    """Map a path as an import file names it to an item path: the path itself, else its longest
+    ending that is an item path (absolute paths under the root, URLs' paths, other tools' folders),
+    else, for an image uploaded to Label Studio (``/data/upload/3/8f3e2a1b-4921.jpg``), the one item
+    path with that file name; a :class:`SharedName` when several have it; None when nothing matches."""
+    by_name: dict[str, list[str]] | None = None  # built on the first upload only
+
+    def resolve(path: str) -> str | SharedName | None:
+        nonlocal by_name
+        path = path.replace("\\", "/")
+        if path in paths:
+            return path
+        path = path.strip()  # a space after a CSV's comma; paths that start with a space matched above
+        if path in paths:
+            return path
+        parts = [part for part in PurePosixPath(path).parts if part != "/"]
+        ending = next(("/".join(parts[i:]) for i in range(len(parts)) if "/".join(parts[i:]) in paths), None)
+        name = label_studio.uploaded_file_name(path) if ending is None else None
+        if name is None:
+            return ending
+        if by_name is None:
+            by_name = defaultdict(list)
+            for item_path in paths:
+                by_name[label_studio.stored_file_name(PurePosixPath(item_path).name)].append(item_path)
+        found = by_name.get(name, [])
+        return found[0] if len(found) == 1 else SharedName(name, tuple(sorted(found))) if found else None
+
+    return resolve
