@@ -18,8 +18,15 @@ import streamlit as st
 
 from app.resources import database
 from services.accounts.accounts import Account, account_for_email
+from services.accounts.remembered_sign_ins import (
+    REMEMBER_FOR,
+    TOKEN_PATTERN,
+    account_for_token,
+    forget,
+    remember,
+    session_account,
+)
 from services.errors import UserError
-from services.accounts.remembered_sign_ins import REMEMBER_FOR, TOKEN_PATTERN, account_for_token, forget, remember, session_account
 from storage.models import Role
 
 ACCOUNT_ID = "account_id"
@@ -59,8 +66,9 @@ def current_account() -> Account | None:
         account_id = _map_oidc_identity()
     if account_id is None:
         account_id = _remembered_account()
-    account = (session_account(database(), account_id, st.session_state.get(SIGN_IN_TOKEN))
-               if account_id is not None else None)
+    account = (
+        session_account(database(), account_id, st.session_state.get(SIGN_IN_TOKEN)) if account_id is not None else None
+    )
     if account is None:
         for key in (ACCOUNT_ID, ACCOUNT, SIGN_IN_TOKEN):  # no token left: the browser's cookie is expired
             st.session_state.pop(key, None)
@@ -137,8 +145,15 @@ def sign_in_cookie_script() -> str | None:
         value, max_age = "", 0
     else:
         return None
-    return ("<script>document.cookie = '" + SIGN_IN_COOKIE + "=" + value + "; path=/; max-age=" + str(max_age)
-            + "; SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : '');</script>")
+    return (
+        "<script>document.cookie = '"
+        + SIGN_IN_COOKIE
+        + "="
+        + value
+        + "; path=/; max-age="
+        + str(max_age)
+        + "; SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : '');</script>"
+    )
 
 
 def require(role: Role) -> Account:

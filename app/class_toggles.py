@@ -33,9 +33,15 @@ def class_set_toggles(classes: list[ClassInfo], *, key: str, initial: Iterable[i
     """
     chosen = st.session_state.setdefault(CHOSEN, {}).setdefault(key, set(initial))
     for number, label_class in enumerate(classes[:KEYED_CLASSES], start=1):
-        st.button(escape_markdown(label_class.name), key=f"{key}-toggle-{label_class.id}", shortcut=str(number % 10),
-                  type="primary" if label_class.id in chosen else "secondary", width="stretch",
-                  on_click=_toggle, args=(key, label_class.id))
+        st.button(
+            escape_markdown(label_class.name),
+            key=f"{key}-toggle-{label_class.id}",
+            shortcut=str(number % 10),
+            type="primary" if label_class.id in chosen else "secondary",
+            width="stretch",
+            on_click=_toggle,
+            args=(key, label_class.id),
+        )
     if len(classes) > KEYED_CLASSES:
         more = st.selectbox("More classes", classes[KEYED_CLASSES:], format_func=lambda c: c.name, key=f"{key}-more")
         st.button("Add or remove this class", key=f"{key}-more-toggle", on_click=_toggle, args=(key, more.id))

@@ -13,18 +13,43 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.commands import embed, export, export_embeddings, import_labels, ingest, similar, simulate, ssl_train
-from app.commands import select as select_command
-from app.commands import backup, restore
-from app.commands import triage
-from app.commands import create_user
-from app.commands import fetch_backbone
 from app.commands import backbone as backbone_command
+from app.commands import (
+    backup,
+    create_user,
+    embed,
+    export,
+    export_embeddings,
+    fetch_backbone,
+    import_labels,
+    ingest,
+    restore,
+    similar,
+    simulate,
+    ssl_train,
+    triage,
+)
+from app.commands import select as select_command
 from services.config import load_settings
 from services.errors import UserError
 
-COMMANDS = (ingest, embed, similar, export_embeddings, ssl_train, simulate, select_command, import_labels, export, backup, restore, triage,
-            create_user, fetch_backbone, backbone_command)
+COMMANDS = (
+    ingest,
+    embed,
+    similar,
+    export_embeddings,
+    ssl_train,
+    simulate,
+    select_command,
+    import_labels,
+    export,
+    backup,
+    restore,
+    triage,
+    create_user,
+    fetch_backbone,
+    backbone_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.safe_text import escape_markdown
 from app.resources import database, settings
+from app.safe_text import escape_markdown
 from app.user_state import chosen_project
-from services.engine.project_engine import ProjectEngine
 from services.engine.lifecycle import Startup, grow_pool
+from services.engine.project_engine import ProjectEngine
 
 PHASE_TEXT = {
     "embedding": "Computing image features with the {backbone} backbone",
@@ -28,12 +28,16 @@ def ready_engine() -> ProjectEngine:
             if startup.growing is not None:
                 _growth_note(startup)
             elif startup.growth_error:
-                st.warning(f"New images could not be added yet (retried in a minute): "
-                           f"{escape_markdown(startup.growth_error)}", icon=":material/warning:")
+                st.warning(
+                    f"New images could not be added yet (retried in a minute): {escape_markdown(startup.growth_error)}",
+                    icon=":material/warning:",
+                )
         return startup.engine
     if startup.phase == "failed":
-        st.error(f"Could not open project {escape_markdown(chosen_project())}: {escape_markdown(startup.error)}",
-                 icon=":material/error:")
+        st.error(
+            f"Could not open project {escape_markdown(chosen_project())}: {escape_markdown(startup.error)}",
+            icon=":material/error:",
+        )
         st.button("Try again")
         st.stop()
     _progress(startup)

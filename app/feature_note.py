@@ -19,5 +19,7 @@ def show_feature_warning(engine: ProjectEngine) -> None:
 
 def backbone_caption(engine: ProjectEngine) -> None:
     choice = project_backbone(engine.db, engine.settings, engine.project_name)
-    st.caption(f"Image features: **{escape_markdown(choice.name)}**, {escape_markdown(backbone_training(choice.name))}. "
-               f"Why this one: {escape_markdown(choice.reason)}.")
+    st.caption(
+        f"Image features: **{escape_markdown(choice.name)}**, {escape_markdown(backbone_training(choice.name))}. "
+        f"Why this one: {escape_markdown(choice.reason)}."
+    )

@@ -15,23 +15,23 @@ NEIGHBOURS_HIDDEN = "The nearest labeled images are hidden for a second opinion:
 
 SOURCE_TEXT = {
     "default": "The model is unsure about this image, and it sits at a middle distance from the labeled images: "
-               "not a near-copy of one (those teach little) and not an outlier.",
+    "not a near-copy of one (those teach little) and not an outlier.",
     "discovery": "It is unlike the labeled images, so it may show a class that has few or no labels yet.",
     "cold_start": "Nothing is labeled yet: it is the most typical image of one cluster of the collection.",
     "audit": "Chosen uniformly at random, as about 1 ask in 20 is, so that its answer measures the model's "
-             "accuracy without bias.",
+    "accuracy without bias.",
     "margin": "The model is least sure about it (smallest gap between its two best classes).",
     "entropy": "The model is least sure about it (highest entropy).",
     "least_confidence": "The model is least sure about it (lowest top probability).",
     "band_only": "It sits at a middle distance from the labeled images.",
     "typicality": "It is the most typical image of a cluster with few labels.",
     "random": "Chosen at random.",
-    "triage": "Queued from the Triage report of a new batch (\"Label these next\"): a near-failure (the model "
-              "almost gets it wrong), a novel image or a near-copy. Queued images are asked before the strategy's "
-              "own picks.",
+    "triage": 'Queued from the Triage report of a new batch ("Label these next"): a near-failure (the model '
+    "almost gets it wrong), a novel image or a near-copy. Queued images are asked before the strategy's "
+    "own picks.",
     OVERLAP_SOURCE: "A second opinion: another annotator has labeled this image, and it is asked again, without "
-                    "their answer or the model's guess, to measure how often annotators agree. Label what you "
-                    "see; if the two labels differ, a reviewer settles it.",
+    "their answer or the model's guess, to measure how often annotators agree. Label what you "
+    "see; if the two labels differ, a reviewer settles it.",
 }
 
 PART_TEXT = {
@@ -51,7 +51,9 @@ def why_panel(engine: ProjectEngine, ask: Ask) -> None:
         st.markdown(SOURCE_TEXT.get(ask.source, f"Chosen by the {escape_markdown(ask.source)} rule."))
         rows = [{"part": PART_TEXT.get(name, name), "value": f"{value:.3f}"} for name, value in ask.score_parts.items()]
         if ask.band is not None:
-            rows.append({"part": "band centre / half-width (cosine)", "value": f"{ask.band[0]:.3f} / {ask.band[1]:.3f}"})
+            rows.append(
+                {"part": "band centre / half-width (cosine)", "value": f"{ask.band[0]:.3f} / {ask.band[1]:.3f}"}
+            )
         if rows:
             st.dataframe(rows, hide_index=True, width="stretch")
         if is_overlap(ask):  # their labels would all but give the first annotator's answer away

@@ -46,7 +46,9 @@ def main() -> None:
     if cookie_script is not None:
         st.html(cookie_script, unsafe_allow_javascript=True)
     if account is None:
-        st.navigation([st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+        st.navigation(
+            [st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:")], position="hidden"
+        ).run()
         return
 
     # Pages left out of the navigation cannot be opened, not even by their URL.
@@ -54,10 +56,16 @@ def main() -> None:
     with st.sidebar:
         names = [project.name for project in list_projects(database())]
         if len(names) > 1:
-            st.selectbox("Project", names, index=names.index(settings().project) if settings().project in names else 0,
-                         key="project")
-        st.caption(f"Signed in as **{escape_markdown(account.name)}** ({account.role.value}); "
-                   "your labels are recorded under this name.")
+            st.selectbox(
+                "Project",
+                names,
+                index=names.index(settings().project) if settings().project in names else 0,
+                key="project",
+            )
+        st.caption(
+            f"Signed in as **{escape_markdown(account.name)}** ({account.role.value}); "
+            "your labels are recorded under this name."
+        )
         own_password_form(account)
         st.button("Sign out", on_click=sign_out, icon=":material/logout:")
     navigation.run()

@@ -6,9 +6,9 @@ import streamlit as st
 
 from app.safe_text import escape_markdown
 from app.user_state import annotator
+from services.data_engine.slices import create_slice
 from services.engine.project_engine import ProjectEngine
 from services.errors import UserError
-from services.data_engine.slices import create_slice
 
 
 def save_as_slice(engine: ProjectEngine, item_id: int) -> None:

@@ -7,6 +7,7 @@ images with their labels, accuracy on the held-out images.
 
     python -m benchmarks.bench_backbone_quality /tmp/cifar10/train [--backbone PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,11 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from core.features.backbone_file import load_backbone
-from core.transfer.class_folder import read_class_folder
-from core.features.encode import encode_uint8
 from core.evaluation.knn import knn_accuracy
+from core.features.backbone_file import load_backbone
+from core.features.encode import encode_uint8
 from core.features.nets import SmallResNet
+from core.transfer.class_folder import read_class_folder
 
 BUNDLED = Path(__file__).resolve().parents[1] / "sample_data" / "backbone" / "backbone.safetensors"
 
@@ -46,8 +47,10 @@ def main():
     started = time.perf_counter()
     images, labels, paths, _ = read_class_folder(args.data_dir, size=prep.image_size, workers=args.workers)
     train = np.array([int(p.stem) for p in paths]) < args.holdout_from
-    print(f"decoded {len(images)} images in {time.perf_counter() - started:.0f}s "
-          f"({train.sum()} SSL-training split, {(~train).sum()} held out)")
+    print(
+        f"decoded {len(images)} images in {time.perf_counter() - started:.0f}s "
+        f"({train.sum()} SSL-training split, {(~train).sum()} held out)"
+    )
 
     torch.manual_seed(0)
     random_twin = SmallResNet(widths=model.widths, blocks=model.blocks).eval()
@@ -57,8 +60,9 @@ def main():
         features = encode_uint8(network, images, mean=prep.mean, std=prep.std, batch_size=500)
         seconds = time.perf_counter() - started
         knn = knn_accuracy(features[train], labels[train], features[~train], labels[~train], k=20)
-        probe = linear_probe_accuracy(features[train], labels[train], features[~train], labels[~train],
-                                      args.labels, seed=0)
+        probe = linear_probe_accuracy(
+            features[train], labels[train], features[~train], labels[~train], args.labels, seed=0
+        )
         rows.append((name, knn, probe, len(images) / seconds))
     print(f"\nbackbone: {args.backbone}\n")
     print(f"| network | kNN@20 held-out | linear probe, {args.labels} labels | embed img/s (CPU) |")

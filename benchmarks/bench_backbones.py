@@ -32,6 +32,7 @@ Per data set and backbone:
 
     python -m benchmarks.bench_backbones [--cifar-per-class 300] [--seeds 5] [--fresh]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,13 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
+from core.evaluation.knn import knn_accuracy
 from core.features.backbones import build_backbone
 from core.features.embedding_store import EmbeddingStore
 from core.features.extract import ExtractConfig, extract_embeddings
 from core.features.feature_strength import feature_strength
-from core.evaluation.knn import knn_accuracy
-from core.quality.label_issues import find_issues
 from core.model.probe import LinearProbe
+from core.quality.label_issues import find_issues
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PROBE_LABELS = (100, 1000)
@@ -125,9 +126,11 @@ def random_dinov2(work_dir, seed=0):
 
 def backbones(work_dir):
     """(label, builder) of every backbone that runs here without a download."""
-    return [("bundled", lambda: build_backbone("bundled")),
-            ("efficientnet_lite0", lambda: build_backbone("efficientnet_lite0")),
-            (RANDOM_DINOV2, lambda: random_dinov2(work_dir))]
+    return [
+        ("bundled", lambda: build_backbone("bundled")),
+        ("efficientnet_lite0", lambda: build_backbone("efficientnet_lite0")),
+        (RANDOM_DINOV2, lambda: random_dinov2(work_dir)),
+    ]
 
 
 def timed_embeddings(backbone, paths):
@@ -231,11 +234,13 @@ def evaluate(x, y, seeds):
     """One table row's figures (strings) for embeddings ``x`` with labels ``y``."""
     row = {"kNN@20": f"{knn_5fold(x, y):.1%}"}
     for n_labels in PROBE_LABELS:
-        row[f"probe@{n_labels}"] = (mean_sd([probe_accuracy(x, y, n_labels, s) for s in seeds])
-                                    if len(y) >= n_labels + MIN_TEST else "skipped")
+        row[f"probe@{n_labels}"] = (
+            mean_sd([probe_accuracy(x, y, n_labels, s) for s in seeds]) if len(y) >= n_labels + MIN_TEST else "skipped"
+        )
     verdicts = [strength(x, y, s) for s in seeds]
-    row[f"skill@{STRENGTH_LABELS}"] = (f"{mean_sd([v.skill for v in verdicts], percent=False)}, "
-                                       f"weak {sum(v.weak for v in verdicts)}/{len(verdicts)}")
+    row[f"skill@{STRENGTH_LABELS}"] = (
+        f"{mean_sd([v.skill for v in verdicts], percent=False)}, weak {sum(v.weak for v in verdicts)}/{len(verdicts)}"
+    )
     issues = np.array([planted_issues(x, y, s) for s in seeds])
     row["issues P"] = mean_sd(issues[:, 0], percent=False)
     row["issues R"] = mean_sd(issues[:, 1], percent=False)
@@ -257,40 +262,63 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cifar-per-class", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=5, help="random label draws per figure (default 5)")
-    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "bench_backbones",
-                        help="unpacked data, the random DINOv2 file and cached embeddings (default /tmp/bench_backbones)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bench_backbones",
+        help="unpacked data, the random DINOv2 file and cached embeddings (default /tmp/bench_backbones)",
+    )
     parser.add_argument("--fresh", action="store_true", help="re-embed and re-time instead of using cached embeddings")
     args = parser.parse_args()
     seeds = range(args.seeds)
     started = time.perf_counter()
     print(f"loadavg before: {load_average()}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, extraction {ExtractConfig()}, "
-          f"{args.seeds} seeds")
-    pools = [("hymenoptera photos (train+val)", "photos", lambda: photo_pool(args.work_dir)),
-             (f"CIFAR-10, {args.cifar_per_class} per class", "cifar10",
-              lambda: cifar_pool(args.work_dir, args.cifar_per_class))]
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, extraction {ExtractConfig()}, "
+        f"{args.seeds} seeds"
+    )
+    pools = [
+        ("hymenoptera photos (train+val)", "photos", lambda: photo_pool(args.work_dir)),
+        (
+            f"CIFAR-10, {args.cifar_per_class} per class",
+            "cifar10",
+            lambda: cifar_pool(args.work_dir, args.cifar_per_class),
+        ),
+    ]
     for title, dataset, pool in pools:
         paths, y, classes = pool()
         log(f"{title}: {len(paths)} images")
         rows, notes = [], []
         for label, build in backbones(args.work_dir):
-            x, speed, forward, timed_load, cached = cached_embeddings(args.work_dir, dataset, label, build, paths,
-                                                               fresh=args.fresh)
+            x, speed, forward, timed_load, cached = cached_embeddings(
+                args.work_dir, dataset, label, build, paths, fresh=args.fresh
+            )
             log(f"  evaluating {label} ...")
             mark = "*" if cached else ""
             if cached:
                 notes.append(f"* {label}: speeds from the run that cached it (loadavg then: {timed_load})")
-            rows.append({"backbone": label, "dim": str(x.shape[1]), "embed img/s": f"{speed:.0f}{mark}",
-                         "forward img/s": f"{forward:.0f}{mark}", **evaluate(x, y, seeds)})
+            rows.append(
+                {
+                    "backbone": label,
+                    "dim": str(x.shape[1]),
+                    "embed img/s": f"{speed:.0f}{mark}",
+                    "forward img/s": f"{forward:.0f}{mark}",
+                    **evaluate(x, y, seeds),
+                }
+            )
         print_table(f"{title}: {len(paths)} images, {len(classes)} classes ({', '.join(classes)})", rows)
         for n_labels in PROBE_LABELS:
             if len(paths) < n_labels + MIN_TEST:
-                print(f"probe@{n_labels} skipped: the pool has {len(paths)} images, fewer than {n_labels} labels "
-                      f"+ {MIN_TEST} to test on")
+                print(
+                    f"probe@{n_labels} skipped: the pool has {len(paths)} images, fewer than {n_labels} labels "
+                    f"+ {MIN_TEST} to test on"
+                )
         for note in notes:
             print(note)
-    print(f"\nissues: {ISSUE_LABELS} random labels, {FLIP_SHARE:.0%} flipped; P/R against the flips; "
-          "'correct flagged' = share of unflipped labels flagged; 'clean flagged' = share flagged with no flips")
+    print(
+        f"\nissues: {ISSUE_LABELS} random labels, {FLIP_SHARE:.0%} flipped; P/R against the flips; "
+        "'correct flagged' = share of unflipped labels flagged; 'clean flagged' = share flagged with no flips"
+    )
     print(f"total {time.perf_counter() - started:.0f}s")
     print(f"loadavg after: {load_average()}")
 

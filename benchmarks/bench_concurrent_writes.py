@@ -71,8 +71,17 @@ def main() -> None:
         databases = [open_database(settings) for _ in range(args.databases)]
         project = ensure_project(databases[0], name="bench", root=None, root_if_new=Path(home))
         classes = [add_label_class(databases[0], project=project, name=name).id for name in ("cat", "dog")]
-        rows = [{"project_id": project.id, "path": f"{n}.png", "sha256": f"{n:064x}", "size_bytes": 1, "mtime_ns": 1,
-                 "status": ItemStatus.OK} for n in range(args.writers * ITEMS_PER_WRITER)]
+        rows = [
+            {
+                "project_id": project.id,
+                "path": f"{n}.png",
+                "sha256": f"{n:064x}",
+                "size_bytes": 1,
+                "mtime_ns": 1,
+                "status": ItemStatus.OK,
+            }
+            for n in range(args.writers * ITEMS_PER_WRITER)
+        ]
         with databases[0].writing() as session:
             item_ids = [item_id for item_id, _ in queries.insert_items(session, rows)]
 
@@ -81,13 +90,17 @@ def main() -> None:
         deadline = time.monotonic() + args.seconds
 
         def write(n: int) -> None:
-            db, mine = databases[n % len(databases)], item_ids[n * ITEMS_PER_WRITER:(n + 1) * ITEMS_PER_WRITER]
+            db, mine = databases[n % len(databases)], item_ids[n * ITEMS_PER_WRITER : (n + 1) * ITEMS_PER_WRITER]
             k = 0
             while time.monotonic() < deadline:
                 began = time.perf_counter()
                 try:
-                    write_labels(db, project_id=project.id, annotator=f"writer{n}",
-                                 labels=[LabelWrite(mine[k % len(mine)], (classes[k % 2],))])
+                    write_labels(
+                        db,
+                        project_id=project.id,
+                        annotator=f"writer{n}",
+                        labels=[LabelWrite(mine[k % len(mine)], (classes[k % 2],))],
+                    )
                     latencies.append(time.perf_counter() - began)
                 except Exception as error:  # noqa: BLE001 - counted and printed
                     errors[f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"] += 1
@@ -104,11 +117,17 @@ def main() -> None:
 
     values = np.asarray(latencies) * 1000
     backend = (args.url or "sqlite").split(":")[0]
-    print(f"{backend}: {args.writers} writers over {args.databases} Database object(s), {args.seconds:.0f} s, "
-          f"think {args.think_ms:.0f} ms")
-    print(f"  {len(values)} writes ({len(values) / args.seconds:.0f}/s); latency p50 {np.percentile(values, 50):.1f} ms, "
-          f"p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms")
-    print(f"  errors: {sum(errors.values())}" + "".join(f"\n    {count} x {message}" for message, count in errors.items()))
+    print(
+        f"{backend}: {args.writers} writers over {args.databases} Database object(s), {args.seconds:.0f} s, "
+        f"think {args.think_ms:.0f} ms"
+    )
+    print(
+        f"  {len(values)} writes ({len(values) / args.seconds:.0f}/s); latency p50 {np.percentile(values, 50):.1f} ms, "
+        f"p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms"
+    )
+    print(
+        f"  errors: {sum(errors.values())}" + "".join(f"\n    {count} x {message}" for message, count in errors.items())
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ from torchvision.models import resnet50  # noqa: E402
 
 from benchmarks.bench_embed import bare_images_per_second, files_images_per_second  # noqa: E402
 from core.features.backbones import build_backbone  # noqa: E402
-from core.images.decode import DRAFT_MARGIN  # noqa: E402
 from core.features.embedding_store import EmbeddingStore  # noqa: E402
 from core.features.extract import ExtractConfig  # noqa: E402
+from core.images.decode import DRAFT_MARGIN  # noqa: E402
 from core.images.preprocess import Recipe  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -60,8 +60,9 @@ class RandomResNet50:
     name: str = "resnet50 (random weights)"
 
     def describe(self):
-        return dict(name=self.name, weights_sha256="random-weights", embed_dim=self.embed_dim,
-                    recipe=self.recipe.as_dict())
+        return dict(
+            name=self.name, weights_sha256="random-weights", embed_dim=self.embed_dim, recipe=self.recipe.as_dict()
+        )
 
 
 def random_resnet50():
@@ -110,10 +111,12 @@ def main():
     backbone = random_resnet50() if args.backbone == "resnet50" else build_backbone("bundled")
     full_decode = replace(backbone, recipe=replace(backbone.recipe, draft=False))
     reduced = np.array([draft_reduces(path, backbone.recipe.resize) for path in paths])
-    print(f"backbone {backbone.name} ({backbone.embed_dim}-d, resize {backbone.recipe.resize}, crop "
-          f"{backbone.recipe.crop}), {len(paths)} JPEG files from {args.photos} ({reduced.sum()} large enough for draft "
-          f"to reduce), batch {config.batch_size}, {config.workers()} decoding workers, device {config.device}"
-          f"{', float16' if config.half else ''}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"backbone {backbone.name} ({backbone.embed_dim}-d, resize {backbone.recipe.resize}, crop "
+        f"{backbone.recipe.crop}), {len(paths)} JPEG files from {args.photos} ({reduced.sum()} large enough for draft "
+        f"to reduce), batch {config.batch_size}, {config.workers()} decoding workers, device {config.device}"
+        f"{', float16' if config.half else ''}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"load average at start: {load()}")
     with tempfile.TemporaryDirectory(prefix="banana-bench-") as temporary:
         temporary = Path(temporary)
@@ -127,20 +130,36 @@ def main():
             rates["draft"].append(files_images_per_second(backbone, paths, config, temporary / f"draft{round_}"))
             rates["full"].append(files_images_per_second(full_decode, paths, config, temporary / f"full{round_}"))
             if args.gpu_decode:
-                rates["device"].append(files_images_per_second(full_decode, paths, replace(config, gpu_decode=True),
-                                                               temporary / f"device{round_}"))
+                rates["device"].append(
+                    files_images_per_second(
+                        full_decode, paths, replace(config, gpu_decode=True), temporary / f"device{round_}"
+                    )
+                )
         rates["bare"].append(bare_images_per_second(backbone, len(paths), config))
         cosine = (vectors(temporary / "draft0") * vectors(temporary / "full0")).sum(axis=1)
     bare = np.median(rates["bare"])
     print(f"bare forward on ready tensors:  median {bare:,.1f} img/s ({_listed(rates['bare'])})")
-    for key, label in (("draft", "draft (default)"), ("full", "full decode"), ("device", f"decoded on {config.device}")):
+    for key, label in (
+        ("draft", "draft (default)"),
+        ("full", "full decode"),
+        ("device", f"decoded on {config.device}"),
+    ):
         if rates[key]:
             files = np.median(rates[key])
-            print(f"from files, {label + ':':20} median {files:,.1f} img/s ({_listed(rates[key])}), "
-                  f"ratio files / bare {files / bare:.3f}")
-    print(f"cosine(draft, full decode) per image: min {cosine.min():.4f}, mean {cosine.mean():.4f} over all "
-          f"{len(cosine)}" + (f"; min {cosine[reduced].min():.4f}, mean {cosine[reduced].mean():.4f}, median "
-                             f"{np.median(cosine[reduced]):.4f} over the {reduced.sum()} draft reduced" if reduced.any() else ""))
+            print(
+                f"from files, {label + ':':20} median {files:,.1f} img/s ({_listed(rates[key])}), "
+                f"ratio files / bare {files / bare:.3f}"
+            )
+    print(
+        f"cosine(draft, full decode) per image: min {cosine.min():.4f}, mean {cosine.mean():.4f} over all "
+        f"{len(cosine)}"
+        + (
+            f"; min {cosine[reduced].min():.4f}, mean {cosine[reduced].mean():.4f}, median "
+            f"{np.median(cosine[reduced]):.4f} over the {reduced.sum()} draft reduced"
+            if reduced.any()
+            else ""
+        )
+    )
     print(f"load average at end: {load()}")
 
 

@@ -40,8 +40,11 @@ def bare_images_per_second(backbone, n, config):
     dtype = torch.float16 if config.half else torch.float32
     model = backbone.model.to(device=device, dtype=dtype).eval()
     crop = backbone.recipe.crop
-    batch = normalise(torch.randint(0, 256, (config.batch_size, 3, crop, crop), dtype=torch.uint8, device=device),
-                      backbone.recipe, dtype=dtype)
+    batch = normalise(
+        torch.randint(0, 256, (config.batch_size, 3, crop, crop), dtype=torch.uint8, device=device),
+        backbone.recipe,
+        dtype=dtype,
+    )
     batches = max(1, n // config.batch_size)
     with torch.inference_mode():
         model(batch)
@@ -94,9 +97,11 @@ def main():
             Path(paths[-1]).parent.mkdir(exist_ok=True)
             shutil.copyfile(source, paths[-1])
         backbone = build_backbone(name)
-        print(f"backbone {backbone.name} ({backbone.embed_dim}-d, {backbone.recipe.crop}px), {args.images} JPEG files, "
-              f"batch {config.batch_size}, {config.workers()} decoding workers, device {config.device}"
-              f"{', float16' if config.half else ''}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(
+            f"backbone {backbone.name} ({backbone.embed_dim}-d, {backbone.recipe.crop}px), {args.images} JPEG files, "
+            f"batch {config.batch_size}, {config.workers()} decoding workers, device {config.device}"
+            f"{', float16' if config.half else ''}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        )
         before = bare_images_per_second(backbone, args.images, config)
         files = files_images_per_second(backbone, paths, config, temporary / "store")
         after = bare_images_per_second(backbone, args.images, config)

@@ -79,9 +79,11 @@ def measure(vectors, queries, truth, config, label):
     start = time.perf_counter()
     _, found = index.search(queries, K)
     search = time.perf_counter() - start
-    print(f"  {label}: {index.kind_}, build {build:.1f} s, search {QUERIES} queries {search * 1000:.0f} ms "
-          f"({search / QUERIES * 1000:.2f} ms/query), recall@10 {recall(found, truth):.4f}, "
-          f"resident memory of the index {index_mib:,.0f} MiB")
+    print(
+        f"  {label}: {index.kind_}, build {build:.1f} s, search {QUERIES} queries {search * 1000:.0f} ms "
+        f"({search / QUERIES * 1000:.2f} ms/query), recall@10 {recall(found, truth):.4f}, "
+        f"resident memory of the index {index_mib:,.0f} MiB"
+    )
     if index.kind_ == "ivf":
         ivf = faiss.extract_index_ivf(index.index_)
         for nprobe in (16, 32, 64, 128):
@@ -89,8 +91,10 @@ def measure(vectors, queries, truth, config, label):
             start = time.perf_counter()
             _, found = index.search(queries, K)
             seconds = time.perf_counter() - start
-            print(f"    nprobe {nprobe:>3} of {ivf.nlist} lists: recall@10 {recall(found, truth):.4f}, "
-                  f"{seconds / QUERIES * 1000:.2f} ms/query")
+            print(
+                f"    nprobe {nprobe:>3} of {ivf.nlist} lists: recall@10 {recall(found, truth):.4f}, "
+                f"{seconds / QUERIES * 1000:.2f} ms/query"
+            )
     return index
 
 
@@ -104,8 +108,10 @@ def main():
         queries = vectors[np.random.default_rng(1).choice(n, QUERIES, replace=False)]
         start = time.perf_counter()
         truth = exact_top_k(vectors, queries, K)
-        print(f"{n:,} vectors (data {vectors.nbytes / 2**20:,.0f} MiB float32); brute-force truth "
-              f"{time.perf_counter() - start:.1f} s")
+        print(
+            f"{n:,} vectors (data {vectors.nbytes / 2**20:,.0f} MiB float32); brute-force truth "
+            f"{time.perf_counter() - start:.1f} s"
+        )
         config = IndexConfig()
         index = measure(vectors, queries, truth, config, "default")
         if index.kind_ == "exact":

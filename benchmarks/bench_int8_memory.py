@@ -12,6 +12,7 @@ After each step it prints RSS and peak RSS (/proc/self/status) and glibc's heap 
 (mallinfo2: bytes in use and bytes free but kept by the allocator). The variants' final
 similarities are compared bit for bit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def rss_mb():
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
 
 
 def heap_mb():
@@ -59,22 +62,36 @@ def child(rev, n, dim, n_labels):
 
         module = types.ModuleType("core.similarity.pool_kernels")
         module.__file__ = f"{rev}:core/similarity/pool_kernels.py"
-        source = subprocess.run(["git", "show", f"{rev}:core/similarity/pool_kernels.py"], cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{rev}:core/similarity/pool_kernels.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         sys.modules["core.similarity.pool_kernels"] = module
         exec(compile(source, module.__file__, "exec"), module.__dict__)
         core.similarity.pool_kernels = module
-    from core.similarity.similarity_state import SimilarityState
-
     import torch  # noqa: F401 - loaded before the baseline figure, as the kernel loads it
+
+    from core.similarity.similarity_state import SimilarityState
 
     records = []
 
     def record(step, seconds=None):
         rss, peak = rss_mb()
         heap = heap_mb()
-        records.append({"step": step, "rss": rss, "peak": peak, "seconds": seconds,
-                        "heap_used": heap and heap[0], "heap_free": heap and heap[1], "mmapped": heap and heap[2]})
+        records.append(
+            {
+                "step": step,
+                "rss": rss,
+                "peak": peak,
+                "seconds": seconds,
+                "heap_used": heap and heap[0],
+                "heap_free": heap and heap[1],
+                "mmapped": heap and heap[2],
+            }
+        )
 
     record("start (numpy, torch, core imported)")
     rng = np.random.default_rng(0)
@@ -108,13 +125,15 @@ def child(rev, n, dim, n_labels):
     start = time.perf_counter()
     full = SimilarityState(pool, kernel="int8").refresh(labeled, labels_of(labeled))
     record("second state from scratch (full recompute)", time.perf_counter() - start)
-    same = (np.array_equal(full.nearest_similarity_, state.nearest_similarity_)
-            and np.array_equal(full.class_similarity_, state.class_similarity_))
+    same = np.array_equal(full.nearest_similarity_, state.nearest_similarity_) and np.array_equal(
+        full.class_similarity_, state.class_similarity_
+    )
     del full
     gc.collect()
     record("second state dropped")
-    digest = hashlib.sha256(state.nearest_similarity_.tobytes() + state.class_similarity_.tobytes()
-                            + state.nearest_index_.tobytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        state.nearest_similarity_.tobytes() + state.class_similarity_.tobytes() + state.nearest_index_.tobytes()
+    ).hexdigest()[:16]
     print(json.dumps({"records": records, "incremental_equals_full": bool(same), "digest": digest}))
 
 
@@ -123,7 +142,9 @@ def main():
     parser.add_argument("--pool", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--labels", type=int, default=1000)
-    parser.add_argument("--baseline", default="HEAD", help="git revision whose core/similarity/pool_kernels.py is compared")
+    parser.add_argument(
+        "--baseline", default="HEAD", help="git revision whose core/similarity/pool_kernels.py is compared"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -131,22 +152,42 @@ def main():
     print(f"cpus: {os.cpu_count()}, 1-min load average: {os.getloadavg()[0]:.1f}")
     results = {}
     for name, rev in ((f"{args.baseline} (before)", args.baseline), ("working tree (after)", "")):
-        out = subprocess.run([sys.executable, __file__, "--child", rev, "--pool", str(args.pool),
-                              "--dim", str(args.dim), "--labels", str(args.labels)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                rev,
+                "--pool",
+                str(args.pool),
+                "--dim",
+                str(args.dim),
+                "--labels",
+                str(args.labels),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         results[name] = json.loads(out.strip().splitlines()[-1])
     for name, result in results.items():
         print(f"\n== int8 kernel, {name}: {args.pool:,} x {args.dim}-d ==")
-        print(f"{'step':<48} {'seconds':>8} {'RSS MiB':>8} {'peak':>8} {'heap used':>10} {'heap free':>10} "
-              f"{'mmapped':>8}")
+        print(
+            f"{'step':<48} {'seconds':>8} {'RSS MiB':>8} {'peak':>8} {'heap used':>10} {'heap free':>10} {'mmapped':>8}"
+        )
         previous = None
         for r in result["records"]:
             seconds = "" if r["seconds"] is None else f"{r['seconds']:.2f}"
-            heap = ("", "", "") if r["heap_used"] is None else (
-                f"{r['heap_used']:,.0f}", f"{r['heap_free']:,.0f}", f"{r['mmapped']:,.0f}")
+            heap = (
+                ("", "", "")
+                if r["heap_used"] is None
+                else (f"{r['heap_used']:,.0f}", f"{r['heap_free']:,.0f}", f"{r['mmapped']:,.0f}")
+            )
             delta = "" if previous is None else f" ({r['rss'] - previous:+,.0f})"
-            print(f"{r['step']:<48} {seconds:>8} {r['rss']:>8,.0f} {r['peak']:>8,.0f} {heap[0]:>10} {heap[1]:>10} "
-                  f"{heap[2]:>8}{delta}")
+            print(
+                f"{r['step']:<48} {seconds:>8} {r['rss']:>8,.0f} {r['peak']:>8,.0f} {heap[0]:>10} {heap[1]:>10} "
+                f"{heap[2]:>8}{delta}"
+            )
             previous = r["rss"]
         print(f"incremental state equals the full recompute bit for bit: {result['incremental_equals_full']}")
     digests = {result["digest"] for result in results.values()}

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.features.extract import ExtractConfig  # noqa: E402
 from services.config import Settings  # noqa: E402
 from services.database import open_database  # noqa: E402
-from services.features.embeddings import embed  # noqa: E402
 from services.engine.lifecycle import close_engines, start_engine  # noqa: E402
+from services.features.embeddings import embed  # noqa: E402
 from services.ingest.ingest import ingest  # noqa: E402
-from services.labeling.session import THUMBNAIL_SIDE, LabelingSession  # noqa: E402
 from services.labeling.classes import add_label_class  # noqa: E402
+from services.labeling.session import THUMBNAIL_SIDE, LabelingSession  # noqa: E402
 from services.projects import get_project  # noqa: E402
 from storage.labels import label_queries  # noqa: E402
 
@@ -42,8 +42,7 @@ SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
 
 def milliseconds(seconds: list[float]) -> str:
     values = np.asarray(seconds) * 1000
-    return (f"p50 {np.percentile(values, 50):.1f} ms, p95 {np.percentile(values, 95):.1f} ms, "
-            f"max {values.max():.1f} ms")
+    return f"p50 {np.percentile(values, 50):.1f} ms, p95 {np.percentile(values, 95):.1f} ms, max {values.max():.1f} ms"
 
 
 def main() -> None:
@@ -82,8 +81,10 @@ def main() -> None:
             close_engines()
             with db.reading() as db_session:
                 versions = len(label_queries.model_versions(db_session, project.id))
-    print(f"{len(next_image)} labels on {len(engine.item_ids)} images, think time {args.think_ms:.0f} ms, "
-          f"{versions} model versions trained meanwhile")
+    print(
+        f"{len(next_image)} labels on {len(engine.item_ids)} images, think time {args.think_ms:.0f} ms, "
+        f"{versions} model versions trained meanwhile"
+    )
     print(f"keypress -> next image ready: {milliseconds(next_image)}")
     print(f"keypress -> whole pane ready (+ suggestions, 5 neighbours): {milliseconds(whole_pane)}")
 

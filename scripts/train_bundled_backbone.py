@@ -11,6 +11,7 @@ images the backbone never saw. Class folder names feed only the kNN monitor.
 ``--init`` continues training from a backbone file (a new projection head, a new
 learning-rate schedule); the result's info records the file it started from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.transfer.class_folder import read_class_folder
-from core.features.backbone_file import Preprocessing, load_backbone, read_header, save_backbone
 from core.evaluation.knn import KNNMonitor
+from core.features.backbone_file import Preprocessing, load_backbone, read_header, save_backbone
 from core.ssl.simclr import SimCLRConfig, SimCLRTrainer
+from core.transfer.class_folder import read_class_folder
 
 
 class StepTimer:
@@ -62,8 +63,9 @@ class Snapshot:
 
 
 def export(trainer, path, *, info):
-    preprocessing = Preprocessing(image_size=trainer.config.image_size, mean=tuple(map(float, trainer.mean_)),
-                                  std=tuple(map(float, trainer.std_)))
+    preprocessing = Preprocessing(
+        image_size=trainer.config.image_size, mean=tuple(map(float, trainer.mean_)), std=tuple(map(float, trainer.std_))
+    )
     save_backbone(path, trainer.backbone_, preprocessing=preprocessing, info=info)
 
 
@@ -98,8 +100,11 @@ def main():
     images, labels, paths, classes = read_class_folder(args.data_dir, size=32, workers=args.workers)
     numbers = np.array([int(p.stem) for p in paths])
     train = numbers < args.holdout_from
-    print(f"decoded {len(images)} images in {time.perf_counter() - started:.1f}s; "
-          f"{train.sum()} train, {(~train).sum()} held out", flush=True)
+    print(
+        f"decoded {len(images)} images in {time.perf_counter() - started:.1f}s; "
+        f"{train.sum()} train, {(~train).sum()} held out",
+        flush=True,
+    )
 
     config = SimCLRConfig(batch_size=args.batch_size)
     init_backbone, continued_from = None, None
@@ -118,10 +123,19 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    monitor = KNNMonitor(bank_images=images[train], bank_labels=labels[train], query_images=images[~train],
-                         query_labels=labels[~train], every=args.monitor_every)
-    trainer = SimCLRTrainer(config=config, device=args.device, init_backbone=init_backbone,
-                            callbacks=[monitor, Progress(100), Snapshot(out / "backbone.safetensors", args.monitor_every)])
+    monitor = KNNMonitor(
+        bank_images=images[train],
+        bank_labels=labels[train],
+        query_images=images[~train],
+        query_labels=labels[~train],
+        every=args.monitor_every,
+    )
+    trainer = SimCLRTrainer(
+        config=config,
+        device=args.device,
+        init_backbone=init_backbone,
+        callbacks=[monitor, Progress(100), Snapshot(out / "backbone.safetensors", args.monitor_every)],
+    )
     train_started = time.perf_counter()
     trainer.fit(images[train], checkpoint_path=args.state or str(out / "simclr_state.pt"))
     train_seconds = time.perf_counter() - train_started
@@ -129,16 +143,22 @@ def main():
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     info = dict(
-        method="SimCLR", config=json.loads(json.dumps(asdict(config))), data="CIFAR-10 train, file numbers "
-        f"< {args.holdout_from} per class ({int(train.sum())} images)", device=device_name,
-        torch=torch.__version__, train_seconds=round(train_seconds, 1), steps=trainer.step_,
-        knn20_heldout=round(final_knn, 4), classes_for_monitor_only=classes,
+        method="SimCLR",
+        config=json.loads(json.dumps(asdict(config))),
+        data=f"CIFAR-10 train, file numbers < {args.holdout_from} per class ({int(train.sum())} images)",
+        device=device_name,
+        torch=torch.__version__,
+        train_seconds=round(train_seconds, 1),
+        steps=trainer.step_,
+        knn20_heldout=round(final_knn, 4),
+        classes_for_monitor_only=classes,
     )
     if continued_from:
         info["continued_from"] = continued_from
     export(trainer, out / "backbone.safetensors", info=info)
-    (out / "train_log.json").write_text(json.dumps(dict(info=info, monitor=monitor.results_,
-                                                        history=trainer.history_), indent=1))
+    (out / "train_log.json").write_text(
+        json.dumps(dict(info=info, monitor=monitor.results_, history=trainer.history_), indent=1)
+    )
     print(json.dumps(info), flush=True)
     print(f"total {time.perf_counter() - started:.0f}s", flush=True)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping
 
 from PIL import Image
 
@@ -117,7 +117,9 @@ def _read_toml(path: Path) -> dict[str, object]:
     known = {field.name for field in fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise UserError(f"config file {path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UserError(
+            f"config file {path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return data
 
 

@@ -46,8 +46,10 @@ def file_system_of(path: Path) -> Path:
 def disk_full_error(path: Path, error: BaseException, *, rerun: str) -> UserError:
     """The error for a write to ``path`` that found the disk full; ``rerun`` is the command that
     finishes the work once there is space."""
-    return UserError(f"{path}: the disk is full ({_reason(error)}); free space on {file_system_of(path)}, then run {rerun} "
-                     "again (what was written before is kept)")
+    return UserError(
+        f"{path}: the disk is full ({_reason(error)}); free space on {file_system_of(path)}, then run {rerun} "
+        "again (what was written before is kept)"
+    )
 
 
 def database_full_error(url: URL, error: BaseException, *, rerun: str) -> UserError:
@@ -55,5 +57,7 @@ def database_full_error(url: URL, error: BaseException, *, rerun: str) -> UserEr
     server's disk is the server's."""
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return disk_full_error(Path(url.database), error, rerun=rerun)
-    return UserError(f"database {url.database} on {url.host}: the disk is full ({_reason(error)}); free space on the "
-                     f"database server's disk, then run {rerun} again (what was written before is kept)")
+    return UserError(
+        f"database {url.database} on {url.host}: the disk is full ({_reason(error)}); free space on the "
+        f"database server's disk, then run {rerun} again (what was written before is kept)"
+    )

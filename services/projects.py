@@ -10,14 +10,15 @@ from sqlalchemy.orm import Session
 
 from services.database import Database
 from services.errors import UserError
-from storage.labels import label_queries
 from storage import queries
+from storage.labels import label_queries
 from storage.models import Item, Project
 from storage.queries import ItemCounts
 
 
-def ensure_project(db: Database, *, name: str, root: Path | None, root_if_new: Path,
-                   multi_label: bool | None = None) -> Project:
+def ensure_project(
+    db: Database, *, name: str, root: Path | None, root_if_new: Path, multi_label: bool | None = None
+) -> Project:
     """Return project ``name``, creating it when it is new.
 
     Parameters
@@ -57,8 +58,9 @@ def ensure_project(db: Database, *, name: str, root: Path | None, root_if_new: P
         return _ensure_project(db, name=name, root=root, root_if_new=root_if_new, multi_label=multi_label)
 
 
-def _ensure_project(db: Database, *, name: str, root: Path | None, root_if_new: Path,
-                    multi_label: bool | None) -> Project:
+def _ensure_project(
+    db: Database, *, name: str, root: Path | None, root_if_new: Path, multi_label: bool | None
+) -> Project:
     with db.writing() as session:
         project = queries.find_project(session, name)
         if project is None:
@@ -78,12 +80,16 @@ def _ensure_project(db: Database, *, name: str, root: Path | None, root_if_new: 
 
 def _mode_mismatch(project: Project) -> str:
     if project.multi_label:
-        return (f"project {project.name!r} is multi-label, not single-label; leave out --single-label to add "
-                "images to it, switch it to single-label on the app's Classes and settings page (allowed once "
-                "no image carries more than one class), or use another --project name")
-    return (f"project {project.name!r} is single-label, not multi-label; leave out --multi-label to add images "
-            "to it, switch it to multi-label on the app's Classes and settings page (its labels stay valid), "
-            "or use another --project name")
+        return (
+            f"project {project.name!r} is multi-label, not single-label; leave out --single-label to add "
+            "images to it, switch it to single-label on the app's Classes and settings page (allowed once "
+            "no image carries more than one class), or use another --project name"
+        )
+    return (
+        f"project {project.name!r} is single-label, not multi-label; leave out --multi-label to add images "
+        "to it, switch it to multi-label on the app's Classes and settings page (its labels stay valid), "
+        "or use another --project name"
+    )
 
 
 def set_multi_label(db: Database, name: str, multi_label: bool) -> bool:
@@ -140,7 +146,9 @@ def get_project(db: Database, name: str) -> Project:
         project = queries.find_project(session, name)
         if project is None:
             known = ", ".join(repr(p.name) for p in queries.list_projects(session)) or "none yet"
-            raise UserError(f"no project called {name!r} (projects: {known}); create it with: python -m app.cli ingest FOLDER --project {name}")
+            raise UserError(
+                f"no project called {name!r} (projects: {known}); create it with: python -m app.cli ingest FOLDER --project {name}"
+            )
         return project
 
 

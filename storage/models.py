@@ -248,7 +248,7 @@ class Pick(Base):
 
 # Models of other concerns live in modules of their own; importing them here puts their
 # tables in ``Base.metadata`` for Alembic and the schema test.
-from storage.slices import slice_models  # noqa: E402,F401
-from storage.teams import lease_models  # noqa: E402,F401
 from storage.accounts import sign_in_models  # noqa: E402,F401
 from storage.settings import setting_models  # noqa: E402,F401
+from storage.slices import slice_models  # noqa: E402,F401
+from storage.teams import lease_models  # noqa: E402,F401

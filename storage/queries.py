@@ -101,7 +101,9 @@ def known_files(session: Session, project_id: int) -> dict[str, KnownFile]:
 def item_ids_by_sha256(session: Session, project_id: int) -> dict[str, int]:
     """Map the content hash of every ingested image of the project to its item id."""
     return dict(
-        session.execute(select(Item.sha256, Item.id).where(Item.project_id == project_id, Item.sha256.is_not(None))).all()
+        session.execute(
+            select(Item.sha256, Item.id).where(Item.project_id == project_id, Item.sha256.is_not(None))
+        ).all()
     )
 
 
@@ -109,7 +111,10 @@ def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[tu
     """Insert item rows (dicts of column values); return ``(id, sha256)`` per row."""
     if not rows:
         return []
-    return [(item_id, sha256) for item_id, sha256 in session.execute(insert(Item).returning(Item.id, Item.sha256), list(rows))]
+    return [
+        (item_id, sha256)
+        for item_id, sha256 in session.execute(insert(Item).returning(Item.id, Item.sha256), list(rows))
+    ]
 
 
 def update_item(session: Session, item_id: int, values: Mapping[str, Any]) -> None:
@@ -142,17 +147,26 @@ class ItemCounts:
 def item_counts(session: Session, project_id: int) -> ItemCounts:
     """Count a project's items by status, and its duplicate files."""
     by_status = dict(
-        session.execute(select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)).all()
+        session.execute(
+            select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
+        ).all()
     )
-    duplicates = session.scalar(select(func.count()).select_from(DuplicateFile).where(DuplicateFile.project_id == project_id))
-    return ItemCounts(ok=by_status.get(ItemStatus.OK, 0), error=by_status.get(ItemStatus.ERROR, 0), duplicate_files=duplicates or 0)
+    duplicates = session.scalar(
+        select(func.count()).select_from(DuplicateFile).where(DuplicateFile.project_id == project_id)
+    )
+    return ItemCounts(
+        ok=by_status.get(ItemStatus.OK, 0), error=by_status.get(ItemStatus.ERROR, 0), duplicate_files=duplicates or 0
+    )
 
 
 def error_items(session: Session, project_id: int, *, limit: int = 100) -> list[Item]:
     """Return up to ``limit`` rejected files of a project, by path."""
     return list(
         session.scalars(
-            select(Item).where(Item.project_id == project_id, Item.status == ItemStatus.ERROR).order_by(Item.path).limit(limit)
+            select(Item)
+            .where(Item.project_id == project_id, Item.status == ItemStatus.ERROR)
+            .order_by(Item.path)
+            .limit(limit)
         )
     )
 
@@ -219,4 +233,6 @@ def add_annotation(
 
 def latest_annotation(session: Session, item_id: int) -> Annotation | None:
     """Return the item's newest annotation, which holds its current label."""
-    return session.scalar(select(Annotation).where(Annotation.item_id == item_id).order_by(Annotation.id.desc()).limit(1))
+    return session.scalar(
+        select(Annotation).where(Annotation.item_id == item_id).order_by(Annotation.id.desc()).limit(1)
+    )

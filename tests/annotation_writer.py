@@ -19,7 +19,9 @@ def main(home: str, item_ids: list[int]) -> None:
     with open_database(Settings(home=Path(home))) as db:
         for n, item_id in zip(count(), cycle(item_ids)):
             label = CLASSES[n % len(CLASSES)]
-            annotation_id = record_annotation(db, item_id=item_id, class_names=[label], annotator="writer", duration_ms=n)
+            annotation_id = record_annotation(
+                db, item_id=item_id, class_names=[label], annotator="writer", duration_ms=n
+            )
             print(annotation_id, item_id, label, flush=True)
 
 

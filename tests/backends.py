@@ -30,7 +30,9 @@ def _server_url() -> str:
     if url:
         return url
     if os.environ.get(REQUIRE_POSTGRES_VARIABLE) == "1":
-        pytest.fail(f"{POSTGRES_URL_VARIABLE} is not set but {REQUIRE_POSTGRES_VARIABLE}=1: start PostgreSQL (see .ci/run)")
+        pytest.fail(
+            f"{POSTGRES_URL_VARIABLE} is not set but {REQUIRE_POSTGRES_VARIABLE}=1: start PostgreSQL (see .ci/run)"
+        )
     pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_VARIABLE} to run this test on PostgreSQL")
 
 

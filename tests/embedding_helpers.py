@@ -1,4 +1,5 @@
 """Small files for the embedding tests: a tiny random-init backbone file and image folders."""
+
 from __future__ import annotations
 
 import subprocess
@@ -62,8 +63,12 @@ _HOLDER = textwrap.dedent("""
 def store_held_elsewhere(backbone_name, folder, release):
     """Another process holds the writer lock of the store in ``folder`` until the file ``release``
     exists (or the block ends); yields that process."""
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(backbone_name), str(folder), str(release)],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(backbone_name), str(folder), str(release)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         yield holder

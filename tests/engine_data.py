@@ -1,4 +1,5 @@
 """Synthetic embeddings with known structure, shared by the engine tests."""
+
 from __future__ import annotations
 
 import numpy as np

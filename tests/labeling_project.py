@@ -13,8 +13,8 @@ import streamlit as st
 from core.features.extract import ExtractConfig
 from services.config import Settings, load_settings
 from services.database import open_database
-from services.features.embeddings import embed
 from services.engine.lifecycle import close_engines, start_engine
+from services.features.embeddings import embed
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
 from services.projects import get_project, set_multi_label

@@ -38,7 +38,10 @@ def wait_until_a_writer_waits(db, thread: threading.Thread | None = None) -> Non
             time.sleep(0.01)
         return
     with db.engine.connect() as connection:
-        while running() and not connection.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")):
+        while running() and not connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ):
             time.sleep(0.01)
             connection.rollback()  # a fresh snapshot of pg_stat_activity

@@ -22,8 +22,15 @@ from tests.labeling_project import SAMPLE_IMAGES, true_class
 EMBEDDING_DIM = 16
 
 
-def team_engine(db: Database, settings: Settings, base: Path, *, classes=("airplane", "cat", "frog", "truck"),
-                per_class: int = 10, seed: int = 0) -> ProjectEngine:
+def team_engine(
+    db: Database,
+    settings: Settings,
+    base: Path,
+    *,
+    classes=("airplane", "cat", "frog", "truck"),
+    per_class: int = 10,
+    seed: int = 0,
+) -> ProjectEngine:
     """Ingest ``per_class`` sample images of each class into project "default" of ``db``, add the
     classes, and start a ProjectEngine over embeddings clustered by true class."""
     for name in classes:
@@ -43,8 +50,15 @@ def team_engine(db: Database, settings: Settings, base: Path, *, classes=("airpl
     which = [classes.index(true_class(paths[i])) for i in ids.tolist()]
     vectors = (centres[which] + 0.8 * rng.normal(size=(len(ids), EMBEDDING_DIM))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return ProjectEngine(db, settings, project=project, backbone_key="synthetic", item_ids=ids,
-                         paths=[paths[i] for i in ids.tolist()], embeddings=vectors)
+    return ProjectEngine(
+        db,
+        settings,
+        project=project,
+        backbone_key="synthetic",
+        item_ids=ids,
+        paths=[paths[i] for i in ids.tolist()],
+        embeddings=vectors,
+    )
 
 
 def class_ids_by_name(engine: ProjectEngine) -> dict[str, int]:

@@ -27,11 +27,11 @@ from services.accounts.accounts import (
     set_disabled,
     set_password,
 )
+from services.accounts.remembered_sign_ins import account_for_token, remember, session_account
+from services.accounts.sign_in_throttle import SignInThrottle
 from services.config import load_settings
 from services.database import open_database
 from services.errors import UserError
-from services.accounts.remembered_sign_ins import account_for_token, remember, session_account
-from services.accounts.sign_in_throttle import SignInThrottle
 from storage import queries
 from storage.db import create_engine_for_url
 from storage.models import Annotation, Annotator, Role
@@ -176,13 +176,16 @@ def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(backend_db):
     assert authenticate(backend_db, name="root", password=PASSWORD).role is Role.ADMIN
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(name="a", role="boss", password=PASSWORD), "unknown role 'boss'; use one of: admin, reviewer, annotator"),
-    (dict(name="a", role="annotator", password="short"), "too short"),
-    (dict(name="  ", role="annotator", password=PASSWORD), "name is empty"),
-    (dict(name="a", role="annotator"), "a password, or the email"),
-    (dict(name="a", role="annotator", email="not-an-address"), "not an email address"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(name="a", role="boss", password=PASSWORD), "unknown role 'boss'; use one of: admin, reviewer, annotator"),
+        (dict(name="a", role="annotator", password="short"), "too short"),
+        (dict(name="  ", role="annotator", password=PASSWORD), "name is empty"),
+        (dict(name="a", role="annotator"), "a password, or the email"),
+        (dict(name="a", role="annotator", email="not-an-address"), "not an email address"),
+    ],
+)
 def test_bad_account_input_is_a_clear_error(db, arguments, message):
     with pytest.raises(UserError, match=message):
         create_account(db, by=None, **arguments)
@@ -210,7 +213,10 @@ def test_oidc_providers_are_read_from_streamlits_auth_secrets():
     assert oidc_providers({}) == []
     assert oidc_providers({"other": {"client_id": "x"}}) == []
     assert oidc_providers({"auth": dict(base, client_id="c", client_secret="s", server_metadata_url="u")}) == [None]
-    assert oidc_providers({"auth": dict(base, google={"client_id": "g"}, okta={"client_id": "o"})}) == ["google", "okta"]
+    assert oidc_providers({"auth": dict(base, google={"client_id": "g"}, okta={"client_id": "o"})}) == [
+        "google",
+        "okta",
+    ]
 
 
 def test_migration_keeps_existing_annotators_as_annotators_without_a_password(tmp_path):
@@ -291,7 +297,11 @@ def test_signing_in_records_labels_under_the_accounts_name_and_signing_out_ends_
     path = app.text[0].value
     app.button(key=f"class-{class_id(engine, path.split('/')[0])}").click().run()
     with engine.db.reading() as session:
-        names = session.execute(select(Annotator.name).join(Annotation, Annotation.annotator_id == Annotator.id)).scalars().all()
+        names = (
+            session.execute(select(Annotator.name).join(Annotation, Annotation.annotator_id == Annotator.id))
+            .scalars()
+            .all()
+        )
     assert names == ["zoe"]
 
     app = same_session(app)  # the class key reran only the Label page's fragment, without the sidebar
@@ -357,15 +367,23 @@ def test_an_oidc_identity_signs_in_as_the_account_with_its_email(engine):
     stranger = fresh_app()
     stranger.user = {"is_logged_in": True, "email": "eve@example.org"}
     stranger.run()
-    assert title(stranger) == "Sign in to banana" and escape_markdown("no account has the email eve@example.org") in stranger.error[0].value
+    assert (
+        title(stranger) == "Sign in to banana"
+        and escape_markdown("no account has the email eve@example.org") in stranger.error[0].value
+    )
 
 
 @pytest.mark.parametrize("installed", [True, False])
 def test_the_sign_in_page_offers_the_providers_of_the_auth_secrets(engine, monkeypatch, installed):
     monkeypatch.setattr("app.auth.oidc_library_installed", lambda: installed)
     app = fresh_app()
-    app.secrets = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x",
-                            "google": {"client_id": "g", "client_secret": "s", "server_metadata_url": "u"}}}
+    app.secrets = {
+        "auth": {
+            "redirect_uri": "http://localhost:8501/oauth2callback",
+            "cookie_secret": "x",
+            "google": {"client_id": "g", "client_secret": "s", "server_metadata_url": "u"},
+        }
+    }
     app.run()
     assert ("Sign in with google" in [b.label for b in app.button]) is installed
     assert any("pip install Authlib" in e.value for e in app.error) is not installed

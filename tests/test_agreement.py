@@ -4,9 +4,9 @@ import math
 
 import pytest
 
+from services.projects import get_project
 from services.teams.agreement import measure, project_agreement
 from tests.labels_by_name import record_annotation
-from services.projects import get_project
 from tests.team_project import class_ids_by_name, team_engine
 
 # Items 1..6 labeled by A and B with classes 1, 2, 3; C labels item 4 only.
@@ -78,8 +78,13 @@ def test_the_projects_agreement_is_measured_on_each_annotators_newest_label(back
 
         result = project_agreement(backend_db, get_project(backend_db, "default").name)
         by_id = class_ids_by_name(engine)
-        expected = measure({items[i - 1]: {who: (by_id[name[label[0]]],) for who, label in by.items()}
-                            for i, by in planted().items() if i <= 6})
+        expected = measure(
+            {
+                items[i - 1]: {who: (by_id[name[label[0]]],) for who, label in by.items()}
+                for i, by in planted().items()
+                if i <= 6
+            }
+        )
         assert result.n_items == 6
         assert result.alpha == pytest.approx(1 - 24 / 112) == expected.alpha
         assert result.alpha_per_class == pytest.approx(expected.alpha_per_class)

@@ -42,7 +42,11 @@ def test_overview_shows_the_projects_counts(home, tmp_path):
     app = files_page()
 
     assert not app.exception
-    assert {metric.label: metric.value for metric in app.metric} == {"Images": "2", "Rejected files": "1", "Duplicate files": "0"}
+    assert {metric.label: metric.value for metric in app.metric} == {
+        "Images": "2",
+        "Rejected files": "1",
+        "Duplicate files": "0",
+    }
     assert app.selectbox[0].value == "default"
 
 

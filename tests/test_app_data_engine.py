@@ -3,8 +3,8 @@
 import json
 
 from core.quality.slices import SliceConfig
-from services.labeling.classes import set_archived
 from services.data_engine.slices import create_slice, project_slices
+from services.labeling.classes import set_archived
 from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
 from tests.test_label_issues import label_all

@@ -71,8 +71,9 @@ def test_tsne_map_shows_a_capped_sample_with_every_labeled_image(engine, monkeyp
     labeled = label_some(engine, 3)
     monkeypatch.setattr(services.features.explore, "TSNE_CONFIG", TsneConfig(max_points=20, perplexity=5, max_iter=250))
     release, real_tsne = threading.Event(), services.features.explore.tsne_2d
-    monkeypatch.setattr(services.features.explore, "tsne_2d",
-                        lambda points, config: release.wait(30) and real_tsne(points, config))
+    monkeypatch.setattr(
+        services.features.explore, "tsne_2d", lambda points, config: release.wait(30) and real_tsne(points, config)
+    )
     app = open_page("pages/explore.py")
     assert app.radio(key="map_kind").value == "PCA"  # the default, drawn at once
     assert json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]["xaxis"]["title"]["text"] == "PC 1"
@@ -85,8 +86,9 @@ def test_tsne_map_shows_a_capped_sample_with_every_labeled_image(engine, monkeyp
     traces, layout = chart(choose_tsne(app))
     ids = item_ids(traces)
     assert len(ids) == len(set(ids)) == 20 and labeled <= set(ids)
-    assert {t["name"] for t in traces} == {engine.classes[engine.current_label(i).class_ids[0]].name
-                                           for i in labeled} | {"unlabeled"}
+    assert {t["name"] for t in traces} == {
+        engine.classes[engine.current_label(i).class_ids[0]].name for i in labeled
+    } | {"unlabeled"}
     assert (layout["xaxis"]["title"]["text"], layout["yaxis"]["title"]["text"]) == ("t-SNE 1", "t-SNE 2")
     assert any("20 of 24 images (3 labeled, 17 a random sample" in c.value for c in app.caption)
 
@@ -110,7 +112,9 @@ def test_a_failed_tsne_map_says_why_and_leaves_the_pca_map(engine, monkeypatch):
     traces, layout = chart(app)
     assert sum(len(t["hovertext"]) for t in traces) == 24 and layout["xaxis"]["title"]["text"] == "PC 1"
 
-    monkeypatch.setattr(services.features.explore, "tsne_2d", lambda points, config: np.zeros((len(points), 2), np.float32))
+    monkeypatch.setattr(
+        services.features.explore, "tsne_2d", lambda points, config: np.zeros((len(points), 2), np.float32)
+    )
     next(b for b in app.button if b.label == "Try t-SNE again").click().run()
     traces, layout = chart(choose_tsne(app))
     assert not app.error and layout["xaxis"]["title"]["text"] == "t-SNE 1"

@@ -5,9 +5,9 @@ import pytest
 from app.auth import ACCOUNT_ID, SIGN_IN_TOKEN
 from app.label_why import NEIGHBOURS_HIDDEN, SOURCE_TEXT
 from services.accounts.accounts import set_disabled, set_password
+from services.accounts.remembered_sign_ins import remember
 from services.labeling.session import LabelingSession
 from services.teams.leases import OVERLAP_SOURCE, TeamSettings, save_team_settings
-from services.accounts.remembered_sign_ins import remember
 from storage import queries
 from storage.models import Role
 from tests.app_helpers import open_page, shortcuts, signed_in_app

@@ -28,13 +28,16 @@ def labeled(engine):
 def test_exports_hold_each_labeled_image_once_with_its_class(engine, labeled):
     assert len(labeled) == 4
     rows = list(csv.DictReader(io.StringIO(to_csv(labeled))))
-    assert [(r["path"], r["labels"], r["annotator"]) for r in rows] == [(i.path, true_class(i.path), "ann") for i in labeled]
+    assert [(r["path"], r["labels"], r["annotator"]) for r in rows] == [
+        (i.path, true_class(i.path), "ann") for i in labeled
+    ]
     assert [r["labels"] for r in json.loads(to_json(labeled))] == [[true_class(i.path)] for i in labeled]
     coco = json.loads(to_coco(engine.db, "default", labeled))
     names = {c["id"]: c["name"] for c in coco["categories"]}
     files = {i["id"]: i["file_name"] for i in coco["images"]}
-    assert sorted((files[a["image_id"]], names[a["category_id"]]) for a in coco["annotations"]) == \
-        sorted((i.path, true_class(i.path)) for i in labeled)
+    assert sorted((files[a["image_id"]], names[a["category_id"]]) for a in coco["annotations"]) == sorted(
+        (i.path, true_class(i.path)) for i in labeled
+    )
     assert all(i["width"] == i["height"] == 32 for i in coco["images"])
 
 

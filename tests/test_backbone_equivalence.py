@@ -27,8 +27,14 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def evaluation_transform(resize, interpolation):
     """Resize the shorter side, centre-crop 224, ImageNet normalisation: the DINO/DINOv2/SwAV linear evaluations."""
-    return transforms.Compose([transforms.Resize(resize, interpolation=interpolation), transforms.CenterCrop(224),
-                               transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return transforms.Compose(
+        [
+            transforms.Resize(resize, interpolation=interpolation),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 # The published evaluation recipes: DINOv2 make_classification_eval_transform, DINO eval_linear.py
@@ -50,8 +56,11 @@ def photos(hymenoptera_photos):  # noqa: F811 (fixture)
     """
     chosen = []
     for folder in ("ants", "bees"):
-        small = [path for path in sorted((hymenoptera_photos / "val" / folder).glob("*.jpg"))
-                 if max(Image.open(path).size) <= 1000]
+        small = [
+            path
+            for path in sorted((hymenoptera_photos / "val" / folder).glob("*.jpg"))
+            if max(Image.open(path).size) <= 1000
+        ]
         chosen += small[:2]
     return chosen
 
@@ -111,8 +120,9 @@ def test_dinov2_vits14_gives_fair_models_cls_features(tmp_path, photos, original
     name = "dinov2_vits14" if where == "hub cache" else f"dinov2_vits14@{checkpoint}"
     with torch.inference_mode():
         expected = original_dinov2(published_inputs("dinov2_vits14", photos))
-    assert_same_features(banana_features(name, photos, hub_dir=tmp_path if where == "hub cache" else tmp_path / "none"),
-                         expected)
+    assert_same_features(
+        banana_features(name, photos, hub_dir=tmp_path if where == "hub cache" else tmp_path / "none"), expected
+    )
 
 
 def without_fc(state):
@@ -122,12 +132,18 @@ def without_fc(state):
 def swav_checkpoint(state):
     """SwAV's published layout: its DataParallel ``module.`` prefix, projection head and 3,000 prototypes, no fc."""
     torch.manual_seed(1)
-    head = {"projection_head.0.weight": torch.randn(2048, 2048) * 0.01, "projection_head.0.bias": torch.randn(2048),
-            "projection_head.1.weight": torch.randn(2048), "projection_head.1.bias": torch.randn(2048),
-            "projection_head.1.running_mean": torch.randn(2048), "projection_head.1.running_var": torch.rand(2048),
-            "projection_head.1.num_batches_tracked": torch.tensor(1000),
-            "projection_head.3.weight": torch.randn(128, 2048) * 0.01, "projection_head.3.bias": torch.randn(128),
-            "prototypes.weight": torch.randn(3000, 128)}
+    head = {
+        "projection_head.0.weight": torch.randn(2048, 2048) * 0.01,
+        "projection_head.0.bias": torch.randn(2048),
+        "projection_head.1.weight": torch.randn(2048),
+        "projection_head.1.bias": torch.randn(2048),
+        "projection_head.1.running_mean": torch.randn(2048),
+        "projection_head.1.running_var": torch.rand(2048),
+        "projection_head.1.num_batches_tracked": torch.tensor(1000),
+        "projection_head.3.weight": torch.randn(128, 2048) * 0.01,
+        "projection_head.3.bias": torch.randn(128),
+        "prototypes.weight": torch.randn(3000, 128),
+    }
     return {f"module.{key}": value for key, value in {**without_fc(state), **head}.items()}
 
 
@@ -140,13 +156,17 @@ def original_resnet50():
     return model.eval()
 
 
-@pytest.mark.parametrize(("name", "file_name", "published_layout"), [
-    ("dino_resnet50", "dino_resnet50_pretrain.pth", without_fc),  # DINO: a torchvision state dict without fc
-    ("swav_resnet50", "swav_800ep_pretrain.pth.tar", swav_checkpoint),
-    ("resnet50", "resnet50-11ad3fa6.pth", dict),  # torchvision's IMAGENET1K_V2 file, fc included
-])
-def test_resnet50_checkpoints_give_torchvisions_pooled_features(tmp_path, photos, original_resnet50, name, file_name,
-                                                                published_layout):
+@pytest.mark.parametrize(
+    ("name", "file_name", "published_layout"),
+    [
+        ("dino_resnet50", "dino_resnet50_pretrain.pth", without_fc),  # DINO: a torchvision state dict without fc
+        ("swav_resnet50", "swav_800ep_pretrain.pth.tar", swav_checkpoint),
+        ("resnet50", "resnet50-11ad3fa6.pth", dict),  # torchvision's IMAGENET1K_V2 file, fc included
+    ],
+)
+def test_resnet50_checkpoints_give_torchvisions_pooled_features(
+    tmp_path, photos, original_resnet50, name, file_name, published_layout
+):
     """The original loaders (DINO's and SwAV's hubconf) build torchvision's resnet50; features are its avgpool output."""
     (tmp_path / "checkpoints").mkdir()
     torch.save(published_layout(original_resnet50.state_dict()), tmp_path / "checkpoints" / file_name)

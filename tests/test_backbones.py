@@ -4,6 +4,7 @@ Nothing here downloads: the network is cut for every test (``no_network``), and 
 architectures get random weights written by the test. That real published checkpoints give the
 original implementations' features is tested in ``test_backbone_equivalence``.
 """
+
 import socket
 
 import pytest
@@ -53,7 +54,10 @@ def test_missing_bundled_file_names_it_and_the_fix(tmp_path):
 
 
 def test_local_backbone_file_and_its_identity(tmp_path):
-    first, second = write_tiny_backbone(tmp_path / "a.safetensors"), write_tiny_backbone(tmp_path / "b.safetensors", seed=1)
+    first, second = (
+        write_tiny_backbone(tmp_path / "a.safetensors"),
+        write_tiny_backbone(tmp_path / "b.safetensors", seed=1),
+    )
     one, other = build_backbone(f"local:{first}"), build_backbone(f"local:{second}")
     assert one.name == f"local:{first}"
     assert one.identity.weights_sha256 != other.identity.weights_sha256
@@ -71,12 +75,20 @@ def test_local_with_a_plain_state_dict_says_to_name_the_architecture(tmp_path, r
     ("name", "file_name", "transform"),
     [
         ("resnet50", "resnet50-11ad3fa6.pth", lambda state: state),
-        ("dino_resnet50", "dino_resnet50_pretrain.pth",
-         lambda state: {k: v for k, v in state.items() if not k.startswith("fc.")}),
-        ("swav_resnet50", "swav_800ep_pretrain.pth.tar",
-         lambda state: {**{f"module.{k}": v for k, v in state.items() if not k.startswith("fc.")},
-                        "module.projection_head.0.weight": torch.zeros(4, 2048),
-                        "module.prototypes.weight": torch.zeros(8, 4)}),
+        (
+            "dino_resnet50",
+            "dino_resnet50_pretrain.pth",
+            lambda state: {k: v for k, v in state.items() if not k.startswith("fc.")},
+        ),
+        (
+            "swav_resnet50",
+            "swav_800ep_pretrain.pth.tar",
+            lambda state: {
+                **{f"module.{k}": v for k, v in state.items() if not k.startswith("fc.")},
+                "module.projection_head.0.weight": torch.zeros(4, 2048),
+                "module.prototypes.weight": torch.zeros(8, 4),
+            },
+        ),
     ],
 )
 def test_resnet50_backbones_load_weights_from_the_hub_cache(tmp_path, resnet_state, name, file_name, transform):
@@ -90,13 +102,16 @@ def test_resnet50_backbones_load_weights_from_the_hub_cache(tmp_path, resnet_sta
         torch.testing.assert_close(backbone.model(images), reference_resnet(resnet_state)(images))
 
 
-@pytest.mark.parametrize(("name", "resize", "crop", "interpolation"), [
-    ("resnet50", 232, 224, "bilinear"),  # torchvision's IMAGENET1K_V2 recipe
-    ("dinov2_vits14", 256, 224, "bicubic"),  # DINOv2's linear evaluation, not timm's 518 training size
-    ("dino_vits16", 256, 224, "bicubic"),
-    ("dino_resnet50", 256, 224, "bicubic"),
-    ("swav_resnet50", 256, 224, "bilinear"),
-])
+@pytest.mark.parametrize(
+    ("name", "resize", "crop", "interpolation"),
+    [
+        ("resnet50", 232, 224, "bilinear"),  # torchvision's IMAGENET1K_V2 recipe
+        ("dinov2_vits14", 256, 224, "bicubic"),  # DINOv2's linear evaluation, not timm's 518 training size
+        ("dino_vits16", 256, 224, "bicubic"),
+        ("dino_resnet50", 256, 224, "bicubic"),
+        ("swav_resnet50", 256, 224, "bilinear"),
+    ],
+)
 def test_recipes_are_the_published_evaluation_recipes(name, resize, crop, interpolation):
     recipe = recipe_of(PUBLISHED[name])
     assert (recipe.resize, recipe.crop, recipe.interpolation) == (resize, crop, interpolation)
@@ -128,7 +143,9 @@ def test_pickled_code_is_refused_by_weights_only(tmp_path):
         build_backbone(f"resnet50@{path}")
 
 
-@pytest.mark.parametrize("name", ["dinov2_vits14", "dinov2_vitb14", "dino_vits16", "dino_resnet50", "swav_resnet50", "resnet50"])
+@pytest.mark.parametrize(
+    "name", ["dinov2_vits14", "dinov2_vitb14", "dino_vits16", "dino_resnet50", "swav_resnet50", "resnet50"]
+)
 def test_missing_weights_name_fetch_backbone_and_the_size(tmp_path, name):
     """With empty caches every published name fails at once, naming the command, the size and where it goes."""
     with pytest.raises(BackboneError) as raised:
@@ -139,7 +156,9 @@ def test_missing_weights_name_fetch_backbone_and_the_size(tmp_path, name):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(BackboneError, match=r"unknown backbone 'dinov3'; known: bundled, local:PATH, efficientnet_lite0"):
+    with pytest.raises(
+        BackboneError, match=r"unknown backbone 'dinov3'; known: bundled, local:PATH, efficientnet_lite0"
+    ):
         build_backbone("dinov3")
 
 

@@ -10,17 +10,17 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from app.cli import main
-from services.transfer.backup import backup_database, restore_database
 from services.config import Settings, load_settings
 from services.database import open_database
 from services.errors import UserError
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import record_annotation
 from services.projects import ensure_project, get_project
-from storage.labels import label_queries
+from services.transfer.backup import backup_database, restore_database
 from storage import queries
+from storage.labels import label_queries
 from storage.models import ItemStatus
 from storage.schema import MIGRATIONS_DIR
+from tests.labels_by_name import record_annotation
 
 WRITERS = 3
 
@@ -35,8 +35,17 @@ def _labeled_project(db, root) -> list[int]:
     project = ensure_project(db, name="p", root=None, root_if_new=root)
     for name in ("cat", "dog"):
         add_label_class(db, project=project, name=name)
-    rows = [{"project_id": project.id, "path": f"{n}.png", "sha256": f"{n:064x}", "size_bytes": 1, "mtime_ns": 1,
-             "status": ItemStatus.OK} for n in range(20)]
+    rows = [
+        {
+            "project_id": project.id,
+            "path": f"{n}.png",
+            "sha256": f"{n:064x}",
+            "size_bytes": 1,
+            "mtime_ns": 1,
+            "status": ItemStatus.OK,
+        }
+        for n in range(20)
+    ]
     with db.writing() as session:
         return [item_id for item_id, _ in queries.insert_items(session, rows)]
 
@@ -49,15 +58,17 @@ class Writers:
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._write, args=(db, item_ids[n::WRITERS], f"writer{n}"))
-                         for n in range(WRITERS)]
+        self._threads = [
+            threading.Thread(target=self._write, args=(db, item_ids[n::WRITERS], f"writer{n}")) for n in range(WRITERS)
+        ]
 
     def _write(self, db, item_ids, annotator):
         try:
             n = 0
             while not self._stop.is_set():
-                annotation_id = record_annotation(db, item_id=item_ids[n % len(item_ids)], class_names=[("cat", "dog")[n % 2]],
-                                                  annotator=annotator)
+                annotation_id = record_annotation(
+                    db, item_id=item_ids[n % len(item_ids)], class_names=[("cat", "dog")[n % 2]], annotator=annotator
+                )
                 with self._lock:
                     self.acknowledged.append(annotation_id)
                 n += 1
@@ -98,23 +109,29 @@ def test_a_backup_taken_while_labels_are_written_is_whole_and_restores(db, setti
     assert writers.errors == []
 
     assert report.path == destination and report.revisions == _head_revisions()
-    assert sorted(path.name for path in destination.parent.iterdir()) == ["banana-backup.db"]  # no temporary or -wal left
+    assert sorted(path.name for path in destination.parent.iterdir()) == [
+        "banana-backup.db"
+    ]  # no temporary or -wal left
     with closing(sqlite3.connect(destination)) as backup:
         assert backup.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert backup.execute("PRAGMA journal_mode").fetchone() == ("delete",)
         backed_up = {row[0] for row in backup.execute("SELECT id FROM annotation")}
-        unclassed = backup.execute("SELECT count(*) FROM annotation WHERE id NOT IN (SELECT annotation_id FROM annotation_class)")
+        unclassed = backup.execute(
+            "SELECT count(*) FROM annotation WHERE id NOT IN (SELECT annotation_id FROM annotation_class)"
+        )
         assert unclassed.fetchone() == (0,)  # every annotation arrived with its class row: one transaction, not half
     assert before <= backed_up
     everything = set(writers.snapshot())
     # One moment of the database: SQLite commits one writer at a time in id order, so the copy holds the oldest ids.
-    assert backed_up == set(sorted(everything)[:len(backed_up)])
+    assert backed_up == set(sorted(everything)[: len(backed_up)])
 
     restored_settings = Settings(home=tmp_path / "restored", database_url=f"sqlite:///{destination}")
     with open_database(restored_settings) as restored:
         project = get_project(restored, "p")
         with restored.reading() as session:
-            assert {label.annotation_id for label in label_queries.current_labels(session, project.id).values()} <= backed_up
+            assert {
+                label.annotation_id for label in label_queries.current_labels(session, project.id).values()
+            } <= backed_up
         new_id = record_annotation(restored, item_id=item_ids[0], class_names=["dog"], annotator="after restore")
     assert new_id > max(backed_up)
 
@@ -214,8 +231,9 @@ def test_what_cannot_be_restored_is_refused_and_changes_nothing(db, settings, tm
     with pytest.raises(UserError, match="not a banana database"):
         restore_database(settings, tmp_path / "other.db")
     with pytest.raises(UserError, match="pg_dump"):
-        restore_database(Settings(home=tmp_path, database_url="postgresql+psycopg://u:p@localhost/banana"),
-                         tmp_path / "other.db")
+        restore_database(
+            Settings(home=tmp_path, database_url="postgresql+psycopg://u:p@localhost/banana"), tmp_path / "other.db"
+        )
     assert _annotation_ids(database) == {kept}
     assert not list(settings.home.glob("*before-restore*"))
 

@@ -8,18 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.labeling.classes import rename_class
 from services.errors import UserError
-from services.labeling.classes import add_label_class
+from services.labeling.classes import add_label_class, rename_class
 from services.projects import ensure_project
-from storage.labels import label_queries
 from storage import queries
+from storage.labels import label_queries
 from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 
 @pytest.mark.parametrize("second_name", ["dog", "Dog"])
-def test_two_adders_of_one_class_at_once_make_one_class_and_the_second_is_told(backend_db, tmp_path, monkeypatch,
-                                                                              second_name):
+def test_two_adders_of_one_class_at_once_make_one_class_and_the_second_is_told(
+    backend_db, tmp_path, monkeypatch, second_name
+):
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
     inserted, go_on = first_insert_pauses(monkeypatch)
     first, first_outcome = in_a_thread(lambda: add_label_class(backend_db, project=project, name="dog"))

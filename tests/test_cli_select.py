@@ -12,16 +12,16 @@ from app.commands import select as select_command
 from core.features.backbones import identify_backbone
 from core.selection.selection import ALL_STRATEGIES, PART_NAMES
 from services.config import load_settings
+from services.data_engine.headless_selection import CSV_COLUMNS
 from services.database import open_database
 from services.features.embeddings import embeddings_folder
-from services.data_engine.headless_selection import CSV_COLUMNS
-from tests.labels_by_name import NewLabel, record_annotations
-from services.transfer.transfer import labeled_images
 from services.projects import get_project
+from services.transfer.transfer import labeled_images
 from storage.items import item_queries
 from storage.models import ModelVersion, Pick, Project, SelectionRun
 from tests.embedding_helpers import store_held_elsewhere
 from tests.labeling_project import CLASSES, true_class
+from tests.labels_by_name import NewLabel, record_annotations
 
 
 @pytest.fixture
@@ -39,8 +39,10 @@ def labeled_paths(labeling_home):
 def _runs():
     with open_database(load_settings()) as db, db.reading() as session:
         runs = list(session.scalars(select(SelectionRun).order_by(SelectionRun.id)))
-        picks = {run.id: list(session.scalars(select(Pick).where(Pick.selection_run_id == run.id).order_by(Pick.rank)))
-                 for run in runs}
+        picks = {
+            run.id: list(session.scalars(select(Pick).where(Pick.selection_run_id == run.id).order_by(Pick.rank)))
+            for run in runs
+        }
         versions = list(session.scalars(select(ModelVersion)))
     return runs, picks, versions
 
@@ -69,14 +71,14 @@ def test_select_writes_n_picks_with_score_parts_and_records_the_run(labeled_path
     assert [p.item_id for p in stored] == [int(r["item_id"]) for r in rows]
     for pick, row in zip(stored, rows):
         assert pick.source == row["source"]
-        assert {name: float(row[name]) for name in PART_NAMES if row[name]} == \
-            pytest.approx(pick.score_parts, rel=1e-5)
+        assert {name: float(row[name]) for name in PART_NAMES if row[name]} == pytest.approx(pick.score_parts, rel=1e-5)
     printed = capsys.readouterr().out
     assert printed.startswith("selected 5 of 12 unlabeled images") and f"selection run {runs[0].id}" in printed
 
 
-def test_a_second_select_reuses_the_stored_model_and_other_strategies_leave_the_app_setting(labeled_paths, labeling_home,
-                                                                                         tmp_path):
+def test_a_second_select_reuses_the_stored_model_and_other_strategies_leave_the_app_setting(
+    labeled_paths, labeling_home, tmp_path
+):
     assert main(["select", "--n", "3", "--out", str(tmp_path / "a.csv")]) == 0
     assert main(["select", "--n", "100", "--strategy", "margin", "--out", str(tmp_path / "b.csv")]) == 0
 
@@ -95,11 +97,14 @@ def test_without_labels_select_still_chooses_and_says_there_is_no_model(labeling
     assert "no model yet" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--n", "0"], "positive"),
-    (["--n", "many"], "positive"),
-    (["--n", "5", "--strategy", "best"], ", ".join(map(repr, ALL_STRATEGIES))),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n", "0"], "positive"),
+        (["--n", "many"], "positive"),
+        (["--n", "5", "--strategy", "best"], ", ".join(map(repr, ALL_STRATEGIES))),
+    ],
+)
 def test_bad_arguments_are_usage_errors(home, tmp_path, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["select", *argv, "--out", str(tmp_path / "p.csv")])
@@ -137,8 +142,9 @@ def test_a_multi_label_project_gets_class_sets_as_predictions(labeling_home, tmp
     assert all(0 < float(r["probability"]) <= 1 for r in rows)
 
 
-def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labeled_them(labeled_paths, tmp_path,
-                                                                                        capsys):
+def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labeled_them(
+    labeled_paths, tmp_path, capsys
+):
     tasks_file = tmp_path / "tasks.json"
     assert main(["select", "--n", "5", "--out", str(tmp_path / "p.csv"), "--tasks", str(tasks_file)]) == 0
     _, rows = _read(tmp_path / "p.csv")
@@ -146,35 +152,47 @@ def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labe
     runs, _, versions = _runs()
     assert [t["data"]["banana_path"] for t in tasks] == [r["path"] for r in rows]
     assert all(t["data"]["image"].startswith("/data/local-files/?d=") for t in tasks)
-    assert [(t["predictions"][0]["model_version"], t["predictions"][0]["result"][0]["value"]["choices"]) for t in tasks] \
-        == [(f"banana-model-{versions[0].id}", [r["predicted"]]) for r in rows]
+    assert [
+        (t["predictions"][0]["model_version"], t["predictions"][0]["result"][0]["value"]["choices"]) for t in tasks
+    ] == [(f"banana-model-{versions[0].id}", [r["predicted"]]) for r in rows]
 
     # In Label Studio someone labels the first three (the pre-annotation, corrected or not); two stay untouched.
     for task in tasks[:3]:
         choices = [true_class(task["data"]["banana_path"])]
-        task["annotations"] = [{"id": 1, "was_cancelled": False, "result": [
-            {"type": "choices", "from_name": "label", "to_name": "image", "value": {"choices": choices}}]}]
+        task["annotations"] = [
+            {
+                "id": 1,
+                "was_cancelled": False,
+                "result": [
+                    {"type": "choices", "from_name": "label", "to_name": "image", "value": {"choices": choices}}
+                ],
+            }
+        ]
     tasks_file.write_text(json.dumps(tasks, indent=1))
     capsys.readouterr()
     assert main(["import-labels", str(tasks_file), "--annotator", "ls-team"]) == 0
     assert "imported 3 labels" in capsys.readouterr().out
     with open_database(load_settings()) as db:
         after = {i.path: i.labels for i in labeled_images(db, "default")}
-    assert {p: after[p] for p in (r["path"] for r in rows) if p in after} == \
-        {r["path"]: [true_class(r["path"])] for r in rows[:3]}
+    assert {p: after[p] for p in (r["path"] for r in rows) if p in after} == {
+        r["path"]: [true_class(r["path"])] for r in rows[:3]
+    }
 
 
 def _queue(items):
     from services.labeling.priority_asks import queue_priority_asks
+
     with open_database(load_settings()) as db:
         project_id = get_project(db, "default").id
-        queue_priority_asks(db, project_id=project_id,
-                            items=[(item, {"triage_margin": rank / 10}) for rank, item in enumerate(items)])
+        queue_priority_asks(
+            db, project_id=project_id, items=[(item, {"triage_margin": rank / 10}) for rank, item in enumerate(items)]
+        )
         return project_id
 
 
 def _waiting(project_id):
     from services.labeling.priority_asks import pending_items
+
     with open_database(load_settings()) as db:
         return pending_items(db, project_id)
 
@@ -201,8 +219,9 @@ def test_select_takes_the_triage_queue_first_in_order_and_it_leaves_the_queue(la
     runs, picks, _ = _runs()
     select_run = runs[-1]
     assert select_run.strategy == "default"
-    assert [(p.rank, p.item_id, p.source) for p in picks[select_run.id]] == \
-        [(rank, int(r["item_id"]), r["source"]) for rank, r in enumerate(rows)]
+    assert [(p.rank, p.item_id, p.source) for p in picks[select_run.id]] == [
+        (rank, int(r["item_id"]), r["source"]) for rank, r in enumerate(rows)
+    ]
     assert [p.score_parts for p in picks[select_run.id][:3]] == [{"triage_margin": k / 10} for k in range(3)]
     assert "3 from the Triage queue" in capsys.readouterr().out
     assert _waiting(project_id) == []  # handed out: no longer asked first on the Label page
@@ -263,8 +282,9 @@ def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_str
 
     runs, picks, versions = _runs()
     assert len(versions) == 1  # the same labels: the same stored model scored both runs
-    assert [(p.item_id, p.source, sorted(p.predicted)) for p in picks[runs[-1].id]] == \
-        [(item, "triage", as_strategy_pick[item]) for item in queued]
+    assert [(p.item_id, p.source, sorted(p.predicted)) for p in picks[runs[-1].id]] == [
+        (item, "triage", as_strategy_pick[item]) for item in queued
+    ]
     _, rows = _read(tmp_path / "p.csv")
     assert [(int(r["item_id"]), r["predicted"]) for r in rows] == [(item, names[item]) for item in queued]
 

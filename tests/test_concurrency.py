@@ -16,10 +16,10 @@ from sqlalchemy import select
 from services.database import open_database
 from services.errors import UserError
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, ItemStatus
+from tests.labels_by_name import record_annotation
 from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 THREADS = 8
@@ -41,13 +41,24 @@ def _items(db, tmp_path) -> list[int]:
     project = ensure_project(db, name="p", root=None, root_if_new=tmp_path)
     for name in CLASSES:
         add_label_class(db, project=project, name=name)
-    rows = [{"project_id": project.id, "path": f"{n}.png", "sha256": f"{n:064x}", "size_bytes": 1, "mtime_ns": 1,
-             "status": ItemStatus.OK} for n in range(THREADS * ITEMS_PER_THREAD)]
+    rows = [
+        {
+            "project_id": project.id,
+            "path": f"{n}.png",
+            "sha256": f"{n:064x}",
+            "size_bytes": 1,
+            "mtime_ns": 1,
+            "status": ItemStatus.OK,
+        }
+        for n in range(THREADS * ITEMS_PER_THREAD)
+    ]
     with db.writing() as session:
         return [item_id for item_id, _ in queries.insert_items(session, rows)]
 
 
-def _label_until(deadline: float, db, item_ids: list[int], annotator: str, start: threading.Barrier, labeler: Labeler) -> None:
+def _label_until(
+    deadline: float, db, item_ids: list[int], annotator: str, start: threading.Barrier, labeler: Labeler
+) -> None:
     try:
         start.wait()
         newest: dict[int, int] = {}  # item id -> this thread's last annotation of it, which the next supersedes
@@ -55,8 +66,14 @@ def _label_until(deadline: float, db, item_ids: list[int], annotator: str, start
         while time.monotonic() < deadline:
             item_id, label = item_ids[n % len(item_ids)], CLASSES[n % len(CLASSES)]
             began = time.perf_counter()
-            annotation_id = record_annotation(db, item_id=item_id, class_names=[label], annotator=annotator,
-                                              duration_ms=n, supersedes_id=newest.get(item_id))
+            annotation_id = record_annotation(
+                db,
+                item_id=item_id,
+                class_names=[label],
+                annotator=annotator,
+                duration_ms=n,
+                supersedes_id=newest.get(item_id),
+            )
             labeler.latencies_s.append(time.perf_counter() - began)
             labeler.acknowledged[annotation_id] = (item_id, label)
             newest[item_id] = annotation_id
@@ -75,8 +92,14 @@ def test_concurrent_labelers_lose_nothing_and_never_see_an_error(backend_db, bac
         threads = [
             threading.Thread(
                 target=_label_until,
-                args=(deadline, databases[n % 2], item_ids[n * ITEMS_PER_THREAD:(n + 1) * ITEMS_PER_THREAD],
-                      f"labeler{n // 2}", start, labelers[n]),
+                args=(
+                    deadline,
+                    databases[n % 2],
+                    item_ids[n * ITEMS_PER_THREAD : (n + 1) * ITEMS_PER_THREAD],
+                    f"labeler{n // 2}",
+                    start,
+                    labelers[n],
+                ),
             )
             for n in range(THREADS)
         ]
@@ -94,11 +117,11 @@ def test_concurrent_labelers_lose_nothing_and_never_see_an_error(backend_db, bac
     assert {key: (item_id, [label]) for key, (item_id, label) in acknowledged.items()} == stored
 
     latencies_ms = 1000 * np.array([s for labeler in labelers for s in labeler.latencies_s])
-    print(f"\n{backend_db.engine.dialect.name}: {len(latencies_ms)} annotations by {THREADS} threads in {RUN_SECONDS:.0f} s, "
-          f"write latency p50 {np.percentile(latencies_ms, 50):.1f} ms, p99 {np.percentile(latencies_ms, 99):.1f} ms, "
-          f"max {latencies_ms.max():.1f} ms")
-
-
+    print(
+        f"\n{backend_db.engine.dialect.name}: {len(latencies_ms)} annotations by {THREADS} threads in {RUN_SECONDS:.0f} s, "
+        f"write latency p50 {np.percentile(latencies_ms, 50):.1f} ms, p99 {np.percentile(latencies_ms, 99):.1f} ms, "
+        f"max {latencies_ms.max():.1f} ms"
+    )
 
 
 def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_error(backend_db, tmp_path):
@@ -113,8 +136,6 @@ def test_two_labelers_adding_the_same_class_at_once_get_one_class_and_a_clear_er
     assert len(outcome) == 1 and isinstance(outcome[0], UserError) and "already has a class" in str(outcome[0])
     with backend_db.reading() as session:
         assert list(queries.label_classes_by_name(session, project.id, ["cow"])) == ["cow"]
-
-
 
 
 def test_two_commands_creating_the_same_project_at_once_both_get_it(backend_db, tmp_path):
@@ -137,7 +158,9 @@ def test_two_admins_renaming_classes_to_one_name_at_once_get_a_clear_error(backe
 
     project = ensure_project(backend_db, name="p", root=None, root_if_new=tmp_path)
     first, other = (add_label_class(backend_db, project=project, name=name) for name in ("calf", "heifer"))
-    engine = SimpleNamespace(db=backend_db, project_id=project.id, reload_classes=lambda: None)  # what rename_class uses
+    engine = SimpleNamespace(
+        db=backend_db, project_id=project.id, reload_classes=lambda: None
+    )  # what rename_class uses
     second, outcome = in_a_thread(lambda: rename_class(engine, other.id, "cow"))
     with backend_db.writing() as session:  # the first admin's rename, still open
         label_queries.set_class_name(session, first.id, "cow")

@@ -23,7 +23,14 @@ def _items(db, tmp_path, n):
     for name in ("cat", "dog"):
         add_label_class(db, project=project, name=name)
     rows = [
-        {"project_id": project.id, "path": f"{i}.png", "sha256": f"{i:064d}", "size_bytes": 1, "mtime_ns": 1, "status": ItemStatus.OK}
+        {
+            "project_id": project.id,
+            "path": f"{i}.png",
+            "sha256": f"{i:064d}",
+            "size_bytes": 1,
+            "mtime_ns": 1,
+            "status": ItemStatus.OK,
+        }
         for i in range(n)
     ]
     with db.writing() as session:

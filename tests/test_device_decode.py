@@ -1,5 +1,6 @@
 """Decoding JPEGs on the model's device (ExtractConfig.gpu_decode), run here on the CPU:
 the same torchvision calls as on CUDA, with libjpeg instead of nvjpeg."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -34,7 +35,7 @@ def damaged_jpeg(path):
     """A JPEG whose header reads but whose entropy-coded data is garbage."""
     data = write_jpeg(path, seed=9).read_bytes()
     scan = data.index(b"\xff\xda") + 20  # into the first scan's data
-    path.write_bytes(data[:scan] + bytes(range(256)) * 4 + data[scan + 1024:])
+    path.write_bytes(data[:scan] + bytes(range(256)) * 4 + data[scan + 1024 :])
     return path
 
 
@@ -79,16 +80,20 @@ def test_extraction_with_jpeg_bytes_embeds_as_the_worker_decode_does(tmp_path, m
     ids = list(range(len(paths)))
 
     def embed(store_folder):
-        with EmbeddingStore.open_for_writing(store_folder, backbone=backbone.describe(), dim=backbone.embed_dim,
-                                             dtype="float32") as store:
-            report = extract_embeddings(backbone, store, ids, [str(p) for p in paths],
-                                        config=ExtractConfig(batch_size=5, num_workers=2))
+        with EmbeddingStore.open_for_writing(
+            store_folder, backbone=backbone.describe(), dim=backbone.embed_dim, dtype="float32"
+        ) as store:
+            report = extract_embeddings(
+                backbone, store, ids, [str(p) for p in paths], config=ExtractConfig(batch_size=5, num_workers=2)
+            )
         return report, EmbeddingStore.open_for_reading(store_folder).done()
 
     worker_report, (worker_ids, worker_vectors) = embed(tmp_path / "worker")
     files = core.features.extract._ImageFiles
     # gpu_decode reads JPEG bytes only on cuda; force that path onto the CPU.
-    monkeypatch.setattr(core.features.extract, "_ImageFiles", lambda paths, recipe, jpeg_bytes: files(paths, recipe, jpeg_bytes=True))
+    monkeypatch.setattr(
+        core.features.extract, "_ImageFiles", lambda paths, recipe, jpeg_bytes: files(paths, recipe, jpeg_bytes=True)
+    )
     device_report, (device_ids, device_vectors) = embed(tmp_path / "device")
 
     for report in (worker_report, device_report):

@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 
 from core.features.embedding_store import EmbeddingStore
 from core.features.extract import ExtractConfig
-from services.ingest import ingest as ingest_module
 from services.disk_full import file_system_of
-from services.features.embeddings import embed
 from services.errors import UserError
+from services.features.embeddings import embed
+from services.ingest import ingest as ingest_module
 from services.ingest.ingest import ingest
 from services.ingest.parallel_check import ParallelCheckPlan, check_files
 from services.projects import get_project, project_counts
@@ -37,8 +37,11 @@ def disk_full(kind: str, dialect: str = "sqlite") -> Exception:
     error bare or wrapped by SQLAlchemy, or an OSError."""
     if kind == "oserror":
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    driver_error = (sqlite3.OperationalError("database or disk is full") if dialect == "sqlite"
-                    else psycopg.errors.DiskFull('could not extend file "base/16384/16390": No space left on device'))
+    driver_error = (
+        sqlite3.OperationalError("database or disk is full")
+        if dialect == "sqlite"
+        else psycopg.errors.DiskFull('could not extend file "base/16384/16390": No space left on device')
+    )
     return driver_error if kind == "driver" else OperationalError("INSERT INTO item ...", {}, driver_error)
 
 
@@ -57,16 +60,21 @@ def fails_after(calls: int, action, error: Exception):
 
 @pytest.mark.parametrize("kind", ["driver", "sqlalchemy", "oserror"])
 def test_a_full_disk_ends_ingest_with_the_fix_keeps_the_committed_batches_and_stops_the_workers(
-        backend_db, backend_settings, tmp_path, monkeypatch, kind):
+    backend_db, backend_settings, tmp_path, monkeypatch, kind
+):
     images = tmp_path / "images"
     for seed in range(5 * BATCH):
         write_image(images / f"img{seed:02}.png", seed)
     settings = replace(backend_settings, ingest_batch_size=BATCH, ingest_workers=2)
     # Worker processes even for a few files, a window smaller than the folder: as a large ingest runs.
-    monkeypatch.setattr(ingest_module, "check_files",
-                        partial(check_files, plan=ParallelCheckPlan(min_files=1, window=2 * BATCH, chunksize=1)))
-    monkeypatch.setattr(queries, "insert_items", fails_after(2, queries.insert_items,
-                                                                  disk_full(kind, backend_db.engine.dialect.name)))
+    monkeypatch.setattr(
+        ingest_module,
+        "check_files",
+        partial(check_files, plan=ParallelCheckPlan(min_files=1, window=2 * BATCH, chunksize=1)),
+    )
+    monkeypatch.setattr(
+        queries, "insert_items", fails_after(2, queries.insert_items, disk_full(kind, backend_db.engine.dialect.name))
+    )
 
     with pytest.raises(UserError) as raised:
         ingest(backend_db, settings, source=images, project="p")
@@ -99,8 +107,9 @@ def no_temporary_files(folder: Path) -> bool:
     return not [path for path in folder.rglob("*") if path.name.endswith(".tmp")]
 
 
-def test_a_full_disk_while_embedding_ends_with_the_fix_and_keeps_the_rows_written(db, settings, colour_project,
-                                                                                  monkeypatch):
+def test_a_full_disk_while_embedding_ends_with_the_fix_and_keeps_the_rows_written(
+    db, settings, colour_project, monkeypatch
+):
     write_rows = EmbeddingStore.write_rows
     monkeypatch.setattr(EmbeddingStore, "write_rows", fails_after(2, write_rows, disk_full("oserror")))
 
@@ -118,8 +127,9 @@ def test_a_full_disk_while_embedding_ends_with_the_fix_and_keeps_the_rows_writte
     assert (report.already_done, report.embedded) == (4, 8)
 
 
-def test_a_full_disk_while_writing_the_stores_description_leaves_no_temporary_file(db, settings, colour_project,
-                                                                                   monkeypatch):
+def test_a_full_disk_while_writing_the_stores_description_leaves_no_temporary_file(
+    db, settings, colour_project, monkeypatch
+):
     monkeypatch.setattr(os, "fsync", fails_after(0, os.fsync, disk_full("oserror")))
 
     with pytest.raises(UserError, match="free space on"):

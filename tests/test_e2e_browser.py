@@ -54,8 +54,11 @@ def press_and_wait_for_new_image(page, key: str, before: str, labeled: int) -> s
     counting ``labeled`` answers), so that the next key meets this run's buttons."""
     page.keyboard.press(key)
     page.wait_for_function(
-        "before => { const e = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stText\"]');"
-        " return e && e.innerText !== before; }", arg=before, timeout=60_000)
+        'before => { const e = document.querySelector(\'[data-testid="stMain"] [data-testid="stText"]\');'
+        " return e && e.innerText !== before; }",
+        arg=before,
+        timeout=60_000,
+    )
     page.get_by_text(f"{labeled} labeled in this session").wait_for(timeout=60_000)
     settle(page)
     return shown_path(page)

@@ -25,7 +25,6 @@ from sqlalchemy import select
 
 from services.config import Settings
 from services.database import open_database
-from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project, set_multi_label
 from services.teams.disagreement import open_if_disagreement
 from storage.items import item_queries
@@ -33,6 +32,7 @@ from storage.models import Annotation, AnnotationSource, Annotator, Role
 from storage.types import utc_now
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, REPO, add_account, running_app, settle, sign_in
 from tests.labeling_project import CLASSES, ingested_sample_project, true_class
+from tests.labels_by_name import NewLabel, record_annotations
 
 ARTIFACTS = REPO / "test-artifacts"
 REVIEWER = "rev"
@@ -64,12 +64,16 @@ def project(tmp_path_factory) -> Project:
         with db.reading() as session:
             paths = dict(item_queries.ok_item_paths(session, project_id))
         first = {name: sorted(p for p in paths.values() if p.startswith(f"{name}/")) for name in CLASSES}
-        planted = {first["airplane"][0]: ["airplane", "truck"], first["frog"][0]: ["cat"],
-                   first["cat"][1]: ["cat", "frog"]}
+        planted = {
+            first["airplane"][0]: ["airplane", "truck"],
+            first["frog"][0]: ["cat"],
+            first["cat"][1]: ["cat", "frog"],
+        }
         disputed = first["cat"][3]
         given = {**planted, disputed: ["cat", "frog"]}
-        record_annotations(db, [NewLabel(item, given.get(path, [true_class(path)])) for item, path in paths.items()],
-                           annotator="ann")
+        record_annotations(
+            db, [NewLabel(item, given.get(path, [true_class(path)])) for item, path in paths.items()], annotator="ann"
+        )
         item = next(item for item, path in paths.items() if path == disputed)
         record_annotations(db, [NewLabel(item, ["cat"])], annotator="second")
         with db.writing() as session:
@@ -101,9 +105,19 @@ def annotations_of(home: Path, path: str) -> list[Written]:
         with db.reading() as session:
             item = next(i for i, p in item_queries.ok_item_paths(session, project_id) if p == path)
             rows = session.scalars(select(Annotation).where(Annotation.item_id == item).order_by(Annotation.id)).all()
-            names = {row.annotator_id: session.get(Annotator, row.annotator_id).name for row in rows if row.annotator_id}
-            return [Written(row.id, row.source, names.get(row.annotator_id), frozenset(c.name for c in row.classes),
-                            row.supersedes_id) for row in rows]
+            names = {
+                row.annotator_id: session.get(Annotator, row.annotator_id).name for row in rows if row.annotator_id
+            }
+            return [
+                Written(
+                    row.id,
+                    row.source,
+                    names.get(row.annotator_id),
+                    frozenset(c.name for c in row.classes),
+                    row.supersedes_id,
+                )
+                for row in rows
+            ]
 
 
 # ----- the class toggles (app/class_toggles.py) in the page ---------------------------------
@@ -123,7 +137,9 @@ def wait_for_chosen(page, prefix: str, names: set[str], timeout_ms: int = 60_000
     page.wait_for_function(
         f"([prefix, names]) => {{ const t = ({TOGGLES_JS})(prefix); return t.length > 0 &&"
         " JSON.stringify(t.filter(x => x[1]).map(x => x[0]).sort()) === JSON.stringify(names); }",
-        arg=[prefix, sorted(names)], timeout=timeout_ms)
+        arg=[prefix, sorted(names)],
+        timeout=timeout_ms,
+    )
     settle(page)
 
 
@@ -146,6 +162,7 @@ def open_page(page, title: str) -> None:
 
 
 # ----- the tests -------------------------------------------------------------------------------
+
 
 def test_review_chooses_a_class_set_with_number_keys_and_enter_saves_it(app_url, project):
     ARTIFACTS.mkdir(exist_ok=True)
@@ -172,10 +189,14 @@ def test_review_chooses_a_class_set_with_number_keys_and_enter_saves_it(app_url,
         browser.close()
 
     after = annotations_of(project.home, project.disputed)
-    assert after[:len(before)] == before and len(after) == len(before) + 1  # one annotation, the decision
+    assert after[: len(before)] == before and len(after) == len(before) + 1  # one annotation, the decision
     decision = after[-1]
-    assert (decision.source, decision.annotator, decision.classes, decision.supersedes_id) == \
-        (AnnotationSource.REVIEW, REVIEWER, {"cat", "truck"}, before[-1].id)
+    assert (decision.source, decision.annotator, decision.classes, decision.supersedes_id) == (
+        AnnotationSource.REVIEW,
+        REVIEWER,
+        {"cat", "truck"},
+        before[-1].id,
+    )
 
 
 def given_and_suggested(page) -> tuple[set[str], set[str]]:
@@ -200,8 +221,11 @@ def test_label_issues_chooses_a_class_set_with_number_keys_and_ctrl_enter_saves_
         if shown == project.disputed:  # the Review test may have given it a wrong set: leave it to that test
             page.keyboard.press("s")
             page.wait_for_function(
-                "before => { const e = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stText\"]');"
-                " return e && e.innerText !== before; }", arg=shown, timeout=60_000)
+                'before => { const e = document.querySelector(\'[data-testid="stMain"] [data-testid="stText"]\');'
+                " return e && e.innerText !== before; }",
+                arg=shown,
+                timeout=60_000,
+            )
             settle(page)
             shown = page.locator('[data-testid="stMain"] [data-testid="stText"]').first.inner_text()
         position = re.compile(r"^\d+ of \d+$")  # the issue's heading, "1 of 9"
@@ -215,21 +239,31 @@ def test_label_issues_chooses_a_class_set_with_number_keys_and_ctrl_enter_saves_
 
         # Two classes flipped, to a set that is neither the given nor the suggested one (Keep, K, and
         # Accept, Enter, save those), and not empty.
-        flipped = next(list(pair) for pair in combinations(CLASSES, 2)
-                       if (target := given ^ set(pair)) and target not in (given, suggested))
+        flipped = next(
+            list(pair)
+            for pair in combinations(CLASSES, 2)
+            if (target := given ^ set(pair)) and target not in (given, suggested)
+        )
         page.get_by_role("heading", name="Label issues", exact=True).click()  # the focus on the page
         chosen = toggle_with_keys(page, prefix, given, flipped)
         page.screenshot(path=str(ARTIFACTS / "label-issues-multi-label.png"))
         page.keyboard.press("Control+Enter")
         page.wait_for_function(
             "before => { const h = [...document.querySelectorAll('[data-testid=\"stMain\"] h3')]"
-            ".map(e => e.innerText.trim()); return !h.includes(before); }", arg=heading, timeout=60_000)
+            ".map(e => e.innerText.trim()); return !h.includes(before); }",
+            arg=heading,
+            timeout=60_000,
+        )
         settle(page)
         browser.close()
 
     after = annotations_of(project.home, shown)
-    assert after[:len(before)] == before and len(after) == len(before) + 1, after  # one annotation, the verdict
+    assert after[: len(before)] == before and len(after) == len(before) + 1, after  # one annotation, the verdict
     verdict = after[-1]
-    assert (verdict.source, verdict.annotator, verdict.classes, verdict.supersedes_id) == \
-        (AnnotationSource.REVIEW, REVIEWER, chosen, before[-1].id)
+    assert (verdict.source, verdict.annotator, verdict.classes, verdict.supersedes_id) == (
+        AnnotationSource.REVIEW,
+        REVIEWER,
+        chosen,
+        before[-1].id,
+    )
     assert chosen not in (given, suggested) and len(chosen ^ given) == 2

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.auth import SIGN_IN_COOKIE
+from services.accounts.remembered_sign_ins import account_for_token
 from services.config import Settings
 from services.database import open_database
-from services.accounts.remembered_sign_ins import account_for_token
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project
 

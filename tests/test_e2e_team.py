@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from services.config import Settings
 from services.database import open_database
-from services.teams.leases import TeamSettings, save_team_settings
 from services.projects import get_project
+from services.teams.leases import TeamSettings, save_team_settings
 from storage.items import item_queries
 from storage.models import Annotation, AnnotationSource, Annotator
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in
@@ -53,8 +53,11 @@ def label_shown_image(page) -> str:
     path = shown_path(page)
     page.keyboard.press(str(CLASSES.index(path.split("/")[0]) + 1))
     page.wait_for_function(
-        "before => { const e = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stText\"]');"
-        " return e && e.innerText !== before; }", arg=path, timeout=60_000)
+        'before => { const e = document.querySelector(\'[data-testid="stMain"] [data-testid="stText"]\');'
+        " return e && e.innerText !== before; }",
+        arg=path,
+        timeout=60_000,
+    )
     settle(page)
     return path
 
@@ -80,8 +83,11 @@ def test_two_annotators_label_side_by_side_without_sharing_an_image(project_home
         project = get_project(db, "default")
         with db.reading() as session:
             paths = dict(item_queries.ok_item_paths(session, project.id))
-            rows = session.execute(select(Annotation.item_id, Annotator.name).join(Annotator)
-                                   .where(Annotation.source == AnnotationSource.HUMAN)).all()
+            rows = session.execute(
+                select(Annotation.item_id, Annotator.name)
+                .join(Annotator)
+                .where(Annotation.source == AnnotationSource.HUMAN)
+            ).all()
     labeled = {name: sorted(paths[item] for item, who in rows if who == name) for name in ANNOTATORS}
     assert labeled == {name: sorted(given[name]) for name in ANNOTATORS}
     assert all(len(labeled[name]) == LABELS_EACH for name in ANNOTATORS)

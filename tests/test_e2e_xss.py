@@ -17,7 +17,6 @@ from services.config import Settings
 from services.database import open_database
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import NewLabel, record_annotations
 from services.projects import get_project
 from services.teams.disagreement import open_if_disagreement
 from storage.items import item_queries
@@ -25,12 +24,24 @@ from storage.models import Role
 from storage.types import utc_now
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in
 from tests.labeling_project import SAMPLE_IMAGES
+from tests.labels_by_name import NewLabel, record_annotations
 
 XSS = "<img src=x onerror=alert(1)>"
 # Every page of an admin's navigation: (sidebar title, whether it shows one of the names as text).
-PAGES = [("Label", True), ("Dashboard", True), ("Grid", True), ("Explore", True), ("Classes and settings", True),
-         ("Export / import", True), ("Files", True), ("Users", True), ("Review", True), ("Label issues", True),
-         ("Triage", False), ("Failure slices", False)]
+PAGES = [
+    ("Label", True),
+    ("Dashboard", True),
+    ("Grid", True),
+    ("Explore", True),
+    ("Classes and settings", True),
+    ("Export / import", True),
+    ("Files", True),
+    ("Users", True),
+    ("Review", True),
+    ("Label issues", True),
+    ("Triage", False),
+    ("Failure slices", False),
+]
 
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":
     pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
@@ -62,8 +73,9 @@ def hostile_home(tmp_path: Path) -> Path:
             paths = dict(item_queries.ok_item_paths(session, project.id))
         truth = {item: {XSS: XSS}.get(path.split("/")[0], path.split("/")[0]) for item, path in paths.items()}
         unlabeled = next(item for item, path in paths.items() if path == f"cat/{XSS}.png")
-        record_annotations(db, [NewLabel(item, [name]) for item, name in truth.items() if item != unlabeled],
-                           annotator=XSS)
+        record_annotations(
+            db, [NewLabel(item, [name]) for item, name in truth.items() if item != unlabeled], annotator=XSS
+        )
         disputed = next(item for item, path in paths.items() if path.startswith(f"{XSS}/"))
         record_annotations(db, [NewLabel(disputed, ["cat"])], annotator="second")
         with db.writing() as session:
@@ -91,7 +103,9 @@ def test_hostile_names_show_as_text_on_every_page(hostile_home):
         page.goto(f"{url}/users")  # the server's first request, before st.navigation ever ran
         page.get_by_text("Sign in first").wait_for(timeout=60_000)
         settle(page)
-        assert page.get_by_text("Add an account").count() == 0 and page.get_by_role("heading", name="Users").count() == 0
+        assert (
+            page.get_by_text("Add an account").count() == 0 and page.get_by_role("heading", name="Users").count() == 0
+        )
 
         sign_in(page, url, XSS)
         page.get_by_role("button", name="Skip").wait_for(timeout=120_000)  # first start embeds the images

@@ -1,4 +1,5 @@
 """embed, similar and export-embeddings through the CLI, on a small folder and a random-init backbone file."""
+
 import csv
 import os
 
@@ -91,8 +92,9 @@ def test_similar_names_an_unknown_item(pool, tmp_path, capsys):
     assert code == 1 and "(broken.png) has no local:" in err
 
 
-def test_embed_waits_while_another_process_writes_the_embeddings_and_then_adds_what_is_missing(pool, tmp_path, capsys,
-                                                                                              monkeypatch):
+def test_embed_waits_while_another_process_writes_the_embeddings_and_then_adds_what_is_missing(
+    pool, tmp_path, capsys, monkeypatch
+):
     backbone = f"local:{write_tiny_backbone(tmp_path / 'tiny.safetensors')}"
     folder = pool.parent / "home" / "embeddings" / "project-1" / identify_backbone(backbone).key
     release = tmp_path / "release"

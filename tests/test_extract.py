@@ -1,4 +1,5 @@
 """Embedding extraction into a store: correct vectors, bad files, incremental runs, resume after SIGKILL."""
+
 import json
 import os
 import signal
@@ -46,8 +47,13 @@ def test_vectors_match_the_model_and_bad_files_are_reported_one_each(tmp_path, b
     all_paths = [*paths, tmp_path / "images" / "random.jpg", tmp_path / "images" / "truncated.png"]
     ids = np.arange(100, 100 + len(all_paths))
     with open_store(tmp_path / "store", backbone) as store:
-        report = extract_embeddings(backbone, store, ids, [str(p) for p in all_paths],
-                                    config=ExtractConfig(batch_size=5, num_workers=num_workers))
+        report = extract_embeddings(
+            backbone,
+            store,
+            ids,
+            [str(p) for p in all_paths],
+            config=ExtractConfig(batch_size=5, num_workers=num_workers),
+        )
     assert report.embedded == len(paths) and report.already_done == 0
     assert sorted(f.item_id for f in report.failures) == [ids[-2], ids[-1]]
     assert any("random.jpg: cannot be decoded" in f.message for f in report.failures)
@@ -68,8 +74,14 @@ def test_new_items_are_embedded_incrementally_and_failures_retried(tmp_path, bac
     calls = []
     with open_store(tmp_path / "store", backbone) as store:
         first = extract_embeddings(backbone, store, ids[:5], paths[:5], config=ExtractConfig(num_workers=0))
-        second = extract_embeddings(backbone, store, ids, paths, config=ExtractConfig(num_workers=0, batch_size=2),
-                                    progress=lambda done, total: calls.append((done, total)))
+        second = extract_embeddings(
+            backbone,
+            store,
+            ids,
+            paths,
+            config=ExtractConfig(num_workers=0, batch_size=2),
+            progress=lambda done, total: calls.append((done, total)),
+        )
         third = extract_embeddings(backbone, store, ids, paths, config=ExtractConfig(num_workers=0))
     assert (first.embedded, second.embedded, second.already_done, third.embedded) == (5, len(paths) - 5, 5, 0)
     assert calls[-1] == (len(paths) - 5, len(paths) - 5) and len(calls) == 4
@@ -122,8 +134,11 @@ CHILD = textwrap.dedent("""
 def test_a_run_killed_midway_is_resumed_where_it_stopped(tmp_path):
     paths = [str(p) for p in write_colour_images(tmp_path / "images", per_colour=8)]
     backbone_path = write_tiny_backbone(tmp_path / "tiny.safetensors")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(backbone_path), str(tmp_path / "store"), *paths],
-                             cwd=REPO_ROOT, start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(backbone_path), str(tmp_path / "store"), *paths],
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
     done_path, deadline = tmp_path / "store" / "done.u8", time.monotonic() + 120
     while time.monotonic() < deadline and child.poll() is None:
         if done_path.exists() and sum(done_path.read_bytes()) >= 8:
@@ -138,7 +153,9 @@ def test_a_run_killed_midway_is_resumed_where_it_stopped(tmp_path):
     assert 8 <= done_at_kill < len(paths), "the child should have been killed midway"
 
     with open_store(tmp_path / "store", backbone) as store:
-        report = extract_embeddings(backbone, store, list(range(len(paths))), paths, config=ExtractConfig(num_workers=0))
+        report = extract_embeddings(
+            backbone, store, list(range(len(paths))), paths, config=ExtractConfig(num_workers=0)
+        )
     assert report.already_done == done_at_kill and report.embedded == len(paths) - done_at_kill
     try:
         os.killpg(child.pid, signal.SIGKILL)  # the orphaned worker, if it is still there
@@ -149,7 +166,6 @@ def test_a_run_killed_midway_is_resumed_where_it_stopped(tmp_path):
     np.testing.assert_allclose(vectors, reference_vectors(backbone, paths), atol=2e-3)
 
 
-
 def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_after_its_wait(tmp_path):
     backbone_path = write_tiny_backbone(tmp_path / "tiny.safetensors")
     backbone = build_backbone(f"local:{backbone_path}")
@@ -157,8 +173,9 @@ def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_aft
     with store_held_elsewhere(f"local:{backbone_path}", tmp_path / "store", release) as holder:
         started = time.monotonic()
         with pytest.raises(StoreBusy, match=r"another process is writing .* \(waited 0.5 s\)"):
-            EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
-                                            wait_seconds=0.5)
+            EmbeddingStore.open_for_writing(
+                tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim, wait_seconds=0.5
+            )
         assert time.monotonic() - started >= 0.5
 
         waits = []
@@ -167,8 +184,9 @@ def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_aft
             waits.append(1)
             release.touch()
 
-        with EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
-                                             wait_seconds=60, on_wait=waiting) as store:
+        with EmbeddingStore.open_for_writing(
+            tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim, wait_seconds=60, on_wait=waiting
+        ) as store:
             assert store.dim == backbone.embed_dim
         assert waits == [1]  # told once that it waits
         assert holder.wait(30) == 0
@@ -179,8 +197,13 @@ def test_a_writer_waits_for_another_thread_of_this_process_to_close_the_store(tm
     waits, opened = [], []
 
     def second_writer():
-        with EmbeddingStore.open_for_writing(tmp_path / "store", backbone=backbone.describe(), dim=backbone.embed_dim,
-                                             wait_seconds=60, on_wait=lambda: waits.append(1)) as store:
+        with EmbeddingStore.open_for_writing(
+            tmp_path / "store",
+            backbone=backbone.describe(),
+            dim=backbone.embed_dim,
+            wait_seconds=60,
+            on_wait=lambda: waits.append(1),
+        ) as store:
             opened.append(store.dim)
 
     thread = threading.Thread(target=second_writer)

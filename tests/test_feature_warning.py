@@ -12,13 +12,13 @@ from services.config import Settings
 from services.database import open_database
 from services.engine.lifecycle import close_engines
 from services.features.feature_warning import feature_warning
+from services.features.project_backbone import set_project_backbone
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import record_annotation
-from services.features.project_backbone import set_project_backbone
 from services.projects import get_project
 from tests.app_helpers import open_page
 from tests.labeling_project import ingested_sample_project, ready_engine, true_class
+from tests.labels_by_name import record_annotation
 
 
 def photo_project(base: Path):
@@ -90,4 +90,3 @@ def test_the_label_page_and_the_dashboard_show_the_warning(sample_engine):
     for page in (None, "pages/dashboard.py", "pages/label_issues.py", "pages/classes.py"):
         app = open_page(page)
         assert any("features look weak" in w.value for w in app.warning), page
-

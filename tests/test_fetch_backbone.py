@@ -1,4 +1,5 @@
 """fetch-backbone against a real HTTP server on 127.0.0.1 serving a checkpoint the test generates."""
+
 import hashlib
 import io
 import re
@@ -14,8 +15,8 @@ import torch
 from app.cli import main
 from core.features import backbones
 from core.features.backbones import PUBLISHED, Published, build_backbone, weights_available
-from services.features.backbone_download import DownloadStopped, fetch_backbone, with_mirror
 from services.errors import UserError
+from services.features.backbone_download import DownloadStopped, fetch_backbone, with_mirror
 
 NAME = "tiny_test"
 PUBLISHED_URL = "https://dl.example.org/tiny/tiny_pretrain.pth"
@@ -73,7 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         payload = body[start:]
         if server.cut_after is not None:
-            payload, server.cut_after = payload[:server.cut_after], None
+            payload, server.cut_after = payload[: server.cut_after], None
         self.wfile.write(payload)
 
     def log_message(self, *args):
@@ -100,8 +101,14 @@ def server(checkpoint):
 @pytest.fixture
 def published(monkeypatch, checkpoint):
     """A published backbone whose original file is the generated checkpoint, hash pinned."""
-    spec = Published("test_resnet", "test_resnet.r160_in1k", "self-supervised (test)", url=PUBLISHED_URL,
-                     sha256=hashlib.sha256(checkpoint).hexdigest(), size_mb=2)
+    spec = Published(
+        "test_resnet",
+        "test_resnet.r160_in1k",
+        "self-supervised (test)",
+        url=PUBLISHED_URL,
+        sha256=hashlib.sha256(checkpoint).hexdigest(),
+        size_mb=2,
+    )
     monkeypatch.setitem(PUBLISHED, NAME, spec)
     return spec
 
@@ -167,8 +174,9 @@ def test_a_partial_file_that_is_already_whole_is_verified_without_download(serve
     assert (tmp_path / "checkpoints" / "tiny_pretrain.pth").read_bytes() == checkpoint
 
 
-def test_checksum_mismatch_deletes_the_file_and_says_so(server, published, checkpoints, checkpoint, monkeypatch,
-                                                        capsys):
+def test_checksum_mismatch_deletes_the_file_and_says_so(
+    server, published, checkpoints, checkpoint, monkeypatch, capsys
+):
     expected = hashlib.sha256(b"the published bytes").hexdigest()
     monkeypatch.setitem(PUBLISHED, NAME, replace(published, sha256=expected))
     code, _, err = fetch(capsys, NAME, "--mirror", server.url)
@@ -179,7 +187,8 @@ def test_checksum_mismatch_deletes_the_file_and_says_so(server, published, check
 
 @pytest.mark.parametrize("status, kept", [(500, True), (503, True), (404, False)])
 def test_http_errors_name_the_url_and_keep_a_partial_only_where_it_can_resume(
-        server, published, checkpoints, checkpoint, capsys, status, kept):
+    server, published, checkpoints, checkpoint, capsys, status, kept
+):
     checkpoints.mkdir(parents=True)
     (checkpoints / "tiny_pretrain.pth.partial").write_bytes(checkpoint[:1000])
     server.status = status
@@ -216,8 +225,9 @@ def test_a_present_file_with_other_bytes_is_reported_not_replaced(server, publis
     assert (checkpoints / "tiny_pretrain.pth").read_bytes() == b"not the checkpoint" and server.requests == []
 
 
-def test_without_a_pinned_hash_it_downloads_only_when_told_unverified(server, published, checkpoints, checkpoint,
-                                                                      monkeypatch, capsys):
+def test_without_a_pinned_hash_it_downloads_only_when_told_unverified(
+    server, published, checkpoints, checkpoint, monkeypatch, capsys
+):
     monkeypatch.setitem(PUBLISHED, NAME, replace(published, sha256=None))
     code, _, err = fetch(capsys, NAME, "--mirror", server.url)
     assert code == 1 and "no published SHA-256 is pinned for tiny_test" in err and "--unverified" in err
@@ -233,8 +243,9 @@ def test_ctrl_c_keeps_the_bytes_for_the_next_run(server, published, checkpoint, 
             raise KeyboardInterrupt
 
     with pytest.raises(DownloadStopped, match="stopped after 0.1 of 1.5 MB"):
-        fetch_backbone(NAME, hub_dir=tmp_path, mirror=server.url, on_progress=stop_after_first_chunk,
-                       chunk_bytes=100_000)
+        fetch_backbone(
+            NAME, hub_dir=tmp_path, mirror=server.url, on_progress=stop_after_first_chunk, chunk_bytes=100_000
+        )
     assert (tmp_path / "checkpoints" / "tiny_pretrain.pth.partial").read_bytes() == checkpoint[:100_000]
     report = fetch_backbone(NAME, hub_dir=tmp_path, mirror=server.url)
     assert report.verified and report.resumed_from == 100_000
@@ -266,8 +277,10 @@ def test_every_pin_is_a_sha256_and_agrees_with_a_hash_in_the_file_name():
 def test_a_mirror_replaces_scheme_and_host_and_keeps_the_path():
     url = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"
     assert with_mirror(url, None) == url
-    assert (with_mirror(url, "http://10.0.0.5:8080/models/")
-            == "http://10.0.0.5:8080/models/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth")
+    assert (
+        with_mirror(url, "http://10.0.0.5:8080/models/")
+        == "http://10.0.0.5:8080/models/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"
+    )
     with pytest.raises(UserError, match="is not an http"):
         with_mirror(url, "10.0.0.5:8080")
 
@@ -283,8 +296,14 @@ def test_only_the_fetch_service_opens_urls():
     from pathlib import Path
 
     root = Path(backbones.__file__).resolve().parents[2]
-    pattern = re.compile(r"urlopen|urlretrieve|import requests|hf_hub_download|snapshot_download|"
-                         r"download_url_to_file|load_state_dict_from_url|pretrained=True|torch\.hub\.load\(")
-    openers = {path.relative_to(root).as_posix() for folder in ("app", "core", "services", "storage")
-               for path in (root / folder).rglob("*.py") if pattern.search(path.read_text(encoding="utf-8"))}
+    pattern = re.compile(
+        r"urlopen|urlretrieve|import requests|hf_hub_download|snapshot_download|"
+        r"download_url_to_file|load_state_dict_from_url|pretrained=True|torch\.hub\.load\("
+    )
+    openers = {
+        path.relative_to(root).as_posix()
+        for folder in ("app", "core", "services", "storage")
+        for path in (root / folder).rglob("*.py")
+        if pattern.search(path.read_text(encoding="utf-8"))
+    }
     assert openers == {"services/features/backbone_download.py"}

@@ -36,8 +36,12 @@ def _schema_revision(settings: Settings) -> list[str]:
 def test_two_processes_opening_an_empty_database_at_once_both_open_it(backend_settings, tmp_path, attempt):
     spawn = multiprocessing.get_context("spawn")
     start, outcomes = spawn.Barrier(OPENERS), spawn.Queue()
-    openers = [spawn.Process(target=_open_and_report, args=(backend_settings.database_url, str(tmp_path / "home"),
-                                                             start, outcomes)) for _ in range(OPENERS)]
+    openers = [
+        spawn.Process(
+            target=_open_and_report, args=(backend_settings.database_url, str(tmp_path / "home"), start, outcomes)
+        )
+        for _ in range(OPENERS)
+    ]
     _all_open_once(openers, outcomes, backend_settings)
 
 
@@ -45,9 +49,14 @@ def test_two_processes_opening_an_empty_database_at_once_both_open_it(backend_se
 def test_two_threads_opening_an_empty_database_at_once_both_open_it(backend_settings, tmp_path):
     # Alembic's migration context is one per process: two threads must take turns too.
     start, outcomes = threading.Barrier(OPENERS), queue.Queue()
-    openers = [threading.Thread(target=_open_and_report, daemon=True,
-                                args=(backend_settings.database_url, str(tmp_path / "home"), start, outcomes))
-               for _ in range(OPENERS)]
+    openers = [
+        threading.Thread(
+            target=_open_and_report,
+            daemon=True,
+            args=(backend_settings.database_url, str(tmp_path / "home"), start, outcomes),
+        )
+        for _ in range(OPENERS)
+    ]
     _all_open_once(openers, outcomes, backend_settings)
 
 

@@ -1,5 +1,6 @@
 """Images as they were shot: EXIF orientation and high bit depths, alike for display, embedding,
 class-folder reading and ingest's recorded sizes; and JPEG draft decoding for small inputs."""
+
 import io
 import struct
 import zlib
@@ -13,11 +14,11 @@ from PIL import Image, JpegImagePlugin
 from sqlalchemy import select
 
 from core.features.backbones import build_backbone
-from core.transfer.class_folder import decode_square
 from core.images.preprocess import Recipe, load_image
+from core.transfer.class_folder import decode_square
+from services.features.item_images import render
 from services.ingest.image_check import check_image_file
 from services.ingest.ingest import ingest
-from services.features.item_images import render
 from storage.models import Item, ItemStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,9 @@ def write_16_bit_rgb_png(path, pixels):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -103,7 +106,7 @@ def assert_grey_ramp(pixels, *, channels_equal=True):
     """A 0..255 ramp: mean near the middle, dark on the left, bright on the right (not clipped)."""
     pixels = np.asarray(pixels, dtype=np.float64)
     assert abs(pixels.mean() - 127.5) < 8, pixels.mean()
-    assert pixels[:, : pixels.shape[1] // 8].mean() < 40 and pixels[:, -pixels.shape[1] // 8:].mean() > 215
+    assert pixels[:, : pixels.shape[1] // 8].mean() < 40 and pixels[:, -pixels.shape[1] // 8 :].mean() > 215
     if channels_equal:
         assert np.ptp(pixels, axis=2).max() <= 1
 
@@ -163,8 +166,9 @@ def draft_sizes(monkeypatch):
 
 
 @pytest.mark.parametrize("orientation", [1, 6])
-def test_large_jpeg_decodes_reduced_but_never_below_twice_what_the_recipe_resizes_to(tmp_path, draft_sizes,
-                                                                                     orientation):
+def test_large_jpeg_decodes_reduced_but_never_below_twice_what_the_recipe_resizes_to(
+    tmp_path, draft_sizes, orientation
+):
     path = tmp_path / "large.jpg"
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -195,6 +199,7 @@ def test_bundled_backbone_inputs_of_the_cifar_sample_images_are_unchanged():
     paths = sorted((REPO_ROOT / "sample_data" / "images").rglob("*.jpg"))[::15]
     for path in paths:
         with Image.open(path) as image:  # the decode before draft and orientation handling
-            before = torch.from_numpy(np.array(image.convert("RGB").resize(
-                (recipe.resize, recipe.resize), Image.Resampling.BILINEAR))).permute(2, 0, 1)
+            before = torch.from_numpy(
+                np.array(image.convert("RGB").resize((recipe.resize, recipe.resize), Image.Resampling.BILINEAR))
+            ).permute(2, 0, 1)
         assert torch.equal(load_image(path, recipe), before), path

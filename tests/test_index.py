@@ -1,4 +1,5 @@
 """Similarity index: exact answers, approximate recall, incremental adds, atomic saves."""
+
 import threading
 
 import faiss
@@ -54,7 +55,9 @@ def test_incremental_add_matches_a_full_build_and_switches_to_ivf_past_the_thres
     grown = SimilarityIndex().fit(vectors[:600], ids[:600]).add(vectors[600:], ids[600:])
     _, found = grown.search(vectors[:10], 5)
     np.testing.assert_array_equal(found, SimilarityIndex().fit(vectors, ids).search(vectors[:10], 5)[1])
-    switched = SimilarityIndex(config=IndexConfig(exact_max=700)).fit(vectors[:600], ids[:600]).add(vectors[600:], ids[600:])
+    switched = (
+        SimilarityIndex(config=IndexConfig(exact_max=700)).fit(vectors[:600], ids[:600]).add(vectors[600:], ids[600:])
+    )
     assert switched.kind_ == "ivf" and sorted(switched.ids_) == sorted(ids)
     with pytest.raises(ValueError, match="already in the index"):
         grown.add(vectors[:1], ids[:1])

@@ -244,7 +244,13 @@ def test_small_batches_commit_and_report_progress(db, settings, tmp_path):
         write_image(root / f"{seed}.png", seed)
     calls = []
 
-    ingest(db, replace(settings, ingest_batch_size=3), source=root, project="p", on_progress=lambda done, total: calls.append((done, total)))
+    ingest(
+        db,
+        replace(settings, ingest_batch_size=3),
+        source=root,
+        project="p",
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
 
     assert calls == [(3, 7), (6, 7), (7, 7)]
     assert len(_items(db)) == 7
@@ -256,7 +262,9 @@ def test_worker_processes_give_the_same_outcomes_in_order(tmp_path):
     limits = {"max_bytes": 10**6, "max_pixels": 10**7}
 
     in_process = list(check_files(files, workers=1, **limits))
-    in_workers = list(check_files(files, workers=2, plan=ParallelCheckPlan(min_files=1, window=5, chunksize=2), **limits))
+    in_workers = list(
+        check_files(files, workers=2, plan=ParallelCheckPlan(min_files=1, window=5, chunksize=2), **limits)
+    )
 
     assert in_workers == in_process
     assert len(in_process) == len(files)

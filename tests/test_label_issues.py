@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from core.quality.label_issues import LabelIssueConfig, confusion_counts, find_issues
 from core.model.probe import LinearProbe
-from services.errors import UserError
+from core.quality.label_issues import LabelIssueConfig, confusion_counts, find_issues
 from services.data_engine.label_issues import label_issue_queue, review_label
+from services.errors import UserError
 from services.labeling.session import LabelingSession
 from storage.labels import label_queries
 from storage.models import Annotation, AnnotationSource
@@ -42,8 +42,10 @@ def test_planted_label_errors_are_most_of_the_top_of_the_queue(seed):
     top = issues.positions[: len(flipped)]
     precision = np.isin(top, flipped).mean()
     recall = np.isin(flipped, issues.positions).mean()
-    print(f"seed {seed}: {len(issues.positions)} flagged, precision of the top {len(flipped)}: {precision:.2f}, "
-          f"recall {recall:.2f}")
+    print(
+        f"seed {seed}: {len(issues.positions)} flagged, precision of the top {len(flipped)}: {precision:.2f}, "
+        f"recall {recall:.2f}"
+    )
     assert len(top) == len(flipped) and precision >= 0.8
     # The suggestion is the true class for the planted errors the queue caught.
     caught = np.isin(issues.positions, flipped)
@@ -71,6 +73,7 @@ def test_too_few_labels_or_one_class_give_an_empty_queue():
 
 
 # ----- through the service layer on the small sample project ----------------------------
+
 
 def label_all(engine, wrong_for=()):
     """Label every item with its true class, except ``wrong_for`` paths, which get another class."""

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from cleanlab.multilabel_classification.filter import find_label_issues
 
-from core.quality.label_issues import LabelIssueConfig, find_multilabel_issues, suggested_sets
 from core.model.probe import LinearProbe
-from services.errors import UserError
+from core.quality.label_issues import LabelIssueConfig, find_multilabel_issues, suggested_sets
 from services.data_engine.label_issues import label_issue_queue, multi_label_issue_queue, review_label_set
+from services.errors import UserError
 from services.labeling.session import LabelingSession
 from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
@@ -84,7 +84,9 @@ def test_too_few_labels_one_class_or_constant_columns_give_no_crash():
     assert len(find_multilabel_issues(one_class, proba).positions) == 0
     few = np.eye(3, dtype=int)[np.arange(9) % 3]
     assert len(find_multilabel_issues(few, np.full((9, 3), 0.5)).positions) == 0
-    assert find_multilabel_issues(few, np.full((9, 3), 0.5), config=LabelIssueConfig(min_labels=5)).n_labels.tolist() == [3, 3, 3]
+    assert find_multilabel_issues(
+        few, np.full((9, 3), 0.5), config=LabelIssueConfig(min_labels=5)
+    ).n_labels.tolist() == [3, 3, 3]
     # One class on every item, one on half: cleanlab's multi-label functions need two columns;
     # the one that varies is checked on its own.
     given = np.c_[np.ones(40, int), np.r_[np.ones(20, int), np.zeros(20, int)]]
@@ -96,6 +98,7 @@ def test_too_few_labels_one_class_or_constant_columns_give_no_crash():
 
 
 # ----- through the service layer and the page, on the small sample project ----------------
+
 
 def planted_set_errors(engine):
     """Path -> wrong class set: an extra class on one image, a wrong class on another, both on a third."""
@@ -192,8 +195,10 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
     keys = {c.id: str(number % 10) for number, c in enumerate(engine.active_classes(), start=1)}
     for toggled in set(chosen) ^ set(before.class_ids):
         next(b for b in app.button if b.proto.shortcut == keys[toggled]).click().run()
-    assert {b.label for b in app.button if b.proto.shortcut in keys.values() and b.proto.type == "primary"} == \
-        {"cat", "truck"}
+    assert {b.label for b in app.button if b.proto.shortcut in keys.values() and b.proto.type == "primary"} == {
+        "cat",
+        "truck",
+    }
     next(b for b in app.button if b.label == "Save these classes").click().run()
     assert not app.exception
     assert_review(engine, item, chosen, before.annotation_id)

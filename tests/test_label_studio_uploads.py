@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from app.cli import main
-from services.transfer import label_studio
 from services.database import open_database
 from services.ingest.ingest import ingest
+from services.transfer import label_studio
 from services.transfer.transfer import import_file, labeled_images
 from tests.labeling_project import SAMPLE_IMAGES
 
@@ -38,11 +38,21 @@ def project(settings, tmp_path):
 
 
 def _task(image, choices):
-    annotations = [{"id": 1, "was_cancelled": False, "created_at": "2026-01-01T09:00:00Z",
-                    "result": [{"from_name": "choice", "to_name": "image", "type": "choices",
-                                "value": {"choices": choices}}]}]
-    return {"id": 1, "data": {"image": image}, "annotations": annotations, "predictions": [],
-            "file_upload": image.rsplit("/", 1)[-1]}
+    annotations = [
+        {
+            "id": 1,
+            "was_cancelled": False,
+            "created_at": "2026-01-01T09:00:00Z",
+            "result": [{"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": choices}}],
+        }
+    ]
+    return {
+        "id": 1,
+        "data": {"image": image},
+        "annotations": annotations,
+        "predictions": [],
+        "file_upload": image.rsplit("/", 1)[-1],
+    }
 
 
 def _current(db):
@@ -53,8 +63,13 @@ def test_uploaded_file_name_strips_label_studios_prefix_only_from_upload_paths()
     assert label_studio.uploaded_file_name("/data/upload/3/8f3e2a1b-4921.jpg") == "4921.jpg"
     assert label_studio.uploaded_file_name("data/upload/3/8f3e2a1b-a-b-c.png") == "a-b-c.png"  # image_path of a URL
     assert label_studio.uploaded_file_name("/ls/data/upload/12/DEADBEEF-x%20y.jpg") == "x_y.jpg"
-    for other in ("/data/upload/3/5f2a1b-4921.jpg", "/data/upload/8f3e2a1b-4921.jpg", "cat/8f3e2a1b-4921.jpg",
-                  "/data/local-files/?d=cat/4921.jpg", "/data/upload/3/8f3e2a1b-4921.jpg/x"):
+    for other in (
+        "/data/upload/3/5f2a1b-4921.jpg",
+        "/data/upload/8f3e2a1b-4921.jpg",
+        "cat/8f3e2a1b-4921.jpg",
+        "/data/local-files/?d=cat/4921.jpg",
+        "/data/upload/3/8f3e2a1b-4921.jpg/x",
+    ):
         assert label_studio.uploaded_file_name(other) is None, other
     assert label_studio.stored_file_name("  john's portrait (2004).jpg") == "johns_portrait_2004.jpg"
 
@@ -76,13 +91,21 @@ def test_uploads_import_onto_the_one_item_with_that_file_name_and_a_shared_name_
 
     report = import_file(db, "default", text.encode(), file_name="project-3.json", create_classes=True)
 
-    assert _current(db) == {"cat/4851.jpg": ["cat"], "holiday/IMG 0001.jpg": ["airplane"],
-                            "truck/t-1.jpg": ["truck"], "holiday/été.jpg": ["airplane"]}
+    assert _current(db) == {
+        "cat/4851.jpg": ["cat"],
+        "holiday/IMG 0001.jpg": ["airplane"],
+        "truck/t-1.jpg": ["truck"],
+        "holiday/été.jpg": ["airplane"],
+    }
     assert (report.imported, report.unchanged) == (4, 0)
-    assert [u.path for u in report.unknown] == ["/data/upload/3/5f2a1b3c-nothere.jpg", "/data/upload/3/5f2a1b-4851.jpg",
-                                                "elsewhere/4851.jpg"]
-    assert [(lines[a.line - 1].strip(), a.path, a.name, a.candidates) for a in report.ambiguous] == \
-        [("{", "/data/upload/3/9a8b7c6d-4850.jpg", "4850.jpg", 2)]
+    assert [u.path for u in report.unknown] == [
+        "/data/upload/3/5f2a1b3c-nothere.jpg",
+        "/data/upload/3/5f2a1b-4851.jpg",
+        "elsewhere/4851.jpg",
+    ]
+    assert [(lines[a.line - 1].strip(), a.path, a.name, a.candidates) for a in report.ambiguous] == [
+        ("{", "/data/upload/3/9a8b7c6d-4850.jpg", "4850.jpg", 2)
+    ]
     message = report.ambiguous[0].message
     assert all(part in message for part in ("'4850.jpg'", "2 images", "local-files", "CSV")), message
     assert "frog" not in report.created_classes  # the shared name's label was not applied anywhere
@@ -113,8 +136,11 @@ def test_a_csv_naming_uploads_resolves_them_the_same_way(project):
 
 def test_the_cli_import_lists_uploads_whose_name_is_shared(home, project, tmp_path, capsys):
     export = tmp_path / "project-3.json"
-    export.write_text(json.dumps([_task("/data/upload/3/9a8b7c6d-4850.jpg", ["frog"]),
-                                  _task("/data/upload/3/8f3e2a1b-4851.jpg", ["cat"])]))
+    export.write_text(
+        json.dumps(
+            [_task("/data/upload/3/9a8b7c6d-4850.jpg", ["frog"]), _task("/data/upload/3/8f3e2a1b-4851.jpg", ["cat"])]
+        )
+    )
 
     assert main(["import-labels", str(export)]) == 0
 

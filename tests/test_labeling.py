@@ -10,12 +10,12 @@ from sqlalchemy import select, update
 from services.engine.lifecycle import close_engines, start_engine
 from services.errors import UserError
 from services.labeling.session import LabelingSession
-from tests.labels_by_name import record_annotation
 from services.teams.leases import is_overlap
-from storage.teams.lease_models import ItemLease
 from storage.models import Annotation, ModelVersion, Pick, SelectionRun
+from storage.teams.lease_models import ItemLease
 from storage.types import utc_now
 from tests.labeling_project import class_id, label_truly, ready_engine, true_class
+from tests.labels_by_name import record_annotation
 
 
 def test_asks_are_recorded_with_their_score_parts_and_labels_are_committed_at_once(engine):
@@ -44,8 +44,9 @@ def test_undo_appends_a_superseding_annotation_and_asks_the_item_again(engine):
     assert session.undo().item_id == first.item_id  # undo walks back through the session's labels
 
     with engine.db.reading() as db_session:
-        rows = db_session.scalars(select(Annotation).where(Annotation.item_id == second.item_id)
-                                  .order_by(Annotation.id)).all()
+        rows = db_session.scalars(
+            select(Annotation).where(Annotation.item_id == second.item_id).order_by(Annotation.id)
+        ).all()
     assert len(rows) == 2 and rows[1].supersedes_id == rows[0].id and rows[1].classes == []
     assert engine.labeled_items() == []
 
@@ -163,7 +164,9 @@ def test_a_session_whose_leases_lapsed_and_were_taken_over_drops_those_asks(engi
     assert first.current().item_id != held  # dropped at once
     first._renewed = float("-inf")  # the renewal is due: every ask bob took is dropped too
     shown = first.current()
-    assert shown is None or shown.item_id not in taken or is_overlap(shown)  # bob's labels may come back as overlap asks
+    assert (
+        shown is None or shown.item_id not in taken or is_overlap(shown)
+    )  # bob's labels may come back as overlap asks
 
 
 def test_a_session_whose_engine_was_replaced_still_saves_a_label_without_error(engine):

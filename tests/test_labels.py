@@ -3,11 +3,11 @@ from sqlalchemy import select
 
 from services.errors import UserError
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import record_annotation
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, AnnotationSource, ItemStatus, Project
 from storage.types import utc_now
+from tests.labels_by_name import record_annotation
 
 
 @pytest.fixture
@@ -19,7 +19,14 @@ def project(db, tmp_path):
 
 
 def _item(db, project, status=ItemStatus.OK):
-    row = {"project_id": project.id, "path": f"{status.value}.png", "sha256": None, "size_bytes": 1, "mtime_ns": 1, "status": status}
+    row = {
+        "project_id": project.id,
+        "path": f"{status.value}.png",
+        "sha256": None,
+        "size_bytes": 1,
+        "mtime_ns": 1,
+        "status": status,
+    }
     with db.writing() as session:
         [(item_id, _)] = queries.insert_items(session, [row])
     return item_id
@@ -33,7 +40,10 @@ def test_undo_is_a_new_row_that_supersedes(db, project):
     with db.reading() as session:
         rows = list(session.scalars(select(Annotation).order_by(Annotation.id)))
         current = queries.latest_annotation(session, item_id)
-    assert [(r.id, [c.name for c in r.classes], r.supersedes_id) for r in rows] == [(first, ["cat"], None), (undo, [], first)]
+    assert [(r.id, [c.name for c in r.classes], r.supersedes_id) for r in rows] == [
+        (first, ["cat"], None),
+        (undo, [], first),
+    ]
     assert current.id == undo
 
 
@@ -76,7 +86,9 @@ def test_rejected_files_and_archived_classes_cannot_be_labeled(db, project):
 
 
 def test_imported_labels_need_no_annotator(db, project):
-    annotation_id = record_annotation(db, item_id=_item(db, project), class_names=["cat"], annotator=None, source=AnnotationSource.IMPORT)
+    annotation_id = record_annotation(
+        db, item_id=_item(db, project), class_names=["cat"], annotator=None, source=AnnotationSource.IMPORT
+    )
     with db.reading() as session:
         assert session.get(Annotation, annotation_id).annotator_id is None
 

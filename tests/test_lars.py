@@ -1,10 +1,11 @@
 """LARS: the multi-tensor step equals the textbook per-tensor rule."""
+
 import copy
 
 import torch
 
-from core.ssl.lars import LARS, lars_param_groups
 from core.features.nets import SmallResNet, projection_head
+from core.ssl.lars import LARS, lars_param_groups
 
 
 def reference_step(params, buffers, *, lr, momentum, weight_decay, eta, lars):
@@ -51,7 +52,7 @@ def test_multi_tensor_step_equals_the_per_tensor_rule():
 
     train_three_steps(reference, reference_steps)
 
-    for mine, theirs, before in zip(*(list(p for m in models for p in m.parameters()) for models in (ours, reference, start))):
+    for mine, theirs in zip(*(list(p for m in models for p in m.parameters()) for models in (ours, reference))):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ours[0].stem[0].weight, start[0].stem[0].weight)
     assert not torch.equal(ours[1][-1].weight, start[1][-1].weight)

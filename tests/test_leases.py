@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from services.errors import UserError
 from services.teams.leases import AskLeases, TeamSettings, is_overlap, overlap_wanted
-from storage.teams import lease_queries
 from storage import queries
+from storage.teams import lease_queries
 from storage.teams.lease_models import ItemLease
 from storage.types import utc_now
 from tests.labeling_project import class_id, true_class
@@ -61,8 +61,15 @@ def test_the_database_gives_each_item_to_one_taker_when_many_take_the_same_items
 
     def take(i):
         with engine.db.writing() as session:
-            return lease_queries.take(session, project_id=engine.project_id, annotator_id=annotators[i],
-                                      item_ids=items, overlap=False, now=now, expires_at=now + timedelta(minutes=5))
+            return lease_queries.take(
+                session,
+                project_id=engine.project_id,
+                annotator_id=annotators[i],
+                item_ids=items,
+                overlap=False,
+                now=now,
+                expires_at=now + timedelta(minutes=5),
+            )
 
     taken = _in_threads(take)
     assert sorted(item for got in taken for item in got) == sorted(items)  # each item exactly once
@@ -99,8 +106,11 @@ def test_an_abandoned_lease_returns_to_the_pool_and_its_old_holder_can_no_longer
     assert len(held) == len(engine.item_ids) and second.lease(5) == []
     abandoned, kept = held[0], held[1]
     with engine.db.writing() as session:  # as if the lease time had passed for one of them
-        session.execute(update(ItemLease).where(ItemLease.item_id == abandoned.item_id)
-                        .values(expires_at=utc_now() - timedelta(seconds=1)))
+        session.execute(
+            update(ItemLease)
+            .where(ItemLease.item_id == abandoned.item_id)
+            .values(expires_at=utc_now() - timedelta(seconds=1))
+        )
 
     taken_over = second.lease(5)
     assert [ask.item_id for ask in taken_over] == [abandoned.item_id]

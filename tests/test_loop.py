@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from core.model.loop import LoopConfig, RetrainLoop
-from tests.probe_fits import ProbeFit
 from core.model.probe import LinearProbe
 from tests.engine_data import clusters
+from tests.probe_fits import ProbeFit
 
 WAIT = 30  # seconds; only reached when something is broken, so no test is timed
 
@@ -56,8 +56,14 @@ def test_retrains_after_every_k_labels_and_reports_the_version(make_loop):
 
 def test_labels_the_initial_model_was_trained_on_are_not_new(make_loop):
     recorder = Recorder()
-    loop = make_loop(fit=counting_fit, config=LoopConfig(retrain_every=3), callbacks=[recorder], model="stored",
-                     version=4, trained_on=([1, 2, 3, 4], ["a", "b", "a", ("b", "c")]))
+    loop = make_loop(
+        fit=counting_fit,
+        config=LoopConfig(retrain_every=3),
+        callbacks=[recorder],
+        model="stored",
+        version=4,
+        trained_on=([1, 2, 3, 4], ["a", "b", "a", ("b", "c")]),
+    )
     assert loop.wait_idle(WAIT)
     assert loop.current[:2] == (4, "stored") and recorder.models == []  # 4 labels >= 3, but none new
     loop.add_labels([5, 6], ["a", "b"])

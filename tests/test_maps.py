@@ -4,9 +4,9 @@ background job that computes them."""
 import time
 
 import numpy as np
+import pytest
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_info
-import pytest
 
 from core.similarity.maps import TsneConfig, map_sample, pca_reduce, tsne_2d
 from services.features.explore import pca_2d, start_tsne_map
@@ -97,8 +97,9 @@ def test_background_map_covers_the_sample_and_reports_its_counts():
 
 
 def test_background_map_failure_is_reported_not_raised():
-    job = wait_for(start_tsne_map(np.full((30, 8), np.nan, np.float32), np.zeros(30, bool),
-                                  TsneConfig(perplexity=5, max_iter=250)))
+    job = wait_for(
+        start_tsne_map(np.full((30, 8), np.nan, np.float32), np.zeros(30, bool), TsneConfig(perplexity=5, max_iter=250))
+    )
     assert job.phase == "failed" and job.error and job.xy is None
 
 

@@ -15,11 +15,11 @@ import pytest
 from services import projects
 from services.errors import UserError
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import append_annotation, record_annotation
 from services.projects import ensure_project, get_project, set_multi_label
-from storage.labels import label_queries
 from storage import queries
+from storage.labels import label_queries
 from storage.models import AnnotationSource, ItemStatus
+from tests.labels_by_name import append_annotation, record_annotation
 from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 
@@ -28,22 +28,30 @@ def _multi_label_project(db, tmp_path) -> dict[str, int]:
     project = ensure_project(db, name="p", root=None, root_if_new=tmp_path, multi_label=True)
     for name in ("cat", "dog"):
         add_label_class(db, project=project, name=name)
-    rows = [{"project_id": project.id, "path": f"img{n}.png", "sha256": f"{n:064x}", "size_bytes": 1, "mtime_ns": 1,
-             "status": ItemStatus.OK} for n in range(3)]
+    rows = [
+        {
+            "project_id": project.id,
+            "path": f"img{n}.png",
+            "sha256": f"{n:064x}",
+            "size_bytes": 1,
+            "mtime_ns": 1,
+            "status": ItemStatus.OK,
+        }
+        for n in range(3)
+    ]
     with db.writing() as session:
         ids = [item_id for item_id, _ in queries.insert_items(session, rows)]
     return {row["path"]: item_id for row, item_id in zip(rows, ids)}
 
 
-
-
-
-
 def _several_class_images(db) -> list[int]:
     with db.reading() as session:
         project = queries.find_project(session, "p")
-        return sorted(item_id for item_id, label in label_queries.current_labels(session, project.id).items()
-                      if len(label.class_ids) > 1)
+        return sorted(
+            item_id
+            for item_id, label in label_queries.current_labels(session, project.id).items()
+            if len(label.class_ids) > 1
+        )
 
 
 def _switch_waiting_after_its_count(monkeypatch):
@@ -66,8 +74,15 @@ def test_a_label_of_several_classes_saved_first_makes_the_switch_to_single_label
     items = _multi_label_project(backend_db, tmp_path)
     switch, switched = in_a_thread(lambda: set_multi_label(backend_db, "p", False))
     with backend_db.writing() as session:  # the annotator's label, written and not yet committed
-        append_annotation(session, item_id=items["img1.png"], class_names=["cat", "dog"], annotator="ann",
-                          source=AnnotationSource.HUMAN, duration_ms=None, supersedes_id=None)
+        append_annotation(
+            session,
+            item_id=items["img1.png"],
+            class_names=["cat", "dog"],
+            annotator="ann",
+            source=AnnotationSource.HUMAN,
+            duration_ms=None,
+            supersedes_id=None,
+        )
         switch.start()
         wait_until_a_writer_waits(backend_db, switch)
     switch.join(timeout=30)
@@ -79,13 +94,15 @@ def test_a_label_of_several_classes_saved_first_makes_the_switch_to_single_label
     assert _several_class_images(backend_db) == [items["img1.png"]]
 
 
-def test_a_switch_to_single_label_committed_first_makes_a_label_of_several_classes_refuse(backend_db, tmp_path,
-                                                                                         monkeypatch):
+def test_a_switch_to_single_label_committed_first_makes_a_label_of_several_classes_refuse(
+    backend_db, tmp_path, monkeypatch
+):
     items = _multi_label_project(backend_db, tmp_path)
     counted, go = _switch_waiting_after_its_count(monkeypatch)
     switch, switched = in_a_thread(lambda: set_multi_label(backend_db, "p", False))
-    label, labeled = in_a_thread(lambda: record_annotation(backend_db, item_id=items["img2.png"],
-                                                            class_names=["cat", "dog"], annotator="bob"))
+    label, labeled = in_a_thread(
+        lambda: record_annotation(backend_db, item_id=items["img2.png"], class_names=["cat", "dog"], annotator="bob")
+    )
     switch.start()
     try:
         assert counted.wait(30), "the switch never counted"
@@ -103,7 +120,9 @@ def test_a_switch_to_single_label_committed_first_makes_a_label_of_several_class
     assert message.startswith("img2.png was not labeled: project 'p' ") and "choose one class, not cat, dog" in message
     # PostgreSQL: the label read the project as multi-label, then waited for the switch's lock.
     # SQLite: it waited for the switch to commit before reading anything.
-    assert ("became single-label just now" if backend_db.engine.dialect.name == "postgresql" else "is single-label") in message
+    assert (
+        "became single-label just now" if backend_db.engine.dialect.name == "postgresql" else "is single-label"
+    ) in message
     assert get_project(backend_db, "p").multi_label is False
     assert _several_class_images(backend_db) == []
 
@@ -116,8 +135,9 @@ def test_a_label_of_one_class_does_not_wait_for_a_switch_in_progress(backend_db,
     items = _multi_label_project(backend_db, tmp_path)
     counted, go = _switch_waiting_after_its_count(monkeypatch)
     switch, switched = in_a_thread(lambda: set_multi_label(backend_db, "p", False))
-    label, labeled = in_a_thread(lambda: record_annotation(backend_db, item_id=items["img0.png"], class_names=["cat"],
-                                                            annotator="ann"))
+    label, labeled = in_a_thread(
+        lambda: record_annotation(backend_db, item_id=items["img0.png"], class_names=["cat"], annotator="ann")
+    )
     switch.start()
     try:
         assert counted.wait(30), "the switch never counted"
@@ -134,10 +154,20 @@ def test_a_label_of_one_class_does_not_wait_for_a_switch_in_progress(backend_db,
 def test_labels_of_several_classes_do_not_wait_for_each_other(backend_db, tmp_path):
     items = _multi_label_project(backend_db, tmp_path)
     with backend_db.writing() as session:  # one annotator's label, not yet committed
-        append_annotation(session, item_id=items["img0.png"], class_names=["cat", "dog"], annotator="ann",
-                          source=AnnotationSource.HUMAN, duration_ms=None, supersedes_id=None)
-        other, saved = in_a_thread(lambda: record_annotation(backend_db, item_id=items["img1.png"],
-                                                              class_names=["cat", "dog"], annotator="bob"))
+        append_annotation(
+            session,
+            item_id=items["img0.png"],
+            class_names=["cat", "dog"],
+            annotator="ann",
+            source=AnnotationSource.HUMAN,
+            duration_ms=None,
+            supersedes_id=None,
+        )
+        other, saved = in_a_thread(
+            lambda: record_annotation(
+                backend_db, item_id=items["img1.png"], class_names=["cat", "dog"], annotator="bob"
+            )
+        )
         other.start()
         other.join(timeout=10)
         assert not other.is_alive() and len(saved) == 1 and isinstance(saved[0], int), saved

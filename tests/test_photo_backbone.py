@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from core.features.backbones import build_backbone
-from core.images.preprocess import load_image, normalise
 from core.features.weights import read_state_dict
+from core.images.preprocess import load_image, normalise
 from tests.hymenoptera_photos import hymenoptera_photos  # noqa: F401 (fixture)
 
 IMAGENET_CLASS = {"ants": 310, "bees": 309}
@@ -56,10 +56,13 @@ def test_packaged_weights_put_ant_and_bee_in_the_top_5(packaged, photo_batch):
     assert top5_rate(backbone, state, photo_batch) >= MIN_TOP5_RATE
 
 
-@pytest.mark.parametrize(("first", "second"), [
-    ("_blocks.6._depthwise_conv.weight", "_blocks.7._depthwise_conv.weight"),  # two blocks' layers crossed
-    ("_bn0.running_mean", "_bn0.running_var"),  # a BatchNorm's statistics crossed
-])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("_blocks.6._depthwise_conv.weight", "_blocks.7._depthwise_conv.weight"),  # two blocks' layers crossed
+        ("_bn0.running_mean", "_bn0.running_var"),  # a BatchNorm's statistics crossed
+    ],
+)
 def test_a_wrong_mapping_that_loads_fails_the_check(tmp_path, packaged, photo_batch, first, second):
     _, state = packaged
     swapped = {**state, first: state[second], second: state[first]}

@@ -28,14 +28,30 @@ def test_withdrawn_at_is_added_null_for_existing_picks_and_removed_on_downgrade(
         _migrate(engine, "0007")
         assert "withdrawn_at" not in _columns(engine)
         with engine.begin() as connection:
-            connection.execute(text("INSERT INTO project (id, name, root_path, multi_label, created_at) "
-                                    "VALUES (1, 'p', '/r', false, '2026-11-27 10:00:00')"))
-            connection.execute(text("INSERT INTO item (id, project_id, path, size_bytes, mtime_ns, status, created_at) "
-                                    "VALUES (1, 1, 'a.png', 1, 1, 'ok', '2026-11-27 10:00:00')"))
-            connection.execute(text("INSERT INTO selection_run (id, project_id, strategy, parameters, created_at) "
-                                    "VALUES (1, 1, 'triage', '{}', '2026-11-27 10:00:00')"))
-            connection.execute(text("INSERT INTO pick (id, selection_run_id, item_id, rank, score_parts, source) "
-                                    "VALUES (1, 1, 1, 0, '{}', 'triage')"))
+            connection.execute(
+                text(
+                    "INSERT INTO project (id, name, root_path, multi_label, created_at) "
+                    "VALUES (1, 'p', '/r', false, '2026-11-27 10:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO item (id, project_id, path, size_bytes, mtime_ns, status, created_at) "
+                    "VALUES (1, 1, 'a.png', 1, 1, 'ok', '2026-11-27 10:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO selection_run (id, project_id, strategy, parameters, created_at) "
+                    "VALUES (1, 1, 'triage', '{}', '2026-11-27 10:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO pick (id, selection_run_id, item_id, rank, score_parts, source) "
+                    "VALUES (1, 1, 1, 0, '{}', 'triage')"
+                )
+            )
         _migrate(engine, "head")
         assert "withdrawn_at" in _columns(engine)
         with engine.connect() as connection:

@@ -8,17 +8,24 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from services.engine import lifecycle as engines
 from services.database import open_database
+from services.engine import lifecycle as engines
 from services.engine.lifecycle import GrowthConfig, close_engines, grow_pool
 from services.ingest.ingest import ingest
 from services.labeling.session import LabelingSession
-from storage.labels.label_queries import CurrentLabel
-from tests.labels_by_name import record_annotation
 from storage.labels import label_queries
+from storage.labels.label_queries import CurrentLabel
 from tests.app_helpers import open_page
-from tests.labeling_project import (CLASSES, SAMPLE_IMAGES, class_id, ingested_sample_project, label_truly, ready_engine,
-                                     true_class)
+from tests.labeling_project import (
+    CLASSES,
+    SAMPLE_IMAGES,
+    class_id,
+    ingested_sample_project,
+    label_truly,
+    ready_engine,
+    true_class,
+)
+from tests.labels_by_name import record_annotation
 
 # Checked at every call; a replaced engine serves its sessions a few seconds more.
 FAST = GrowthConfig(check_seconds=0, retire_seconds=3, retry_seconds=0)
@@ -165,7 +172,12 @@ def test_a_label_written_elsewhere_reaches_the_engine_and_an_older_one_never_rep
     annotation_id = record_annotation(db, item_id=first.item_id, class_names=[other], annotator="eve")
     assert engine.current_label(first.item_id) == CurrentLabel(annotation_id, (class_id(engine, other),))
     assert engine.sync() == 0  # already taken when it was written
-    assert engine.take_labels({first.item_id: CurrentLabel(annotation_id - 1, (class_id(engine, true_class(first.path)),))}) == 0
+    assert (
+        engine.take_labels(
+            {first.item_id: CurrentLabel(annotation_id - 1, (class_id(engine, true_class(first.path)),))}
+        )
+        == 0
+    )
     assert engine.current_label(first.item_id).annotation_id == annotation_id
 
 

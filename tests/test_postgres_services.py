@@ -4,15 +4,15 @@ from dataclasses import replace
 
 import pytest
 
-from services.evaluation.dashboard import dashboard
 from services.errors import UserError
+from services.evaluation.dashboard import dashboard
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 from services.projects import get_project, project_counts
 from services.transfer.transfer import import_csv, labeled_images
 from storage.labels import label_queries
 from tests.images import write_image
+from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 
 
 @pytest.fixture
@@ -30,7 +30,9 @@ def _current(db, project):
     with db.reading() as session:
         names = {c.id: c.name for c in label_queries.label_classes(session, project.id, include_archived=True)}
         current = label_queries.current_labels(session, project.id)
-        paths = {item_id: item.path for item_id, item in label_queries.items_by_id(session, project.id, current).items()}
+        paths = {
+            item_id: item.path for item_id, item in label_queries.items_by_id(session, project.id, current).items()
+        }
     return {paths[item_id]: sorted(names[c] for c in label.class_ids) for item_id, label in current.items()}
 
 
@@ -50,17 +52,40 @@ def test_a_labeling_session_through_the_services(backend_db, backend_settings, i
     with backend_db.reading() as session:
         ids = label_queries.item_ids_by_path(session, project.id, [f"img{seed}.png" for seed in range(1, 6)])
 
-    first = record_annotation(backend_db, item_id=ids["img1.png"], class_names=["cat"], annotator="ann", duration_ms=700)
+    first = record_annotation(
+        backend_db, item_id=ids["img1.png"], class_names=["cat"], annotator="ann", duration_ms=700
+    )
     record_annotation(backend_db, item_id=ids["img2.png"], class_names=["dog"], annotator="bob")
-    record_annotations(backend_db, [NewLabel(ids["img3.png"], ["cat"]), NewLabel(ids["img4.png"], ["dog"])], annotator="ann")
-    correction = record_annotation(backend_db, item_id=ids["img1.png"], class_names=["dog"], annotator="ann", supersedes_id=first)
-    record_annotation(backend_db, item_id=ids["img1.png"], class_names=[], annotator="ann", supersedes_id=correction)  # undo
-    assert _current(backend_db, project) == {"img1.png": [], "img2.png": ["dog"], "img3.png": ["cat"], "img4.png": ["dog"]}
+    record_annotations(
+        backend_db, [NewLabel(ids["img3.png"], ["cat"]), NewLabel(ids["img4.png"], ["dog"])], annotator="ann"
+    )
+    correction = record_annotation(
+        backend_db, item_id=ids["img1.png"], class_names=["dog"], annotator="ann", supersedes_id=first
+    )
+    record_annotation(
+        backend_db, item_id=ids["img1.png"], class_names=[], annotator="ann", supersedes_id=correction
+    )  # undo
+    assert _current(backend_db, project) == {
+        "img1.png": [],
+        "img2.png": ["dog"],
+        "img3.png": ["cat"],
+        "img4.png": ["dog"],
+    }
 
     assert [(image.path, image.labels) for image in labeled_images(backend_db, "p")] == [
-        ("img2.png", ["dog"]), ("img3.png", ["cat"]), ("img4.png", ["dog"])]
-    imported = import_csv(backend_db, "p", "path,labels\nimg5.png,bird\nimg2.png,dog\nnowhere.png,cat\n", create_classes=True)
-    assert (imported.imported, imported.unchanged, imported.unknown_paths, imported.created_classes) == (1, 1, ["nowhere.png"], ["bird"])
+        ("img2.png", ["dog"]),
+        ("img3.png", ["cat"]),
+        ("img4.png", ["dog"]),
+    ]
+    imported = import_csv(
+        backend_db, "p", "path,labels\nimg5.png,bird\nimg2.png,dog\nnowhere.png,cat\n", create_classes=True
+    )
+    assert (imported.imported, imported.unchanged, imported.unknown_paths, imported.created_classes) == (
+        1,
+        1,
+        ["nowhere.png"],
+        ["bird"],
+    )
 
     figures = dashboard(backend_db, "p")
     assert (figures.n_items, figures.n_labeled) == (6, 4)

@@ -87,8 +87,9 @@ def test_temperature_improves_held_out_likelihood(C):
     raw = LinearProbe(C=C, calibrate=False).fit(X, y)
     calibrated = LinearProbe(C=C, calibrate=True).fit(X, y)
     assert (calibrated.temperature_ < 1) == (C < 1)
-    assert nll(calibrated.predict_proba(held_X), held_y, raw.classes_) < \
-        0.8 * nll(raw.predict_proba(held_X), held_y, raw.classes_)
+    assert nll(calibrated.predict_proba(held_X), held_y, raw.classes_) < 0.8 * nll(
+        raw.predict_proba(held_X), held_y, raw.classes_
+    )
     np.testing.assert_array_equal(calibrated.predict(held_X), raw.predict(held_X))
 
 

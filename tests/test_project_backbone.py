@@ -10,9 +10,8 @@ from core.features.backbones import BUNDLED_PATH
 from services.database import open_database
 from services.engine.lifecycle import GrowthConfig, close_engines, grow_pool
 from services.errors import UserError
+from services.features.project_backbone import PHOTO_BACKBONE, default_backbone, project_backbone, set_project_backbone
 from services.labeling.session import LabelingSession
-from services.features.project_backbone import (PHOTO_BACKBONE, default_backbone, project_backbone,
-                                       set_project_backbone)
 from storage.labels import label_queries
 from tests.labeling_project import ingested_sample_project, label_truly, ready_engine
 from tests.test_pool_growth import wait_for

@@ -7,18 +7,18 @@ import time
 import pytest
 
 from app.cli import main
+from services.config import load_settings
+from services.database import open_database
 from services.engine.lifecycle import grow_pool, refresh_engine, start_engine
 from services.errors import UserError
 from services.ingest.ingest import ingest
-from services.labeling.session import LabelingSession
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import record_annotation
+from services.labeling.session import LabelingSession
 from services.projects import get_project, project_counts, set_multi_label
-from services.config import load_settings
-from services.database import open_database
 from storage.labels import label_queries
 from tests.images import write_image
 from tests.labeling_project import class_id
+from tests.labels_by_name import record_annotation
 
 
 @pytest.fixture
@@ -71,7 +71,9 @@ def test_a_mode_that_differs_from_the_existing_project_is_an_error_and_nothing_c
     capsys.readouterr()
     assert main(["ingest", str(images), "--project", "tags", "--single-label"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: project 'tags' is multi-label, not single-label") and "leave out --single-label" in err
+    assert (
+        err.startswith("error: project 'tags' is multi-label, not single-label") and "leave out --single-label" in err
+    )
     assert _mode("tags") is True
 
 

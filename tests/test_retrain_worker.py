@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from core.model.loop import LoopConfig, RetrainLoop
-from tests.probe_fits import ProbeFit
 from core.model.probe import LinearProbe
 from core.model.retrain_worker import ProbeTrainer, WorkerDied, train_probe
 from tests.engine_data import clusters
+from tests.probe_fits import ProbeFit
 
 WAIT = 30  # seconds; only reached when something is broken
 
@@ -52,8 +52,7 @@ def wait_for(condition, timeout=WAIT):
         time.sleep(0.05)
 
 
-def test_kill_9_of_the_worker_mid_retrain_keeps_the_previous_model_and_the_next_retrain_succeeds(tmp_path,
-                                                                                                  monkeypatch):
+def test_kill_9_of_the_worker_mid_retrain_keeps_the_previous_model_and_the_next_retrain_succeeds(tmp_path, monkeypatch):
     marker = tmp_path / "slow-fit-started"
     monkeypatch.setenv("SLOW_FIT_MARKER", str(marker))
     X, y = clusters([30, 30, 30], seed=1)

@@ -6,12 +6,11 @@ from sqlalchemy import select
 
 from services.errors import UserError
 from services.labeling.session import LabelingSession
-from services.teams.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
 from services.teams.agreement import project_agreement
+from services.teams.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
 from services.teams.review import decide, review_queue
 from storage import queries
-from storage.models import Annotation, AnnotationSource, Annotator
-from storage.models import Role
+from storage.models import Annotation, AnnotationSource, Annotator, Role
 from tests.app_helpers import open_page, shortcuts
 from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 from tests.team_project import class_ids_by_name, team_engine
@@ -36,7 +35,10 @@ def _wrong(ask):
 
 def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_review_annotation(team):
     engine = team
-    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    first, second = (
+        AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS),
+        AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS),
+    )
     asks = first.lease(4)
     for ask in asks:
         _label(first, ask, true_class(ask.path))
@@ -52,28 +54,52 @@ def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_rev
     assert task.item_id == disputed.item_id and task.round == 1
     assert task.labels == {"first": (by_name[true_class(disputed.path)],), "second": (by_name[_wrong(disputed)],)}
 
-    decision = decide(engine.db, project_id=engine.project_id, task=task, reviewer="rita", class_ids=[class_id(engine, true_class(disputed.path))])
+    decision = decide(
+        engine.db,
+        project_id=engine.project_id,
+        task=task,
+        reviewer="rita",
+        class_ids=[class_id(engine, true_class(disputed.path))],
+    )
     with engine.db.reading() as session:
         row = session.get(Annotation, decision)
         newest = queries.latest_annotation(session, disputed.item_id)
         reviewer = session.scalar(select(Annotator).where(Annotator.name == "rita"))
-        assert (row.source, row.annotator_id, [c.name for c in row.classes]) == \
-            (AnnotationSource.REVIEW, reviewer.id, [true_class(disputed.path)])
+        assert (row.source, row.annotator_id, [c.name for c in row.classes]) == (
+            AnnotationSource.REVIEW,
+            reviewer.id,
+            [true_class(disputed.path)],
+        )
         assert newest.id == decision and row.supersedes_id is not None
     assert review_queue(engine.db, "default") == []
     with pytest.raises(UserError, match="decided by another reviewer"):
-        decide(engine.db, project_id=engine.project_id, task=task, reviewer="ralph", class_ids=[class_id(engine, _wrong(disputed))])
+        decide(
+            engine.db,
+            project_id=engine.project_id,
+            task=task,
+            reviewer="ralph",
+            class_ids=[class_id(engine, _wrong(disputed))],
+        )
 
 
 def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decision(team):
     engine = team
-    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    first, second = (
+        AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS),
+        AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS),
+    )
     (ask,) = first.lease(1)
     first_label = _label(first, ask, true_class(ask.path))
     (overlap,) = second.lease(1)
     second_label = _label(second, overlap, _wrong(overlap))
     (task,) = review_queue(engine.db, "default")
-    decision = decide(engine.db, project_id=engine.project_id, task=task, reviewer="rita", class_ids=[class_id(engine, true_class(ask.path))])
+    decision = decide(
+        engine.db,
+        project_id=engine.project_id,
+        task=task,
+        reviewer="rita",
+        class_ids=[class_id(engine, true_class(ask.path))],
+    )
 
     # The second annotator undoes and labels again as the reviewer decided: nothing reopens.
     undone = second.undo(overlap, [class_id(engine, true_class(ask.path))], supersedes_id=second_label)
@@ -87,13 +113,28 @@ def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decis
     assert again.previous_decision == (class_ids_by_name(engine)[true_class(ask.path)],)
     assert decision < agreeing
     with pytest.raises(UserError):
-        decide(engine.db, project_id=engine.project_id, task=task, reviewer="rita", class_ids=[class_id(engine, true_class(ask.path))])  # round 1 is over
-    decide(engine.db, project_id=engine.project_id, task=again, reviewer="rita", class_ids=[class_id(engine, true_class(ask.path))])
+        decide(
+            engine.db,
+            project_id=engine.project_id,
+            task=task,
+            reviewer="rita",
+            class_ids=[class_id(engine, true_class(ask.path))],
+        )  # round 1 is over
+    decide(
+        engine.db,
+        project_id=engine.project_id,
+        task=again,
+        reviewer="rita",
+        class_ids=[class_id(engine, true_class(ask.path))],
+    )
     assert review_queue(engine.db, "default") == []
 
 
 def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final(engine):
-    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    first, second = (
+        AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS),
+        AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS),
+    )
     (ask,) = first.lease(1)
     _label(first, ask, true_class(ask.path))
     (overlap,) = second.lease(1)
@@ -117,7 +158,10 @@ def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final
 def test_multi_label_review_starts_from_the_agreed_classes_and_number_keys_toggle_the_rest(engine):
     engine = multi_label_engine(engine)
     ids = class_ids_by_name(engine)
-    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    first, second = (
+        AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS),
+        AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS),
+    )
     (ask,) = first.lease(1)
     first.label(ask, [class_id(engine, "cat"), class_id(engine, "frog")], duration_ms=1, supersedes_id=None)
     (overlap,) = second.lease(1)
@@ -159,12 +203,17 @@ def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings
 
 def test_undoing_a_second_opinion_restores_the_first_label_without_agreeing_with_it(team):
     engine = team
-    first, second = AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS), AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS)
+    first, second = (
+        AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS),
+        AskLeases(engine, "second", team=EVERY_ITEM_OVERLAPS),
+    )
     (ask,) = first.lease(1)
     _label(first, ask, true_class(ask.path))
     (overlap,) = second.lease(1)
     wrong = _label(second, overlap, _wrong(overlap))
-    second.undo(overlap, [class_id(engine, true_class(ask.path))], supersedes_id=wrong)  # the item's label before: the first's
+    second.undo(
+        overlap, [class_id(engine, true_class(ask.path))], supersedes_id=wrong
+    )  # the item's label before: the first's
 
     with engine.db.reading() as session:
         newest = queries.latest_annotation(session, ask.item_id)

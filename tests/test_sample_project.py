@@ -61,8 +61,9 @@ def make_run_ingests(**variables: str) -> list[str]:
     arguments = [f"{key}={value}" for key, value in variables.items() if key != "BANANA_PROJECT"]
     if "BANANA_PROJECT" in variables:
         environment["BANANA_PROJECT"] = variables["BANANA_PROJECT"]
-    dry_run = subprocess.run(["make", "-n", "run", *arguments], cwd=REPO, env=environment, capture_output=True,
-                             text=True, check=True)
+    dry_run = subprocess.run(
+        ["make", "-n", "run", *arguments], cwd=REPO, env=environment, capture_output=True, text=True, check=True
+    )
     return [line.split("-m ", 1)[1] for line in dry_run.stdout.splitlines() if "app.cli ingest" in line]
 
 

@@ -91,18 +91,28 @@ def test_get_scores_default_with_a_typicality_power_multiplies_in_typicality():
     proba = np.full((3, 2), 0.5)
     similarity = np.full(3, 0.6)
     density = np.array([0.9, 0.6, 0.99])
-    score, parts = scorers.get_scores("default", proba=proba, similarity=similarity, band_center=0.6,
-                                      band_width=0.1, density=density, typicality_power=8.0, typicality_ceiling=0.9)
+    score, parts = scorers.get_scores(
+        "default",
+        proba=proba,
+        similarity=similarity,
+        band_center=0.6,
+        band_width=0.1,
+        density=density,
+        typicality_power=8.0,
+        typicality_ceiling=0.9,
+    )
     np.testing.assert_allclose(score, parts["uncertainty"] * parts["band"] * parts["typicality"])
     assert score[0] == score[2] > score[1]
     with pytest.raises(ValueError, match="needs density"):
-        scorers.get_scores("default", proba=proba, similarity=similarity, band_center=0.6, band_width=0.1,
-                           typicality_power=8.0)
+        scorers.get_scores(
+            "default", proba=proba, similarity=similarity, band_center=0.6, band_width=0.1, typicality_power=8.0
+        )
 
 
 def test_get_scores_without_an_informative_probe_takes_uncertainty_as_one():
-    score, parts = scorers.get_scores("default", proba=np.ones((2, 1)), similarity=np.array([0.6, 0.9]),
-                                      band_center=0.6, band_width=0.1)
+    score, parts = scorers.get_scores(
+        "default", proba=np.ones((2, 1)), similarity=np.array([0.6, 0.9]), band_center=0.6, band_width=0.1
+    )
     assert parts["uncertainty"].tolist() == [1, 1]
     assert score[0] > score[1]
 
@@ -123,8 +133,9 @@ def test_get_scores_validates_in_one_place():
     with pytest.raises(ValueError, match="same items"):
         scorers.get_scores("default", proba=UNIFORM, similarity=np.zeros(3), band_center=0, band_width=1)
     with pytest.raises(ValueError, match="unknown uncertainty"):
-        scorers.get_scores("default", proba=UNIFORM, similarity=np.zeros(1), band_center=0, band_width=1,
-                           uncertainty="vibes")
+        scorers.get_scores(
+            "default", proba=UNIFORM, similarity=np.zeros(1), band_center=0, band_width=1, uncertainty="vibes"
+        )
 
 
 def test_random_scores_are_uniform_and_seeded():
@@ -139,10 +150,12 @@ def test_get_scores_takes_precomputed_uncertainty_instead_of_probabilities():
     proba = np.array([[0.5, 0.5], [0.9, 0.1], [0.7, 0.3]])
     similarity = np.array([0.1, 0.5, 0.9])
     from_proba, _ = scorers.get_scores("default", proba=proba, similarity=similarity, band_center=0.5, band_width=0.2)
-    given, parts = scorers.get_scores("default", uncertainty_values=scorers.margin(proba), similarity=similarity,
-                                      band_center=0.5, band_width=0.2)
+    given, parts = scorers.get_scores(
+        "default", uncertainty_values=scorers.margin(proba), similarity=similarity, band_center=0.5, band_width=0.2
+    )
     np.testing.assert_allclose(given, from_proba)
     np.testing.assert_allclose(parts["uncertainty"], [1.0, 0.2, 0.6])
     with pytest.raises(ValueError, match="same items"):
-        scorers.get_scores("default", uncertainty_values=np.ones(2), similarity=similarity, band_center=0.5,
-                           band_width=0.2)
+        scorers.get_scores(
+            "default", uncertainty_values=np.ones(2), similarity=similarity, band_center=0.5, band_width=0.2
+        )

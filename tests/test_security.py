@@ -16,12 +16,12 @@ import pytest
 import torch
 from streamlit import config
 
+from core.features.weights import read_state_dict
 from core.model.probe import LinearProbe
 from core.ssl.simclr import SimCLRTrainer
-from core.features.weights import read_state_dict
+from services.engine.model_store import load_latest_model, save_model_version
 from services.errors import UserError
 from services.features.item_images import ImageCache
-from services.engine.model_store import load_latest_model, save_model_version
 from services.projects import ensure_project
 from services.transfer.transfer import import_file
 from tests.e2e_app import running_app
@@ -53,7 +53,9 @@ def test_images_under_the_root_are_served(root_and_outside):
     assert ImageCache(root).get(1, "inside.png", 64).startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("stored_path", ["../secret.png", "../../../../../../etc/passwd", "/etc/passwd", "sub/../../secret.png"])
+@pytest.mark.parametrize(
+    "stored_path", ["../secret.png", "../../../../../../etc/passwd", "/etc/passwd", "sub/../../secret.png"]
+)
 def test_an_item_path_that_leaves_the_root_is_refused(root_and_outside, stored_path):
     root, _ = root_and_outside
     with pytest.raises(UserError, match="outside the project root"):
@@ -86,8 +88,12 @@ def test_pages_show_item_images_only_through_the_image_cache():
     calls = []
     for path in (REPO / "app").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "image" \
-                    and ast.unparse(node.func) != "session.image":  # LabelingSession.image: the cache's bytes
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "image"
+                and ast.unparse(node.func) != "session.image"
+            ):  # LabelingSession.image: the cache's bytes
                 calls.append((path.name, ast.unparse(node.args[0]) if node.args else ""))
     assert calls
     for name, argument in calls:
@@ -119,8 +125,9 @@ def test_the_running_app_refuses_an_upload_without_the_xsrf_token(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     with running_app(home) as url:
-        request = urllib.request.Request(f"{url}/_stcore/upload_file/some-session/some-file", data=b"path,labels\n",
-                                         method="PUT")
+        request = urllib.request.Request(
+            f"{url}/_stcore/upload_file/some-session/some-file", data=b"path,labels\n", method="PUT"
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
@@ -140,8 +147,9 @@ def test_every_torch_load_in_the_repository_passes_weights_only_true():
             if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
                 keywords = {k.arg: k.value for k in node.keywords}
                 loads.append(path.relative_to(REPO))
-                assert isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True, \
-                    f"{path.relative_to(REPO)}:{node.lineno}: torch.load without weights_only=True"
+                assert (
+                    isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True
+                ), f"{path.relative_to(REPO)}:{node.lineno}: torch.load without weights_only=True"
     assert Path("core/features/weights.py") in loads and Path("core/ssl/simclr.py") in loads
 
 
@@ -152,11 +160,13 @@ def test_nothing_in_the_repository_unpickles():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 called = ast.unparse(node.func)
-                assert called not in ("pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load"), \
+                assert called not in ("pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load"), (
                     f"{path.relative_to(REPO)}:{node.lineno}: {called}"
+                )
                 for keyword in node.keywords:
-                    assert not (keyword.arg == "allow_pickle" and ast.unparse(keyword.value) != "False"), \
+                    assert not (keyword.arg == "allow_pickle" and ast.unparse(keyword.value) != "False"), (
                         f"{path.relative_to(REPO)}:{node.lineno}: allow_pickle={ast.unparse(keyword.value)}"
+                    )
 
 
 class Payload:
@@ -195,8 +205,9 @@ def fitted_probe() -> LinearProbe:
 def test_a_stored_probe_is_plain_arrays_and_a_pickle_in_its_place_is_refused(db, settings, tmp_path):
     (tmp_path / "images").mkdir()
     project = ensure_project(db, name="default", root=None, root_if_new=tmp_path / "images")
-    save_model_version(db, settings, project_id=project.id, backbone_key="bundled", probe=fitted_probe(), n_labels=40,
-                       metrics={})
+    save_model_version(
+        db, settings, project_id=project.id, backbone_key="bundled", probe=fitted_probe(), n_labels=40, metrics={}
+    )
     artifact = next((settings.home / "models").rglob("*.npz"))
 
     with zipfile.ZipFile(artifact) as archive:
@@ -221,8 +232,11 @@ def test_a_stored_probe_is_plain_arrays_and_a_pickle_in_its_place_is_refused(db,
 def navigation_roles() -> dict[str, str]:
     """Page file -> the lowest role app/main.py's PAGES_BY_ROLE shows it to."""
     tree = ast.parse((REPO / "app" / "main.py").read_text())
-    table = next(node.value for node in tree.body if isinstance(node, ast.Assign)
-                 and ast.unparse(node.targets[0]) == "PAGES_BY_ROLE")
+    table = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "PAGES_BY_ROLE"
+    )
     roles = {}
     for entry in table.elts:
         page, role = entry.elts
@@ -238,15 +252,25 @@ def test_every_page_first_requires_the_role_the_navigation_gives_it():
     assert set(roles) == set(pages) - {"sign_in.py"}
     for name in roles:
         tree = ast.parse((REPO / "app" / "pages" / name).read_text())
-        first = next(node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))
-                     and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)))
+        first = next(
+            node
+            for node in tree.body
+            if not isinstance(node, (ast.Import, ast.ImportFrom))
+            and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        )
         call = first.value if isinstance(first, (ast.Expr, ast.Assign)) else None
-        assert isinstance(call, ast.Call) and ast.unparse(call.func) == "require", f"{name} starts with {ast.unparse(first)}"
-        assert ast.unparse(call.args[0]) == roles[name], f"{name}: require({ast.unparse(call.args[0])}), navigation {roles[name]}"
+        assert isinstance(call, ast.Call) and ast.unparse(call.func) == "require", (
+            f"{name} starts with {ast.unparse(first)}"
+        )
+        assert ast.unparse(call.args[0]) == roles[name], (
+            f"{name}: require({ast.unparse(call.args[0])}), navigation {roles[name]}"
+        )
 
 
 def test_an_uploaded_label_file_is_read_by_its_content_not_its_name(db, settings, tmp_path):
     """The Export / import page hands the upload's bytes to import_file: a PNG named labels.csv is refused."""
     write_image(tmp_path / "picture.png", 3)
     with pytest.raises(UserError, match="labels.csv, line [0-9]+: not UTF-8 text"):
-        import_file(db, "default", (tmp_path / "picture.png").read_bytes(), file_name="labels.csv", create_classes=False)
+        import_file(
+            db, "default", (tmp_path / "picture.png").read_bytes(), file_name="labels.csv", create_classes=False
+        )

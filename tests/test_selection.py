@@ -14,7 +14,7 @@ def at_cosine(anchor, cosine, count, rng):
     u = rng.standard_normal((count, len(anchor)))
     u -= (u @ anchor)[:, None] * anchor
     u = normalise(u)
-    return normalise(cosine * anchor + np.sqrt(1 - cosine ** 2) * u)
+    return normalise(cosine * anchor + np.sqrt(1 - cosine**2) * u)
 
 
 @pytest.fixture
@@ -89,8 +89,11 @@ def test_every_pick_carries_its_score_parts(bands):
 
 
 def test_nearest_similarity_part_counts_earlier_picks_of_the_batch():
-    X = normalise(np.vstack([np.eye(8)[0], np.eye(8)[0] + 0.6 * np.eye(8)[1], np.eye(8)[0] + 0.6 * np.eye(8)[1]
-                             + 0.01 * np.eye(8)[2]]))
+    X = normalise(
+        np.vstack(
+            [np.eye(8)[0], np.eye(8)[0] + 0.6 * np.eye(8)[1], np.eye(8)[0] + 0.6 * np.eye(8)[1] + 0.01 * np.eye(8)[2]]
+        )
+    )
     picks = select(X, [0], [0], 2, strategy="band_only", config=QUIET, rng=0)
     first, second = picks.score_parts["nearest_similarity"]
     assert first < 0.9 and second > 0.99  # the second pick's nearest "labeled" item is the first pick
@@ -129,8 +132,9 @@ def test_discovery_finds_unlabeled_clusters_while_classes_have_few_labels():
     probe = LinearProbe().fit(X[labeled], y[labeled])
     picks = select(X, labeled, y[labeled], 2, strategy="discovery", probe=probe, config=QUIET, rng=0)
     assert sorted(y[picks.indices]) == [2, 3]
-    mixed = select(X, labeled, y[labeled], 40, probe=probe, rng=0,
-                   config=SelectionConfig(audit_share=0.0, discovery_share=0.5))
+    mixed = select(
+        X, labeled, y[labeled], 40, probe=probe, rng=0, config=SelectionConfig(audit_share=0.0, discovery_share=0.5)
+    )
     assert 0 < np.mean(mixed.source == "discovery") < 1
 
 
@@ -209,6 +213,12 @@ def test_default_weighs_typicality_only_while_labels_are_few(bands):
     assert np.isfinite(early.score_parts["typicality"]).all()
     assert set(kind[early.indices]) == {"mid"}  # dense near-copies do not win for being dense
     # 4 labels in 4 classes is not fewer than 1 per class: uncertainty x band alone.
-    late = select(X, labeled, labels, 4, config=SelectionConfig(audit_share=0.0, discovery_min_labels=0,
-                                                                typicality_labels_per_class=1), rng=0)
+    late = select(
+        X,
+        labeled,
+        labels,
+        4,
+        config=SelectionConfig(audit_share=0.0, discovery_min_labels=0, typicality_labels_per_class=1),
+        rng=0,
+    )
     assert np.isnan(late.score_parts["typicality"]).all()

@@ -1,17 +1,26 @@
 """Self-supervised training: loss falls, runs are reproducible and resumable, output loads and embeds."""
+
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from core.ssl.augment import AugmentConfig, make_view
 from core.features.backbone_file import Preprocessing, load_backbone, save_backbone
 from core.features.encode import encode_uint8
+from core.ssl.augment import AugmentConfig, make_view
 from core.ssl.simclr import SimCLRConfig, SimCLRTrainer, nt_xent_loss
 
-TINY = SimCLRConfig(epochs=6, batch_size=16, widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1), proj_hidden_dim=64,
-                    proj_dim=32, image_size=16, checkpoint_every=3)
+TINY = SimCLRConfig(
+    epochs=6,
+    batch_size=16,
+    widths=(8, 16, 16, 32),
+    blocks=(1, 1, 1, 1),
+    proj_hidden_dim=64,
+    proj_dim=32,
+    image_size=16,
+    checkpoint_every=3,
+)
 
 
 def blob_images(n=48, size=16, seed=0):
@@ -99,8 +108,12 @@ def test_trained_backbone_round_trips_through_its_file_and_embeds(tmp_path):
     images = blob_images()
     trainer = SimCLRTrainer(config=replace(TINY, epochs=2)).fit(images)
     path = tmp_path / "backbone.safetensors"
-    save_backbone(path, trainer.backbone_, preprocessing=Preprocessing(16, tuple(trainer.mean_), tuple(trainer.std_)),
-                  info={"method": "SimCLR"})
+    save_backbone(
+        path,
+        trainer.backbone_,
+        preprocessing=Preprocessing(16, tuple(trainer.mean_), tuple(trainer.std_)),
+        info={"method": "SimCLR"},
+    )
     model, preprocessing, info = load_backbone(path)
     assert info == {"method": "SimCLR"} and preprocessing.image_size == 16
     embeddings = encode_uint8(model, images, mean=preprocessing.mean, std=preprocessing.std)

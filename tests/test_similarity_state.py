@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from core.similarity.pool_kernels import Int8Kernel
 from core.model.pool_predictions import PoolPredictions
 from core.model.probe import LinearProbe
 from core.selection.scorers import UNCERTAINTY
 from core.selection.scorers import margin as margin_of
+from core.similarity.pool_kernels import Int8Kernel
 from core.similarity.similarity_state import SimilarityState
 from tests.engine_data import clusters
 
@@ -99,8 +99,9 @@ def test_similarity_to_class_gathers_the_predicted_class_column(pool):
     expected = np.where(y == 0, (X @ X[[0, 1]].T).max(axis=1), (X @ X[[300, 301]].T).max(axis=1))
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert np.isneginf(state.similarity_to_class(np.array(["zebra"]), rows=np.array([5])))[0]
-    np.testing.assert_allclose(state.similarity_to_class(predicted[[5, 700]], rows=np.array([5, 700])),
-                               expected[[5, 700]], atol=1e-6)
+    np.testing.assert_allclose(
+        state.similarity_to_class(predicted[[5, 700]], rows=np.array([5, 700])), expected[[5, 700]], atol=1e-6
+    )
 
 
 def test_float16_embeddings_work_by_reference(pool, kernel):
@@ -166,8 +167,9 @@ def test_removing_labels_equals_a_full_recompute(pool, kernel):
     labels = y[rows].copy()
     state = SimilarityState(X, kernel=kernel).add_labels(rows, labels)
     state.add_labels(rows[:3], (labels[:3] + 1) % 4)  # three items with a second class (multi-label)
-    pairs = {(int(r), int(c)) for r, c in zip(rows, labels)} | {(int(r), int((c + 1) % 4)) for r, c in
-                                                                 zip(rows[:3], labels[:3])}
+    pairs = {(int(r), int(c)) for r, c in zip(rows, labels)} | {
+        (int(r), int((c + 1) % 4)) for r, c in zip(rows[:3], labels[:3])
+    }
     # Undo some labels, take one class's second label off an item, relabel another, empty class 3.
     undone = rows[10:20]
     state.remove_labels(undone, labels[10:20])

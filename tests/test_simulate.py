@@ -1,4 +1,5 @@
 """Simulator: every strategy labels up to each budget, oracle answers, one probe scores them all."""
+
 import csv
 
 import numpy as np
@@ -31,9 +32,9 @@ def test_every_strategy_reaches_each_budget_and_is_scored_on_the_test_set():
     at_30 = [row["accuracy"] for row in rows if row["budget"] == 30]
     assert min(at_30) > 0.9
     summary = summarize(rows)
-    assert {(r["strategy"], r["budget"]) for r in summary} == {(s, b) for s in ("ours:default", "ours:random",
-                                                                              "peer:random", "peer:coreset")
-                                                               for b in (4, 12, 30)}
+    assert {(r["strategy"], r["budget"]) for r in summary} == {
+        (s, b) for s in ("ours:default", "ours:random", "peer:random", "peer:coreset") for b in (4, 12, 30)
+    }
     assert all(r["runs"] == 2 for r in summary)
 
 
@@ -49,16 +50,35 @@ def test_simulate_command_writes_results_summary_and_plot(tmp_path, monkeypatch,
     oracle = tmp_path / "oracle"
     for colour_folder, offset in (("a", 0), ("b", 1), ("c", 2)):
         write_colour_images(oracle / colour_folder, per_colour=3, seed=offset)
-    argv = ["simulate", "--oracle", str(oracle), "--budgets", "3,9", "--seeds", "1", "--pool-size", "20",
-            "--test-size", "7", "--ours", "default", "--peers", "random"]
+    argv = [
+        "simulate",
+        "--oracle",
+        str(oracle),
+        "--budgets",
+        "3,9",
+        "--seeds",
+        "1",
+        "--pool-size",
+        "20",
+        "--test-size",
+        "7",
+        "--ours",
+        "default",
+        "--peers",
+        "random",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| ours:default |" in printed and "| peer:random |" in printed
     out = tmp_path / "home" / "simulations" / "oracle"
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["strategy"], r["budget"]) for r in rows] == [("ours:default", "3"), ("ours:default", "9"),
-                                                           ("peer:random", "3"), ("peer:random", "9")]
+    assert [(r["strategy"], r["budget"]) for r in rows] == [
+        ("ours:default", "3"),
+        ("ours:default", "9"),
+        ("peer:random", "3"),
+        ("peer:random", "9"),
+    ]
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # The dashboard of a project on that folder finds random sampling's curve there.
@@ -74,6 +94,8 @@ def test_simulate_refuses_a_budget_larger_than_the_pool(tmp_path, monkeypatch, c
     oracle = tmp_path / "oracle"
     write_colour_images(oracle / "a", per_colour=2)
     write_colour_images(oracle / "b", per_colour=2, seed=1)
-    assert main(["simulate", "--oracle", str(oracle), "--budgets", "50", "--test-size", "2",
-                 "--out", str(tmp_path / "o")]) == 1
+    assert (
+        main(["simulate", "--oracle", str(oracle), "--budgets", "50", "--test-size", "2", "--out", str(tmp_path / "o")])
+        == 1
+    )
     assert "exceeds the pool" in capsys.readouterr().err

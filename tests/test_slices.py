@@ -13,10 +13,10 @@ from core.quality.slices import (
     threshold_for_k,
     uncertainty_of,
 )
+from services.data_engine.slices import create_slice, measure, project_slices
 from services.engine import after_model
 from services.errors import UserError
 from services.labeling.session import LabelingSession
-from services.data_engine.slices import create_slice, measure, project_slices
 from tests.labeling_project import class_id, multi_label_engine, true_class
 
 DIM = 32
@@ -109,6 +109,7 @@ def test_multi_label_members_are_predicted_held_out_and_count_only_when_the_whol
 
 # ----- through the service layer on the small sample project ----------------------------
 
+
 def label_truly(engine, n, annotator="ann"):
     session = LabelingSession(engine, annotator)
     for _ in range(n):
@@ -129,8 +130,9 @@ def test_slice_is_measured_with_every_model_version_after_retrain(engine):
     label_truly(engine, 12)
     first = retrain(engine)
     airplanes = [i for i, p in zip(engine.item_ids.tolist(), engine.paths) if p.startswith("airplane/")]
-    slice_id = create_slice(engine, name="planes", example_item_ids=airplanes[:2], created_by="rev",
-                            config=SliceConfig(k=8))
+    slice_id = create_slice(
+        engine, name="planes", example_item_ids=airplanes[:2], created_by="rev", config=SliceConfig(k=8)
+    )
     [found] = project_slices(engine.db, "default")
     assert found.id == slice_id and found.example_item_ids == sorted(airplanes[:2]) and found.k == 8
     assert [p.model_version_id for p in found.trend] == [first]
@@ -169,26 +171,53 @@ def test_a_failing_after_model_hook_never_stops_the_new_model_serving(engine, mo
 
 # ----- storage, on SQLite and PostgreSQL ------------------------------------------------
 
+
 def test_slice_rows_round_trip_and_one_metric_per_model_version(backend_db):
     from sqlalchemy.exc import IntegrityError
 
-    from storage.labels import label_queries
     from storage import queries
-    from storage.slices import slice_queries
+    from storage.labels import label_queries
     from storage.models import ItemStatus
+    from storage.slices import slice_queries
 
     with backend_db.writing() as session:
         project = queries.add_project(session, name="p", root_path="/data")
-        items = [item_id for item_id, _ in queries.insert_items(session, [
-            dict(project_id=project.id, path=f"{i}.jpg", sha256=f"{i:064d}", size_bytes=1, mtime_ns=1,
-                 status=ItemStatus.OK) for i in range(3)])]
-        version = label_queries.add_model_version(session, project_id=project.id, n_labels=5, metrics={},
-                                                  artifact_path="m.npz")
-        found = slice_queries.add_slice(session, project_id=project.id, name="dark", backbone_key="bundled-x", k=10,
-                                        min_similarity=0.75, created_by="rev", example_item_ids=[items[1], items[0]])
-        slice_queries.add_metric(session, slice_id=found.id, model_version_id=version,
-                                 values=dict(n_members=10, n_labeled=4, n_mined=6, accuracy=0.5,
-                                             mined_item_ids=[items[2]]))
+        items = [
+            item_id
+            for item_id, _ in queries.insert_items(
+                session,
+                [
+                    dict(
+                        project_id=project.id,
+                        path=f"{i}.jpg",
+                        sha256=f"{i:064d}",
+                        size_bytes=1,
+                        mtime_ns=1,
+                        status=ItemStatus.OK,
+                    )
+                    for i in range(3)
+                ],
+            )
+        ]
+        version = label_queries.add_model_version(
+            session, project_id=project.id, n_labels=5, metrics={}, artifact_path="m.npz"
+        )
+        found = slice_queries.add_slice(
+            session,
+            project_id=project.id,
+            name="dark",
+            backbone_key="bundled-x",
+            k=10,
+            min_similarity=0.75,
+            created_by="rev",
+            example_item_ids=[items[1], items[0]],
+        )
+        slice_queries.add_metric(
+            session,
+            slice_id=found.id,
+            model_version_id=version,
+            values=dict(n_members=10, n_labeled=4, n_mined=6, accuracy=0.5, mined_item_ids=[items[2]]),
+        )
         project_id, slice_id = project.id, found.id
     with backend_db.reading() as session:
         [stored] = slice_queries.project_slices(session, project_id)
@@ -198,8 +227,12 @@ def test_slice_rows_round_trip_and_one_metric_per_model_version(backend_db):
         assert (metric.accuracy, metric.mined_item_ids) == (0.5, [items[2]])
         assert slice_queries.has_metric(session, slice_id, version)
     with pytest.raises(IntegrityError), backend_db.writing() as session:
-        slice_queries.add_metric(session, slice_id=slice_id, model_version_id=version,
-                                 values=dict(n_members=1, n_labeled=0, n_mined=1, accuracy=None, mined_item_ids=[]))
+        slice_queries.add_metric(
+            session,
+            slice_id=slice_id,
+            model_version_id=version,
+            values=dict(n_members=1, n_labeled=0, n_mined=1, accuracy=None, mined_item_ids=[]),
+        )
 
 
 def test_multi_label_slices_are_measured_with_set_accuracy(engine):

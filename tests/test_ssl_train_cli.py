@@ -1,4 +1,5 @@
 """`ssl-train` end to end: ingest a folder, pretrain, then embed with the result through the registry."""
+
 import numpy as np
 
 from app.cli import main

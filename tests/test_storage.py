@@ -1,11 +1,11 @@
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
@@ -67,7 +67,7 @@ def test_every_sqlite_connection_gets_the_safety_pragmas(db):
     # Held at once, so they are distinct pooled connections.
     connections = [db.engine.raw_connection() for _ in range(3)]
     for connection in connections:
-        pragma = lambda name: connection.cursor().execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+        pragma = lambda name: connection.cursor().execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731, B023
         assert pragma("journal_mode") == "wal"
         assert pragma("synchronous") == 2  # FULL
         assert pragma("busy_timeout") >= 5000
@@ -78,7 +78,9 @@ def test_every_sqlite_connection_gets_the_safety_pragmas(db):
 
 def test_pragmas_come_from_the_engine_not_sqlite_defaults(tmp_path):
     # Values SQLite and Python never choose themselves, on a fresh file (journal mode is per file).
-    engine = create_engine_for_url(f"sqlite:///{tmp_path / 'fresh.db'}", pragmas=SqlitePragmas(synchronous="EXTRA", busy_timeout_ms=12345))
+    engine = create_engine_for_url(
+        f"sqlite:///{tmp_path / 'fresh.db'}", pragmas=SqlitePragmas(synchronous="EXTRA", busy_timeout_ms=12345)
+    )
     connection = engine.raw_connection()
     cursor = connection.cursor()
     assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -113,7 +115,7 @@ def test_read_sessions_do_not_block_writers(db):
 
 def _project_with_item(session, *, multi_label=False):
     project = queries.add_project(session, name="p", root_path="/data", multi_label=multi_label)
-    (item_id, _), = queries.insert_items(
+    ((item_id, _),) = queries.insert_items(
         session,
         [
             {
@@ -140,15 +142,29 @@ def test_round_trip_of_every_table(backend_db):
         dog = queries.add_label_class(session, project.id, "dog")
         ann = queries.get_or_add_annotator(session, "ann")
         first = queries.add_annotation(
-            session, item_id=item_id, label_classes=[cat, dog], source=AnnotationSource.HUMAN, annotator_id=ann.id, duration_ms=1500
+            session,
+            item_id=item_id,
+            label_classes=[cat, dog],
+            source=AnnotationSource.HUMAN,
+            annotator_id=ann.id,
+            duration_ms=1500,
         )
         undo = queries.add_annotation(
-            session, item_id=item_id, label_classes=[], source=AnnotationSource.HUMAN, annotator_id=ann.id, supersedes_id=first.id
+            session,
+            item_id=item_id,
+            label_classes=[],
+            source=AnnotationSource.HUMAN,
+            annotator_id=ann.id,
+            supersedes_id=first.id,
         )
-        version = ModelVersion(project_id=project.id, n_labels=1, metrics={"accuracy": 0.5}, artifact_path="models/1.safetensors")
+        version = ModelVersion(
+            project_id=project.id, n_labels=1, metrics={"accuracy": 0.5}, artifact_path="models/1.safetensors"
+        )
         session.add(version)
         session.flush()
-        run = SelectionRun(project_id=project.id, model_version_id=version.id, strategy="band", parameters={"n": 1, "band": [0.3, 0.7]})
+        run = SelectionRun(
+            project_id=project.id, model_version_id=version.id, strategy="band", parameters={"n": 1, "band": [0.3, 0.7]}
+        )
         session.add(run)
         session.flush()
         session.add(Pick(selection_run_id=run.id, item_id=item_id, rank=0, score_parts={"margin": 0.25, "band": 0.5}))
@@ -156,8 +172,14 @@ def test_round_trip_of_every_table(backend_db):
 
     with backend_db.reading() as session:
         item = session.get(Item, item_id)
-        assert (item.path, item.width, item.height, item.format, item.status) == ("a/b.jpg", 3, 4, "JPEG", ItemStatus.OK)
-        assert item.created_at.tzinfo is timezone.utc
+        assert (item.path, item.width, item.height, item.format, item.status) == (
+            "a/b.jpg",
+            3,
+            4,
+            "JPEG",
+            ItemStatus.OK,
+        )
+        assert item.created_at.tzinfo is UTC
         stored_first = session.get(Annotation, first_id)
         assert sorted(c.name for c in stored_first.classes) == ["cat", "dog"]
         assert (stored_first.duration_ms, stored_first.source) == (1500, AnnotationSource.HUMAN)
@@ -166,11 +188,17 @@ def test_round_trip_of_every_table(backend_db):
         stored_run = session.scalars(select(SelectionRun)).one()
         assert stored_run.parameters == {"n": 1, "band": [0.3, 0.7]}
         stored_pick = session.scalars(select(Pick)).one()
-        assert (stored_pick.item_id, stored_pick.rank, stored_pick.score_parts) == (item_id, 0, {"margin": 0.25, "band": 0.5})
+        assert (stored_pick.item_id, stored_pick.rank, stored_pick.score_parts) == (
+            item_id,
+            0,
+            {"margin": 0.25, "band": 0.5},
+        )
         assert session.scalars(select(ModelVersion)).one().metrics == {"accuracy": 0.5}
 
 
-@pytest.mark.parametrize("statement", ["UPDATE annotation SET duration_ms = 1", "DELETE FROM annotation", "DELETE FROM annotation_class"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE annotation SET duration_ms = 1", "DELETE FROM annotation", "DELETE FROM annotation_class"]
+)
 def test_annotations_are_append_only(backend_db, statement):
     with backend_db.writing() as session:
         project, item_id = _project_with_item(session)
@@ -188,7 +216,16 @@ def test_same_content_twice_in_a_project_is_refused(backend_db):
         with backend_db.writing() as session:
             queries.insert_items(
                 session,
-                [{"project_id": project.id, "path": "other.jpg", "sha256": "0" * 64, "size_bytes": 1, "mtime_ns": 1, "status": ItemStatus.OK}],
+                [
+                    {
+                        "project_id": project.id,
+                        "path": "other.jpg",
+                        "sha256": "0" * 64,
+                        "size_bytes": 1,
+                        "mtime_ns": 1,
+                        "status": ItemStatus.OK,
+                    }
+                ],
             )
 
 
@@ -201,7 +238,9 @@ def test_foreign_keys_are_enforced(backend_db):
 def test_naive_datetimes_are_refused(backend_db):
     with pytest.raises(StatementError, match="naive"):
         with backend_db.writing() as session:
-            session.add(ModelVersion(project_id=1, n_labels=0, metrics={}, artifact_path="x", created_at=datetime(2020, 1, 1)))
+            session.add(
+                ModelVersion(project_id=1, n_labels=0, metrics={}, artifact_path="x", created_at=datetime(2020, 1, 1))
+            )
 
 
 @pytest.mark.parametrize("backend_settings", ["postgresql"], indirect=True)

@@ -1,18 +1,17 @@
 """The app waits while another process writes its embeddings (a CLI `embed` run) instead of failing to start."""
 
 from core.features.backbones import identify_backbone
-from services.engine import lifecycle as engines
 from services.config import load_settings
 from services.database import open_database
-from services.features.embeddings import embed, embeddings_folder
+from services.engine import lifecycle as engines
 from services.engine.lifecycle import close_engines
+from services.features.embeddings import embed, embeddings_folder
 from services.projects import get_project
 from tests.embedding_helpers import store_held_elsewhere
 from tests.labeling_project import ready_engine
 
 
-def test_the_app_starts_once_another_process_has_finished_writing_the_embeddings(labeling_home, tmp_path,
-                                                                                    monkeypatch):
+def test_the_app_starts_once_another_process_has_finished_writing_the_embeddings(labeling_home, tmp_path, monkeypatch):
     settings = load_settings()
     release = tmp_path / "release"
 

@@ -57,8 +57,7 @@ def _label_until(deadline, session: LabelingSession, who: Annotator_, start: thr
         session.close()
 
 
-def test_eight_annotators_label_at_once_without_sharing_items_or_losing_labels(backend_db, backend_settings,
-                                                                                tmp_path):
+def test_eight_annotators_label_at_once_without_sharing_items_or_losing_labels(backend_db, backend_settings, tmp_path):
     engine = team_engine(backend_db, backend_settings, tmp_path, classes=CLASSES, per_class=PER_CLASS)
     try:
         annotators = [Annotator_(f"annotator-{i}") for i in range(ANNOTATORS)]
@@ -66,8 +65,10 @@ def test_eight_annotators_label_at_once_without_sharing_items_or_losing_labels(b
         start = threading.Barrier(ANNOTATORS)
         began = time.monotonic()
         deadline = began + RUN_SECONDS
-        threads = [threading.Thread(target=_label_until, args=(deadline, session, who, start, i))
-                   for i, (session, who) in enumerate(zip(sessions, annotators))]
+        threads = [
+            threading.Thread(target=_label_until, args=(deadline, session, who, start, i))
+            for i, (session, who) in enumerate(zip(sessions, annotators))
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -78,8 +79,9 @@ def test_eight_annotators_label_at_once_without_sharing_items_or_losing_labels(b
         assert all(who.acknowledged for who in annotators), "every annotator labeled something"
 
         with engine.db.reading() as session:
-            rows = session.execute(select(Annotation, Annotator.name).join(Annotator)
-                                   .where(Annotation.source == AnnotationSource.HUMAN)).all()
+            rows = session.execute(
+                select(Annotation, Annotator.name).join(Annotator).where(Annotation.source == AnnotationSource.HUMAN)
+            ).all()
             stored = {row.id: (row.item_id, [c.name for c in row.classes], name) for row, name in rows}
         for who in annotators:
             for annotation_id, (item_id, name) in who.acknowledged.items():
@@ -93,10 +95,12 @@ def test_eight_annotators_label_at_once_without_sharing_items_or_losing_labels(b
 
         latencies_ms = 1000 * np.asarray([s for who in annotators for s in who.latencies_s])
         backend = engine.db.engine.dialect.name
-        print(f"\n{backend}: {len(latencies_ms)} labels of {len(engine.item_ids)} images by {ANNOTATORS} annotators "
-              f"in {elapsed:.1f} s "
-              f"({len(shared)} overlap items labeled twice); label write latency p50 "
-              f"{np.percentile(latencies_ms, 50):.1f} ms, p99 {np.percentile(latencies_ms, 99):.1f} ms, "
-              f"max {latencies_ms.max():.1f} ms")
+        print(
+            f"\n{backend}: {len(latencies_ms)} labels of {len(engine.item_ids)} images by {ANNOTATORS} annotators "
+            f"in {elapsed:.1f} s "
+            f"({len(shared)} overlap items labeled twice); label write latency p50 "
+            f"{np.percentile(latencies_ms, 50):.1f} ms, p99 {np.percentile(latencies_ms, 99):.1f} ms, "
+            f"max {latencies_ms.max():.1f} ms"
+        )
     finally:
         engine.close()

@@ -19,22 +19,41 @@ from sqlalchemy import event, select
 from app.cli import main
 from core.transfer import class_folder
 from core.transfer.class_folder import list_class_folder
-from services.labeling.classes import rename_class
 from services.database import open_database
 from services.errors import UserError
 from services.ingest.ingest import ingest
-from services.labeling.classes import add_label_class
-from tests.labels_by_name import NewLabel, record_annotations
+from services.labeling.classes import add_label_class, rename_class
 from services.projects import get_project
-from services.transfer.transfer import (export_image_folder, import_file, labeled_images, to_coco, to_csv, write_atomically)
+from services.transfer.transfer import (
+    export_image_folder,
+    import_file,
+    labeled_images,
+    to_coco,
+    to_csv,
+    write_atomically,
+)
+from storage import queries
 from storage.items import item_queries
 from storage.labels import label_queries
-from storage import queries
 from storage.models import ItemStatus, LabelClass, Project
 from tests.images import write_image
+from tests.labels_by_name import NewLabel, record_annotations
 
-PATHS = ("plain/1.png", "plain/2.png", "plain/3.png", "a/b__c.png", "a__b/c.png", " lead.png", "trail .png",
-         "=cmd.png", "+x.png", "-y.png", "@z.png", "'=q.png", "'plain.png")
+PATHS = (
+    "plain/1.png",
+    "plain/2.png",
+    "plain/3.png",
+    "a/b__c.png",
+    "a__b/c.png",
+    " lead.png",
+    "trail .png",
+    "=cmd.png",
+    "+x.png",
+    "-y.png",
+    "@z.png",
+    "'=q.png",
+    "'plain.png",
+)
 
 
 @pytest.fixture
@@ -51,7 +70,9 @@ def project(backend_settings, tmp_path):
 
 def _ids(db, project_name="default"):
     with db.reading() as session:
-        return {path: item_id for item_id, path in item_queries.ok_item_paths(session, get_project(db, project_name).id)}
+        return {
+            path: item_id for item_id, path in item_queries.ok_item_paths(session, get_project(db, project_name).id)
+        }
 
 
 def _current(db, project_name):
@@ -60,8 +81,10 @@ def _current(db, project_name):
 
 def _class_names(db, project_name="default"):
     with db.reading() as session:
-        return sorted(c.name for c in label_queries.label_classes(session, get_project(db, project_name).id,
-                                                                  include_archived=True))
+        return sorted(
+            c.name
+            for c in label_queries.label_classes(session, get_project(db, project_name).id, include_archived=True)
+        )
 
 
 def _unchecked_classes(db, names, project_name="default"):
@@ -116,14 +139,33 @@ def test_image_folder_file_names_never_collide(project, tmp_path):
     written = sorted((out / "cat").iterdir())
     assert len(written) == 2  # was 1: a__b__c.png written twice, the second over the first
     root = Path(get_project(db, "default").root_path)
-    assert sorted(p.read_bytes() for p in written) == sorted((root / p).read_bytes() for p in ("a/b__c.png", "a__b/c.png"))
+    assert sorted(p.read_bytes() for p in written) == sorted(
+        (root / p).read_bytes() for p in ("a/b__c.png", "a__b/c.png")
+    )
 
 
 def test_image_folder_export_of_names_an_older_version_let_in(project, tmp_path):
     db = project
     nfc, nfd = "café", unicodedata.normalize("NFD", "café")
-    names = ["", "..", ".hidden", "x\ny", "\u202eevil", "猫" * 200, "Cat", "cat", "CAT", "con", "a;b", "tab\there",
-             "trailing.", nfc, nfd, "straße", "STRASSE"]
+    names = [
+        "",
+        "..",
+        ".hidden",
+        "x\ny",
+        "\u202eevil",
+        "猫" * 200,
+        "Cat",
+        "cat",
+        "CAT",
+        "con",
+        "a;b",
+        "tab\there",
+        "trailing.",
+        nfc,
+        nfd,
+        "straße",
+        "STRASSE",
+    ]
     _unchecked_classes(db, names)
     _multi_label(db)
     _label(db, {"plain/1.png": names})
@@ -141,14 +183,22 @@ def test_image_folder_export_of_names_an_older_version_let_in(project, tmp_path)
     paths, read_labels, classes = list_class_folder(out)
     assert classes == sorted(names)
     assert sorted(classes[label] for label in read_labels) == sorted(names)
-    assert sorted(json.loads((out / class_folder.CLASS_NAMES_FILE).read_text(encoding="utf-8")).values()) == sorted(names)
+    assert sorted(json.loads((out / class_folder.CLASS_NAMES_FILE).read_text(encoding="utf-8")).values()) == sorted(
+        names
+    )
 
 
 # ----- class names ---------------------------------------------------------------------
 
 BAD_NAMES = {
-    "": "empty", "   ": "empty", "x\x00y": "control character", "x\ny": "control character",
-    "\u202eabc": "direction", "a\u2066b": "direction", "x\u2028y": "line", "a" * 201: "200 characters",
+    "": "empty",
+    "   ": "empty",
+    "x\x00y": "control character",
+    "x\ny": "control character",
+    "\u202eabc": "direction",
+    "a\u2066b": "direction",
+    "x\u2028y": "line",
+    "a" * 201: "200 characters",
     "a;b": "';'",
 }
 
@@ -200,10 +250,23 @@ def test_class_names_are_unique_regardless_of_case_and_unicode_form(project):
 def test_an_import_reports_rows_whose_class_names_break_a_rule_and_imports_the_rest(project):
     db = project
     add_label_class(db, project=get_project(db, "default"), name="cat")
-    paths = sorted(p for p in _ids(db) if p.startswith("plain/")) + ["a/b__c.png", "a__b/c.png", "@z.png", "-y.png",
-                                                                      "+x.png"]
-    rows = [(paths[0], "good"), (paths[1], "x\u202ey"), (paths[2], "Cat"), (paths[3], "a" * 201),
-            (paths[4], "two\nlines"), (paths[5], "cat"), (paths[6], "Dog"), (paths[6 + 1], "dog")]
+    paths = sorted(p for p in _ids(db) if p.startswith("plain/")) + [
+        "a/b__c.png",
+        "a__b/c.png",
+        "@z.png",
+        "-y.png",
+        "+x.png",
+    ]
+    rows = [
+        (paths[0], "good"),
+        (paths[1], "x\u202ey"),
+        (paths[2], "Cat"),
+        (paths[3], "a" * 201),
+        (paths[4], "two\nlines"),
+        (paths[5], "cat"),
+        (paths[6], "Dog"),
+        (paths[6 + 1], "dog"),
+    ]
     buffer = io.StringIO()
     csv.writer(buffer).writerows([("path", "labels"), *rows])
 
@@ -214,8 +277,13 @@ def test_an_import_reports_rows_whose_class_names_break_a_rule_and_imports_the_r
     assert _class_names(db) == ["Dog", "cat", "good"]
     assert report.created_classes == ["Dog", "good"]
     bad = {(b.line, b.path, b.name) for b in report.bad_names}
-    assert bad == {(3, paths[1], "x\u202ey"), (4, paths[2], "Cat"), (5, paths[3], "a" * 201),
-                   (6, paths[4], "two\nlines"), (10, paths[7], "dog")}
+    assert bad == {
+        (3, paths[1], "x\u202ey"),
+        (4, paths[2], "Cat"),
+        (5, paths[3], "a" * 201),
+        (6, paths[4], "two\nlines"),
+        (10, paths[7], "dog"),
+    }
     messages = {b.name: b.message for b in report.bad_names}
     assert "direction" in messages["x\u202ey"] and "'cat'" in messages["Cat"] and "'Dog'" in messages["dog"]
     assert messages["two\nlines"].startswith("line 6: ")
@@ -225,8 +293,7 @@ def test_an_import_matches_a_class_name_in_another_unicode_form_and_creates_it_o
     db = project
     nfc, nfd = "café", unicodedata.normalize("NFD", "café")
     add_label_class(db, project=get_project(db, "default"), name="thé")
-    text = (f"path,labels\nplain/1.png,{nfd}\nplain/2.png,{nfc}\nplain/3.png,"
-            f"{unicodedata.normalize('NFD', 'thé')}\n")
+    text = f"path,labels\nplain/1.png,{nfd}\nplain/2.png,{nfc}\nplain/3.png,{unicodedata.normalize('NFD', 'thé')}\n"
 
     report = import_file(db, "default", text.encode(), file_name="x.csv", create_classes=True)
 
@@ -237,9 +304,11 @@ def test_an_import_matches_a_class_name_in_another_unicode_form_and_creates_it_o
 
 def test_a_coco_category_with_the_csv_separator_is_reported_not_created(project):
     db = project
-    coco = {"images": [{"id": 1, "file_name": "plain/1.png"}, {"id": 2, "file_name": "plain/2.png"}],
-            "categories": [{"id": 1, "name": "a;b"}, {"id": 2, "name": "ok"}],
-            "annotations": [{"image_id": 1, "category_id": 1}, {"image_id": 2, "category_id": 2}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "plain/1.png"}, {"id": 2, "file_name": "plain/2.png"}],
+        "categories": [{"id": 1, "name": "a;b"}, {"id": 2, "name": "ok"}],
+        "annotations": [{"image_id": 1, "category_id": 1}, {"image_id": 2, "category_id": 2}],
+    }
 
     report = import_file(db, "default", json.dumps(coco, indent=1).encode(), file_name="c.json", create_classes=True)
 
@@ -254,8 +323,17 @@ def test_csv_export_defuses_formulas_and_round_trips_exactly(project):
     db = project
     for name in ("-1", "@home", "=SUM(1+1)", "cat", "'quoted"):
         add_label_class(db, project=get_project(db, "default"), name=name)
-    labels = {"=cmd.png": ["-1"], "+x.png": ["@home"], "-y.png": ["=SUM(1+1)"], "@z.png": ["cat"], "'=q.png": ["cat"],
-              "'plain.png": ["'quoted"], " lead.png": ["cat"], "trail .png": ["cat"], "plain/1.png": ["cat"]}
+    labels = {
+        "=cmd.png": ["-1"],
+        "+x.png": ["@home"],
+        "-y.png": ["=SUM(1+1)"],
+        "@z.png": ["cat"],
+        "'=q.png": ["cat"],
+        "'plain.png": ["'quoted"],
+        " lead.png": ["cat"],
+        "trail .png": ["cat"],
+        "plain/1.png": ["cat"],
+    }
     _label(db, labels)
 
     text = to_csv(labeled_images(db, "default"))
@@ -274,8 +352,9 @@ def test_a_path_that_starts_with_a_space_keeps_its_label_through_csv(project):
     labels = {" lead.png": ["cat"], "trail .png": ["cat"]}
     _label(db, labels)
 
-    report = import_file(db, "b", to_csv(labeled_images(db, "default")).encode(), file_name="x.csv",
-                         create_classes=True)
+    report = import_file(
+        db, "b", to_csv(labeled_images(db, "default")).encode(), file_name="x.csv", create_classes=True
+    )
 
     assert report.unknown == []  # was: " lead.png" read back as "lead.png", not an image of the project
     assert _current(db, "b") == labels
@@ -298,14 +377,29 @@ def test_exports_and_imports_stay_under_sqlite_bound_parameter_limits(db):
         session.add_all(projects)
         session.flush()
         for project_row in projects:
-            queries.insert_items(session, [dict(project_id=project_row.id, path=f"img/{n:05d}.png", sha256=f"{n:064x}",
-                                                size_bytes=1, mtime_ns=1, width=8, height=8, format="PNG",
-                                                status=ItemStatus.OK) for n in range(1100)])
+            queries.insert_items(
+                session,
+                [
+                    dict(
+                        project_id=project_row.id,
+                        path=f"img/{n:05d}.png",
+                        sha256=f"{n:064x}",
+                        size_bytes=1,
+                        mtime_ns=1,
+                        width=8,
+                        height=8,
+                        format="PNG",
+                        status=ItemStatus.OK,
+                    )
+                    for n in range(1100)
+                ],
+            )
         session.add(LabelClass(project_id=projects[0].id, name="cat"))
     ids = _ids(db)
     record_annotations(db, [NewLabel(item_id, ["cat"]) for item_id in ids.values()], annotator="ann")
-    event.listen(db.engine, "connect",
-                 lambda connection, _: connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999))
+    event.listen(
+        db.engine, "connect", lambda connection, _: connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    )
     db.engine.dispose()
 
     images = labeled_images(db, "default")
@@ -357,8 +451,9 @@ def test_a_full_disk_during_an_image_folder_export_leaves_nothing_behind(project
 
     message = str(error.value)
     assert str(out) in message and "No space left" in message and "free space" in message
-    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "exports").rglob("*")) == \
-        ([Path("exports/out")] if existing else [])
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "exports").rglob("*")) == (
+        [Path("exports/out")] if existing else []
+    )
 
 
 def test_a_full_disk_while_writing_an_export_file_keeps_the_old_file(tmp_path, monkeypatch):
@@ -373,8 +468,9 @@ def test_a_full_disk_while_writing_an_export_file_keeps_the_old_file(tmp_path, m
     assert [p.name for p in tmp_path.iterdir()] == ["labels.csv"] and out.read_text() == "old\n"
 
 
-def test_cli_export_on_a_full_disk_says_so_without_a_traceback(project, backend_settings, tmp_path, monkeypatch,
-                                                              capsys):
+def test_cli_export_on_a_full_disk_says_so_without_a_traceback(
+    project, backend_settings, tmp_path, monkeypatch, capsys
+):
     db = project
     add_label_class(db, project=get_project(db, "default"), name="cat")
     _label(db, {"plain/1.png": ["cat"]})
@@ -391,8 +487,9 @@ def test_cli_export_on_a_full_disk_says_so_without_a_traceback(project, backend_
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_cli_import_lists_the_lines_whose_class_names_break_a_rule(project, backend_settings, tmp_path, monkeypatch,
-                                                                   capsys):
+def test_cli_import_lists_the_lines_whose_class_names_break_a_rule(
+    project, backend_settings, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("BANANA_HOME", str(backend_settings.home))
     monkeypatch.setenv("BANANA_DATABASE_URL", backend_settings.database_url)
     for variable in ("BANANA_CONFIG", "BANANA_PROJECT"):

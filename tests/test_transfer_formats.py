@@ -13,20 +13,23 @@ from services.database import open_database
 from services.errors import UserError
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
-from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 from services.projects import get_project
 from services.transfer.transfer import import_file, labeled_images, to_coco, to_csv, to_label_studio
 from storage.items import item_queries
 from storage.labels import label_queries
 from storage.models import Annotation, Project
 from tests.labeling_project import CLASSES, PER_CLASS, SAMPLE_IMAGES, true_class
+from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 
 EXPORTS = {
     "csv": lambda db, project: to_csv(labeled_images(db, project)),
     "label-studio": lambda db, project: to_label_studio(db, project, labeled_images(db, project)),
     "label-studio-image-only": lambda db, project: json.dumps(
-        [dict(task, data={"image": task["data"]["image"]})
-         for task in json.loads(to_label_studio(db, project, labeled_images(db, project)))]),
+        [
+            dict(task, data={"image": task["data"]["image"]})
+            for task in json.loads(to_label_studio(db, project, labeled_images(db, project)))
+        ]
+    ),
     "coco": lambda db, project: to_coco(db, project, labeled_images(db, project)),
 }
 SUFFIX = {"csv": ".csv", "label-studio": ".json", "label-studio-image-only": ".json", "coco": ".json"}
@@ -80,8 +83,10 @@ def _label_project_a(db, *, multi_label, seed=0):
     rng = random.Random(seed)
     ids = _ids(db, "default")
     paths = sorted(ids)[:16]
-    labels = [NewLabel(ids[p], sorted({true_class(p), *(rng.sample(CLASSES, 2) if multi_label and i % 3 == 0 else ())}))
-              for i, p in enumerate(paths)]
+    labels = [
+        NewLabel(ids[p], sorted({true_class(p), *(rng.sample(CLASSES, 2) if multi_label and i % 3 == 0 else ())}))
+        for i, p in enumerate(paths)
+    ]
     first = record_annotations(db, labels, annotator="ann")
     record_annotation(db, item_id=ids[paths[0]], class_names=["truck"], annotator="bob", supersedes_id=first[0])
     record_annotation(db, item_id=ids[paths[1]], class_names=[], annotator="bob", supersedes_id=first[1])
@@ -116,8 +121,9 @@ def test_import_supersedes_different_labels_and_records_source_import(two_projec
     ids = _ids(db, "default")
     path = sorted(_current(db, "default"))[3]
     text = EXPORTS[fmt](db, "default").encode()
-    record_annotation(db, item_id=ids[path], class_names=["frog" if true_class(path) != "frog" else "cat"],
-                      annotator="ann")
+    record_annotation(
+        db, item_id=ids[path], class_names=["frog" if true_class(path) != "frog" else "cat"], annotator="ann"
+    )
     changed = _current(db, "default")
 
     report = import_file(db, "default", text, file_name=f"x{SUFFIX[fmt]}", create_classes=False, annotator="ls-team")
@@ -133,8 +139,13 @@ def _ls_task(line_image, annotations, **extra):
 
 
 def _ls_annotation(choices, *, cancelled=False, updated="2026-01-01T10:00:00.000000Z", number=1):
-    return {"id": number, "was_cancelled": cancelled, "created_at": "2026-01-01T09:00:00.000000Z", "updated_at": updated,
-            "result": [{"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": choices}}]}
+    return {
+        "id": number,
+        "was_cancelled": cancelled,
+        "created_at": "2026-01-01T09:00:00.000000Z",
+        "updated_at": updated,
+        "result": [{"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": choices}}],
+    }
 
 
 def test_label_studio_export_maps_image_references_and_takes_the_newest_kept_annotation(two_projects):
@@ -142,11 +153,17 @@ def test_label_studio_export_maps_image_references_and_takes_the_newest_kept_ann
     paths = sorted(_ids(db, "default"))
     tasks = [
         _ls_task(f"/data/local-files/?d={images.as_posix().lstrip('/')}/{paths[0]}", [_ls_annotation(["cat"])]),
-        _ls_task(f"{images}/{paths[1]}", [_ls_annotation(["frog"], updated="2026-01-02T00:00:00Z", number=1),
-                                            _ls_annotation(["cat"], updated="2026-01-01T00:00:00Z", number=2)]),
-        _ls_task(f"https://images.example.com/bucket/{paths[2]}", [_ls_annotation(["truck"]),
-                                                                    _ls_annotation(["cat"], cancelled=True,
-                                                                                   updated="2027-01-01T00:00:00Z")]),
+        _ls_task(
+            f"{images}/{paths[1]}",
+            [
+                _ls_annotation(["frog"], updated="2026-01-02T00:00:00Z", number=1),
+                _ls_annotation(["cat"], updated="2026-01-01T00:00:00Z", number=2),
+            ],
+        ),
+        _ls_task(
+            f"https://images.example.com/bucket/{paths[2]}",
+            [_ls_annotation(["truck"]), _ls_annotation(["cat"], cancelled=True, updated="2027-01-01T00:00:00Z")],
+        ),
         _ls_task(f"/data/local-files/?d=elsewhere/{paths[3].replace('/', '%2F')}", []),  # no annotation yet
         _ls_task("/data/upload/3/5f2a1b-unknown.jpg", [_ls_annotation(["cat"])]),
     ]
@@ -162,17 +179,33 @@ def test_label_studio_export_maps_image_references_and_takes_the_newest_kept_ann
 
 
 MALFORMED = {
-    "labels.csv": ("path,labels,annotator\n" + "cat/{0},cat,ann\n" * 5 + "cat/{0},cat,ann,extra\n", "line 7",
-                   "3 fields|4 fields"),
+    "labels.csv": (
+        "path,labels,annotator\n" + "cat/{0},cat,ann\n" * 5 + "cat/{0},cat,ann,extra\n",
+        "line 7",
+        "3 fields|4 fields",
+    ),
     "nohead.csv": ("cat/{0},cat\ncat/{0},cat\n", "line 1", "header"),
-    "syntax.json": ('[\n {"data": {"image": "cat/{0}"},\n  "annotations": []},\n {"data": \n}\n]\n', "line 5",
-                    "not valid JSON"),
-    "notask.json": ('[\n {"data": {"image": "cat/{0}"}, "annotations": [{"result": [{"value": {"choices": ["cat"]}}]}]},'
-                    '\n\n {"id": 7,\n  "data": {"text": "no image"}}\n]\n', "line 4", "no data.image"),
-    "choices.json": ('[\n {"data": {"image": "cat/{0}"},\n  "annotations": [{"result": [{"value": {"choices": "cat"}}]}]}\n]',
-                     "line 2", "choices must be a list"),
-    "coco.json": ('{"images": [\n {"id": 1, "file_name": "cat/{0}"},\n {"id": 2}\n],\n "categories": [], '
-                  '"annotations": []}', "line 3", "file_name"),
+    "syntax.json": (
+        '[\n {"data": {"image": "cat/{0}"},\n  "annotations": []},\n {"data": \n}\n]\n',
+        "line 5",
+        "not valid JSON",
+    ),
+    "notask.json": (
+        '[\n {"data": {"image": "cat/{0}"}, "annotations": [{"result": [{"value": {"choices": ["cat"]}}]}]},'
+        '\n\n {"id": 7,\n  "data": {"text": "no image"}}\n]\n',
+        "line 4",
+        "no data.image",
+    ),
+    "choices.json": (
+        '[\n {"data": {"image": "cat/{0}"},\n  "annotations": [{"result": [{"value": {"choices": "cat"}}]}]}\n]',
+        "line 2",
+        "choices must be a list",
+    ),
+    "coco.json": (
+        '{"images": [\n {"id": 1, "file_name": "cat/{0}"},\n {"id": 2}\n],\n "categories": [], "annotations": []}',
+        "line 3",
+        "file_name",
+    ),
     "single.csv": ("path,labels\ncat/{0},cat\ncat/{0},cat;frog\n", "line 3", "single-label"),
     "twice.csv": ("path,labels\ncat/{0},cat\ncat/{0},frog\n", "line 3", "line 2"),
 }
@@ -240,7 +273,9 @@ def test_cli_export_and_import_labels_round_trip(two_projects, backend_settings,
     folder = tmp_path / "folder"
     assert main(["export", "--format", "imagefolder", "--out", str(folder), "--files", "hardlink"]) == 0
     written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))
-    assert written == sorted(f"{labels[0]}/{path.replace('/', '%2F')}" for path, labels in _current(db, "default").items())
+    assert written == sorted(
+        f"{labels[0]}/{path.replace('/', '%2F')}" for path, labels in _current(db, "default").items()
+    )
     assert all(p.stat().st_nlink == 2 for p in folder.rglob("*.jpg"))
     assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [".classes.json"]
 
@@ -250,15 +285,19 @@ def test_bytes_that_are_not_utf8_name_the_line_and_an_archived_class_is_refused(
     path = sorted(_ids(db, "default"))[0]
     before = _state(db, "default")
     with pytest.raises(UserError, match=r"^x.csv, line 3: not UTF-8"):
-        import_file(db, "default", f"path,labels\n{path},cat\n".encode() + b"caf\xe9.png,cat\n", file_name="x.csv",
-                    create_classes=True)
+        import_file(
+            db,
+            "default",
+            f"path,labels\n{path},cat\n".encode() + b"caf\xe9.png,cat\n",
+            file_name="x.csv",
+            create_classes=True,
+        )
     project = get_project(db, "default")
     with db.writing() as session:
         label_queries.set_class_archived(session, label_queries.label_classes(session, project.id)[1].id, True)
     archived = CLASSES[1]  # classes were added in this order
     with pytest.raises(UserError, match=rf"^x.csv, line 2: class '{archived}' is archived"):
-        import_file(db, "default", f"path,labels\n{path},{archived}\n".encode(), file_name="x.csv",
-                    create_classes=True)
+        import_file(db, "default", f"path,labels\n{path},{archived}\n".encode(), file_name="x.csv", create_classes=True)
     assert _state(db, "default") == before
 
 

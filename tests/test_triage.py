@@ -10,13 +10,13 @@ from PIL import Image, ImageEnhance
 from app.cli import main
 from core.model.probe import LinearProbe
 from core.quality.triage import KINDS, nearest_labeled, novelty_threshold, top_margin, triage
-from services.database import open_database
-from tests.labels_by_name import record_annotation
-from services.projects import get_project
 from services.data_engine.triage import parse_since
+from services.database import open_database
 from services.errors import UserError
+from services.projects import get_project
 from storage.items import item_queries
 from tests.labeling_project import SAMPLE_IMAGES, ingested_sample_project, true_class
+from tests.labels_by_name import record_annotation
 
 DIM = 32
 
@@ -51,7 +51,9 @@ def planted_batch(seed=0):
     probe = LinearProbe(n_folds=0).fit(X, y)
     ordinary = unit(np.where(rng.integers(0, 2, 40)[:, None] == 0, a, b) + 0.12 * rng.normal(size=(40, DIM)))
     boundary = on_the_boundary(probe, a, b, rng, 5)
-    far = unit(far - np.linalg.lstsq(np.stack([a, b]).T, far, rcond=None)[0] @ np.stack([a, b]))  # orthogonal to a and b
+    far = unit(
+        far - np.linalg.lstsq(np.stack([a, b]).T, far, rcond=None)[0] @ np.stack([a, b])
+    )  # orthogonal to a and b
     novel = unit(far + 0.4 * a + 0.05 * rng.normal(size=(4, DIM)))  # a new direction, still on a's side
     sources = rng.choice(len(X), 3, replace=False)
     copies = unit(X[sources] + 0.001 * rng.normal(size=(3, DIM)))
@@ -99,6 +101,7 @@ def test_scorers():
 
 # ----- the CLI on a small real project ----------------------------------------------------
 
+
 def near_copy(source, target):
     """A re-encoded, slightly brightened copy of an image (new bytes, same picture)."""
     ImageEnhance.Brightness(Image.open(source).convert("RGB")).enhance(1.03).save(target, format="PNG")
@@ -123,8 +126,9 @@ def triaged_project(tmp_path, home):
             shutil.copy(source, new / f"{name}-{source.name}")
     copies = {"copy-of-airplane.png": "airplane", "copy-of-cat.png": "cat"}
     for target, name in copies.items():
-        near_copy(tmp_path / "images" / name / sorted(p.name for p in (tmp_path / "images" / name).iterdir())[0],
-                  new / target)
+        near_copy(
+            tmp_path / "images" / name / sorted(p.name for p in (tmp_path / "images" / name).iterdir())[0], new / target
+        )
     assert main(["ingest", str(new)]) == 0
     return tmp_path, copies
 

@@ -12,19 +12,19 @@ from sqlalchemy import select
 
 from app.cli import main
 from app.safe_text import escape_markdown
+from services.data_engine.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
 from services.database import open_database
 from services.engine.project_engine import ProjectEngine
-from services.labeling.session import LabelingSession
-from tests.labels_by_name import record_annotation
-from services.teams.leases import AskLeases, TeamSettings
 from services.labeling.priority_asks import QueueResult, clear_queue, pending_items, queue_priority_asks, queue_view
+from services.labeling.session import LabelingSession
 from services.projects import get_project
-from services.data_engine.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
+from services.teams.leases import AskLeases, TeamSettings
 from storage.labels import label_queries, priority_queries
 from storage.models import Item, Pick, SelectionRun
 from storage.types import utc_now
 from tests.app_helpers import open_page
 from tests.labeling_project import true_class
+from tests.labels_by_name import record_annotation
 from tests.team_project import team_engine
 from tests.test_leases import _in_threads
 from tests.test_slices import label_truly
@@ -42,8 +42,11 @@ def team(backend_db, backend_settings, tmp_path):
 
 def queue(engine, items):
     """Queue ``items`` in this order, the k-th with triage margin k / 100."""
-    return queue_priority_asks(engine.db, project_id=engine.project_id,
-                               items=[(item, {"triage_margin": rank / 100}) for rank, item in enumerate(items)])
+    return queue_priority_asks(
+        engine.db,
+        project_id=engine.project_id,
+        items=[(item, {"triage_margin": rank / 100}) for rank, item in enumerate(items)],
+    )
 
 
 def some_items(engine, n=6):
@@ -70,9 +73,11 @@ def test_queued_images_are_asked_first_in_order_as_triage_picks_outside_audit_ac
     assert [ask.score_parts for ask in asked] == [{"triage_margin": rank / 100} for rank in range(len(items))]
     assert session.current().source != "triage"  # the queue is done: the strategy's picks follow
     with team.db.reading() as db_session:
-        picks = db_session.execute(select(Pick.item_id, Pick.source, Pick.predicted, SelectionRun.strategy)
-                                   .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
-                                   .where(Pick.id.in_([ask.pick_id for ask in asked]))).all()
+        picks = db_session.execute(
+            select(Pick.item_id, Pick.source, Pick.predicted, SelectionRun.strategy)
+            .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
+            .where(Pick.id.in_([ask.pick_id for ask in asked]))
+        ).all()
         audited = {pick.item_id for pick in label_queries.audit_picks(db_session, team.project_id)}
     assert sorted(picks) == sorted((item, "triage", None, "triage") for item in items)
     assert not audited & set(items)
@@ -92,7 +97,8 @@ def test_labeled_images_are_skipped_and_queueing_again_adds_nothing(team):
     assert label_next_message(first).startswith("Queued 5 images to be asked next on the Label page")
     one = QueueResult(queued=1, already_queued=0, labeled=0)
     assert label_next_message(one, what="near-failure") == (
-        "Queued 1 near-failure to be asked next on the Label page, in report order.")
+        "Queued 1 near-failure to be asked next on the Label page, in report order."
+    )
     with team.db.reading() as session:
         assert len(session.scalars(select(SelectionRun).where(SelectionRun.strategy == "triage")).all()) == 1
 
@@ -111,8 +117,15 @@ def test_the_queue_survives_a_restart(team, backend_settings):
     queue(team, items)
     with open_database(backend_settings) as db:  # a new process: a new database handle and a new engine
         project = get_project(db, "default")
-        engine = ProjectEngine(db, backend_settings, project=project, backbone_key="synthetic",
-                               item_ids=team.item_ids, paths=team.paths, embeddings=team.embeddings)
+        engine = ProjectEngine(
+            db,
+            backend_settings,
+            project=project,
+            backbone_key="synthetic",
+            item_ids=team.item_ids,
+            paths=team.paths,
+            embeddings=team.embeddings,
+        )
         try:
             session = LabelingSession(engine, "ann", team=NO_OVERLAP)
             got = []
@@ -155,28 +168,55 @@ def test_a_skipped_or_held_image_goes_to_the_next_annotator(team):
 
 def test_label_next_queues_report_rows_in_order_with_their_margin(team):
     items = some_items(team, 4)
-    rows = [TriageRow(item_id=item, path=team.paths[team.row_of[item]], kinds=kinds, margin=margin, predicted=None,
-                      confidence=None, nearest_path=None, nearest_similarity=None, would_get=None)
-            for item, kinds, margin in zip(items, [("near_failure",), ("near_failure", "novel"), ("novel",), ()],
-                                           [0.01, 0.05, 0.7, None])]
+    rows = [
+        TriageRow(
+            item_id=item,
+            path=team.paths[team.row_of[item]],
+            kinds=kinds,
+            margin=margin,
+            predicted=None,
+            confidence=None,
+            nearest_path=None,
+            nearest_similarity=None,
+            would_get=None,
+        )
+        for item, kinds, margin in zip(
+            items, [("near_failure",), ("near_failure", "novel"), ("novel",), ()], [0.01, 0.05, 0.7, None]
+        )
+    ]
     report = TriageReport(batch="every unlabeled image", rows=rows)
     assert [row.item_id for row in near_failures(report)] == items[:2]
     result = label_next(team.db, project="default", rows=rows)
     assert result.queued == 4
     with team.db.reading() as session:
         parts = dict(session.execute(select(Pick.item_id, Pick.score_parts).where(Pick.source == "triage")).all())
-    assert [parts[item] for item in items] == [{"triage_margin": 0.01}, {"triage_margin": 0.05},
-                                               {"triage_margin": 0.7}, {}]
+    assert [parts[item] for item in items] == [
+        {"triage_margin": 0.01},
+        {"triage_margin": 0.05},
+        {"triage_margin": 0.7},
+        {},
+    ]
     assert pending_items(team.db, team.project_id) == items
 
 
 # ----- the CLI and the Triage page over the small real project ---------------------------
 
+
 def test_cli_triage_label_next_queues_the_near_failures_once(triaged_project, capsys):  # noqa: F811
     base, _ = triaged_project
     out = base / "report.csv"
-    arguments = ["triage", "--batch", "new", "--out", str(out), "--workers", "0", "--near-failure-margin", "0.5",
-                 "--label-next"]
+    arguments = [
+        "triage",
+        "--batch",
+        "new",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--near-failure-margin",
+        "0.5",
+        "--label-next",
+    ]
     capsys.readouterr()
     assert main(arguments) == 0
     printed = capsys.readouterr().out
@@ -187,6 +227,7 @@ def test_cli_triage_label_next_queues_the_near_failures_once(triaged_project, ca
     noun = "near-failure" if len(failures) == 1 else "near-failures"
     assert f"Queued {len(failures)} {noun} to be asked next on the Label page, in report order." in printed
     from services.config import load_settings
+
     with open_database(load_settings()) as db:
         assert pending_items(db, get_project(db, "default").id) == failures
 
@@ -218,10 +259,15 @@ def test_triage_page_label_these_next_then_the_label_page_asks_the_first(engine)
 
 # ----- viewing and clearing the queue ------------------------------------------------------
 
+
 def _queue_picks(engine):
     with engine.db.reading() as session:
-        return session.execute(select(Pick.item_id, Pick.withdrawn_at).join(SelectionRun)
-                               .where(SelectionRun.strategy == "triage").order_by(Pick.id)).all()
+        return session.execute(
+            select(Pick.item_id, Pick.withdrawn_at)
+            .join(SelectionRun)
+            .where(SelectionRun.strategy == "triage")
+            .order_by(Pick.id)
+        ).all()
 
 
 def test_clear_withdraws_only_waiting_images_and_keeps_what_was_asked(team):
@@ -272,18 +318,26 @@ def test_put_first_ranks_new_picks_before_a_run_s_picks(team):
     items = some_items(team, 5)
     with team.db.writing() as session:
         run_id, old = label_queries.add_selection_run(
-            session, project_id=team.project_id, model_version_id=None, strategy="margin", parameters={},
-            picks=[dict(item_id=item, score_parts={}, source="margin", predicted=None) for item in items[2:]])
-        new = priority_queries.put_first(session, run_id, [dict(item_id=item, score_parts={}, source="triage",
-                                                                predicted=None) for item in items[:2]])
+            session,
+            project_id=team.project_id,
+            model_version_id=None,
+            strategy="margin",
+            parameters={},
+            picks=[dict(item_id=item, score_parts={}, source="margin", predicted=None) for item in items[2:]],
+        )
+        new = priority_queries.put_first(
+            session, run_id, [dict(item_id=item, score_parts={}, source="triage", predicted=None) for item in items[:2]]
+        )
     with team.db.reading() as session:
-        ranked = session.execute(select(Pick.id, Pick.item_id).where(Pick.selection_run_id == run_id)
-                                 .order_by(Pick.rank)).all()
+        ranked = session.execute(
+            select(Pick.id, Pick.item_id).where(Pick.selection_run_id == run_id).order_by(Pick.rank)
+        ).all()
     assert [pick for pick, _ in ranked] == new + old and [item for _, item in ranked] == items
 
 
 def test_cli_triage_clear_queue_prints_the_count(triaged_project, capsys):  # noqa: F811
     from services.config import load_settings
+
     with open_database(load_settings()) as db:
         project_id = get_project(db, "default").id
         with db.reading() as session:
@@ -320,8 +374,10 @@ def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
     app = open_page("pages/triage.py")
     assert [m.value for m in app.metric if m.label == "Images waiting"] == ["4"]
     captions = [c.value for c in app.caption]
-    shown = [next(i for i, c in enumerate(captions) if c.startswith(escape_markdown(engine.paths[engine.row_of[item]])))
-             for item in items]
+    shown = [
+        next(i for i, c in enumerate(captions) if c.startswith(escape_markdown(engine.paths[engine.row_of[item]])))
+        for item in items
+    ]
     assert shown == sorted(shown)  # in ask order
     assert f"margin {3 / 100:.2f}" in captions[shown[3]]
 
@@ -387,6 +443,7 @@ def test_a_session_full_of_queued_images_is_left_alone_while_more_wait(team, mon
 
 # ----- listing the queue: queue_view's details and `triage --show-queue` -----------------------
 
+
 def _cli_uses(settings, monkeypatch):
     """Point the CLI, which reads its settings from the environment, at ``settings``' home and database."""
     for name in ("BANANA_CONFIG", "BANANA_PROJECT", "BANANA_BACKBONE"):
@@ -398,8 +455,12 @@ def _cli_uses(settings, monkeypatch):
 def test_queue_view_says_when_and_from_which_batch_each_image_was_queued_and_who_holds_it(team):
     items = some_items(team, 4)
     before = utc_now()
-    queue_priority_asks(team.db, project_id=team.project_id, items=[(item, {}) for item in items[:3]],
-                        parameters=dict(batch="folder new"))
+    queue_priority_asks(
+        team.db,
+        project_id=team.project_id,
+        items=[(item, {}) for item in items[:3]],
+        parameters=dict(batch="folder new"),
+    )
     queue(team, items[3:])  # no batch recorded
     after = utc_now()
     held = AskLeases(team, "ann", team=NO_OVERLAP).lease(1)  # the first queued image
@@ -421,7 +482,8 @@ def test_cli_triage_show_queue_lists_the_waiting_images_in_ask_order(team, backe
     assert main(["triage", "--show-queue"]) == 0
     assert capsys.readouterr().out == (
         "The \"Label these next\" queue of project 'default' is empty: no images wait. Queue a report's "
-        "near-failures with: python -m app.cli triage --out report.csv --label-next\n")
+        "near-failures with: python -m app.cli triage --out report.csv --label-next\n"
+    )
 
     items = some_items(team, 3)
     queue(team, items)
@@ -455,13 +517,29 @@ def test_cli_triage_label_next_then_show_queue_lists_the_near_failures(triaged_p
     base, _ = triaged_project
     out = base / "report.csv"
     capsys.readouterr()
-    assert main(["triage", "--batch", "new", "--out", str(out), "--workers", "0", "--near-failure-margin", "0.5",
-                 "--label-next", "--show-queue"]) == 0
+    assert (
+        main(
+            [
+                "triage",
+                "--batch",
+                "new",
+                "--out",
+                str(out),
+                "--workers",
+                "0",
+                "--near-failure-margin",
+                "0.5",
+                "--label-next",
+                "--show-queue",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
     with open(out, newline="", encoding="utf-8") as handle:
         failures = [row for row in csv.DictReader(handle) if "near_failure" in row["kinds"].split(";")]
     assert failures
-    listed = printed[-len(failures) - 1:]  # after the report's summary: the queue, then its count
+    listed = printed[-len(failures) - 1 :]  # after the report's summary: the queue, then its count
     for rank, (line, row) in enumerate(zip(listed, failures), start=1):
         assert line.startswith(f"{rank}. {row['path']} (item {row['item_id']}): margin {float(row['margin']):.2f}; ")
         assert "from the triage of folder new; not held" in line

@@ -32,8 +32,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with open_database(settings) as db:
         if args.name:
             changed = set_project_backbone(db, project, args.name, by="the command line")
-            print(f"project {project!r} now uses {args.name.strip()}" if changed
-                  else f"project {project!r} already uses {args.name.strip()}")
+            print(
+                f"project {project!r} now uses {args.name.strip()}"
+                if changed
+                else f"project {project!r} already uses {args.name.strip()}"
+            )
             if changed:
                 print(f"embed its images now with: python -m app.cli embed --project {project}")
         choice = project_backbone(db, settings, project)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from services.transfer.backup import backup_database
 from services.config import Settings
+from services.transfer.backup import backup_database
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "that file's -wal and -shm companions. For PostgreSQL use pg_dump."
         ),
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="backup file to write (replaced if it exists)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="backup file to write (replaced if it exists)"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     report = backup_database(settings, args.out)
-    print(f"backed up {report.source} to {report.path}: {report.size_bytes} bytes, "
-          f"schema revision {', '.join(report.revisions)}, integrity_check ok")
+    print(
+        f"backed up {report.source} to {report.path}: {report.size_bytes} bytes, "
+        f"schema revision {', '.join(report.revisions)}, integrity_check ok"
+    )
     return 0

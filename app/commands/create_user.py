@@ -25,12 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     create.add_argument("name", metavar="NAME", help="the account's name, recorded with every label it gives")
-    create.add_argument("--role", choices=[role.value for role in Role], default=Role.ANNOTATOR.value,
-                        help="admin: everything; reviewer: labels and reviews; annotator: labels (default)")
+    create.add_argument(
+        "--role",
+        choices=[role.value for role in Role],
+        default=Role.ANNOTATOR.value,
+        help="admin: everything; reviewer: labels and reviews; annotator: labels (default)",
+    )
     create.add_argument("--email", help="email the OIDC provider reports for this person (optional)")
     how = create.add_mutually_exclusive_group()
     how.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    how.add_argument("--no-password", action="store_true", help="no password: sign in through OIDC only (needs --email)")
+    how.add_argument(
+        "--no-password", action="store_true", help="no password: sign in through OIDC only (needs --email)"
+    )
     create.set_defaults(run=run_create)
 
     reset = subparsers.add_parser(
@@ -58,8 +64,10 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
     password = _read_password(args)
     with open_database(settings) as db:
         account = create_account(db, name=args.name, role=args.role, password=password, email=args.email, by=None)
-    print(f"created {account.role.value} account {account.name!r}"
-          + (f" (OIDC email {account.email})" if account.email else ""))
+    print(
+        f"created {account.role.value} account {account.name!r}"
+        + (f" (OIDC email {account.email})" if account.email else "")
+    )
     return 0
 
 

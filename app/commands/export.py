@@ -31,17 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     parser.add_argument("--out", type=Path, required=True, help="file to write (imagefolder: a new or empty folder)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    parser.add_argument("--files", choices=("copy", "hardlink", "symlink"), default="copy",
-                        help="imagefolder: copy the images, hard-link or symlink them (default: copy)")
-    parser.add_argument("--image-prefix", metavar="PREFIX",
-                        help="label-studio: data.image is PREFIX + the path (default: /data/local-files/?d= and the "
-                             "project root, for Label Studio with LOCAL_FILES_DOCUMENT_ROOT=/)")
+    parser.add_argument(
+        "--files",
+        choices=("copy", "hardlink", "symlink"),
+        default="copy",
+        help="imagefolder: copy the images, hard-link or symlink them (default: copy)",
+    )
+    parser.add_argument(
+        "--image-prefix",
+        metavar="PREFIX",
+        help="label-studio: data.image is PREFIX + the path (default: /data/local-files/?d= and the "
+        "project root, for Label Studio with LOCAL_FILES_DOCUMENT_ROOT=/)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from services.transfer import transfer
     from services.database import open_database
+    from services.transfer import transfer
 
     project = args.project or settings.project
     with open_database(settings) as db:
@@ -55,8 +62,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             config = args.out.with_suffix(".xml")
             transfer.write_atomically(config, transfer.label_studio_config(db, project))
         else:
-            text = {"coco": lambda: transfer.to_coco(db, project, images), "csv": lambda: transfer.to_csv(images),
-                    "json": lambda: transfer.to_json(images)}[args.format]()
+            text = {
+                "coco": lambda: transfer.to_coco(db, project, images),
+                "csv": lambda: transfer.to_csv(images),
+                "json": lambda: transfer.to_json(images),
+            }[args.format]()
     transfer.write_atomically(args.out, text)
     print(f"wrote {len(images)} labeled images to {args.out}")
     if args.format == "label-studio":

@@ -29,8 +29,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.features.embeddings import export_embeddings  # imports torch: not at --help time
 
     with open_database(settings) as db:
-        report = export_embeddings(db, settings, project=args.project or settings.project,
-                                   backbone=args.backbone, out=args.out)
+        report = export_embeddings(
+            db, settings, project=args.project or settings.project, backbone=args.backbone, out=args.out
+        )
     print(f"wrote {report.rows} embeddings to {report.vectors} and their item ids and paths to {report.table}")
     if report.not_embedded:
         print(f"{report.not_embedded} ingested images have no embedding yet; run `embed` to add them")

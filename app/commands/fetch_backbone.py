@@ -1,4 +1,5 @@
 """``fetch-backbone``: download a published backbone's checkpoint, the only download banana makes."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "are in place (or need no download), 1 when they could not be fetched, 130 when stopped with Ctrl-C."
         ),
     )
-    parser.add_argument("name", metavar="NAME",
-                        help="dinov2_vits14, dinov2_vitb14, dino_vits16, dino_resnet50, swav_resnet50 or resnet50")
-    parser.add_argument("--mirror", default=os.environ.get(MIRROR_VARIABLE) or None, metavar="URL",
-                        help="http(s)://host[:port][/prefix] serving the published paths, used instead of the "
-                             f"publisher's host (default: the {MIRROR_VARIABLE} variable)")
-    parser.add_argument("--unverified", action="store_true",
-                        help="download a backbone that has no pinned SHA-256 (dino_vits16, swav_resnet50); "
-                             "its hash is printed for you to compare")
+    parser.add_argument(
+        "name",
+        metavar="NAME",
+        help="dinov2_vits14, dinov2_vitb14, dino_vits16, dino_resnet50, swav_resnet50 or resnet50",
+    )
+    parser.add_argument(
+        "--mirror",
+        default=os.environ.get(MIRROR_VARIABLE) or None,
+        metavar="URL",
+        help="http(s)://host[:port][/prefix] serving the published paths, used instead of the "
+        f"publisher's host (default: the {MIRROR_VARIABLE} variable)",
+    )
+    parser.add_argument(
+        "--unverified",
+        action="store_true",
+        help="download a backbone that has no pinned SHA-256 (dino_vits16, swav_resnet50); "
+        "its hash is printed for you to compare",
+    )
     parser.set_defaults(run=run)
 
 
@@ -77,8 +88,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     progress = ByteProgress(args.name)
     try:
-        report = fetch_backbone(args.name, mirror=args.mirror, allow_unverified=args.unverified,
-                                on_progress=progress)
+        report = fetch_backbone(args.name, mirror=args.mirror, allow_unverified=args.unverified, on_progress=progress)
     except DownloadStopped as stopped:
         progress.close()
         print(f"stopped: {stopped}", file=sys.stderr)
@@ -91,20 +101,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def describe(report) -> str:
     """What happened, in one or two sentences, and how to use the backbone."""
-    use = (f" Use it: python -m app.cli backbone --set {report.name} [--project NAME] (new projects pick a "
-           "fetched self-supervised backbone by themselves).")
+    use = (
+        f" Use it: python -m app.cli backbone --set {report.name} [--project NAME] (new projects pick a "
+        "fetched self-supervised backbone by themselves)."
+    )
     if report.outcome == "bundled":
         return f"{report.name}: nothing to download; it ships with banana ({report.path})."
     if report.outcome == "packaged":
-        return f"{report.name}: nothing to download; its weights ship inside an installed pip package ({report.path})." + use
+        return (
+            f"{report.name}: nothing to download; its weights ship inside an installed pip package ({report.path})."
+            + use
+        )
     if report.outcome == "present":
-        check = (f"verified (SHA-256 {report.sha256})" if report.verified else
-                 f"SHA-256 {report.sha256}; no published hash is pinned to check it against")
+        check = (
+            f"verified (SHA-256 {report.sha256})"
+            if report.verified
+            else f"SHA-256 {report.sha256}; no published hash is pinned to check it against"
+        )
         return f"{report.name}: already downloaded, {check}: {report.path}. Nothing to do." + use
     resumed = f", resumed at {report.resumed_from / 1e6:.1f} MB" if report.resumed_from else ""
     size = (report.downloaded_bytes + report.resumed_from) / 1e6
     if report.verified:
-        return (f"{report.name}: downloaded {size:.1f} MB{resumed} to {report.path}; SHA-256 verified "
-                f"({report.sha256})." + use)
-    return (f"{report.name}: downloaded {size:.1f} MB{resumed} to {report.path}. NOT verified: no published "
-            f"SHA-256 is pinned for it; its SHA-256 is {report.sha256}: compare it with a source you trust." + use)
+        return (
+            f"{report.name}: downloaded {size:.1f} MB{resumed} to {report.path}; SHA-256 verified "
+            f"({report.sha256})." + use
+        )
+    return (
+        f"{report.name}: downloaded {size:.1f} MB{resumed} to {report.path}. NOT verified: no published "
+        f"SHA-256 is pinned for it; its SHA-256 is {report.sha256}: compare it with a source you trust." + use
+    )

@@ -28,13 +28,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("file", type=Path, metavar="FILE", help="the file to import")
-    parser.add_argument("--format", choices=("csv", "label-studio", "coco"),
-                        help="file format (default: from the extension and the content)")
+    parser.add_argument(
+        "--format",
+        choices=("csv", "label-studio", "coco"),
+        help="file format (default: from the extension and the content)",
+    )
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
-    parser.add_argument("--annotator",
-                        help="record this name as who labeled (default: the CSV's annotator column, else none)")
-    parser.add_argument("--no-new-classes", action="store_true",
-                        help="refuse the import if it names a class the project does not have (default: create it)")
+    parser.add_argument(
+        "--annotator", help="record this name as who labeled (default: the CSV's annotator column, else none)"
+    )
+    parser.add_argument(
+        "--no-new-classes",
+        action="store_true",
+        help="refuse the import if it names a class the project does not have (default: create it)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,12 +55,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as error:
         raise UserError(f"cannot read {args.file}: {error.strerror}") from None
     with open_database(settings) as db:
-        report = import_file(db, args.project or settings.project, data, file_name=str(args.file), fmt=args.format,
-                             create_classes=not args.no_new_classes, annotator=args.annotator)
-    print(f"imported {report.imported} labels from {args.file}; {report.unchanged} already current, "
-          f"{report.unlabeled} without a label, {len(report.unknown)} not images of the project"
-          + (f", {len(report.ambiguous)} uploads whose file name several images share" if report.ambiguous else "")
-          + (f", {len(report.bad_names)} naming a class whose name breaks a rule" if report.bad_names else ""))
+        report = import_file(
+            db,
+            args.project or settings.project,
+            data,
+            file_name=str(args.file),
+            fmt=args.format,
+            create_classes=not args.no_new_classes,
+            annotator=args.annotator,
+        )
+    print(
+        f"imported {report.imported} labels from {args.file}; {report.unchanged} already current, "
+        f"{report.unlabeled} without a label, {len(report.unknown)} not images of the project"
+        + (f", {len(report.ambiguous)} uploads whose file name several images share" if report.ambiguous else "")
+        + (f", {len(report.bad_names)} naming a class whose name breaks a rule" if report.bad_names else "")
+    )
     if report.created_classes:
         print(f"new classes: {', '.join(report.created_classes)}")
     for unknown in report.unknown:

@@ -32,17 +32,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="root folder of a new project; item paths are stored relative to it (default: PATH, or a list file's folder)",
     )
     parser.add_argument(
-        "--if-new", dest="if_new", action="store_true",
+        "--if-new",
+        dest="if_new",
+        action="store_true",
         help="add the images only if the project does not exist yet; an existing one is left as it is "
-             "(how `make run` adds the sample images)",
+        "(how `make run` adds the sample images)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--multi-label", dest="multi_label", action="store_const", const=True,
+        "--multi-label",
+        dest="multi_label",
+        action="store_const",
+        const=True,
         help="a new project is multi-label (an image may get several classes); an existing one must be multi-label",
     )
     mode.add_argument(
-        "--single-label", dest="multi_label", action="store_const", const=False,
+        "--single-label",
+        dest="multi_label",
+        action="store_const",
+        const=False,
         help="an existing project must be single-label (the default for a new project)",
     )
     parser.set_defaults(run=run)
@@ -58,9 +66,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.multi_label is not None and args.path.exists():
             # Created (or checked) here with the asked mode; ingest then finds it. A missing PATH is
             # left to ingest, which says so. An existing project of the other mode is an error.
-            ensure_project(db, name=project_name, root=args.root,
-                           root_if_new=args.path if args.path.is_dir() else args.path.parent,
-                           multi_label=args.multi_label)
+            ensure_project(
+                db,
+                name=project_name,
+                root=args.root,
+                root_if_new=args.path if args.path.is_dir() else args.path.parent,
+                multi_label=args.multi_label,
+            )
         report = ingest(
             db, settings, source=args.path, project=project_name, root=args.root, show_progress=sys.stderr.isatty()
         )
@@ -78,5 +90,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"changed since ingest, kept as first recorded: {len(report.changed)}")
         for path in report.changed:
             print(f"  {path}")
-    print(f"project now holds {counts.ok} images, {counts.error} rejected files, {counts.duplicate_files} duplicate files")
+    print(
+        f"project now holds {counts.ok} images, {counts.error} rejected files, {counts.duplicate_files} duplicate files"
+    )
     return 0

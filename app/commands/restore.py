@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from services.transfer.backup import restore_database
 from services.config import Settings
+from services.transfer.backup import restore_database
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,13 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "first; a running app keeps its labels in memory. For PostgreSQL use pg_restore."
         ),
     )
-    parser.add_argument("--from", dest="backup", type=Path, required=True, metavar="FILE", help="backup file to restore")
+    parser.add_argument(
+        "--from", dest="backup", type=Path, required=True, metavar="FILE", help="backup file to restore"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     report = restore_database(settings, args.backup)
     kept = f"; the database as it was is saved at {report.previous}" if report.previous else ""
-    print(f"restored {report.backup} into {report.path} (schema revision {', '.join(report.revisions)}){kept}. "
-          "Start the app again to use it.")
+    print(
+        f"restored {report.backup} into {report.path} (schema revision {', '.join(report.revisions)}){kept}. "
+        "Start the app again to use it."
+    )
     return 0

@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list the images most similar to one image",
         description="List the K images whose embeddings are most similar (cosine) to ITEM's. Run `embed` first.",
     )
-    parser.add_argument("item", metavar="ITEM", help="item id, or the image's path (relative to the project root, or to the file)")
+    parser.add_argument(
+        "item", metavar="ITEM", help="item id, or the image's path (relative to the project root, or to the file)"
+    )
     parser.add_argument("-k", type=int, default=20, help="how many neighbours (default: 20)")
     parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the project's backbone)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
@@ -25,8 +27,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.features.embeddings import similar  # imports torch: not at --help time
 
     with open_database(settings) as db:
-        query, neighbours = similar(db, settings, project=args.project or settings.project,
-                                    backbone=args.backbone, item=args.item, k=args.k)
+        query, neighbours = similar(
+            db, settings, project=args.project or settings.project, backbone=args.backbone, item=args.item, k=args.k
+        )
     print(f"query: item {query.item_id} {query.path}")
     print("rank  score   item  path")
     for rank, neighbour in enumerate(neighbours, start=1):

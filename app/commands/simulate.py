@@ -1,4 +1,5 @@
 """``simulate``: compare selection strategies with a simulated annotator on a labeled folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--oracle", type=Path, required=True, metavar="FOLDER", help="labeled folder <class>/<image>")
     parser.add_argument("--budgets", type=_csv_ints, default=(10, 20, 50, 100, 200, 500, 1000))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--backbone", help="backbone name (default: BANANA_BACKBONE, else what a project of these images would get)")
+    parser.add_argument(
+        "--backbone", help="backbone name (default: BANANA_BACKBONE, else what a project of these images would get)"
+    )
     parser.add_argument("--pool-size", type=int, default=10_000)
     parser.add_argument("--test-size", type=int, default=2_000)
     parser.add_argument("--ours", type=_csv_names, default=_csv_names(OURS), help=f"our strategies (default {OURS})")
-    parser.add_argument("--peers", type=_csv_names, default=_csv_names(PEERS), help=f"peer strategies (default {PEERS})")
-    parser.add_argument("--out", type=Path, help="output folder (default $BANANA_HOME/simulations/<FOLDER name>, "
-                        "where the app's dashboard finds random sampling's curve for a project on FOLDER)")
+    parser.add_argument(
+        "--peers", type=_csv_names, default=_csv_names(PEERS), help=f"peer strategies (default {PEERS})"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default $BANANA_HOME/simulations/<FOLDER name>, "
+        "where the app's dashboard finds random sampling's curve for a project on FOLDER)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -65,14 +74,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         bar.refresh()
 
     def log(row):
-        tqdm.write(f"{row['strategy']:>18} seed {row['seed']} budget {row['budget']:>5}: "
-                   f"accuracy {row['accuracy']:.3f} ({row['seconds']:.1f}s)", file=sys.stderr)
+        tqdm.write(
+            f"{row['strategy']:>18} seed {row['seed']} budget {row['budget']:>5}: "
+            f"accuracy {row['accuracy']:.3f} ({row['seconds']:.1f}s)",
+            file=sys.stderr,
+        )
 
     try:
         out = args.out or default_output(settings, args.oracle)
-        report = simulate(settings, oracle=args.oracle, backbone=args.backbone or settings.backbone, out=out,
-                          config=config, pool_size=args.pool_size, test_size=args.test_size, progress=progress,
-                          log=log)
+        report = simulate(
+            settings,
+            oracle=args.oracle,
+            backbone=args.backbone or settings.backbone,
+            out=out,
+            config=config,
+            pool_size=args.pool_size,
+            test_size=args.test_size,
+            progress=progress,
+            log=log,
+        )
     except ValueError as error:
         raise UserError(str(error)) from None
     finally:

@@ -1,4 +1,5 @@
 """``ssl-train``: self-supervised pretraining on the project's own images."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,17 +24,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Defaults (None) come from core.ssl.simclr.SimCLRConfig, read in run() so --help never imports torch.
     parser.add_argument("--epochs", type=int, help="passes over the pool (default 100)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 512)")
-    parser.add_argument("--image-size", type=int,
-                        help="training and embedding resolution in pixels, images resized and centre-cropped (default 32)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help="training and embedding resolution in pixels, images resized and centre-cropped (default 32)",
+    )
     parser.add_argument("--seed", type=int, help="seed of weights, data order and augmentations (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps; bfloat16 autocast is used on cuda")
-    parser.add_argument("--out", type=Path, help="backbone file to write (default: $BANANA_HOME/models/ssl-PROJECT.safetensors)")
+    parser.add_argument(
+        "--out", type=Path, help="backbone file to write (default: $BANANA_HOME/models/ssl-PROJECT.safetensors)"
+    )
     parser.add_argument("--state", type=Path, help="resumable training state (default: beside --out's default)")
-    parser.add_argument("--init", metavar="BACKBONE",
-                        help="start from this backbone file, or `bundled`, instead of random weights "
-                             "(its network shape and image size are used)")
-    parser.add_argument("--knn-folder", type=Path,
-                        help="labeled folder <class>/<image> read only to report kNN accuracy while training")
+    parser.add_argument(
+        "--init",
+        metavar="BACKBONE",
+        help="start from this backbone file, or `bundled`, instead of random weights "
+        "(its network shape and image size are used)",
+    )
+    parser.add_argument(
+        "--knn-folder", type=Path, help="labeled folder <class>/<image> read only to report kNN accuracy while training"
+    )
     parser.add_argument("--knn-every", type=int, default=10, help="epochs between kNN reports")
     parser.set_defaults(run=run)
 
@@ -70,13 +80,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         init = BUNDLED_PATH if args.init == "bundled" else Path(args.init)
         if args.image_size is not None:
-            raise UserError("--image-size cannot be combined with --init: training continues at the image size "
-                            "the --init backbone was trained at")
+            raise UserError(
+                "--image-size cannot be combined with --init: training continues at the image size "
+                "the --init backbone was trained at"
+            )
     with open_database(settings) as db:
         bar = LossBar()
-        result = train_backbone(db, settings, project=project, config=config, device=args.device, out=args.out,
-                                state=args.state, knn_folder=args.knn_folder, knn_every=args.knn_every, init=init,
-                                callbacks=[bar], log=lambda line: tqdm.write(line, file=sys.stderr))
+        result = train_backbone(
+            db,
+            settings,
+            project=project,
+            config=config,
+            device=args.device,
+            out=args.out,
+            state=args.state,
+            knn_folder=args.knn_folder,
+            knn_every=args.knn_every,
+            init=init,
+            callbacks=[bar],
+            log=lambda line: tqdm.write(line, file=sys.stderr),
+        )
         bar.bar.close()
     print(f"trained on {result.n_images} images for {result.steps} steps")
     if result.knn_accuracy is not None:

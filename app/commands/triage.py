@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,11 +12,11 @@ from app.commands.embed import add_wait_option, say_waiting
 from services.config import Settings
 
 if TYPE_CHECKING:  # the services import numpy and torch: --help stays fast
+    from services.data_engine.triage import TriageReport
     from services.database import Database
     from services.labeling.priority_asks import QueueResult, QueueView
-    from services.data_engine.triage import TriageReport
-    from storage.teams.lease_queries import LeaseHolder
     from storage.labels.priority_queries import PendingPick
+    from storage.teams.lease_queries import LeaseHolder
 
 EVERY_WAITING_IMAGE = sys.maxsize  # waiting_queue's ``first``: --show-queue lists the whole queue
 
@@ -37,24 +37,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "asked (after --clear-queue and --label-next, when given)."
         ),
     )
-    parser.add_argument("--batch", metavar="FOLDER", help="folder of the batch, relative to the project root or a path under it")
-    parser.add_argument("--since", metavar="TIME", help="images ingested at or after this UTC time (2026-11-26 or 2026-11-26T14:30)")
+    parser.add_argument(
+        "--batch", metavar="FOLDER", help="folder of the batch, relative to the project root or a path under it"
+    )
+    parser.add_argument(
+        "--since", metavar="TIME", help="images ingested at or after this UTC time (2026-11-26 or 2026-11-26T14:30)"
+    )
     parser.add_argument("--out", type=Path, help="CSV file to write (required unless --clear-queue or --show-queue)")
     parser.add_argument("--project", help="project name (default: the BANANA_PROJECT setting, 'default')")
     parser.add_argument("--backbone", help="backbone whose embeddings to use (default: the project's backbone)")
-    parser.add_argument("--near-failure-margin", type=float, help="margin below which an image is a near-failure (default: 0.2)")
-    parser.add_argument("--near-copy", type=float, help="cosine similarity from which an image is a near-copy (default: 0.95)")
-    parser.add_argument("--workers", type=int, help="image-decoding processes for embedding new images (default: as `embed`)")
+    parser.add_argument(
+        "--near-failure-margin", type=float, help="margin below which an image is a near-failure (default: 0.2)"
+    )
+    parser.add_argument(
+        "--near-copy", type=float, help="cosine similarity from which an image is a near-copy (default: 0.95)"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="image-decoding processes for embedding new images (default: as `embed`)"
+    )
     parser.add_argument("--top", type=int, default=5, help="images of each kind in the summary (default: 5)")
-    parser.add_argument("--label-next", action="store_true",
-                        help="queue the near-failures to be asked next on the Label page, lowest margin first "
-                             "(before the strategy's own picks; images queued already are not queued again)")
-    parser.add_argument("--clear-queue", action="store_true",
-                        help="first withdraw every image waiting in the \"Label these next\" queue and print how many; "
-                             "with --out, then triage (and with --label-next, queue afresh)")
-    parser.add_argument("--show-queue", action="store_true",
-                        help="last, list every image waiting in the \"Label these next\" queue in ask order (path, "
-                             "triage margin, when queued and from which batch, who holds it now) and how many wait")
+    parser.add_argument(
+        "--label-next",
+        action="store_true",
+        help="queue the near-failures to be asked next on the Label page, lowest margin first "
+        "(before the strategy's own picks; images queued already are not queued again)",
+    )
+    parser.add_argument(
+        "--clear-queue",
+        action="store_true",
+        help='first withdraw every image waiting in the "Label these next" queue and print how many; '
+        "with --out, then triage (and with --label-next, queue afresh)",
+    )
+    parser.add_argument(
+        "--show-queue",
+        action="store_true",
+        help='last, list every image waiting in the "Label these next" queue in ask order (path, '
+        "triage margin, when queued and from which batch, who holds it now) and how many wait",
+    )
     add_wait_option(parser)
     parser.set_defaults(run=run, usage_error=parser.error)  # exit status 2, like argparse's own errors
 
@@ -66,8 +85,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         args.usage_error("the following arguments are required: --out (unless --clear-queue or --show-queue)")
     if args.out is None and args.label_next:
         args.usage_error("--label-next needs --out: it queues from the report")
-    from services.database import open_database
     from services.data_engine.triage import clear_label_next, clear_queue_message, waiting_queue
+    from services.database import open_database
 
     since = _since(args)  # a malformed --since fails before any work
     project = args.project or settings.project
@@ -93,8 +112,9 @@ def _since(args: argparse.Namespace) -> datetime | None:
     return parse_since(args.since) if args.since else None
 
 
-def _triage(db: Database, settings: Settings, args: argparse.Namespace, *, project: str,
-            since: datetime | None) -> tuple[TriageReport, QueueResult | None]:
+def _triage(
+    db: Database, settings: Settings, args: argparse.Namespace, *, project: str, since: datetime | None
+) -> tuple[TriageReport, QueueResult | None]:
     """Triage the batch; with --label-next, queue its near-failures. Returns (report, QueueResult or None)."""
     from core.features.extract import ExtractConfig
     from core.quality.triage import TriageConfig
@@ -102,12 +122,21 @@ def _triage(db: Database, settings: Settings, args: argparse.Namespace, *, proje
 
     given = {"near_failure_margin": args.near_failure_margin, "near_copy_similarity": args.near_copy}
     config = TriageConfig(**{name: value for name, value in given.items() if value is not None})
-    report = triage_batch(db, settings, project=project,
-                          backbone=args.backbone, folder=args.batch, since=since, config=config,
-                          extract_config=ExtractConfig(**({} if args.workers is None else {"num_workers": args.workers})),
-                          wait_seconds=args.wait * 60, on_wait=say_waiting)
-    queued = (label_next(db, project=project, rows=near_failures(report), batch=report.batch)
-              if args.label_next else None)
+    report = triage_batch(
+        db,
+        settings,
+        project=project,
+        backbone=args.backbone,
+        folder=args.batch,
+        since=since,
+        config=config,
+        extract_config=ExtractConfig(**({} if args.workers is None else {"num_workers": args.workers})),
+        wait_seconds=args.wait * 60,
+        on_wait=say_waiting,
+    )
+    queued = (
+        label_next(db, project=project, rows=near_failures(report), batch=report.batch) if args.label_next else None
+    )
     return report, queued
 
 
@@ -127,13 +156,19 @@ def queue_lines(view: QueueView, *, project: str) -> list[str]:
     """--show-queue's output for a :class:`~services.labeling.priority_asks.QueueView`: one line per waiting
     image in ask order, then how many wait; one line saying so when none wait."""
     if not view.waiting:
-        return [f"The \"Label these next\" queue of project {project!r} is empty: no images wait. Queue a "
-                "report's near-failures with: python -m app.cli triage --out report.csv --label-next"]
-    lines = [f"{rank}. {_queued_image(pick, view.held.get(pick.item_id))}"
-             for rank, pick in enumerate(view.first, start=1)]
+        return [
+            f'The "Label these next" queue of project {project!r} is empty: no images wait. Queue a '
+            "report's near-failures with: python -m app.cli triage --out report.csv --label-next"
+        ]
+    lines = [
+        f"{rank}. {_queued_image(pick, view.held.get(pick.item_id))}" for rank, pick in enumerate(view.first, start=1)
+    ]
     noun = "image waits" if view.waiting == 1 else "images wait"
-    return [*lines, f"{view.waiting} {noun} in the \"Label these next\" queue of project {project!r}, "
-                    "asked on the Label page before the strategy's own picks, in this order."]
+    return [
+        *lines,
+        f'{view.waiting} {noun} in the "Label these next" queue of project {project!r}, '
+        "asked on the Label page before the strategy's own picks, in this order.",
+    ]
 
 
 def _queued_image(pick: PendingPick, holder: LeaseHolder | None) -> str:
@@ -151,4 +186,4 @@ def _queued_image(pick: PendingPick, holder: LeaseHolder | None) -> str:
 
 def _utc(moment: datetime) -> str:
     """A stored time as the README writes times: UTC, to the minute."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -17,8 +17,16 @@ from app.safe_text import escape_markdown, escape_plotly
 from app.slice_form import save_as_slice
 from app.user_state import account
 from services.engine.project_engine import ProjectEngine
-from services.features.explore import (MAP_POINTS, TSNE_CONFIG, MapJob, labeled_mask, map_points, more_like, pca_2d,
-                              start_tsne_map)
+from services.features.explore import (
+    MAP_POINTS,
+    TSNE_CONFIG,
+    MapJob,
+    labeled_mask,
+    map_points,
+    more_like,
+    pca_2d,
+    start_tsne_map,
+)
 from services.labeling.session import THUMBNAIL_SIDE
 from storage.models import Role
 
@@ -47,16 +55,24 @@ def _wait_for(job: MapJob) -> None:
     """While the t-SNE map is computed: say so, and run the whole page again once it is done."""
     if job.phase != "running":
         st.rerun(scope="app")
-    st.info(f"Computing the t-SNE map of {len(job.rows):,} images… "
-            f"({time.monotonic() - job.started:.0f} s so far; the map appears here when it is ready. "
-            "PCA is available meanwhile.)", icon=":material/hourglass_top:")
+    st.info(
+        f"Computing the t-SNE map of {len(job.rows):,} images… "
+        f"({time.monotonic() - job.started:.0f} s so far; the map appears here when it is ready. "
+        "PCA is available meanwhile.)",
+        icon=":material/hourglass_top:",
+    )
 
 
 st.title("Explore")
 engine = ready_engine()
-kind = st.radio("Map", MAPS, horizontal=True, key="map_kind",
-                help="PCA is instant. t-SNE keeps near neighbours together; it is computed in the background "
-                     f"on at most {TSNE_CONFIG.max_points:,} images (every labeled one included).")
+kind = st.radio(
+    "Map",
+    MAPS,
+    horizontal=True,
+    key="map_kind",
+    help="PCA is instant. t-SNE keeps near neighbours together; it is computed in the background "
+    f"on at most {TSNE_CONFIG.max_points:,} images (every labeled one included).",
+)
 colour_by = st.radio("Colour by", ["label", "prediction"], horizontal=True)
 key = (engine.project_id, engine.backbone_key, len(engine.item_ids))
 if kind == "t-SNE":
@@ -65,37 +81,54 @@ if kind == "t-SNE":
         _wait_for(job)
         st.stop()
     if job.phase == "failed":
-        st.error(f"The t-SNE map could not be made: {escape_markdown(job.error or 'unknown error')}. "
-                 "The PCA map is shown instead.", icon=":material/error:")
+        st.error(
+            f"The t-SNE map could not be made: {escape_markdown(job.error or 'unknown error')}. "
+            "The PCA map is shown instead.",
+            icon=":material/error:",
+        )
         if st.button("Try t-SNE again"):
             job.retry = True
             st.rerun()
         kind = "PCA"
 if kind == "t-SNE":
     points = map_points(engine, job.xy, colour_by=colour_by, rows=job.rows)
-    sampled = (f" ({job.labeled:,} labeled, {len(job.rows) - job.labeled:,} a random sample of the unlabeled)"
-               if len(job.rows) < job.total else "")
+    sampled = (
+        f" ({job.labeled:,} labeled, {len(job.rows) - job.labeled:,} a random sample of the unlabeled)"
+        if len(job.rows) < job.total
+        else ""
+    )
     st.caption(f"t-SNE map of {len(job.rows):,} of {job.total:,} images{sampled}.")
 else:
     points = map_points(engine, projection(*key, engine), colour_by=colour_by)
     if len(points.rows) < len(engine.item_ids):
-        st.caption(f"PCA map of a random {len(points.rows):,} of {len(engine.item_ids):,} images "
-                   f"(at most {MAP_POINTS:,} are drawn).")
+        st.caption(
+            f"PCA map of a random {len(points.rows):,} of {len(engine.item_ids):,} images "
+            f"(at most {MAP_POINTS:,} are drawn)."
+        )
 figure = go.Figure()
 groups = np.asarray(points.group)
 for name in sorted(set(points.group), key=lambda g: (g == "unlabeled", g)):
     members = np.flatnonzero(groups == name)
-    figure.add_trace(go.Scattergl(
-        x=points.xy[members, 0], y=points.xy[members, 1], mode="markers", name=escape_plotly(name),
-        customdata=engine.item_ids[points.rows[members]],
-        hovertext=[escape_plotly(engine.paths[r]) for r in points.rows[members]], hoverinfo="text",
-        marker=dict(size=5, color="lightgrey" if name == "unlabeled" else None)))
+    figure.add_trace(
+        go.Scattergl(
+            x=points.xy[members, 0],
+            y=points.xy[members, 1],
+            mode="markers",
+            name=escape_plotly(name),
+            customdata=engine.item_ids[points.rows[members]],
+            hovertext=[escape_plotly(engine.paths[r]) for r in points.rows[members]],
+            hoverinfo="text",
+            marker=dict(size=5, color="lightgrey" if name == "unlabeled" else None),
+        )
+    )
 x_title, y_title = AXES[kind]
-figure.update_layout(height=560, margin=dict(l=0, r=0, t=0, b=0), xaxis_title=x_title, yaxis_title=y_title,
-                     dragmode="pan")
+figure.update_layout(
+    height=560, margin=dict(l=0, r=0, t=0, b=0), xaxis_title=x_title, yaxis_title=y_title, dragmode="pan"
+)
 # One chart key per map: a selection belongs to the figure it was made on.
-event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode="points",
-                        key="map" if kind == "PCA" else "map-tsne")
+event = st.plotly_chart(
+    figure, width="stretch", on_select="rerun", selection_mode="points", key="map" if kind == "PCA" else "map-tsne"
+)
 
 selected = event.selection.points if event and event.selection else []
 if not selected:

@@ -55,8 +55,11 @@ with st.form("grid"):
         for column, candidate in zip(st.columns(COLUMNS), candidates[start : start + COLUMNS]):
             with column:
                 st.image(engine.images.get(candidate.item_id, candidate.path, THUMBNAIL_SIDE))
-                st.checkbox(f"{escape_markdown(candidate.path)} · {candidate.score:.2f}", value=True,
-                            key=f"grid-{candidate.item_id}")
+                st.checkbox(
+                    f"{escape_markdown(candidate.path)} · {candidate.score:.2f}",
+                    value=True,
+                    key=f"grid-{candidate.item_id}",
+                )
     submitted = st.form_submit_button(f"Label the checked images as {escape_markdown(target.name)}", type="primary")
 
 if submitted:

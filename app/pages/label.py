@@ -15,9 +15,9 @@ from app.feature_note import show_feature_warning
 from app.label_why import why_panel
 from app.safe_text import escape_markdown
 from app.user_state import labeling_session
-from services.labeling.classes import add_class
 from services.engine.project_engine import Ask, ClassInfo
 from services.errors import UserError
+from services.labeling.classes import add_class
 from services.labeling.session import ASK_IMAGE_SIDE, LabelingSession
 from services.teams.leases import is_overlap
 from storage.models import Role
@@ -73,37 +73,70 @@ def _class_buttons(session: LabelingSession, ask: Ask, classes: list[ClassInfo],
     chosen = st.session_state.setdefault("toggled", {}).get(ask.item_id, set())
     for key, label_class in enumerate(classes[:KEYED_CLASSES], start=1):  # keys 1..9, then 0
         on = multi_label and label_class.id in chosen
-        st.button(_button_text(label_class, probability.get(label_class.id, math.nan)), key=f"class-{label_class.id}",
-                  shortcut=str(key % 10), type="primary" if on else "secondary", width="stretch",
-                  on_click=_run, args=(_toggle, ask.item_id, label_class.id) if multi_label
-                  else (session.label, ask.item_id, [label_class.id]))
+        st.button(
+            _button_text(label_class, probability.get(label_class.id, math.nan)),
+            key=f"class-{label_class.id}",
+            shortcut=str(key % 10),
+            type="primary" if on else "secondary",
+            width="stretch",
+            on_click=_run,
+            args=(_toggle, ask.item_id, label_class.id)
+            if multi_label
+            else (session.label, ask.item_id, [label_class.id]),
+        )
     if len(classes) > KEYED_CLASSES:
         more = st.selectbox("More classes", classes[KEYED_CLASSES:], format_func=lambda c: c.name, key="more_class")
-        st.button("Use this class", on_click=_run, args=(_toggle, ask.item_id, more.id) if multi_label
-                  else (session.label, ask.item_id, [more.id]))
+        st.button(
+            "Use this class",
+            on_click=_run,
+            args=(_toggle, ask.item_id, more.id) if multi_label else (session.label, ask.item_id, [more.id]),
+        )
 
 
 def _action_buttons(session: LabelingSession, ask: Ask, classes: list[ClassInfo], top: int | None) -> None:
     if session.engine.multi_label:
         chosen = sorted(st.session_state.setdefault("toggled", {}).get(ask.item_id, set()))
-        st.button("Save the chosen classes", shortcut="Enter", type="primary", disabled=not chosen,
-                  on_click=_run, args=(session.label, ask.item_id, chosen), width="stretch")
+        st.button(
+            "Save the chosen classes",
+            shortcut="Enter",
+            type="primary",
+            disabled=not chosen,
+            on_click=_run,
+            args=(session.label, ask.item_id, chosen),
+            width="stretch",
+        )
     else:
         names = {c.id: c.name for c in classes}
-        st.button(f"Accept {escape_markdown(names[top])}" if top is not None else "Accept the suggestion",
-                  shortcut="Enter", type="primary", disabled=top is None, width="stretch",
-                  on_click=_run, args=(session.label, ask.item_id, [top]))
+        st.button(
+            f"Accept {escape_markdown(names[top])}" if top is not None else "Accept the suggestion",
+            shortcut="Enter",
+            type="primary",
+            disabled=top is None,
+            width="stretch",
+            on_click=_run,
+            args=(session.label, ask.item_id, [top]),
+        )
     with st.container(horizontal=True):
         st.button("Skip", shortcut="S", on_click=_run, args=(session.skip, ask.item_id))
         st.button("Undo", shortcut="U", on_click=_run, args=(session.undo,), disabled=not session.history)
-        st.button("Undo", key="undo-backspace", shortcut="Backspace", on_click=_run, args=(session.undo,),
-                  disabled=not session.history, type="tertiary")
+        st.button(
+            "Undo",
+            key="undo-backspace",
+            shortcut="Backspace",
+            on_click=_run,
+            args=(session.undo,),
+            disabled=not session.history,
+            type="tertiary",
+        )
         st.button("New class", shortcut="N", on_click=_open_new_class_form)
     if st.session_state.get("adding_class"):
         with st.form("new-class", clear_on_submit=True, border=False):
             st.text_input("New class name", key="new_class_name", max_chars=200)
-            st.form_submit_button("Add the class and use it for this image", on_click=_run,
-                                  args=(_add_class_and_label, session, ask.item_id))
+            st.form_submit_button(
+                "Add the class and use it for this image",
+                on_click=_run,
+                args=(_add_class_and_label, session, ask.item_id),
+            )
 
 
 def _suggestion(session: LabelingSession, ask: Ask) -> tuple[dict[int, float], int | None]:
@@ -127,7 +160,9 @@ def label_pane(session: LabelingSession) -> None:
     ask = session.current()
     if ask is None:
         st.success("Every image of this project is labeled or skipped.", icon=":material/check_circle:")
-        st.button("Undo the last label", shortcut="U", on_click=_run, args=(session.undo,), disabled=not session.history)
+        st.button(
+            "Undo the last label", shortcut="U", on_click=_run, args=(session.undo,), disabled=not session.history
+        )
         return
     engine = session.engine
     classes = engine.active_classes()
@@ -140,19 +175,26 @@ def label_pane(session: LabelingSession) -> None:
         st.image(session.image(ask), width=ASK_IMAGE_SIDE)
         st.text(ask.path)
         if is_overlap(ask):
-            st.caption("Second opinion: another annotator has labeled this image too. Give your own label; "
-                       "theirs and the model's guess are hidden, and a reviewer settles any difference.")
+            st.caption(
+                "Second opinion: another annotator has labeled this image too. Give your own label; "
+                "theirs and the model's guess are hidden, and a reviewer settles any difference."
+            )
     with controls:
         if not classes:
             st.info("No classes yet: press **N** and name the class this image shows.")
         _class_buttons(session, ask, classes, probability)
         _action_buttons(session, ask, classes, top)
         serving = engine.serving
-        model = (f"model v{serving.model_version_id} trained on {serving.metrics.get('trained_labels', 0)} labels"
-                 if serving.model_version_id else "no model yet (it trains once two classes have labels)")
+        model = (
+            f"model v{serving.model_version_id} trained on {serving.metrics.get('trained_labels', 0)} labels"
+            if serving.model_version_id
+            else "no model yet (it trains once two classes have labels)"
+        )
         st.caption(f"{len(session.history)} labeled in this session · {model}")
         if engine.last_error:
-            st.warning(f"The last retrain failed; the previous model keeps serving. {escape_markdown(engine.last_error)}")
+            st.warning(
+                f"The last retrain failed; the previous model keeps serving. {escape_markdown(engine.last_error)}"
+            )
     why_panel(engine, ask)
 
 

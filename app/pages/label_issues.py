@@ -15,8 +15,8 @@ from app.feature_note import show_feature_warning
 from app.multi_label_issues import show as show_multi_label
 from app.safe_text import escape_markdown, escape_plotly
 from app.user_state import annotator
-from services.errors import UserError
 from services.data_engine.label_issues import LabelIssue, label_issue_queue, review_label
+from services.errors import UserError
 from services.labeling.session import ASK_IMAGE_SIDE
 from storage.models import Role
 
@@ -55,8 +55,10 @@ if st.session_state.get(QUEUE, (None,))[0] != engine.project_id:
     _compute()
 _, queue, position = st.session_state[QUEUE]
 summary, refresh = st.columns([4, 1])
-summary.caption(f"{queue.n_flagged} of {queue.n_labeled} labels flagged by confident learning (cleanlab) on "
-                f"out-of-fold probabilities; {len(queue.issues)} not reviewed yet, most suspicious first.")
+summary.caption(
+    f"{queue.n_flagged} of {queue.n_labeled} labels flagged by confident learning (cleanlab) on "
+    f"out-of-fold probabilities; {len(queue.issues)} not reviewed yet, most suspicious first."
+)
 refresh.button("Recompute", on_click=_compute, icon=":material/refresh:")
 if message := st.session_state.pop("label_issue_message", None):
     st.warning(escape_markdown(message))
@@ -69,28 +71,54 @@ if position < len(queue.issues):
     with about:
         st.subheader(f"{position + 1} of {len(queue.issues)}")
         st.text(issue.path)
-        st.markdown(f"Given label: **{escape_markdown(given)}** (out-of-fold probability {issue.self_confidence:.0%})  \n"
-                    f"Suggested label: **{escape_markdown(suggested)}**")
+        st.markdown(
+            f"Given label: **{escape_markdown(given)}** (out-of-fold probability {issue.self_confidence:.0%})  \n"
+            f"Suggested label: **{escape_markdown(suggested)}**"
+        )
         st.button(f"Keep {escape_markdown(given)}", shortcut="K", on_click=_review, args=(issue, issue.given))
-        st.button(f"Relabel as {escape_markdown(suggested)}", shortcut="Enter", type="primary",
-                  on_click=_review, args=(issue, issue.suggested), disabled=issue.suggested == issue.given)
+        st.button(
+            f"Relabel as {escape_markdown(suggested)}",
+            shortcut="Enter",
+            type="primary",
+            on_click=_review,
+            args=(issue, issue.suggested),
+            disabled=issue.suggested == issue.given,
+        )
         st.button("Skip", shortcut="S", on_click=_advance)
         others = [c for c in engine.active_classes() if c.id not in (issue.given, issue.suggested)]
         if others:
-            other = st.selectbox("Or relabel as", others, format_func=lambda c: c.name, index=None,
-                                 placeholder="another class")
-            st.button("Relabel", disabled=other is None, on_click=_review,
-                      args=(issue, other.id if other is not None else issue.given))
+            other = st.selectbox(
+                "Or relabel as", others, format_func=lambda c: c.name, index=None, placeholder="another class"
+            )
+            st.button(
+                "Relabel",
+                disabled=other is None,
+                on_click=_review,
+                args=(issue, other.id if other is not None else issue.given),
+            )
 else:
     st.success("No label issues left to review." if queue.issues else "No label issues found.")
 
 st.subheader("Given against out-of-fold predicted class")
 if queue.class_ids and queue.confusion.sum():
     names = [escape_plotly(engine.classes[c].name) for c in queue.class_ids]
-    chart = go.Figure(go.Heatmap(z=queue.confusion.tolist(), x=names, y=names, colorscale="Blues", texttemplate="%{z}",
-                                 hovertemplate="given %{y}, predicted %{x}: %{z}<extra></extra>"))
-    chart.update_layout(xaxis_title="out-of-fold prediction", yaxis_title="given label", yaxis_autorange="reversed",
-                        height=120 + 40 * len(names), margin=dict(l=0, r=0, t=0, b=0))
+    chart = go.Figure(
+        go.Heatmap(
+            z=queue.confusion.tolist(),
+            x=names,
+            y=names,
+            colorscale="Blues",
+            texttemplate="%{z}",
+            hovertemplate="given %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    chart.update_layout(
+        xaxis_title="out-of-fold prediction",
+        yaxis_title="given label",
+        yaxis_autorange="reversed",
+        height=120 + 40 * len(names),
+        margin=dict(l=0, r=0, t=0, b=0),
+    )
     st.plotly_chart(chart, width="stretch")
 else:
     st.caption(f"Needs at least 10 labels of two classes; the project has {queue.n_labeled} labels.")

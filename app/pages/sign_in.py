@@ -24,8 +24,11 @@ def _default_name() -> str:
 
 
 def _first_admin_form() -> None:
-    st.info("No admin account yet. Create it now: the admin adds classes, changes settings, exports, "
-            "and creates the accounts of annotators and reviewers.", icon=":material/person_add:")
+    st.info(
+        "No admin account yet. Create it now: the admin adds classes, changes settings, exports, "
+        "and creates the accounts of annotators and reviewers.",
+        icon=":material/person_add:",
+    )
     with st.form("first-admin"):
         name = st.text_input("Admin name", value=_default_name(), max_chars=200)
         password = st.text_input("Password", type="password", max_chars=1024)
@@ -71,9 +74,16 @@ else:
     st.code("python -m app.cli create-user NAME --role admin", language="bash")
 providers = configured_oidc_providers()
 if providers and not oidc_library_installed():
-    st.error("Single sign-on is configured in .streamlit/secrets.toml, but its library is missing: "
-             "run `pip install Authlib` (or `pip install 'streamlit[auth]'`) and restart the app.")
+    st.error(
+        "Single sign-on is configured in .streamlit/secrets.toml, but its library is missing: "
+        "run `pip install Authlib` (or `pip install 'streamlit[auth]'`) and restart the app."
+    )
     providers = []
 for provider in providers:
-    st.button(f"Sign in with {escape_markdown(provider)}" if provider else "Sign in with your organisation",
-              key=f"oidc-{provider}", on_click=st.login, args=(provider,), icon=":material/login:")
+    st.button(
+        f"Sign in with {escape_markdown(provider)}" if provider else "Sign in with your organisation",
+        key=f"oidc-{provider}",
+        on_click=st.login,
+        args=(provider,),
+        icon=":material/login:",
+    )

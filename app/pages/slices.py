@@ -9,9 +9,9 @@ from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import annotator, chosen_project
 from core.quality.slices import SliceConfig
+from services.data_engine.slices import create_slice, project_slices, record_metrics, resolve_examples
 from services.errors import UserError
 from services.labeling.session import THUMBNAIL_SIDE
-from services.data_engine.slices import create_slice, project_slices, record_metrics, resolve_examples
 from storage.models import Role
 
 require(Role.ADMIN)  # first: see app/auth.py
@@ -32,7 +32,9 @@ with st.expander("New slice from example images"):
         if st.form_submit_button("Save the slice", type="primary"):
             try:
                 ids = resolve_examples(engine, examples.splitlines())
-                create_slice(engine, name=name, example_item_ids=ids, created_by=annotator(), config=SliceConfig(k=int(k)))
+                create_slice(
+                    engine, name=name, example_item_ids=ids, created_by=annotator(), config=SliceConfig(k=int(k))
+                )
             except UserError as error:
                 st.error(escape_markdown(str(error)))
             else:
@@ -46,8 +48,11 @@ if not slices:
     st.stop()
 if st.button("Measure with the serving model now", disabled=engine.serving.model_version_id is None):
     added, version = record_metrics(engine), engine.serving.model_version_id
-    st.session_state["slices_done"] = (f"Measured {added} slice{'' if added == 1 else 's'} with model version {version}."
-                                       if added else f"Every slice is already measured with model version {version}.")
+    st.session_state["slices_done"] = (
+        f"Measured {added} slice{'' if added == 1 else 's'} with model version {version}."
+        if added
+        else f"Every slice is already measured with model version {version}."
+    )
     st.rerun()
 
 
@@ -62,9 +67,11 @@ def thumbnails(item_ids: list[int]) -> None:
 for found in slices:
     st.subheader(found.name)
     newest = found.trend[-1] if found.trend else None
-    st.caption(f"{len(found.example_item_ids)} example(s); neighbourhood: cosine similarity ≥ {found.min_similarity:.3f} "
-               f"to an example ({found.k} images when created by {escape_markdown(found.created_by or 'unknown')}); "
-               f"backbone {escape_markdown(found.backbone_key)}.")
+    st.caption(
+        f"{len(found.example_item_ids)} example(s); neighbourhood: cosine similarity ≥ {found.min_similarity:.3f} "
+        f"to an example ({found.k} images when created by {escape_markdown(found.created_by or 'unknown')}); "
+        f"backbone {escape_markdown(found.backbone_key)}."
+    )
     if newest is not None:
         members, labeled, mined, accuracy = st.columns(4)
         members.metric("Members", newest.n_members)
@@ -73,11 +80,22 @@ for found in slices:
         accuracy.metric("Accuracy on labeled members", "–" if newest.accuracy is None else f"{newest.accuracy:.0%}")
         measured = [p for p in found.trend if p.accuracy is not None]
         if len(measured) > 1:
-            chart = go.Figure(go.Scatter(x=[p.model_version_id for p in measured], y=[p.accuracy for p in measured],
-                                         mode="lines+markers", customdata=[p.n_labeled for p in measured],
-                                         hovertemplate="version %{x}: %{y:.0%} on %{customdata} members<extra></extra>"))
-            chart.update_layout(xaxis_title="model version", yaxis_title="accuracy", yaxis_range=[0, 1.05], height=220,
-                                margin=dict(l=0, r=0, t=0, b=0))
+            chart = go.Figure(
+                go.Scatter(
+                    x=[p.model_version_id for p in measured],
+                    y=[p.accuracy for p in measured],
+                    mode="lines+markers",
+                    customdata=[p.n_labeled for p in measured],
+                    hovertemplate="version %{x}: %{y:.0%} on %{customdata} members<extra></extra>",
+                )
+            )
+            chart.update_layout(
+                xaxis_title="model version",
+                yaxis_title="accuracy",
+                yaxis_range=[0, 1.05],
+                height=220,
+                margin=dict(l=0, r=0, t=0, b=0),
+            )
             st.plotly_chart(chart, width="stretch", key=f"slice-trend-{found.id}")
     else:
         st.caption("Not measured yet: it is measured with every model version from the next retrain on.")

@@ -23,9 +23,11 @@ require(Role.ADMIN)  # first: see app/auth.py
 ROLES = [role.value for role in Role]
 
 st.title("Users")
-st.caption("Roles form a ladder: an annotator labels; a reviewer also works the review queue; an admin also "
-           "manages classes, settings, export/import and accounts. Names that labeling recorded before "
-           "accounts existed can sign in once you set a password for them.")
+st.caption(
+    "Roles form a ladder: an annotator labels; a reviewer also works the review queue; an admin also "
+    "manages classes, settings, export/import and accounts. Names that labeling recorded before "
+    "accounts existed can sign in once you set a password for them."
+)
 db, me = database(), annotator()
 
 
@@ -44,19 +46,41 @@ if message:
     st.success(escape_markdown(message))
 accounts = list_accounts(db)
 # A dataframe shows names as plain text, never as markup.
-st.dataframe([{"name": a.name, "role": a.role.value, "email": a.email or "", "password": a.has_password,
-               "disabled": a.disabled} for a in accounts], hide_index=True, width="stretch")
+st.dataframe(
+    [
+        {
+            "name": a.name,
+            "role": a.role.value,
+            "email": a.email or "",
+            "password": a.has_password,
+            "disabled": a.disabled,
+        }
+        for a in accounts
+    ],
+    hide_index=True,
+    width="stretch",
+)
 
 st.header("Add an account")
 with st.form("add-account", clear_on_submit=True):
     name = st.text_input("Name", max_chars=200, help="Recorded with every label the account gives.")
     role = st.selectbox("Role", ROLES, index=ROLES.index(Role.ANNOTATOR.value))
-    password = st.text_input("Password", type="password", max_chars=1024,
-                             help=f"At least {MIN_PASSWORD_LENGTH} characters; leave empty for an OIDC-only account.")
+    password = st.text_input(
+        "Password",
+        type="password",
+        max_chars=1024,
+        help=f"At least {MIN_PASSWORD_LENGTH} characters; leave empty for an OIDC-only account.",
+    )
     email = st.text_input("Email for single sign-on (optional)", max_chars=320)
     if st.form_submit_button("Add the account", type="primary"):
-        _do(create_account, f"Added {name.strip()} ({role}).", name=name, role=role, password=password or None,
-            email=email or None)
+        _do(
+            create_account,
+            f"Added {name.strip()} ({role}).",
+            name=name,
+            role=role,
+            password=password or None,
+            email=email or None,
+        )
 
 if accounts:
     st.header("Change an account")

@@ -1,4 +1,5 @@
 """k-nearest-neighbour classification accuracy on embeddings, for evaluating features."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,8 +67,9 @@ class KNNMonitor:
         def encode(images):
             return encode_uint8(trainer.backbone_, images, mean=trainer.mean_, std=trainer.std_, device=trainer.device)
 
-        accuracy = knn_accuracy(encode(self.bank_images), self.bank_labels, encode(self.query_images),
-                                self.query_labels, k=self.k)
+        accuracy = knn_accuracy(
+            encode(self.bank_images), self.bank_labels, encode(self.query_images), self.query_labels, k=self.k
+        )
         self.results_.append(dict(step=trainer.step_, knn_accuracy=accuracy))
         self.log(f"step {trainer.step_}: kNN@{self.k} accuracy {accuracy:.4f}")
         return accuracy

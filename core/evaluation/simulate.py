@@ -4,6 +4,7 @@ Every strategy, ours and the peers, starts from no labels, asks in rounds up to 
 budget, has its asks answered with the true labels, and is scored by the same probe
 (:class:`core.model.probe.LinearProbe`) on the same held-out images.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.selection.peers import PEERS, peer_pick
 from core.model.probe import LinearProbe
+from core.selection.peers import PEERS, peer_pick
 from core.selection.selection import ALL_STRATEGIES, SelectionConfig, select
 
 
@@ -44,16 +45,31 @@ def run_strategy(strategy, pool, oracle, test, test_labels, *, budgets, seed, cl
         need = min(budget, len(pool)) - len(labeled)
         if need > 0:
             if family == "ours":
-                picks = select(pool, labeled, oracle[labeled], need, strategy=name, probe=probe,
-                               config=SelectionConfig(audit_share=0.0), rng=rng).indices
+                picks = select(
+                    pool,
+                    labeled,
+                    oracle[labeled],
+                    need,
+                    strategy=name,
+                    probe=probe,
+                    config=SelectionConfig(audit_share=0.0),
+                    rng=rng,
+                ).indices
             else:
                 picks = peer_pick(name, pool, labeled, oracle[labeled], need, rng=rng, classes=classes)
             labeled = np.concatenate([labeled, np.asarray(picks, np.int64)])
         probe = evaluation_probe().fit(pool[labeled], oracle[labeled])
         accuracy = float(np.mean(probe.predict(test) == test_labels))
-        row = dict(strategy=strategy, seed=seed, budget=budget, labels=len(labeled),
-                   distinct_labeled=len(np.unique(labeled)), classes_found=len(np.unique(oracle[labeled])),
-                   accuracy=accuracy, seconds=round(time.perf_counter() - started, 3))
+        row = dict(
+            strategy=strategy,
+            seed=seed,
+            budget=budget,
+            labels=len(labeled),
+            distinct_labeled=len(np.unique(labeled)),
+            classes_found=len(np.unique(oracle[labeled])),
+            accuracy=accuracy,
+            seconds=round(time.perf_counter() - started, 3),
+        )
         if log:
             log(row)
         yield row
@@ -79,8 +95,19 @@ def run_simulation(pool, oracle, test, test_labels, *, config=SimulationConfig()
     rows = []
     for seed in range(config.seeds):
         for strategy in strategies:
-            rows.extend(run_strategy(strategy, pool, oracle, test, test_labels, budgets=config.budgets, seed=seed,
-                                     classes=classes, log=log))
+            rows.extend(
+                run_strategy(
+                    strategy,
+                    pool,
+                    oracle,
+                    test,
+                    test_labels,
+                    budgets=config.budgets,
+                    seed=seed,
+                    classes=classes,
+                    log=log,
+                )
+            )
     return rows
 
 
@@ -94,5 +121,7 @@ def summarize(rows):
     groups = {}
     for row in rows:
         groups.setdefault((row["strategy"], row["budget"]), []).append(row["accuracy"])
-    return [dict(strategy=s, budget=b, mean=float(np.mean(v)), std=float(np.std(v)), runs=len(v))
-            for (s, b), v in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+    return [
+        dict(strategy=s, budget=b, mean=float(np.mean(v)), std=float(np.std(v)), runs=len(v))
+        for (s, b), v in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
+    ]

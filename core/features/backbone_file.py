@@ -1,4 +1,5 @@
 """Backbone files: weights and preprocessing in one safetensors file, no pickle."""
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,18 @@ def save_backbone(path, model, *, preprocessing, info=None, dtype=torch.float16)
     Weights are stored in ``dtype`` (float16 halves the file; loading casts back
     to float32). ``info`` is free-form JSON-able provenance (recipe, data, figures).
     """
-    tensors = {name: t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
-               for name, t in model.state_dict().items()}
+    tensors = {
+        name: t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
+        for name, t in model.state_dict().items()
+    }
     header = dict(
         format=FORMAT,
         architecture=dict(name="small_resnet", widths=list(model.widths), blocks=list(model.blocks)),
-        preprocessing=dict(image_size=int(preprocessing.image_size), mean=[float(v) for v in preprocessing.mean],
-                           std=[float(v) for v in preprocessing.std]),
+        preprocessing=dict(
+            image_size=int(preprocessing.image_size),
+            mean=[float(v) for v in preprocessing.mean],
+            std=[float(v) for v in preprocessing.std],
+        ),
         info=info or {},
     )
     # One metadata key: safetensors writes several keys in random order, and the file's
@@ -51,8 +57,10 @@ def read_header(path):
         metadata = handle.metadata() or {}
     header = json.loads(metadata.get(METADATA_KEY, "{}"))
     if header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a banana backbone file (format {header.get('format')!r}, "
-                         f"expected {FORMAT!r}); write one with `python -m app.cli ssl-train`.")
+        raise ValueError(
+            f"{path} is not a banana backbone file (format {header.get('format')!r}, "
+            f"expected {FORMAT!r}); write one with `python -m app.cli ssl-train`."
+        )
     return header
 
 

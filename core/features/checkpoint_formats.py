@@ -4,6 +4,7 @@ Each converter takes the checkpoint's state dict and the timm model it will be l
 and returns a state dict with the model's key names. timm's own filters are used where they
 exist (``vision_transformer.checkpoint_filter_fn`` knows the DINO and DINOv2 layouts).
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,11 @@ def same_order(state, model):
     targets = [(key, value) for key, value in targets if not key.startswith("classifier.")]
     if len(sources) != len(targets):
         raise ValueError(f"the checkpoint has {len(sources)} tensors, the architecture {len(targets)}")
-    mismatched = [f"{s} {tuple(sv.shape)} -> {t} {tuple(tv.shape)}"
-                  for (s, sv), (t, tv) in zip(sources, targets) if sv.shape != tv.shape]
+    mismatched = [
+        f"{s} {tuple(sv.shape)} -> {t} {tuple(tv.shape)}"
+        for (s, sv), (t, tv) in zip(sources, targets)
+        if sv.shape != tv.shape
+    ]
     if mismatched:
         raise ValueError(f"tensors do not line up with the architecture: {mismatched[:3]}")
     return {target: value for (_, value), (target, _) in zip(sources, targets)}

@@ -16,6 +16,7 @@ so a process killed at any moment leaves every row marked done with its vector i
 a rerun embeds only the rows not marked. Files grow before new ids are appended, so a
 reader that sees an id always finds its bytes. One writer at a time (a ``lockf`` lock).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -89,11 +90,16 @@ class EmbeddingStore:
             if meta_path.exists():
                 found = _read_meta(folder)
                 if (found["backbone"].get("weights_sha256"), found["dim"], found["dtype"]) != (
-                        backbone["weights_sha256"], int(dim), dtype):
-                    raise ValueError(f"{folder} holds embeddings of {found['backbone'].get('name')} (weights "
-                                     f"{found['backbone'].get('weights_sha256', '?')[:12]}, dim {found['dim']}, "
-                                     f"{found['dtype']}); they never mix with {backbone.get('name')} (weights "
-                                     f"{backbone['weights_sha256'][:12]}, dim {dim}, {dtype}). Fix: use another folder.")
+                    backbone["weights_sha256"],
+                    int(dim),
+                    dtype,
+                ):
+                    raise ValueError(
+                        f"{folder} holds embeddings of {found['backbone'].get('name')} (weights "
+                        f"{found['backbone'].get('weights_sha256', '?')[:12]}, dim {found['dim']}, "
+                        f"{found['dtype']}); they never mix with {backbone.get('name')} (weights "
+                        f"{backbone['weights_sha256'][:12]}, dim {dim}, {dtype}). Fix: use another folder."
+                    )
                 meta = found
             else:
                 _write_atomically(meta_path, json.dumps(meta, indent=2).encode())
@@ -255,8 +261,9 @@ def _lock(folder, wait_seconds=0.0, on_wait=None):
         if time.monotonic() >= deadline:
             waited = f" (waited {wait_seconds:g} s)" if wait_seconds else ""
             if handle is None:
-                raise StoreBusy(f"this process is already writing {folder} (another store or thread){waited}; "
-                                "wait for it to finish")
+                raise StoreBusy(
+                    f"this process is already writing {folder} (another store or thread){waited}; wait for it to finish"
+                )
             _unlock(handle)
             raise StoreBusy(f"another process is writing {folder}{waited}; wait for it to finish")
         if on_wait is not None:

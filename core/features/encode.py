@@ -1,4 +1,5 @@
 """Embedding an in-memory batch of images with a backbone."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Batched embedding of image files into an :class:`~core.features.embedding_store.EmbeddingStore`."""
+
 from __future__ import annotations
 
 import os
@@ -91,8 +92,10 @@ class _ImageFiles(Dataset):
 
 
 def _cannot_decode(path, error):
-    return (f"{path}: cannot be decoded for embedding ({type(error).__name__}: {error}). "
-            "Fix: replace or remove the file, then run embed again.")
+    return (
+        f"{path}: cannot be decoded for embedding ({type(error).__name__}: {error}). "
+        "Fix: replace or remove the file, then run embed again."
+    )
 
 
 def _collate(samples):
@@ -131,7 +134,9 @@ def extract_embeddings(backbone, store, item_ids, paths, *, config=ExtractConfig
     ExtractReport
     """
     if store.dim != backbone.embed_dim:
-        raise ValueError(f"store {store.folder} has dim {store.dim}, backbone {backbone.name} gives {backbone.embed_dim}")
+        raise ValueError(
+            f"store {store.folder} has dim {store.dim}, backbone {backbone.name} gives {backbone.embed_dim}"
+        )
     device, dtype = _device_and_dtype(config)
     item_ids = np.asarray(item_ids, np.int64)
     store.add_ids(item_ids)
@@ -145,8 +150,13 @@ def extract_embeddings(backbone, store, item_ids, paths, *, config=ExtractConfig
     if len(todo_rows) == 0:
         return report
     files = _ImageFiles(todo_paths, backbone.recipe, jpeg_bytes=config.gpu_decode and device.type == "cuda")
-    loader = DataLoader(files, batch_size=config.batch_size,
-                        num_workers=config.workers(), collate_fn=_collate, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        files,
+        batch_size=config.batch_size,
+        num_workers=config.workers(),
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
     model = backbone.model.to(device=device, dtype=dtype).eval()
     buffer_rows, buffer_vectors, finished = [], [], 0
     with torch.inference_mode():
@@ -183,8 +193,9 @@ def _flush(store, buffer_rows, buffer_vectors):
 def _device_and_dtype(config):
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {config.device} is not available here (torch.cuda.is_available() is False); "
-                         "use --device cpu")
+        raise ValueError(
+            f"device {config.device} is not available here (torch.cuda.is_available() is False); use --device cpu"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {config.device} is not available here; use --device cpu")
     if config.half and device.type == "cpu":

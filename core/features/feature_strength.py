@@ -7,6 +7,7 @@ labeled images carry its class? It needs no model, costs one (n, n) similarity p
 reported as *skill*: balanced accuracy rescaled so that chance is 0 and perfect is 1, which
 keeps it comparable across class counts and imbalance.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -97,5 +98,13 @@ def feature_strength(embeddings, labels, *, config=FeatureStrengthConfig()):
     chance = 1.0 / n_classes
     skill = (accuracy - chance) / (1.0 - chance)
     agreement = float(np.mean(y[similarity.argmax(axis=1)] == y))
-    return FeatureStrength(n_labels=len(y), n_classes=n_classes, measured=True, accuracy=accuracy, chance=chance,
-                           skill=skill, neighbour_agreement=agreement, weak=skill < config.weak_skill)
+    return FeatureStrength(
+        n_labels=len(y),
+        n_classes=n_classes,
+        measured=True,
+        accuracy=accuracy,
+        chance=chance,
+        skill=skill,
+        neighbour_agreement=agreement,
+        weak=skill < config.weak_skill,
+    )

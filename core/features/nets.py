@@ -1,4 +1,5 @@
 """Small convolutional backbones that train from scratch on a CPU or one GPU."""
+
 from __future__ import annotations
 
 from torch import nn

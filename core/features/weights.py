@@ -1,4 +1,5 @@
 """Weights files: their identity (sha256) and safe, strict loading into a model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,12 +41,16 @@ def read_state_dict(path):
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, EOFError) as error:
-        raise ValueError(f"{path} cannot be read as weights ({type(error).__name__}: {error}). Fix: save the "
-                         "model's state_dict with torch.save(model.state_dict(), PATH) or as .safetensors.") from None
+        raise ValueError(
+            f"{path} cannot be read as weights ({type(error).__name__}: {error}). Fix: save the "
+            "model's state_dict with torch.save(model.state_dict(), PATH) or as .safetensors."
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         keys = list(state)[:8] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} holds {keys}, not a state_dict of tensors. Fix: save only "
-                         "model.state_dict() (e.g. checkpoint['state_dict'] of a training checkpoint).")
+        raise ValueError(
+            f"{path} holds {keys}, not a state_dict of tensors. Fix: save only "
+            "model.state_dict() (e.g. checkpoint['state_dict'] of a training checkpoint)."
+        )
     return state
 
 
@@ -76,7 +81,9 @@ def load_weights_strictly(model, state, *, path, strip_prefixes=(), ignore_prefi
     unexpected = sorted(key for key in set(state) - set(expected) if not key.startswith(ignore_prefixes))
     wrong_shape = sorted(key for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
     if missing or unexpected or wrong_shape:
-        raise ValueError(f"{path} does not fit this architecture: missing {missing[:5]} ({len(missing)}), "
-                         f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong_shape[:5]}. "
-                         "Fix: name the architecture the weights were trained with.")
+        raise ValueError(
+            f"{path} does not fit this architecture: missing {missing[:5]} ({len(missing)}), "
+            f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong_shape[:5]}. "
+            "Fix: name the architecture the weights were trained with."
+        )
     model.load_state_dict({key: state[key] for key in expected})

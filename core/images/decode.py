@@ -3,6 +3,7 @@
 Display, embedding, class-folder reading and ingest's recorded sizes all decode through
 :func:`open_rgb`, so they agree on which way is up and how bright a pixel is.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,7 +70,7 @@ def _value_range(image, values):
         bits, signed = _declared_bits(image, values)
         if bits <= 16:
             low = -(2 ** (bits - 1)) if signed else 0
-            return low, low + 2 ** bits - 1
+            return low, low + 2**bits - 1
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0.0, 1.0

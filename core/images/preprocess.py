@@ -1,4 +1,5 @@
 """A backbone's image recipe: decode, resize, center-crop, normalise."""
+
 from __future__ import annotations
 
 import io
@@ -17,9 +18,15 @@ from core.images.decode import DRAFT_MARGIN, open_rgb
 INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 # EXIF orientation -> the turn that shows a (C, H, W) tensor upright, as ImageOps.exif_transpose
 # does; decode_jpeg applies orientations on the CPU only.
-EXIF_TURNS = {2: lambda t: t.flip(-1), 3: lambda t: t.flip(-2, -1), 4: lambda t: t.flip(-2),
-           5: lambda t: t.transpose(-2, -1), 6: lambda t: t.rot90(-1, (-2, -1)),
-           7: lambda t: t.rot90(-1, (-2, -1)).flip(-2), 8: lambda t: t.rot90(1, (-2, -1))}
+EXIF_TURNS = {
+    2: lambda t: t.flip(-1),
+    3: lambda t: t.flip(-2, -1),
+    4: lambda t: t.flip(-2),
+    5: lambda t: t.transpose(-2, -1),
+    6: lambda t: t.rot90(-1, (-2, -1)),
+    7: lambda t: t.rot90(-1, (-2, -1)).flip(-2),
+    8: lambda t: t.rot90(1, (-2, -1)),
+}
 
 
 @dataclass(frozen=True)
@@ -144,12 +151,19 @@ def decode_on_device(images, recipe, device):
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for torchcodec's
             warnings.simplefilter("ignore", DeprecationWarning)
-            pixels = decode_jpeg([jpeg.data for jpeg in jpegs.values()], mode=ImageReadMode.RGB,
-                                 device=device) if jpegs else []
+            pixels = (
+                decode_jpeg([jpeg.data for jpeg in jpegs.values()], mode=ImageReadMode.RGB, device=device)
+                if jpegs
+                else []
+            )
         for p, image in zip(jpegs, pixels):
             upright = EXIF_TURNS.get(jpegs[p].orientation, lambda t: t)(image)
-            resized = F.resize(upright.float(), _resize_size(recipe), interpolation=INTERPOLATIONS[recipe.interpolation],
-                               antialias=True)
+            resized = F.resize(
+                upright.float(),
+                _resize_size(recipe),
+                interpolation=INTERPOLATIONS[recipe.interpolation],
+                antialias=True,
+            )
             decoded[p] = F.center_crop(resized, [recipe.crop]).round_().clamp_(0, 255).to(torch.uint8)
     except RuntimeError:
         decoded = {}

@@ -7,6 +7,7 @@ serving. The service layer runs the fit itself in a child process
 (:class:`core.model.retrain_worker.ProbeTrainer`), so that even a killed fit only costs that
 retrain, and stores each version through ``on_model``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ A softmax probe is predicted in float32 from the logits (no float64 probabilitie
 each score is written so that nothing cancels (``1 - p_top`` is the sum of the other
 classes' share), so confident items keep distinct, non-zero scores.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,15 @@ class PoolPredictions:
                 # Temperature folded into the weights: logits / T in one product, float32 throughout.
                 coef_t = np.ascontiguousarray(self.probe.coef_.T / np.float32(self.probe.temperature_), np.float32)
                 intercept = (self.probe.intercept_ / np.float32(self.probe.temperature_)).astype(np.float32)
-                predict = partial(_predict_single_label, self.embeddings, coef_t, intercept,
-                                  UNCERTAINTY_FROM_LOGITS[method], values, predicted)
+                predict = partial(
+                    _predict_single_label,
+                    self.embeddings,
+                    coef_t,
+                    intercept,
+                    UNCERTAINTY_FROM_LOGITS[method],
+                    values,
+                    predicted,
+                )
             spans = np.linspace(0, len(values), self.n_threads + 1).astype(int).tolist()
             with _BLAS.limit(limits=1, user_api="blas"), ThreadPoolExecutor(self.n_threads) as threads:
                 for done in [threads.submit(predict, a, b) for a, b in zip(spans[:-1], spans[1:])]:
@@ -87,8 +95,9 @@ class PoolPredictions:
             if proba.shape[1] == 0:
                 values[b0:b1], predicted[b0:b1] = 0.0, -1
                 continue
-            values[b0:b1] = (multilabel_uncertainty(proba, method) if self.probe.multi_label
-                             else UNCERTAINTY[method](proba))
+            values[b0:b1] = (
+                multilabel_uncertainty(proba, method) if self.probe.multi_label else UNCERTAINTY[method](proba)
+            )
             predicted[b0:b1] = proba.argmax(axis=1)
 
     def predicted_column(self):
@@ -152,5 +161,8 @@ def _entropy_from_logits(shifted, others):
 
 # The :data:`core.selection.scorers.UNCERTAINTY` scores from shifted logits ``d = z - max z`` (K, rows) and
 # ``exp(d)`` with the top class zeroed: float32 without the cancellation of 1 - p_top.
-UNCERTAINTY_FROM_LOGITS = {"margin": _margin_from_logits, "entropy": _entropy_from_logits,
-                           "least_confidence": _least_confidence_from_logits}
+UNCERTAINTY_FROM_LOGITS = {
+    "margin": _margin_from_logits,
+    "entropy": _entropy_from_logits,
+    "least_confidence": _least_confidence_from_logits,
+}

@@ -13,6 +13,7 @@ label-error detection needs anyway. CalibratedClassifierCV fits 2 parameters
 (sigmoid) or a step function (isotonic) per class, refits the whole model per fold
 on top, and renormalises one-vs-rest scores, which distorts multiclass probabilities.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -79,8 +80,20 @@ class LinearProbe:
         L-BFGS iterations of the full fit.
     """
 
-    def __init__(self, *, C=0.01, class_weight="balanced", multi_label=False, warm_start=True, calibrate=True,
-                 n_folds=5, max_iter=500, tol=1e-5, random_state=0, blas_threads=1):
+    def __init__(
+        self,
+        *,
+        C=0.01,
+        class_weight="balanced",
+        multi_label=False,
+        warm_start=True,
+        calibrate=True,
+        n_folds=5,
+        max_iter=500,
+        tol=1e-5,
+        random_state=0,
+        blas_threads=1,
+    ):
         self.C = C
         self.class_weight = class_weight
         self.multi_label = multi_label
@@ -256,8 +269,13 @@ class LinearProbe:
 
         w0 = coef0[:, active].T
         theta0 = np.concatenate([(w0 * std).ravel(), intercept0[active] + w0 @ mean])
-        result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                          options=dict(maxiter=self.max_iter, gtol=self.tol, ftol=self.tol / 100))
+        result = minimize(
+            objective,
+            theta0,
+            jac=True,
+            method="L-BFGS-B",
+            options=dict(maxiter=self.max_iter, gtol=self.tol, ftol=self.tol / 100),
+        )
         w = result.x[: k * dim].reshape(k, dim) / std
         coef[:, active] = w.T
         intercept[active] = result.x[k * dim :] - w @ mean
@@ -288,8 +306,9 @@ class LinearProbe:
                 train, held = folds != fold, folds == fold
                 # Warm start from the full fit: the objective is convex and its optimal
                 # predictions are unique, so the start changes the speed, not the answer.
-                coef, intercept, _ = self._fit_params(X[train], targets[train], self._sample_weights(targets[train]),
-                                                      full)
+                coef, intercept, _ = self._fit_params(
+                    X[train], targets[train], self._sample_weights(targets[train]), full
+                )
                 logits[held] = X[held] @ coef + intercept
         if self.calibrate and n >= 2:
             self.temperature_ = _fit_temperature(logits, targets, multi_label=self.multi_label)
@@ -329,9 +348,13 @@ class LinearProbe:
     def to_arrays(self):
         """The fitted model as plain arrays (nothing pickled): coef, intercept, classes,
         temperature and multi_label. ``oof_proba_`` is a fit diagnostic and not included."""
-        return dict(coef=self.coef_, intercept=self.intercept_, classes=self.classes_,
-                    temperature=np.asarray(self.temperature_, np.float64),
-                    multi_label=np.asarray(self.multi_label))
+        return dict(
+            coef=self.coef_,
+            intercept=self.intercept_,
+            classes=self.classes_,
+            temperature=np.asarray(self.temperature_, np.float64),
+            multi_label=np.asarray(self.multi_label),
+        )
 
     @classmethod
     def from_arrays(cls, arrays, **params):
@@ -381,5 +404,6 @@ def _fit_temperature(logits, targets, *, multi_label):
 
         def nll(log_t):
             return -float((t * np.nan_to_num(log_softmax(z / np.exp(log_t), axis=1), neginf=0.0)).sum())
+
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))

@@ -12,6 +12,7 @@ new model serves, and calibrate the *next* fit (metrics ``oof_accuracy`` and
 ``oof_labels`` say which labels they were measured on). The served model never waits
 for them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -117,8 +118,9 @@ class ProbeTrainer:
             arrays = dict(previous.to_arrays())
             if "temperature" in self.calibration:
                 arrays["temperature"] = np.asarray(self.calibration["temperature"], np.float64)
-        self._send((self.train, (np.ascontiguousarray(X, np.float32), np.asarray(y), arrays, classes,
-                                 self.probe_params)))
+        self._send(
+            (self.train, (np.ascontiguousarray(X, np.float32), np.asarray(y), arrays, classes, self.probe_params))
+        )
         arrays, metrics = self._receive()
         self._followups = True
         probe = LinearProbe.from_arrays(arrays, **self.probe_params)
@@ -147,8 +149,12 @@ class ProbeTrainer:
         code = "import sys; from core.model.retrain_worker import serve; serve(int(sys.argv[1]))"
         # A new session: a Ctrl-C meant for the app does not kill a fit; the child ends
         # when the parent does, as its socket closes.
-        self._child = subprocess.Popen([sys.executable, "-c", code, str(child.fileno())], pass_fds=(child.fileno(),),
-                                       env=env, start_new_session=True)
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", code, str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            env=env,
+            start_new_session=True,
+        )
         child.close()
         self._conn = Connection(parent.detach())
         self._followups = False
@@ -192,8 +198,10 @@ class ProbeTrainer:
         self._child = None
         code = child.wait() if child is not None else None
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return WorkerDied(f"the retrain worker (pid {child.pid if child else '?'}) died during a fit ({how}); "
-                          "the previous model keeps serving")
+        return WorkerDied(
+            f"the retrain worker (pid {child.pid if child else '?'}) died during a fit ({how}); "
+            "the previous model keeps serving"
+        )
 
 
 def serve(fd):

@@ -6,6 +6,7 @@ fair draw of "is the current model right on the pool", unlike answers to the
 strategy's asks, which are chosen for being hard. Accuracy is estimated per model
 version (the learning curve) and a stop hint says when it has stopped improving.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,8 +91,14 @@ def learning_curve(version, n_labels, correct, *, confidence=0.9):
     audits = np.bincount(inverse, minlength=len(versions))
     right = np.bincount(inverse, weights=correct.astype(float), minlength=len(versions))
     low, high = wilson_interval(right, audits, confidence)
-    return LearningCurve(version=versions, n_labels=n_labels[first], n_audits=audits,
-                         accuracy=right / np.maximum(audits, 1), low=low, high=high)
+    return LearningCurve(
+        version=versions,
+        n_labels=n_labels[first],
+        n_audits=audits,
+        accuracy=right / np.maximum(audits, 1),
+        low=low,
+        high=high,
+    )
 
 
 def stop_hint(n_labels, correct, *, rule=StopRule()):
@@ -119,17 +126,35 @@ def stop_hint(n_labels, correct, *, rule=StopRule()):
     w = rule.window
     if len(correct) < 2 * w:
         low, high = wilson_interval(correct.sum(), len(correct), rule.confidence)
-        return StopHint(False, float("nan"), float(correct.mean()) if len(correct) else float("nan"), float(low),
-                        float(high), f"needs {2 * w} audit answers, has {len(correct)}")
+        return StopHint(
+            False,
+            float("nan"),
+            float(correct.mean()) if len(correct) else float("nan"),
+            float(low),
+            float(high),
+            f"needs {2 * w} audit answers, has {len(correct)}",
+        )
     earlier, later = slice(-2 * w, -w), slice(-w, None)
     span = n_labels[later].mean() - n_labels[earlier].mean()
     accuracy = correct[later].mean()
     low, high = wilson_interval(correct[later].sum(), w, rule.confidence)
     if span <= 0:
-        return StopHint(False, float("nan"), float(accuracy), float(low), float(high),
-                        "no new labels between the last two audit windows")
+        return StopHint(
+            False,
+            float("nan"),
+            float(accuracy),
+            float(low),
+            float(high),
+            "no new labels between the last two audit windows",
+        )
     gain = 100 * (accuracy - correct[earlier].mean()) / span
     stop = bool(gain < rule.min_gain)
     verdict = "flat" if stop else "still improving"
-    return StopHint(stop, float(gain), float(accuracy), float(low), float(high),
-                    f"{verdict}: {gain:+.3f} accuracy per 100 labels over the last {2 * w} audits")
+    return StopHint(
+        stop,
+        float(gain),
+        float(accuracy),
+        float(low),
+        float(high),
+        f"{verdict}: {gain:+.3f} accuracy per 100 labels over the last {2 * w} audits",
+    )

@@ -9,6 +9,7 @@ Multi-label (:func:`find_multilabel_issues`): cleanlab's one-vs-rest reduction
 flagged items are ranked by cleanlab's multi-label label-quality score, lowest first, and
 each gets a suggested class set (out-of-fold probability >= 0.5, else the top class).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -100,14 +101,21 @@ def find_issues(labels, oof_proba, *, config=LabelIssueConfig()):
     proba = oof_proba[:, present]
     proba = proba / proba.sum(axis=1, keepdims=True).clip(1e-12)
     compact = np.searchsorted(present, labels)
-    positions = find_label_issues(compact, proba, filter_by=config.filter_by,
-                                  return_indices_ranked_by="self_confidence")
+    positions = find_label_issues(
+        compact, proba, filter_by=config.filter_by, return_indices_ranked_by="self_confidence"
+    )
     positions = np.asarray(positions, np.int64)
-    return LabelIssues(positions=positions, given=labels[positions], suggested=suggested_all[positions],
-                       self_confidence=oof_proba[positions, labels[positions]], confusion=confusion)
+    return LabelIssues(
+        positions=positions,
+        given=labels[positions],
+        suggested=suggested_all[positions],
+        self_confidence=oof_proba[positions, labels[positions]],
+        confusion=confusion,
+    )
 
 
 # ----- multi-label -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MultiLabelIssues:
@@ -213,6 +221,14 @@ def find_multilabel_issues(given, oof_proba, *, config=LabelIssueConfig(), thres
         quality = np.asarray(quality, np.float64)[positions]
     else:
         positions, quality = np.zeros(0, np.int64), np.zeros(0)
-    return MultiLabelIssues(positions=positions, quality=quality, given=given[positions],
-                            suggested=suggested[positions], doubted=doubted[positions], n_labels=n_labels,
-                            n_flagged=doubted.sum(axis=0), precision=precision, recall=recall)
+    return MultiLabelIssues(
+        positions=positions,
+        quality=quality,
+        given=given[positions],
+        suggested=suggested[positions],
+        doubted=doubted[positions],
+        n_labels=n_labels,
+        n_flagged=doubted.sum(axis=0),
+        precision=precision,
+        recall=recall,
+    )

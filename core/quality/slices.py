@@ -6,6 +6,7 @@ when the slice is created, as the similarity of the ``k``-th nearest item then, 
 items that arrive near the examples join the slice and old members stay in it.
 Re-mining ranks the slice's unlabeled members by the model's uncertainty.
 """
+
 from __future__ import annotations
 
 import copy

@@ -14,6 +14,7 @@ item of the batch gets a row; its kinds say why it deserves a look:
 The report order puts near-failures first (ascending margin), then novel items (least
 similar first), then near-copies (most similar first), then the rest (ascending margin).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class Triage:
 
 
 # ----- scorers ---------------------------------------------------------------------------
+
 
 def top_margin(proba, *, multi_label=False):
     """Top probability minus runner-up, shape (M, K) -> (M,); NaN when K < 2.
@@ -167,6 +169,7 @@ def report_order(kinds, margin, similarity):
 
 # ----- entry point -----------------------------------------------------------------------
 
+
 def triage(batch_embeddings, proba, labeled_embeddings, *, multi_label=False, config=TriageConfig()):
     """Triage a batch against the labeled items and a model's probabilities.
 
@@ -188,7 +191,9 @@ def triage(batch_embeddings, proba, labeled_embeddings, *, multi_label=False, co
     if batch_embeddings.ndim != 2 or labeled_embeddings.ndim != 2:
         raise ValueError(f"embeddings must be 2-D; got {batch_embeddings.shape} and {labeled_embeddings.shape}")
     if len(labeled_embeddings) and batch_embeddings.shape[1] != labeled_embeddings.shape[1]:
-        raise ValueError(f"batch dim {batch_embeddings.shape[1]} differs from labeled dim {labeled_embeddings.shape[1]}")
+        raise ValueError(
+            f"batch dim {batch_embeddings.shape[1]} differs from labeled dim {labeled_embeddings.shape[1]}"
+        )
     m = len(batch_embeddings)
     if proba is None:
         margin, predicted = np.full(m, np.nan), np.full(m, -1, np.int64)
@@ -199,13 +204,25 @@ def triage(batch_embeddings, proba, labeled_embeddings, *, multi_label=False, co
         margin = top_margin(proba, multi_label=multi_label)
         predicted = proba.argmax(axis=1) if proba.shape[1] else np.full(m, -1, np.int64)
     nearest, similarity = nearest_labeled(batch_embeddings, labeled_embeddings, block_rows=config.block_rows)
-    threshold = (config.novel_similarity if config.novel_similarity is not None
-                 else novelty_threshold(labeled_embeddings, quantile=config.novel_quantile, block_rows=config.block_rows))
+    threshold = (
+        config.novel_similarity
+        if config.novel_similarity is not None
+        else novelty_threshold(labeled_embeddings, quantile=config.novel_quantile, block_rows=config.block_rows)
+    )
     with np.errstate(invalid="ignore"):
-        kinds = np.stack([margin < config.near_failure_margin, similarity < threshold,
-                          similarity >= config.near_copy_similarity], axis=1)
+        kinds = np.stack(
+            [margin < config.near_failure_margin, similarity < threshold, similarity >= config.near_copy_similarity],
+            axis=1,
+        )
     would_get = np.where(kinds[:, 2], nearest, -1)
     order = report_order(kinds, margin, similarity)
-    return Triage(order=order, margin=margin[order], predicted=predicted[order], nearest=nearest[order],
-                  similarity=similarity[order], kinds=kinds[order], would_get=would_get[order],
-                  novel_threshold=float(threshold))
+    return Triage(
+        order=order,
+        margin=margin[order],
+        predicted=predicted[order],
+        nearest=nearest[order],
+        similarity=similarity[order],
+        kinds=kinds[order],
+        would_get=would_get[order],
+        novel_threshold=float(threshold),
+    )

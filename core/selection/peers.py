@@ -5,6 +5,7 @@ Each peer has the signature of our strategies in the simulator:
 The peers know the full class list (``classes``), as scikit-activeml expects; our own
 strategies do not need it.
 """
+
 from __future__ import annotations
 
 import warnings

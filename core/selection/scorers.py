@@ -1,6 +1,7 @@
 """Per-item scores for choosing what to ask next: small functions over numpy arrays,
 combined by :func:`get_scores`. Every score is in [0, 1] and higher means "ask sooner".
 """
+
 from __future__ import annotations
 
 import faiss
@@ -11,6 +12,7 @@ STRATEGIES = ("default", "margin", "entropy", "least_confidence", "band_only", "
 
 
 # ----- uncertainty -------------------------------------------------------------------
+
 
 def margin(proba):
     """1 - (top probability - runner-up). Shape (M, K) -> (M,); 0 when K < 2."""
@@ -49,6 +51,7 @@ def multilabel_uncertainty(proba, method):
 
 # ----- similarity to what is labeled -------------------------------------------------
 
+
 def band_parameters(similarity, *, center_quantile=0.5, width_quantiles=(0.25, 0.75), center=None, width=None):
     """Centre and width of the mid-range band from the pool's similarity distribution.
 
@@ -85,6 +88,7 @@ def novelty(similarity):
 
 
 # ----- density ------------------------------------------------------------------------
+
 
 def typicality(embeddings, *, k=20, reference=None, reference_index=None):
     """Mean cosine similarity to the ``k`` most similar reference items (self excluded).
@@ -132,9 +136,22 @@ def typical_preference(density, power, ceiling):
 
 # ----- the entry point ----------------------------------------------------------------
 
-def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin", similarity=None, band_center=None,
-               band_width=None, density=None, typicality_power=0.0, typicality_ceiling=1.0, rng=None,
-               uncertainty_values=None):
+
+def get_scores(
+    strategy,
+    *,
+    proba=None,
+    multi_label=False,
+    uncertainty="margin",
+    similarity=None,
+    band_center=None,
+    band_width=None,
+    density=None,
+    typicality_power=0.0,
+    typicality_ceiling=1.0,
+    rng=None,
+    uncertainty_values=None,
+):
     """Score candidate items for one strategy.
 
     Strategies
@@ -190,16 +207,22 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
     method = strategy if strategy in UNCERTAINTY else uncertainty
     if method not in UNCERTAINTY:
         raise ValueError(f"unknown uncertainty {method!r}; choose one of {', '.join(UNCERTAINTY)}.")
-    needs = {"default": ("similarity", "density") if typicality_power else ("similarity",),
-             "band_only": ("similarity",), "discovery": ("similarity", "density"), "random": ("rng",)}.get(strategy, ())
+    needs = {
+        "default": ("similarity", "density") if typicality_power else ("similarity",),
+        "band_only": ("similarity",),
+        "discovery": ("similarity", "density"),
+        "random": ("rng",),
+    }.get(strategy, ())
     given = dict(similarity=similarity, density=density, rng=rng)
     missing = [name for name in needs if given[name] is None]
     if missing:
         raise ValueError(f"strategy {strategy!r} needs {', '.join(missing)}.")
     lengths = {len(a) for a in (proba, similarity, density, uncertainty_values) if a is not None}
     if len(lengths) != 1:
-        raise ValueError("proba (or uncertainty_values), similarity and density must be given for the same items; "
-                         f"got lengths {lengths}.")
+        raise ValueError(
+            "proba (or uncertainty_values), similarity and density must be given for the same items; "
+            f"got lengths {lengths}."
+        )
     n_items = lengths.pop()
 
     parts = {}
@@ -209,8 +232,7 @@ def get_scores(strategy, *, proba=None, multi_label=False, uncertainty="margin",
         elif proba is None or proba.shape[1] < (1 if multi_label else 2):
             parts["uncertainty"] = np.ones(n_items)
         else:
-            parts["uncertainty"] = (multilabel_uncertainty(proba, method) if multi_label
-                                    else UNCERTAINTY[method](proba))
+            parts["uncertainty"] = multilabel_uncertainty(proba, method) if multi_label else UNCERTAINTY[method](proba)
     if strategy in ("default", "band_only"):
         parts["band"] = band(similarity, center=band_center, width=band_width)
     if strategy == "default" and typicality_power:

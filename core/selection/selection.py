@@ -5,6 +5,7 @@ Used by the app, the CLI and the simulator. Its signature is stable:
     select(embeddings, labeled_idx, labels, n, *, strategy="default", probe=None,
            state=None, config=SelectionConfig(), rng=None) -> Selection
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,8 @@ import numpy as np
 
 from core.quality.audit import draw_audits
 from core.selection.scorers import STRATEGIES, UNCERTAINTY, band_parameters, get_scores
-from core.similarity.similarity_state import SimilarityState
 from core.selection.typical import typical_cluster_picks
+from core.similarity.similarity_state import SimilarityState
 
 ALL_STRATEGIES = (*STRATEGIES, "typicality")
 PART_NAMES = ("score", "uncertainty", "band", "novelty", "typicality", "nearest_similarity", "class_similarity")
@@ -73,8 +74,18 @@ class Selection:
     band: tuple[float, float] | None
 
 
-def select(embeddings, labeled_idx, labels, n, *, strategy="default", probe=None, state=None,
-           config=SelectionConfig(), rng=None):
+def select(
+    embeddings,
+    labeled_idx,
+    labels,
+    n,
+    *,
+    strategy="default",
+    probe=None,
+    state=None,
+    config=SelectionConfig(),
+    rng=None,
+):
     """Choose the next ``n`` unlabeled items to ask about.
 
     Strategies
@@ -136,8 +147,9 @@ def select(embeddings, labeled_idx, labels, n, *, strategy="default", probe=None
     audit = draw_audits(unlabeled, n, config.audit_share, rng)
     n_audit = len(audit)
     labeled[audit] = True  # audit picks are taken; the strategy chooses among the rest
-    picker = _Picker(embeddings, labeled, labeled_idx, labels, strategy=strategy, probe=probe, state=state,
-                     config=config, rng=rng)
+    picker = _Picker(
+        embeddings, labeled, labeled_idx, labels, strategy=strategy, probe=probe, state=state, config=config, rng=rng
+    )
     main, source, greedy_parts = picker.pick(n - n_audit)
     is_audit = np.zeros(len(main) + n_audit, bool)
     is_audit[rng.choice(len(is_audit), n_audit, replace=False)] = True  # audits spread through the batch
@@ -148,8 +160,13 @@ def select(embeddings, labeled_idx, labels, n, *, strategy="default", probe=None
     parts = picker.base_parts(indices)
     for name, values in greedy_parts.items():  # a pick-time value wins over the base one
         parts[name][~is_audit] = np.where(np.isnan(values), parts[name][~is_audit], values)
-    return Selection(indices=indices, score_parts=parts, source=sources.astype(str),
-                     predicted=picker.predicted(indices), band=picker.band)
+    return Selection(
+        indices=indices,
+        score_parts=parts,
+        source=sources.astype(str),
+        predicted=picker.predicted(indices),
+        band=picker.band,
+    )
 
 
 def _validate(embeddings, labeled_idx, labels, n, strategy, probe, state):
@@ -168,15 +185,19 @@ def _validate(embeddings, labeled_idx, labels, n, strategy, probe, state):
         raise ValueError("labeled_idx has repeats; give one row per item (multi-label: an indicator matrix).")
     multi_label = bool(getattr(probe, "multi_label", False))
     if labels.ndim != (2 if multi_label else 1):
-        raise ValueError(f"labels must be {'(L, K) indicators for a multi-label' if multi_label else '1-D for a'} probe;"
-                         f" got shape {labels.shape}.")
+        raise ValueError(
+            f"labels must be {'(L, K) indicators for a multi-label' if multi_label else '1-D for a'} probe;"
+            f" got shape {labels.shape}."
+        )
     if probe is not None and not hasattr(probe, "classes_"):
         raise ValueError("probe is not fitted; pass None until it is.")
     if state is not None:
         if state.embeddings is not embeddings:
             raise ValueError("state was built on another embeddings array.")
         if state.labeled_.sum() != len(labeled_idx) or not state.labeled_[labeled_idx].all():
-            raise ValueError("state is out of date: its labeled items differ from labeled_idx; add_labels or refresh it.")
+            raise ValueError(
+                "state is out of date: its labeled items differ from labeled_idx; add_labels or refresh it."
+            )
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}.")
     return labeled_idx, labels, int(n)
@@ -227,8 +248,14 @@ class _Picker:
         if self.strategy == "random" or (self.strategy in UNCERTAINTY and not self._informative_probe()):
             return self.rng.choice(free, n, replace=False), np.full(n, self.strategy), {}
         if self.strategy == "typicality" or self.n_labeled == 0:
-            rows = typical_cluster_picks(self.embeddings, self.taken, n, density=self._density(),
-                                         sample_size=self.config.kmeans_sample, seed=int(self.rng.integers(2**31)))
+            rows = typical_cluster_picks(
+                self.embeddings,
+                self.taken,
+                n,
+                density=self._density(),
+                sample_size=self.config.kmeans_sample,
+                seed=int(self.rng.integers(2**31)),
+            )
             source = "typicality" if self.strategy == "typicality" and self.n_labeled else "cold_start"
             return rows, np.full(len(rows), source), {"typicality": self._density()[rows]}
         return self._greedy(free, n)
@@ -254,8 +281,13 @@ class _Picker:
         c = self.config
         slots = self._slots(n)
         similarity = self.state.nearest_similarity_[free].astype(np.float64)
-        self.band = band_parameters(similarity, center_quantile=c.band_center_quantile,
-                                    width_quantiles=c.band_width_quantiles, center=c.band_center, width=c.band_width)
+        self.band = band_parameters(
+            similarity,
+            center_quantile=c.band_center_quantile,
+            width_quantiles=c.band_width_quantiles,
+            center=c.band_center,
+            width=c.band_width,
+        )
         uncertainty = self.uncertainty(self.strategy if self.strategy in UNCERTAINTY else c.uncertainty)
         uncertainty = None if uncertainty is None else uncertainty[free]
         power = c.typicality_power if self.n_labeled < c.typicality_labels_per_class * len(self.class_counts) else 0.0
@@ -270,14 +302,24 @@ class _Picker:
 
         def scores(kind, similarity_now, rows=None):  # rows=None: every free item, without a copy
             pick = (lambda a: a) if rows is None else (lambda a: a[rows])
-            return get_scores(kind, uncertainty_values=None if uncertainty is None else pick(uncertainty),
-                              multi_label=self.multi_label, uncertainty=c.uncertainty, similarity=similarity_now, band_center=self.band[0],
-                              band_width=self.band[1], density=None if density is None else pick(density),
-                              typicality_power=power, typicality_ceiling=ceiling, rng=self.rng)
+            return get_scores(
+                kind,
+                uncertainty_values=None if uncertainty is None else pick(uncertainty),
+                multi_label=self.multi_label,
+                uncertainty=c.uncertainty,
+                similarity=similarity_now,
+                band_center=self.band[0],
+                band_width=self.band[1],
+                density=None if density is None else pick(density),
+                typicality_power=power,
+                typicality_ceiling=ceiling,
+                rng=self.rng,
+            )
 
         # Candidates: the best `shortlist` items of each score in use.
-        shortlist = np.unique(np.concatenate([_top(scores(kind, similarity)[0], max(c.shortlist, n))
-                                              for kind in np.unique(slots)]))
+        shortlist = np.unique(
+            np.concatenate([_top(scores(kind, similarity)[0], max(c.shortlist, n)) for kind in np.unique(slots)])
+        )
         cand_sim = similarity[shortlist].copy()
         cand_emb = np.asarray(self.embeddings[free[shortlist]], dtype=np.float32)
         available = np.ones(len(shortlist), bool)

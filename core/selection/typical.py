@@ -1,5 +1,6 @@
 """Typical members of distinct clusters: the cold-start picks, and the TypiClust-style
 ``"typicality"`` strategy (Hacohen et al., 2022) once some items are labeled."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,9 +18,10 @@ def cluster_assignments(embeddings, n_clusters, *, sample_size=20_000, seed=0, b
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, min(n, max(sample_size, 10 * n_clusters)), replace=False))
     kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit(
-        np.asarray(embeddings[sample], dtype=np.float32))
+        np.asarray(embeddings[sample], dtype=np.float32)
+    )
     centres = kmeans.cluster_centers_.astype(np.float32)
-    half_norm = 0.5 * (centres ** 2).sum(axis=1)
+    half_norm = 0.5 * (centres**2).sum(axis=1)
     labels = np.empty(n, np.int64)
     for b0 in range(0, n, block):
         rows = np.asarray(embeddings[b0 : b0 + block], dtype=np.float32)

@@ -1,4 +1,5 @@
 """Similarity index: FAISS inner product on L2-normalised embeddings, ids are item ids."""
+
 from __future__ import annotations
 
 import math
@@ -91,10 +92,12 @@ class SimilarityIndex:
             inner = faiss.IndexFlatIP(d)
         else:
             nlist = max(1, int(self.config.lists_per_sqrt * math.sqrt(n)))
-            inner = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_fp16,
-                                                  faiss.METRIC_INNER_PRODUCT)
-            sample = np.random.default_rng(self.config.seed).choice(n, min(n, self.config.train_per_list * nlist),
-                                                                    replace=False)
+            inner = faiss.IndexIVFScalarQuantizer(
+                faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+            )
+            sample = np.random.default_rng(self.config.seed).choice(
+                n, min(n, self.config.train_per_list * nlist), replace=False
+            )
             inner.train(vectors[np.sort(sample)])
             inner.nprobe = self.config.nprobe
         self.index_ = faiss.IndexIDMap(inner)

@@ -130,8 +130,14 @@ def tsne_2d(points: np.ndarray, config: TsneConfig = TsneConfig()) -> np.ndarray
         return np.zeros((n, 2), np.float32)
     reduced = pca_reduce(points, config.pca_dims)
     perplexity = max(min(config.perplexity, (n - 1) / 3), 1.0)  # t-SNE needs perplexity < N
-    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max(config.max_iter, 250), init="pca",
-                learning_rate="auto", random_state=config.seed)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        max_iter=max(config.max_iter, 250),
+        init="pca",
+        learning_rate="auto",
+        random_state=config.seed,
+    )
     threads = config.threads or max(1, (os.cpu_count() or 2) // 2)
     with threadpool_limits(threads):  # OpenMP (t-SNE's gradient) and BLAS alike
         return tsne.fit_transform(reduced).astype(np.float32)

@@ -19,6 +19,7 @@ Two kernels give the same interface:
 
 :func:`pool_kernel` picks one.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -60,8 +61,9 @@ def pool_kernel(embeddings, kind="auto", *, n_threads=None):
     if kind not in KERNELS:
         raise ValueError(f"unknown similarity kernel {kind!r}; choose one of {', '.join(KERNELS)}.")
     if kind == "int8" and not int8_available():
-        raise ValueError("the int8 similarity kernel needs torch's fbgemm quantized engine (x86 CPUs); "
-                         "use kernel='float32'.")
+        raise ValueError(
+            "the int8 similarity kernel needs torch's fbgemm quantized engine (x86 CPUs); use kernel='float32'."
+        )
     if kind == "int8" or (kind == "auto" and len(embeddings) >= INT8_FROM_ROWS and int8_available()):
         return Int8Kernel(embeddings, n_threads=n_threads)
     return Float32Kernel(embeddings, n_threads=n_threads)
@@ -178,8 +180,9 @@ class Int8Kernel:
             results = []
             for b in range(first, stop):
                 sims = _similarities(anchored, self._packed[b])[: len(queries)]
-                results.extend(visit(self._starts[b] + c0, sims[:, c0 : c0 + width])
-                               for c0 in range(0, sims.shape[1], width))
+                results.extend(
+                    visit(self._starts[b] + c0, sims[:, c0 : c0 + width]) for c0 in range(0, sims.shape[1], width)
+                )
             return results
 
         with _single_threaded_torch():
@@ -217,8 +220,13 @@ class Int8Kernel:
     def _largest(self, start):
         """Each dimension's largest absolute value in the block of rows from ``start``."""
         rows = self.embeddings[start : start + self.block_rows]
-        return np.max([np.abs(np.asarray(rows[r0 : r0 + 2048], dtype=np.float32)).max(axis=0)
-                       for r0 in range(0, len(rows), 2048)], axis=0)
+        return np.max(
+            [
+                np.abs(np.asarray(rows[r0 : r0 + 2048], dtype=np.float32)).max(axis=0)
+                for r0 in range(0, len(rows), 2048)
+            ],
+            axis=0,
+        )
 
     def _quantize_and_pack(self, start):
         """fbgemm's packed block of the balanced rows from ``start``; their scales go to ``scales_``."""
@@ -302,8 +310,9 @@ def _pack(codes, scales):
         # torch marks its quantized tensors deprecated in favour of torchao; they still
         # run fbgemm's int8 kernels in the pinned torch, and int8_available() guards them.
         warnings.simplefilter("ignore", UserWarning)
-        weight = torch._make_per_channel_quantized_tensor(codes, torch.from_numpy(scales).double(),
-                                                          torch.zeros(len(codes), dtype=torch.long), 0)
+        weight = torch._make_per_channel_quantized_tensor(
+            codes, torch.from_numpy(scales).double(), torch.zeros(len(codes), dtype=torch.long), 0
+        )
         return torch.ops.quantized.linear_prepack(weight, None)
 
 

@@ -10,13 +10,14 @@ incremental paths are right. The products run in :mod:`core.similarity.pool_kern
 8-bit codes of the pool for large pools (there a pair's similarity never depends on the
 rest of the call, so incremental and full recomputes agree bit for bit).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from core.similarity.pool_kernels import pool_kernel
 from core.model.pool_predictions import PoolPredictions
 from core.selection.scorers import typicality
+from core.similarity.pool_kernels import pool_kernel
 
 _TIE = 1e-5  # a removed label "may have set" an item's maximum within this (recomputed, so only costs time)
 
@@ -95,8 +96,9 @@ class SimilarityState:
         if len(indices):
             self._grow_classes(labels)
             self._pair_rows = np.r_[self._pair_rows, indices]
-            self._pair_classes = (np.concatenate([self._pair_classes, labels]) if len(self._pair_classes)
-                                  else labels.copy())
+            self._pair_classes = (
+                np.concatenate([self._pair_classes, labels]) if len(self._pair_classes) else labels.copy()
+            )
             self._fold_in(indices, labels)
         return self
 
@@ -177,8 +179,9 @@ class SimilarityState:
         if getattr(self, "_typicality_key", None) != key:
             n = len(self.embeddings)
             reference = np.sort(np.random.default_rng(seed).choice(n, min(n, reference_size), replace=False))
-            self._typicality = typicality(self.embeddings, k=k, reference=self.embeddings[reference],
-                                          reference_index=reference)
+            self._typicality = typicality(
+                self.embeddings, k=k, reference=self.embeddings[reference], reference_index=reference
+            )
             self._typicality_key = key
         return self._typicality
 
@@ -250,7 +253,7 @@ class SimilarityState:
             queries = np.asarray(self.embeddings[rows], dtype=np.float32)
             starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])  # one run of rows per class
             runs = list(zip(cols[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(rows)].tolist()))
-            self._kernel.scan(queries, lambda b0, sims: self._update_block(b0, sims, rows, runs))
+            self._kernel.scan(queries, lambda b0, sims, rows=rows, runs=runs: self._update_block(b0, sims, rows, runs))
 
     def _update_block(self, b0, sims, rows, runs):
         """Max-update the state's columns b0.. with ``sims`` (labels x block), in place.

@@ -4,6 +4,7 @@ Everything runs on whole batches on the training device (no per-image PIL), so
 augmentation keeps up with a GPU. Randomness comes only from the ``generator``
 passed in, which makes a batch reproducible from a seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -91,7 +92,7 @@ def color_jitter(images, *, config, generator):
         return (1 + apply * (drawn - 1)).view(n, 1, 1, 1)
 
     brightness, contrast, saturation = factor(config.brightness), factor(config.contrast), factor(config.saturation)
-    hue_angle = (apply * _uniform(n, -config.hue, config.hue, generator, device) * 2 * math.pi)
+    hue_angle = apply * _uniform(n, -config.hue, config.hue, generator, device) * 2 * math.pi
 
     images = (images * brightness).clamp(0, 1)
     mean = _gray(images).mean(dim=(2, 3), keepdim=True)

@@ -1,4 +1,5 @@
 """LARS: SGD with a per-layer trust ratio (You et al., 2017), as SimCLR trains with."""
+
 from __future__ import annotations
 
 import torch
@@ -27,11 +28,14 @@ class LARS(torch.optim.Optimizer):
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
                 param_norms = torch.stack(torch._foreach_norm(params))
                 grad_norms = torch.stack(torch._foreach_norm(grads))
-                trust = torch.where((param_norms > 0) & (grad_norms > 0), group["eta"] * param_norms / grad_norms,
-                                    torch.ones_like(param_norms))
+                trust = torch.where(
+                    (param_norms > 0) & (grad_norms > 0),
+                    group["eta"] * param_norms / grad_norms,
+                    torch.ones_like(param_norms),
+                )
                 grads = torch._foreach_mul(grads, list(trust.unbind()))
             buffers = []
-            for param, grad in zip(params, grads):
+            for param in params:
                 state = self.state[param]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(param)

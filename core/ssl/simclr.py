@@ -5,6 +5,7 @@ pools: one backbone (no momentum teacher to run), two small views (no multi-crop
 and a loss that is well behaved at batch sizes a CPU can hold. It is also the
 method the bundled backbone was trained with, so one code path serves both.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.features.nets import SmallResNet, projection_head
 from core.ssl.augment import AugmentConfig, make_view
 from core.ssl.lars import LARS, lars_param_groups
-from core.features.nets import SmallResNet, projection_head
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,9 @@ class SimCLRTrainer:
             try:
                 self.backbone_.load_state_dict(self.init_backbone)
             except RuntimeError as error:
-                raise ValueError(f"init_backbone does not fit widths={self.config.widths}, "
-                                 f"blocks={self.config.blocks}: {error}") from None
+                raise ValueError(
+                    f"init_backbone does not fit widths={self.config.widths}, blocks={self.config.blocks}: {error}"
+                ) from None
         self.backbone_ = self.backbone_.to(self.device)
         self.head_ = projection_head(self.backbone_.embed_dim, self.config.proj_hidden_dim, self.config.proj_dim)
         self.head_ = self.head_.to(self.device)
@@ -212,12 +214,19 @@ class SimCLRTrainer:
             batch = data[order[position * self.batch_size_ : (position + 1) * self.batch_size_]]
             generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 1_000_003 + self.step_)
             views = [
-                make_view(batch, size=self.config.image_size, mean=mean, std=std, config=self.config.augment,
-                          generator=generator)
+                make_view(
+                    batch,
+                    size=self.config.image_size,
+                    mean=mean,
+                    std=std,
+                    config=self.config.augment,
+                    generator=generator,
+                )
                 for _ in range(2)
             ]
-            lr = learning_rate(self.step_, total_steps=total_steps, peak=peak_lr,
-                               warmup_fraction=self.config.warmup_fraction)
+            lr = learning_rate(
+                self.step_, total_steps=total_steps, peak=peak_lr, warmup_fraction=self.config.warmup_fraction
+            )
             for group in self.optimizer_.param_groups:
                 group["lr"] = lr
             inputs = torch.cat(views)

@@ -15,6 +15,7 @@ encoded. A name whose encoding would pass :data:`NAME_BYTES` bytes is cut, and e
 16 hex digits of its SHA-256 (before the file's extension); :data:`CLASS_NAMES_FILE` at the root
 maps each class folder to its class name exactly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -101,7 +102,7 @@ def _safe_name(text: str, level: int, keep_suffix: bool) -> str:
     if name and level < 2 and len(name.encode()) <= NAME_BYTES:
         return name
     suffix = PurePosixPath(text).suffix if keep_suffix else ""
-    tail = "".join(parts[len(parts) - len(suffix):]) if suffix else ""
+    tail = "".join(parts[len(parts) - len(suffix) :]) if suffix else ""
     mark = "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     head, room = "", NAME_BYTES - len((mark + tail).encode())
     for part in parts[: len(parts) - len(suffix)]:
@@ -156,11 +157,15 @@ def _class_names(root: Path) -> dict[str, str]:
     try:
         names = json.loads(listing.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{listing} is not a JSON object of folder names and class names ({error}); "
-                         "delete it to name the classes by their folders") from None
+        raise ValueError(
+            f"{listing} is not a JSON object of folder names and class names ({error}); "
+            "delete it to name the classes by their folders"
+        ) from None
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
-        raise ValueError(f"{listing} is not a JSON object of folder names and class names; "
-                         "delete it to name the classes by their folders")
+        raise ValueError(
+            f"{listing} is not a JSON object of folder names and class names; "
+            "delete it to name the classes by their folders"
+        )
     return names
 
 

@@ -22,11 +22,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from services.accounts.sign_in_throttle import SignInThrottle
 from services.database import Database
 from services.errors import UserError
-from services.accounts.sign_in_throttle import SignInThrottle
-from storage.models import Annotator, Role
 from storage.accounts.sign_in_models import RememberedSignIn
+from storage.models import Annotator, Role
 from storage.types import utc_now
 
 HASHER = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile
@@ -118,8 +118,14 @@ def _require_admin(session: Session, by: str | None) -> None:
 
 
 def _enabled_admins(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Annotator)
-                          .where(Annotator.role == Role.ADMIN, Annotator.disabled_at.is_(None))) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Annotator)
+            .where(Annotator.role == Role.ADMIN, Annotator.disabled_at.is_(None))
+        )
+        or 0
+    )
 
 
 def _lock_accounts(session: Session) -> None:
@@ -134,8 +140,14 @@ def _can_sign_in(row: Annotator) -> bool:
 
 
 def _has_credentials(session: Session) -> bool:
-    return session.scalar(select(func.count()).select_from(Annotator).where(
-        Annotator.password_hash.is_not(None) | Annotator.email.is_not(None))) > 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Annotator)
+            .where(Annotator.password_hash.is_not(None) | Annotator.email.is_not(None))
+        )
+        > 0
+    )
 
 
 def anyone_can_sign_in(db: Database) -> bool:
@@ -157,13 +169,16 @@ def create_first_admin(db: Database, *, name: str, password: str) -> Account:
     with db.writing() as session:
         _lock_accounts(session)
         if _has_credentials(session):
-            raise UserError("accounts exist already; sign in, or ask an admin for an account "
-                            "(or run: python -m app.cli create-user NAME --role admin)")
+            raise UserError(
+                "accounts exist already; sign in, or ask an admin for an account "
+                "(or run: python -m app.cli create-user NAME --role admin)"
+            )
         return _save(session, _clean_name(name), Role.ADMIN, password_hash, None)
 
 
-def create_account(db: Database, *, name: str, role: str | Role, password: str | None = None,
-                   email: str | None = None, by: str | None) -> Account:
+def create_account(
+    db: Database, *, name: str, role: str | Role, password: str | None = None, email: str | None = None, by: str | None
+) -> Account:
     """Create an account; ``by`` names the admin doing it (None: the command line).
 
     A name that labeling recorded before (no password, no email) becomes this account, so
@@ -207,7 +222,7 @@ def authenticate(db: Database, *, name: str, password: str, throttle: SignInThro
         stored = row.password_hash if row is not None else None
         account = _account(row) if row is not None else None
     try:
-        HASHER.verify(stored or _unknown_user_hash(), password[:MAX_PASSWORD_LENGTH + 1])
+        HASHER.verify(stored or _unknown_user_hash(), password[: MAX_PASSWORD_LENGTH + 1])
         if stored is None or account is None:  # only reachable if someone guessed the dummy password
             raise VerificationError
     except (VerificationError, InvalidHashError):
@@ -259,9 +274,11 @@ def set_password(db: Database, *, name: str, password: str, by: str | None) -> N
         row = _row(session, name)
         row.password_hash = password_hash
         # A new password signs out every browser that remembered the old sign-in.
-        session.execute(update(RememberedSignIn).where(RememberedSignIn.annotator_id == row.id,
-                                                       RememberedSignIn.revoked_at.is_(None))
-                        .values(revoked_at=utc_now()))
+        session.execute(
+            update(RememberedSignIn)
+            .where(RememberedSignIn.annotator_id == row.id, RememberedSignIn.revoked_at.is_(None))
+            .values(revoked_at=utc_now())
+        )
 
 
 def set_email(db: Database, *, name: str, email: str | None, by: str | None) -> None:
@@ -284,7 +301,12 @@ def change_role(db: Database, *, name: str, role: str | Role, by: str | None) ->
         _lock_accounts(session)
         _require_admin(session, by)
         row = _row(session, name)
-        if row.role is Role.ADMIN and role is not Role.ADMIN and row.disabled_at is None and _enabled_admins(session) == 1:
+        if (
+            row.role is Role.ADMIN
+            and role is not Role.ADMIN
+            and row.disabled_at is None
+            and _enabled_admins(session) == 1
+        ):
             raise UserError(f"{row.name!r} is the only enabled admin; make another admin first")
         row.role = role
 

@@ -29,8 +29,9 @@ def remember(db: Database, account_id: int) -> str:
     """A new token that signs this account in until it expires or is revoked."""
     token = secrets.token_urlsafe(32)
     with db.writing() as session:
-        session.add(RememberedSignIn(token_sha256=_digest(token), annotator_id=account_id,
-                                     expires_at=utc_now() + REMEMBER_FOR))
+        session.add(
+            RememberedSignIn(token_sha256=_digest(token), annotator_id=account_id, expires_at=utc_now() + REMEMBER_FOR)
+        )
     return token
 
 
@@ -66,9 +67,11 @@ def forget(db: Database, token: str | None) -> None:
     """Revoke one token (signing out); unknown tokens are ignored."""
     if token:
         with db.writing() as session:
-            session.execute(update(RememberedSignIn).where(RememberedSignIn.token_sha256 == _digest(token),
-                                                           RememberedSignIn.revoked_at.is_(None))
-                            .values(revoked_at=utc_now()))
+            session.execute(
+                update(RememberedSignIn)
+                .where(RememberedSignIn.token_sha256 == _digest(token), RememberedSignIn.revoked_at.is_(None))
+                .values(revoked_at=utc_now())
+            )
 
 
 def _digest(token: str) -> str:

@@ -27,7 +27,9 @@ class SignInThrottle:
         Seconds, monotonic.
     """
 
-    def __init__(self, *, limit: int = 10, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, limit: int = 10, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self.clock = clock
@@ -49,8 +51,10 @@ class SignInThrottle:
             failures = self._recent(name.strip().casefold(), now)
             if len(failures) >= self.limit:
                 wait = failures[0] + self.window_s - now
-                raise UserError(f"too many failed sign-ins for this name; try again in {wait / 60:.0f} minutes "
-                                "or ask an admin to reset the password")
+                raise UserError(
+                    f"too many failed sign-ins for this name; try again in {wait / 60:.0f} minutes "
+                    "or ask an admin to reset the password"
+                )
 
     def failed(self, name: str) -> None:
         now = self.clock()

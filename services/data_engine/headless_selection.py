@@ -27,17 +27,17 @@ import numpy as np
 
 from core.features.extract import ExtractConfig
 from core.selection.selection import ALL_STRATEGIES, PART_NAMES
-from services.transfer import label_studio
 from services.config import Settings
 from services.database import Database
-from services.features.embeddings import embed
-from services.engine.project_engine import Ask, ProjectEngine, SelectionSettings, recorded_prediction
 from services.engine.lifecycle import build_engine
+from services.engine.project_engine import Ask, ProjectEngine, SelectionSettings, recorded_prediction
 from services.errors import UserError
+from services.features.embeddings import embed
 from services.projects import get_project, project_counts
+from services.transfer import label_studio
 from storage.labels import label_queries, priority_queries
-from storage.models import Pick
 from storage.labels.priority_queries import TRIAGE, PendingPick
+from storage.models import Pick
 from storage.types import utc_now
 
 CSV_COLUMNS = ("rank", "path", "item_id", "source", "predicted", "probability", *PART_NAMES)
@@ -85,10 +85,19 @@ def check_request(n: int, strategy: str) -> None:
         raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(ALL_STRATEGIES)}")
 
 
-def select_images(db: Database, settings: Settings, *, project: str, n: int, strategy: str = "default",
-                  extract: ExtractConfig = ExtractConfig(), show_progress: bool = False,
-                  queue: bool = True, wait_seconds: float = 0.0,
-                  on_wait: Callable[[Path], None] | None = None) -> HeadlessSelection:
+def select_images(
+    db: Database,
+    settings: Settings,
+    *,
+    project: str,
+    n: int,
+    strategy: str = "default",
+    extract: ExtractConfig = ExtractConfig(),
+    show_progress: bool = False,
+    queue: bool = True,
+    wait_seconds: float = 0.0,
+    on_wait: Callable[[Path], None] | None = None,
+) -> HeadlessSelection:
     """Choose up to ``n`` unlabeled images of ``project`` and record the run: first the images
     waiting in the Triage queue (unless ``queue`` is False), then ``strategy``'s picks.
 
@@ -99,18 +108,32 @@ def select_images(db: Database, settings: Settings, *, project: str, n: int, str
     check_request(n, strategy)
     found = get_project(db, project)
     if project_counts(db, found).ok == 0:
-        raise UserError(f"project {project!r} has no images; ingest some first: "
-                        f"python -m app.cli ingest FOLDER --project {project}")
-    embedded = embed(db, settings, project=project, config=extract,
-                     show_progress=show_progress, wait_seconds=wait_seconds, on_wait=on_wait)
+        raise UserError(
+            f"project {project!r} has no images; ingest some first: python -m app.cli ingest FOLDER --project {project}"
+        )
+    embedded = embed(
+        db,
+        settings,
+        project=project,
+        config=extract,
+        show_progress=show_progress,
+        wait_seconds=wait_seconds,
+        on_wait=on_wait,
+    )
     engine = build_engine(db, settings, found.name, embedded.folder)
     try:
         engine.loop.wait_idle()  # the retrain on the current labels, if the stored model is older
         engine.selection = SelectionSettings(strategy, engine.selection.config)  # this run only, not saved
         queued = _waiting(db, engine, n) if queue else []
-        asks = (engine.next_asks(n - len(queued), claim=lambda item_ids: item_ids,  # not leased: labeled elsewhere
-                                 exclude={pick.item_id for pick in queued})
-                if len(queued) < n else [])
+        asks = (
+            engine.next_asks(
+                n - len(queued),
+                claim=lambda item_ids: item_ids,  # not leased: labeled elsewhere
+                exclude={pick.item_id for pick in queued},
+            )
+            if len(queued) < n
+            else []
+        )
         asks = _hand_out(db, engine, queued, asks, strategy) + asks
         if not asks:
             raise UserError(f"project {project!r} has no unlabeled embedded images left to choose from")
@@ -123,13 +146,17 @@ def _waiting(db: Database, engine: ProjectEngine, n: int) -> list[PendingPick]:
     """The first ``n`` waiting queued images that are in the engine's pool and unlabeled there."""
     with db.reading() as session:
         waiting = priority_queries.pending(session, engine.project_id)
-    usable = [pick for pick in waiting if pick.item_id in engine.row_of
-              and not getattr(engine.current_label(pick.item_id), "class_ids", None)]
+    usable = [
+        pick
+        for pick in waiting
+        if pick.item_id in engine.row_of and not getattr(engine.current_label(pick.item_id), "class_ids", None)
+    ]
     return usable[:n]
 
 
-def _hand_out(db: Database, engine: ProjectEngine, queued: list[PendingPick], asks: list[Ask],
-              strategy: str) -> list[Ask]:
+def _hand_out(
+    db: Database, engine: ProjectEngine, queued: list[PendingPick], asks: list[Ask], strategy: str
+) -> list[Ask]:
     """Record the queued images as picks of source ``triage`` ranked before ``asks`` (in their run,
     or in a run of their own when the strategy chose nothing) and withdraw them from the queue,
     in one transaction. Returns their asks, in queue order."""
@@ -137,22 +164,38 @@ def _hand_out(db: Database, engine: ProjectEngine, queued: list[PendingPick], as
         return []
     serving = engine.serving
     predicted = _recorded_predictions(engine, np.asarray([engine.row_of[pick.item_id] for pick in queued]))
-    picks = [dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE, predicted=classes)
-             for pick, classes in zip(queued, predicted)]
+    picks = [
+        dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE, predicted=classes)
+        for pick, classes in zip(queued, predicted)
+    ]
     with db.writing() as session:
         if asks:
             run_id = session.get(Pick, asks[0].pick_id).selection_run_id
             pick_ids = priority_queries.put_first(session, run_id, picks)
         else:
             _, pick_ids = label_queries.add_selection_run(
-                session, project_id=engine.project_id, model_version_id=serving.model_version_id, strategy=strategy,
-                parameters=dict(queue=len(picks)), picks=picks)
+                session,
+                project_id=engine.project_id,
+                model_version_id=serving.model_version_id,
+                strategy=strategy,
+                parameters=dict(queue=len(picks)),
+                picks=picks,
+            )
         priority_queries.withdraw(session, engine.project_id, now=utc_now(), item_ids=[pick.item_id for pick in queued])
     band = asks[0].band if asks else None
-    return [Ask(item_id=pick["item_id"], path=engine.paths[engine.row_of[pick["item_id"]]], pick_id=pick_id,
-                source=TRIAGE, score_parts=pick["score_parts"], predicted=tuple(pick["predicted"] or ()),
-                model_version_id=serving.model_version_id, band=band)
-            for pick, pick_id in zip(picks, pick_ids)]
+    return [
+        Ask(
+            item_id=pick["item_id"],
+            path=engine.paths[engine.row_of[pick["item_id"]]],
+            pick_id=pick_id,
+            source=TRIAGE,
+            score_parts=pick["score_parts"],
+            predicted=tuple(pick["predicted"] or ()),
+            model_version_id=serving.model_version_id,
+            band=band,
+        )
+        for pick, pick_id in zip(picks, pick_ids)
+    ]
 
 
 def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[int] | None]:
@@ -171,25 +214,44 @@ def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[
     probe = engine.serving.probe
     if probe is None or len(probe.classes_) == 0:
         return [None] * len(rows)
-    return [recorded_prediction(value, probe, multi_label=engine.multi_label)
-            for value in probe.predict(engine.embeddings[rows])]
+    return [
+        recorded_prediction(value, probe, multi_label=engine.multi_label)
+        for value in probe.predict(engine.embeddings[rows])
+    ]
 
 
-def _result(db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int,
-            root: str) -> HeadlessSelection:
+def _result(
+    db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int, root: str
+) -> HeadlessSelection:
     rows = np.asarray([engine.row_of[ask.item_id] for ask in asks])
     predictions = engine.predictions(rows)
     probability = predictions[1] if predictions is not None else np.full(len(asks), math.nan)
     with db.reading() as session:
         run_id = session.get(Pick, asks[0].pick_id).selection_run_id
-    picks = [PickRow(rank, ask.item_id, ask.path, ask.source,
-                     tuple(engine.classes[c].name for c in ask.predicted), float(probability[rank - 1]),
-                     ask.score_parts)
-             for rank, ask in enumerate(asks, start=1)]
+    picks = [
+        PickRow(
+            rank,
+            ask.item_id,
+            ask.path,
+            ask.source,
+            tuple(engine.classes[c].name for c in ask.predicted),
+            float(probability[rank - 1]),
+            ask.score_parts,
+        )
+        for rank, ask in enumerate(asks, start=1)
+    ]
     n_labeled = len(engine.labeled_items())
-    return HeadlessSelection(selection_run_id=run_id, project_root=root, strategy=strategy, model_version_id=asks[0].model_version_id,
-                             n_labeled=n_labeled, n_unlabeled=len(engine.item_ids) - n_labeled,
-                             embedded_now=embedded_now, picks=picks, model_error=engine.last_error)
+    return HeadlessSelection(
+        selection_run_id=run_id,
+        project_root=root,
+        strategy=strategy,
+        model_version_id=asks[0].model_version_id,
+        n_labeled=n_labeled,
+        n_unlabeled=len(engine.item_ids) - n_labeled,
+        embedded_now=embedded_now,
+        picks=picks,
+        model_error=engine.last_error,
+    )
 
 
 def picks_csv(selection: HeadlessSelection) -> str:
@@ -199,8 +261,17 @@ def picks_csv(selection: HeadlessSelection) -> str:
     writer.writerow(CSV_COLUMNS)
     for pick in selection.picks:
         parts = [_number(pick.score_parts.get(name, math.nan)) for name in PART_NAMES]
-        writer.writerow([pick.rank, pick.path, pick.item_id, pick.source, ";".join(pick.predicted),
-                         _number(pick.probability), *parts])
+        writer.writerow(
+            [
+                pick.rank,
+                pick.path,
+                pick.item_id,
+                pick.source,
+                ";".join(pick.predicted),
+                _number(pick.probability),
+                *parts,
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -208,9 +279,12 @@ def picks_tasks(selection: HeadlessSelection, *, image_prefix: str | None = None
     """The picks as Label Studio tasks, in rank order, the model's predicted classes as pre-annotations
     (``model_version`` ``banana-model-<id>``, which ``import-labels`` never reads as labels)."""
     prefix = image_prefix if image_prefix is not None else label_studio.default_image_prefix(selection.project_root)
-    return label_studio.to_tasks([(pick.path, pick.predicted) for pick in selection.picks], image_prefix=prefix,
-                                 model_version=f"banana-model-{selection.model_version_id}",
-                                 scores=[pick.probability for pick in selection.picks])
+    return label_studio.to_tasks(
+        [(pick.path, pick.predicted) for pick in selection.picks],
+        image_prefix=prefix,
+        model_version=f"banana-model-{selection.model_version_id}",
+        scores=[pick.probability for pick in selection.picks],
+    )
 
 
 def _number(value: float) -> str:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.quality.label_issues import LabelIssueConfig, find_issues, find_multilabel_issues
 from core.model.probe import LinearProbe
+from core.quality.label_issues import LabelIssueConfig, find_issues, find_multilabel_issues
 from services.errors import UserError
 from services.labeling.write import LabelWrite, write_labels
 from storage.labels import label_issue_queries
@@ -62,8 +62,9 @@ class LabelIssueQueue:
     n_flagged: int  # issues found, before leaving out the ones already reviewed
 
 
-def label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig = LabelIssueConfig(),
-                      n_folds: int = 5, random_state: int = 0) -> LabelIssueQueue:
+def label_issue_queue(
+    engine: ProjectEngine, *, config: LabelIssueConfig = LabelIssueConfig(), n_folds: int = 5, random_state: int = 0
+) -> LabelIssueQueue:
     """Compute the review queue from the engine's current labels.
 
     Raises
@@ -84,12 +85,23 @@ def label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig = Label
     columns = np.searchsorted(probe.classes_, given)
     found = find_issues(columns, probe.oof_proba_, config=config)
     with engine.db.reading() as session:
-        reviewed = label_issue_queries.review_annotation_ids(session, [current[i].annotation_id for i in items[found.positions].tolist()])
-    issues = [LabelIssue(item_id=int(items[p]), path=engine.paths[rows[p]], annotation_id=current[int(items[p])].annotation_id,
-                         given=int(probe.classes_[g]), suggested=int(probe.classes_[s]), self_confidence=float(c))
-              for p, g, s, c in zip(found.positions.tolist(), found.given.tolist(), found.suggested.tolist(),
-                                    found.self_confidence.tolist())
-              if current[int(items[p])].annotation_id not in reviewed]
+        reviewed = label_issue_queries.review_annotation_ids(
+            session, [current[i].annotation_id for i in items[found.positions].tolist()]
+        )
+    issues = [
+        LabelIssue(
+            item_id=int(items[p]),
+            path=engine.paths[rows[p]],
+            annotation_id=current[int(items[p])].annotation_id,
+            given=int(probe.classes_[g]),
+            suggested=int(probe.classes_[s]),
+            self_confidence=float(c),
+        )
+        for p, g, s, c in zip(
+            found.positions.tolist(), found.given.tolist(), found.suggested.tolist(), found.self_confidence.tolist()
+        )
+        if current[int(items[p])].annotation_id not in reviewed
+    ]
     return LabelIssueQueue(issues, [int(c) for c in probe.classes_], found.confusion, len(items), len(found.positions))
 
 
@@ -111,16 +123,23 @@ def review_label(engine: ProjectEngine, issue: LabelIssue, *, class_id: int, rev
     return _record_review(engine, issue, (class_id,), reviewer)
 
 
-def _record_review(engine: ProjectEngine, issue: LabelIssue | MultiLabelIssue, class_ids: tuple[int, ...],
-                   reviewer: str) -> int:
+def _record_review(
+    engine: ProjectEngine, issue: LabelIssue | MultiLabelIssue, class_ids: tuple[int, ...], reviewer: str
+) -> int:
     now = engine.current_label(issue.item_id)
     if now is None or now.annotation_id != issue.annotation_id:
         raise UserError(f"{issue.path} was labeled again since this queue was made; refresh the queue")
-    return write_labels(engine.db, project_id=engine.project_id, annotator=reviewer, source=AnnotationSource.REVIEW,
-                        labels=[LabelWrite(issue.item_id, tuple(class_ids), issue.annotation_id)])[0]
+    return write_labels(
+        engine.db,
+        project_id=engine.project_id,
+        annotator=reviewer,
+        source=AnnotationSource.REVIEW,
+        labels=[LabelWrite(issue.item_id, tuple(class_ids), issue.annotation_id)],
+    )[0]
 
 
 # ----- multi-label -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MultiLabelIssue:
@@ -173,8 +192,9 @@ class MultiLabelIssueQueue:
     enough_labels: bool
 
 
-def multi_label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig = LabelIssueConfig(),
-                            n_folds: int = 5, random_state: int = 0) -> MultiLabelIssueQueue:
+def multi_label_issue_queue(
+    engine: ProjectEngine, *, config: LabelIssueConfig = LabelIssueConfig(), n_folds: int = 5, random_state: int = 0
+) -> MultiLabelIssueQueue:
     """Compute the review queue of a multi-label project from the engine's current labels.
 
     A one-vs-rest probe over the classes in use is fit with out-of-fold probabilities on every
@@ -195,28 +215,48 @@ def multi_label_issue_queue(engine: ProjectEngine, *, config: LabelIssueConfig =
         given[row, np.searchsorted(class_ids, current[item].class_ids)] = 1
     min_labels = max(config.min_labels, 2)
     if len(items) < min_labels or len(class_ids) < 2:
-        stats = [ClassIssueStats(int(c), int(n), 0, float("nan"), float("nan"))
-                 for c, n in zip(class_ids.tolist(), given.sum(axis=0).tolist())]
+        stats = [
+            ClassIssueStats(int(c), int(n), 0, float("nan"), float("nan"))
+            for c, n in zip(class_ids.tolist(), given.sum(axis=0).tolist())
+        ]
         return MultiLabelIssueQueue([], stats, len(items), 0, min_labels, False)
     rows = np.asarray([engine.row_of[i] for i in items.tolist()], np.int64)
     probe = LinearProbe(multi_label=True, n_folds=n_folds, random_state=random_state).fit(
-        engine.embeddings[rows], given, classes=class_ids)
+        engine.embeddings[rows], given, classes=class_ids
+    )
     found = find_multilabel_issues(given, probe.oof_proba_, config=config)
     with engine.db.reading() as session:
-        reviewed = label_issue_queries.review_annotation_ids(session, [current[i].annotation_id for i in items[found.positions].tolist()])
+        reviewed = label_issue_queries.review_annotation_ids(
+            session, [current[i].annotation_id for i in items[found.positions].tolist()]
+        )
 
     def ids(mask: np.ndarray) -> tuple[int, ...]:
         return tuple(int(c) for c in class_ids[mask])
 
-    issues = [MultiLabelIssue(item_id=int(items[p]), path=engine.paths[rows[p]], annotation_id=current[int(items[p])].annotation_id,
-                              given=ids(found.given[q]), suggested=ids(found.suggested[q]), doubted=ids(found.doubted[q]),
-                              quality=float(found.quality[q]),
-                              probability=dict(zip(class_ids.tolist(), probe.oof_proba_[p].astype(float).tolist())))
-              for q, p in enumerate(found.positions.tolist())
-              if current[int(items[p])].annotation_id not in reviewed]
-    stats = [ClassIssueStats(int(c), int(n), int(f), float(pr), float(re))
-             for c, n, f, pr, re in zip(class_ids.tolist(), found.n_labels.tolist(), found.n_flagged.tolist(),
-                                        found.precision.tolist(), found.recall.tolist())]
+    issues = [
+        MultiLabelIssue(
+            item_id=int(items[p]),
+            path=engine.paths[rows[p]],
+            annotation_id=current[int(items[p])].annotation_id,
+            given=ids(found.given[q]),
+            suggested=ids(found.suggested[q]),
+            doubted=ids(found.doubted[q]),
+            quality=float(found.quality[q]),
+            probability=dict(zip(class_ids.tolist(), probe.oof_proba_[p].astype(float).tolist())),
+        )
+        for q, p in enumerate(found.positions.tolist())
+        if current[int(items[p])].annotation_id not in reviewed
+    ]
+    stats = [
+        ClassIssueStats(int(c), int(n), int(f), float(pr), float(re))
+        for c, n, f, pr, re in zip(
+            class_ids.tolist(),
+            found.n_labels.tolist(),
+            found.n_flagged.tolist(),
+            found.precision.tolist(),
+            found.recall.tolist(),
+        )
+    ]
     return MultiLabelIssueQueue(issues, stats, len(items), len(found.positions), min_labels, True)
 
 

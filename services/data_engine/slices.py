@@ -75,8 +75,14 @@ class SliceSummary:
     mined_item_ids: list[int]  # from the newest version
 
 
-def create_slice(engine: ProjectEngine, *, name: str, example_item_ids: list[int], created_by: str | None = None,
-                 config: SliceConfig = SliceConfig()) -> int:
+def create_slice(
+    engine: ProjectEngine,
+    *,
+    name: str,
+    example_item_ids: list[int],
+    created_by: str | None = None,
+    config: SliceConfig = SliceConfig(),
+) -> int:
     """Save a slice around the example items and measure it with the serving model; return its id.
 
     The neighbourhood threshold is the similarity of the ``config.k``-th nearest item now.
@@ -94,20 +100,34 @@ def create_slice(engine: ProjectEngine, *, name: str, example_item_ids: list[int
         raise UserError("a slice needs at least one example image")
     missing = [i for i in examples if i not in engine.row_of]
     if missing:
-        raise UserError(f"item {missing[0]} has no {engine.backbone_key} embedding; run `python -m app.cli embed` "
-                        "and restart the app, or choose another example")
-    similarity = similarity_to_examples(engine.embeddings, engine.embeddings[[engine.row_of[i] for i in examples]],
-                                        block_rows=config.block_rows)
+        raise UserError(
+            f"item {missing[0]} has no {engine.backbone_key} embedding; run `python -m app.cli embed` "
+            "and restart the app, or choose another example"
+        )
+    similarity = similarity_to_examples(
+        engine.embeddings, engine.embeddings[[engine.row_of[i] for i in examples]], block_rows=config.block_rows
+    )
     threshold = threshold_for_k(similarity, max(config.k, len(examples)))
     try:
         with engine.db.writing() as session:
             if slice_queries.find_slice(session, engine.project_id, name) is not None:
-                raise UserError(f"project {engine.project_name!r} already has a slice called {name!r}; choose another name")
-            slice_id = slice_queries.add_slice(session, project_id=engine.project_id, name=name,
-                                               backbone_key=engine.backbone_key, k=config.k, min_similarity=threshold,
-                                               created_by=created_by, example_item_ids=examples).id
+                raise UserError(
+                    f"project {engine.project_name!r} already has a slice called {name!r}; choose another name"
+                )
+            slice_id = slice_queries.add_slice(
+                session,
+                project_id=engine.project_id,
+                name=name,
+                backbone_key=engine.backbone_key,
+                k=config.k,
+                min_similarity=threshold,
+                created_by=created_by,
+                example_item_ids=examples,
+            ).id
     except IntegrityError:  # created by someone else at the same moment
-        raise UserError(f"project {engine.project_name!r} already has a slice called {name!r}; choose another name") from None
+        raise UserError(
+            f"project {engine.project_name!r} already has a slice called {name!r}; choose another name"
+        ) from None
     record_metrics(engine, slice_ids=[slice_id], config=config)
     return slice_id
 
@@ -127,14 +147,22 @@ def resolve_examples(engine: ProjectEngine, references: list[str]) -> list[int]:
             continue
         item = int(reference) if reference.isdigit() else by_path.get(reference.removeprefix("./"))
         if item is None or item not in engine.row_of:
-            raise UserError(f"{reference!r} is no embedded image of project {engine.project_name!r}; give an item id "
-                            "or a path relative to the project root")
+            raise UserError(
+                f"{reference!r} is no embedded image of project {engine.project_name!r}; give an item id "
+                "or a path relative to the project root"
+            )
         found.append(item)
     return found
 
 
-def measure(engine: ProjectEngine, *, examples: list[int], min_similarity: float,
-            config: SliceConfig = SliceConfig(), probe=None) -> SliceMeasure | None:
+def measure(
+    engine: ProjectEngine,
+    *,
+    examples: list[int],
+    min_similarity: float,
+    config: SliceConfig = SliceConfig(),
+    probe=None,
+) -> SliceMeasure | None:
     """Members, labeled members, mined members and accuracy with ``probe`` (default: the serving
     model); None when no example has an embedding in the engine."""
     rows = [engine.row_of[i] for i in examples if i in engine.row_of]
@@ -152,14 +180,20 @@ def measure(engine: ProjectEngine, *, examples: list[int], min_similarity: float
         uncertainty = np.zeros(len(similarity))
         candidates = np.flatnonzero(members & ~labeled)
         if len(candidates):
-            uncertainty[candidates] = uncertainty_of(probe.predict_proba(engine.embeddings[candidates]),
-                                                     multi_label=engine.multi_label)
+            uncertainty[candidates] = uncertainty_of(
+                probe.predict_proba(engine.embeddings[candidates]), multi_label=engine.multi_label
+            )
     mined = remine(similarity, min_similarity, uncertainty, labeled)
     value = None
     if usable and (members & labeled).any():
         value = _heldout_accuracy(engine, probe, labels, members, config)
-    return SliceMeasure(n_members=int(members.sum()), n_labeled=int((members & labeled).sum()), n_mined=len(mined),
-                        accuracy=value, mined_item_ids=engine.item_ids[mined[: config.top_mined]].tolist())
+    return SliceMeasure(
+        n_members=int(members.sum()),
+        n_labeled=int((members & labeled).sum()),
+        n_mined=len(mined),
+        accuracy=value,
+        mined_item_ids=engine.item_ids[mined[: config.top_mined]].tolist(),
+    )
 
 
 def _current_labels(engine: ProjectEngine) -> dict[int, tuple[int, ...]]:
@@ -168,8 +202,9 @@ def _current_labels(engine: ProjectEngine) -> dict[int, tuple[int, ...]]:
     return {item: label.class_ids for item, label in labels.items() if label is not None and label.class_ids}
 
 
-def _heldout_accuracy(engine: ProjectEngine, probe, labels: dict[int, tuple[int, ...]], members: np.ndarray,
-                      config: SliceConfig) -> float:
+def _heldout_accuracy(
+    engine: ProjectEngine, probe, labels: dict[int, tuple[int, ...]], members: np.ndarray, config: SliceConfig
+) -> float:
     """Accuracy of the slice's labeled members, each predicted by ``probe`` refit without it;
     multi-label: the share whose predicted class set is exactly the given one."""
     items = list(labels)
@@ -183,13 +218,15 @@ def _heldout_accuracy(engine: ProjectEngine, probe, labels: dict[int, tuple[int,
     else:
         y = np.asarray([labels[i][0] for i in items], np.int64)
     positions = np.flatnonzero(members[rows])
-    predicted = heldout_member_predictions(probe, engine.embeddings[rows], y, positions,
-                                           n_folds=config.accuracy_folds, classes=classes)
+    predicted = heldout_member_predictions(
+        probe, engine.embeddings[rows], y, positions, n_folds=config.accuracy_folds, classes=classes
+    )
     return accuracy(y[positions], predicted)
 
 
-def record_metrics(engine: ProjectEngine, *, slice_ids: list[int] | None = None,
-                   config: SliceConfig = SliceConfig()) -> int:
+def record_metrics(
+    engine: ProjectEngine, *, slice_ids: list[int] | None = None, config: SliceConfig = SliceConfig()
+) -> int:
     """Measure the project's slices (or ``slice_ids``) with the serving model version and store
     one metric row per slice; slices already measured with it are skipped. Returns rows added."""
     serving = engine.serving  # one read: a retrain may swap it meanwhile
@@ -197,15 +234,20 @@ def record_metrics(engine: ProjectEngine, *, slice_ids: list[int] | None = None,
     if version_id is None:
         return 0
     with engine.db.reading() as session:
-        slices = [s for s in slice_queries.project_slices(session, engine.project_id)
-                  if s.backbone_key == engine.backbone_key and (slice_ids is None or s.id in slice_ids)
-                  and not slice_queries.has_metric(session, s.id, version_id)]
+        slices = [
+            s
+            for s in slice_queries.project_slices(session, engine.project_id)
+            if s.backbone_key == engine.backbone_key
+            and (slice_ids is None or s.id in slice_ids)
+            and not slice_queries.has_metric(session, s.id, version_id)
+        ]
         examples = slice_queries.slice_examples(session, [s.id for s in slices])
         rules = [(s.id, s.min_similarity) for s in slices]
     added = 0
     for slice_id, min_similarity in rules:
-        found = measure(engine, examples=examples[slice_id], min_similarity=min_similarity, config=config,
-                        probe=serving.probe)
+        found = measure(
+            engine, examples=examples[slice_id], min_similarity=min_similarity, config=config, probe=serving.probe
+        )
         if found is None:
             continue
         try:
@@ -233,10 +275,31 @@ def project_slices(db: Database, project_name: str) -> list[SliceSummary]:
         versions = {v.id: v for v in label_queries.model_versions(session, project.id)}
         summaries = []
         for s in slices:
-            trend = [SlicePoint(m.model_version_id, versions[m.model_version_id].n_labels,
-                                versions[m.model_version_id].created_at, m.accuracy, m.n_labeled, m.n_members,
-                                m.n_mined) for m in metrics[s.id]]
+            trend = [
+                SlicePoint(
+                    m.model_version_id,
+                    versions[m.model_version_id].n_labels,
+                    versions[m.model_version_id].created_at,
+                    m.accuracy,
+                    m.n_labeled,
+                    m.n_members,
+                    m.n_mined,
+                )
+                for m in metrics[s.id]
+            ]
             newest = metrics[s.id][-1].mined_item_ids if metrics[s.id] else []
-            summaries.append(SliceSummary(s.id, s.name, s.backbone_key, s.k, s.min_similarity, s.created_by,
-                                          s.created_at, examples[s.id], trend, list(newest)))
+            summaries.append(
+                SliceSummary(
+                    s.id,
+                    s.name,
+                    s.backbone_key,
+                    s.k,
+                    s.min_similarity,
+                    s.created_by,
+                    s.created_at,
+                    examples[s.id],
+                    trend,
+                    list(newest),
+                )
+            )
     return summaries

@@ -18,7 +18,7 @@ import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +29,25 @@ from core.model.probe import LinearProbe
 from core.quality.triage import KINDS, TriageConfig, triage
 from services.config import Settings
 from services.database import Database
-from services.features.embeddings import embed
-from services.errors import UserError
 from services.engine.model_store import load_latest_model
+from services.errors import UserError
+from services.features.embeddings import embed
 from services.labeling.priority_asks import QueueResult, QueueView, clear_queue, queue_priority_asks, queue_view
 from services.projects import get_project
 from storage.items import batch_queries, item_queries
 from storage.labels import label_queries
 
-CSV_COLUMNS = ("path", "item_id", "kinds", "margin", "predicted", "confidence", "nearest_labeled_path",
-               "nearest_similarity", "would_get")
+CSV_COLUMNS = (
+    "path",
+    "item_id",
+    "kinds",
+    "margin",
+    "predicted",
+    "confidence",
+    "nearest_labeled_path",
+    "nearest_similarity",
+    "would_get",
+)
 
 
 @dataclass(frozen=True)
@@ -81,14 +90,23 @@ def parse_since(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UserError(f"--since {text!r} is not a date or time; write it as 2026-11-26 or 2026-11-26T14:30") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def triage_batch(db: Database, settings: Settings, *, project: str, backbone: str | None = None, folder: str | None = None,
-                 since: datetime | None = None, config: TriageConfig = TriageConfig(),
-                 extract_config: ExtractConfig = ExtractConfig(),
-                 on_progress: Callable[[int, int], None] | None = None, wait_seconds: float = 0.0,
-                 on_wait: Callable[[Path], None] | None = None) -> TriageReport:
+def triage_batch(
+    db: Database,
+    settings: Settings,
+    *,
+    project: str,
+    backbone: str | None = None,
+    folder: str | None = None,
+    since: datetime | None = None,
+    config: TriageConfig = TriageConfig(),
+    extract_config: ExtractConfig = ExtractConfig(),
+    on_progress: Callable[[int, int], None] | None = None,
+    wait_seconds: float = 0.0,
+    on_wait: Callable[[Path], None] | None = None,
+) -> TriageReport:
     """Embed what is new, then triage the batch (``folder``, ``since``, both, or every unlabeled image).
 
     ``backbone``, ``wait_seconds`` and ``on_wait``: as for :func:`services.features.embeddings.embed` (None: the
@@ -107,13 +125,25 @@ def triage_batch(db: Database, settings: Settings, *, project: str, backbone: st
     prefix = _folder_prefix(found.root_path, folder) if folder else ""
     labeled = {item: label.class_ids for item, label in current.items() if label.class_ids}
     batch = [(i, p) for i, p in candidates if p.startswith(prefix) and i not in labeled]
-    described = " and ".join(filter(None, [f"folder {folder}" if folder else "", f"since {since.isoformat()}" if since else ""]))
+    described = " and ".join(
+        filter(None, [f"folder {folder}" if folder else "", f"since {since.isoformat()}" if since else ""])
+    )
     report = TriageReport(batch=described or "every unlabeled image")
     if not batch:
-        raise UserError(f"no unlabeled images of project {project!r} in {report.batch} (root {found.root_path}); "
-                        "ingest the new folder first, or check the folder or time")
-    embedded = embed(db, settings, project=project, backbone=backbone, config=extract_config, on_progress=on_progress,
-                     wait_seconds=wait_seconds, on_wait=on_wait)
+        raise UserError(
+            f"no unlabeled images of project {project!r} in {report.batch} (root {found.root_path}); "
+            "ingest the new folder first, or check the folder or time"
+        )
+    embedded = embed(
+        db,
+        settings,
+        project=project,
+        backbone=backbone,
+        config=extract_config,
+        on_progress=on_progress,
+        wait_seconds=wait_seconds,
+        on_wait=on_wait,
+    )
     report.embedded_now = embedded.embedded
     ids, vectors = EmbeddingStore.open_for_reading(embedded.folder).done()
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # float16 storage rounds the norm
@@ -123,26 +153,40 @@ def triage_batch(db: Database, settings: Settings, *, project: str, backbone: st
     report.n_labeled = len(labeled_items)
     batch_x = vectors[[row_of[i] for i, _ in batch]]
     labeled_x = vectors[[row_of[i] for i in labeled_items]].reshape(-1, vectors.shape[1])
-    probe, report.model = _model(db, settings, found.id, embedded.folder.name, labeled_x,
-                                 [labeled[i] for i in labeled_items], found.multi_label)
+    probe, report.model = _model(
+        db, settings, found.id, embedded.folder.name, labeled_x, [labeled[i] for i in labeled_items], found.multi_label
+    )
     proba = probe.predict_proba(batch_x) if probe is not None else None
     result = triage(batch_x, proba, labeled_x, multi_label=found.multi_label, config=config)
     report.novel_threshold = result.novel_threshold
     with db.reading() as session:
         paths = dict(item_queries.ok_item_paths(session, found.id))
     for position, margin, predicted, nearest, similarity, kinds, would_get in zip(
-            result.order.tolist(), result.margin.tolist(), result.predicted.tolist(), result.nearest.tolist(),
-            result.similarity.tolist(), result.kinds.tolist(), result.would_get.tolist()):
+        result.order.tolist(),
+        result.margin.tolist(),
+        result.predicted.tolist(),
+        result.nearest.tolist(),
+        result.similarity.tolist(),
+        result.kinds.tolist(),
+        result.would_get.tolist(),
+    ):
         item_id, path = batch[position]
         nearest_item = labeled_items[nearest] if nearest >= 0 else None
-        report.rows.append(TriageRow(
-            item_id=item_id, path=path, kinds=tuple(k for k, on in zip(KINDS, kinds) if on),
-            margin=None if np.isnan(margin) else margin,
-            predicted=class_names.get(int(probe.classes_[predicted])) if predicted >= 0 else None,
-            confidence=float(proba[position, predicted]) if predicted >= 0 else None,
-            nearest_path=paths.get(nearest_item) if nearest_item is not None else None,
-            nearest_similarity=None if np.isnan(similarity) else similarity,
-            would_get=";".join(class_names[c] for c in labeled[labeled_items[would_get]]) if would_get >= 0 else None))
+        report.rows.append(
+            TriageRow(
+                item_id=item_id,
+                path=path,
+                kinds=tuple(k for k, on in zip(KINDS, kinds) if on),
+                margin=None if np.isnan(margin) else margin,
+                predicted=class_names.get(int(probe.classes_[predicted])) if predicted >= 0 else None,
+                confidence=float(proba[position, predicted]) if predicted >= 0 else None,
+                nearest_path=paths.get(nearest_item) if nearest_item is not None else None,
+                nearest_similarity=None if np.isnan(similarity) else similarity,
+                would_get=";".join(class_names[c] for c in labeled[labeled_items[would_get]])
+                if would_get >= 0
+                else None,
+            )
+        )
     return report
 
 
@@ -161,8 +205,15 @@ def _folder_prefix(root: str, folder: str) -> str:
     return "" if relative == "." else relative + "/"
 
 
-def _model(db: Database, settings: Settings, project_id: int, backbone_key: str, labeled_x: np.ndarray,
-           label_sets: list[tuple[int, ...]], multi_label: bool) -> tuple[LinearProbe | None, str]:
+def _model(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    backbone_key: str,
+    labeled_x: np.ndarray,
+    label_sets: list[tuple[int, ...]],
+    multi_label: bool,
+) -> tuple[LinearProbe | None, str]:
     stored = load_latest_model(db, settings, project_id=project_id, backbone_key=backbone_key)
     if stored is not None and len(stored[1].classes_) >= 2:
         return stored[1], f"model version {stored[0]}"
@@ -194,20 +245,34 @@ def _write_rows(handle, report: TriageReport) -> None:
     writer = csv.writer(handle)
     writer.writerow(CSV_COLUMNS)
     for row in report.rows:
-        writer.writerow([row.path, row.item_id, ";".join(row.kinds), _number(row.margin), row.predicted or "",
-                         _number(row.confidence), row.nearest_path or "", _number(row.nearest_similarity),
-                         row.would_get or ""])
+        writer.writerow(
+            [
+                row.path,
+                row.item_id,
+                ";".join(row.kinds),
+                _number(row.margin),
+                row.predicted or "",
+                _number(row.confidence),
+                row.nearest_path or "",
+                _number(row.nearest_similarity),
+                row.would_get or "",
+            ]
+        )
 
 
 def summary_lines(report: TriageReport, *, top: int = 5) -> list[str]:
     """A short text summary: the batch, counts per kind, and the first few of each kind."""
     counts = report.counts()
-    lines = [f"batch: {report.batch}: {len(report.rows)} unlabeled images ({report.embedded_now} embedded now)",
-             f"model: {report.model}; labeled images: {report.n_labeled}",
-             "near-failures: {near_failure}, novel: {novel}, near-copies: {near_copy}".format(**counts)]
-    for kind, title in (("near_failure", "near-failures (lowest margin first)"),
-                        ("novel", "novel (least similar to anything labeled first)"),
-                        ("near_copy", "near-copies (would get the label shown)")):
+    lines = [
+        f"batch: {report.batch}: {len(report.rows)} unlabeled images ({report.embedded_now} embedded now)",
+        f"model: {report.model}; labeled images: {report.n_labeled}",
+        "near-failures: {near_failure}, novel: {novel}, near-copies: {near_copy}".format(**counts),
+    ]
+    for kind, title in (
+        ("near_failure", "near-failures (lowest margin first)"),
+        ("novel", "novel (least similar to anything labeled first)"),
+        ("near_copy", "near-copies (would get the label shown)"),
+    ):
         rows = [row for row in report.rows if kind in row.kinds][:top]
         if rows:
             lines.append(f"top {title}:")
@@ -228,6 +293,7 @@ def _number(value: float | None) -> str:
 
 
 # ----- "Label these next" ---------------------------------------------------------------
+
 
 def near_failures(report: TriageReport) -> list[TriageRow]:
     """The report's near-failures, lowest margin first (their report order)."""
@@ -252,8 +318,11 @@ def label_next(db: Database, *, project: str, rows: Sequence[TriageRow], batch: 
 def label_next_message(result: QueueResult, *, what: str = "image") -> str:
     """One line on what :func:`label_next` did, for the page and the CLI; ``what`` is singular."""
     counted = what if result.queued == 1 else what + "s"
-    text = (f"Queued {result.queued} {counted} to be asked next on the Label page, in report order"
-            if result.queued else f"Queued no new {what}s")
+    text = (
+        f"Queued {result.queued} {counted} to be asked next on the Label page, in report order"
+        if result.queued
+        else f"Queued no new {what}s"
+    )
     notes = []
     if result.already_queued:
         notes.append(f"{result.already_queued} already queued")
@@ -281,7 +350,9 @@ def clear_label_next(db: Database, *, project: str) -> int:
 def clear_queue_message(removed: int) -> str:
     """One line on what :func:`clear_label_next` did, for the page and the CLI."""
     if not removed:
-        return "The \"Label these next\" queue was empty: nothing to clear."
+        return 'The "Label these next" queue was empty: nothing to clear.'
     noun = "image" if removed == 1 else "images"
-    return (f"Cleared the \"Label these next\" queue: removed {removed} waiting {noun} "
-            "(labeled images and what was asked stay recorded).")
+    return (
+        f'Cleared the "Label these next" queue: removed {removed} waiting {noun} '
+        "(labeled images and what was asked stay recorded)."
+    )

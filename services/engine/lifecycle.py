@@ -36,13 +36,13 @@ from core.features.embedding_store import EmbeddingStore
 from core.features.extract import ExtractConfig
 from services.config import Settings
 from services.database import Database
-from services.features.embeddings import embed
 from services.engine.project_engine import ProjectEngine
 from services.errors import UserError
+from services.features.embeddings import embed
 from services.features.project_backbone import project_backbone
 from services.projects import get_project
-from storage.items import item_queries
 from storage import queries
+from storage.items import item_queries
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +134,21 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         try:
             get_project(db, startup.project)
         except UserError as error:
-            raise UserError(f"{error}; or, to try banana on the sample images: "
-                            f"BANANA_PROJECT={startup.project} make run SAMPLE=1") from None
+            raise UserError(
+                f"{error}; or, to try banana on the sample images: BANANA_PROJECT={startup.project} make run SAMPLE=1"
+            ) from None
         startup.backbone = project_backbone(db, settings, startup.project).name
         startup.phase, startup.done, startup.total = "embedding", 0, 0
         pool = _pool_signature(db, startup.project)  # counted first: images ingested later grow the pool
-        report = embed(db, settings, project=startup.project, backbone=startup.backbone, config=APP_EXTRACT_CONFIG,
-                       on_progress=progress, wait_seconds=APP_STORE_WAIT_SECONDS)
+        report = embed(
+            db,
+            settings,
+            project=startup.project,
+            backbone=startup.backbone,
+            config=APP_EXTRACT_CONFIG,
+            on_progress=progress,
+            wait_seconds=APP_STORE_WAIT_SECONDS,
+        )
         startup.phase = "loading"
         startup.engine = build_engine(db, settings, startup.project, report.folder)
         startup.pool = pool
@@ -152,8 +160,9 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
         startup.error, startup.phase = f"{type(error).__name__}: {error}", "failed"
 
 
-def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
-              config: GrowthConfig = GrowthConfig()) -> Startup:
+def grow_pool(
+    db: Database, settings: Settings, project: str | None = None, *, config: GrowthConfig = GrowthConfig()
+) -> Startup:
     """The project's startup record; once it is ready, and at most every ``check_seconds``,
     count the project's ingested images and read its backbone, and when either changed since the
     engine was built, start growing its pool in the background (``growing`` says so until the
@@ -178,8 +187,9 @@ def grow_pool(db: Database, settings: Settings, project: str | None = None, *,
         startup.switching = backbone if switch else None
         startup.growth_done = startup.growth_total = 0
         startup.rebuild = False  # before the fresh engine reads the database: a later request builds again
-    threading.Thread(target=_grow, args=(db, settings, startup, pool, backbone, config),
-                     name=f"grow-{startup.project}", daemon=True).start()
+    threading.Thread(
+        target=_grow, args=(db, settings, startup, pool, backbone, config), name=f"grow-{startup.project}", daemon=True
+    ).start()
     return startup
 
 
@@ -199,17 +209,26 @@ def _pool_signature(db: Database, project_name: str) -> tuple[int, int]:
         return item_queries.ok_items_signature(session, queries.find_project(session, project_name).id)
 
 
-def _grow(db: Database, settings: Settings, startup: Startup, pool: tuple[int, int], backbone: str,
-          config: GrowthConfig) -> None:
+def _grow(
+    db: Database, settings: Settings, startup: Startup, pool: tuple[int, int], backbone: str, config: GrowthConfig
+) -> None:
     """Embed the new images (all of them for a new backbone), build a fresh engine over the grown
     pool, swap it in; the old one keeps serving the labeling sessions that hold it for
     ``retire_seconds``, then closes."""
+
     def progress(done: int, total: int) -> None:
         startup.growth_done, startup.growth_total = done, total
 
     try:
-        report = embed(db, settings, project=startup.project, backbone=backbone, config=APP_EXTRACT_CONFIG,
-                       on_progress=progress, wait_seconds=APP_STORE_WAIT_SECONDS)
+        report = embed(
+            db,
+            settings,
+            project=startup.project,
+            backbone=backbone,
+            config=APP_EXTRACT_CONFIG,
+            on_progress=progress,
+            wait_seconds=APP_STORE_WAIT_SECONDS,
+        )
         engine = build_engine(db, settings, startup.project, report.folder)
     except Exception as error:  # the current engine keeps serving; shown in the app, retried later
         log.exception("adding new images to project %r failed", startup.project)
@@ -264,7 +283,16 @@ def build_engine(db: Database, settings: Settings, project_name: str, folder: Pa
     ids, vectors = ids[keep], vectors[keep]
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # float16 storage rounds the norm
     if len(ids) == 0:
-        raise UserError(f"project {project_name!r} has no embedded images; embed them with "
-                        f"`python -m app.cli embed --project {project_name}`")
-    return ProjectEngine(db, settings, project=project, backbone_key=folder.name, item_ids=ids,
-                         paths=[paths[i] for i in ids.tolist()], embeddings=vectors)
+        raise UserError(
+            f"project {project_name!r} has no embedded images; embed them with "
+            f"`python -m app.cli embed --project {project_name}`"
+        )
+    return ProjectEngine(
+        db,
+        settings,
+        project=project,
+        backbone_key=folder.name,
+        item_ids=ids,
+        paths=[paths[i] for i in ids.tolist()],
+        embeddings=vectors,
+    )

@@ -18,8 +18,16 @@ from storage.labels import label_queries
 log = logging.getLogger(__name__)
 
 
-def save_model_version(db: Database, settings: Settings, *, project_id: int, backbone_key: str, probe: LinearProbe,
-                       n_labels: int, metrics: dict[str, Any]) -> int:
+def save_model_version(
+    db: Database,
+    settings: Settings,
+    *,
+    project_id: int,
+    backbone_key: str,
+    probe: LinearProbe,
+    n_labels: int,
+    metrics: dict[str, Any],
+) -> int:
     """Write the probe's arrays under ``BANANA_HOME/models/`` and record the version; return its id.
 
     The file is complete on disk before the row names it.
@@ -34,13 +42,18 @@ def save_model_version(db: Database, settings: Settings, *, project_id: int, bac
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     with db.writing() as session:
-        return label_queries.add_model_version(session, project_id=project_id, n_labels=n_labels,
-                                               metrics=dict(_json_safe(metrics), backbone=backbone_key),
-                                               artifact_path=relative.as_posix())
+        return label_queries.add_model_version(
+            session,
+            project_id=project_id,
+            n_labels=n_labels,
+            metrics=dict(_json_safe(metrics), backbone=backbone_key),
+            artifact_path=relative.as_posix(),
+        )
 
 
-def load_latest_model(db: Database, settings: Settings, *, project_id: int,
-                      backbone_key: str) -> tuple[int, LinearProbe, dict[str, Any]] | None:
+def load_latest_model(
+    db: Database, settings: Settings, *, project_id: int, backbone_key: str
+) -> tuple[int, LinearProbe, dict[str, Any]] | None:
     """The newest stored probe of the project for this backbone: (version id, probe, metrics), or None.
 
     None too when the version's file is missing (a database restored into a new home, models/
@@ -55,8 +68,13 @@ def load_latest_model(db: Database, settings: Settings, *, project_id: int,
         with np.load(settings.home / artifact, allow_pickle=False) as arrays:
             probe = LinearProbe.from_arrays(arrays)
     except FileNotFoundError:
-        log.warning("model version %d of project %d: its file %s is missing (a database restored into another "
-                    "home?); a new model is trained from the labels", version_id, project_id, settings.home / artifact)
+        log.warning(
+            "model version %d of project %d: its file %s is missing (a database restored into another "
+            "home?); a new model is trained from the labels",
+            version_id,
+            project_id,
+            settings.home / artifact,
+        )
         return None
     return version_id, probe, metrics
 

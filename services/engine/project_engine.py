@@ -30,10 +30,10 @@ from core.selection.selection import ALL_STRATEGIES, SelectionConfig, select
 from core.similarity.similarity_state import SimilarityState
 from services.config import Settings
 from services.database import Database
-from services.errors import UserError
-from services.features.item_images import ImageCache
 from services.engine import registry
 from services.engine.model_store import load_latest_model, save_model_version
+from services.errors import UserError
+from services.features.item_images import ImageCache
 from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
 from storage.models import Project
@@ -99,9 +99,18 @@ class ProjectEngine:
     loop_config : LoopConfig
     """
 
-    def __init__(self, db: Database, settings: Settings, *, project: Project, backbone_key: str,
-                 item_ids: np.ndarray, paths: list[str], embeddings: np.ndarray,
-                 loop_config: LoopConfig = LoopConfig()) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        project: Project,
+        backbone_key: str,
+        item_ids: np.ndarray,
+        paths: list[str],
+        embeddings: np.ndarray,
+        loop_config: LoopConfig = LoopConfig(),
+    ) -> None:
         self.db, self.settings, self.backbone_key = db, settings, backbone_key
         self.project_id, self.project_name, self.multi_label = project.id, project.name, project.multi_label
         self.item_ids = np.asarray(item_ids, np.int64)
@@ -132,9 +141,15 @@ class ProjectEngine:
         rows, labels = self._current_loop_labels()
         # A stored model trained on exactly the current labels serves as it is: no retrain at start.
         current = self.serving.probe is not None and self.serving.metrics.get(
-            "trained_labels_digest") == self._labels_digest(rows, labels)
-        self.loop = RetrainLoop(fit=self._fit, config=loop_config, callbacks=(self,), model=self.serving.probe,
-                                trained_on=(rows, labels) if current else None)
+            "trained_labels_digest"
+        ) == self._labels_digest(rows, labels)
+        self.loop = RetrainLoop(
+            fit=self._fit,
+            config=loop_config,
+            callbacks=(self,),
+            model=self.serving.probe,
+            trained_on=(rows, labels) if current else None,
+        )
         if not current and self._feed_loop():
             self.loop.request_retrain()
         registry.register(self)  # from now on committed labels reach this engine as they are written
@@ -183,8 +198,9 @@ class ProjectEngine:
         """Fingerprint of a label set (item ids and class ids, in any order), stored with each
         model version so that a start can tell whether the newest one is current."""
         item_ids = self.item_ids[np.asarray(rows, np.int64)].tolist()
-        classes = [tuple(sorted(int(c) for c in label)) if isinstance(label, tuple) else (int(label),)
-                   for label in labels]
+        classes = [
+            tuple(sorted(int(c) for c in label)) if isinstance(label, tuple) else (int(label),) for label in labels
+        ]
         return hashlib.sha256(repr(sorted(zip(item_ids, classes))).encode()).hexdigest()
 
     def _loop_label(self, label: CurrentLabel) -> int | tuple[int, ...]:
@@ -273,13 +289,20 @@ class ProjectEngine:
 
     def on_model(self, _version, probe, metrics) -> None:
         """RetrainLoop callback: store the version, then serve it."""
-        version_id = save_model_version(self.db, self.settings, project_id=self.project_id,
-                                        backbone_key=self.backbone_key, probe=probe,
-                                        n_labels=metrics["trained_labels"], metrics=metrics)
+        version_id = save_model_version(
+            self.db,
+            self.settings,
+            project_id=self.project_id,
+            backbone_key=self.backbone_key,
+            probe=probe,
+            n_labels=metrics["trained_labels"],
+            metrics=metrics,
+        )
         self.serving = Serving(version_id, probe, metrics)  # one reference assignment: atomic
         self.last_error = None
         self._refresh_predictions(probe)
         from services.engine.after_model import run_after_model  # hooks of other concerns (failure slices)
+
         run_after_model(self)  # re-mines failure slices; never raises
 
     def _refresh_predictions(self, probe: LinearProbe) -> None:
@@ -364,8 +387,17 @@ class ProjectEngine:
             rows = np.asarray([self.row_of[i] for i in labeled], np.int64)
             serving, settings = self.serving, self.selection
             labels = self._selection_labels(list(labeled.values()), serving.probe)
-            chosen = select(self.embeddings, rows, labels, n + len(skip), strategy=settings.strategy,
-                            probe=serving.probe, state=self._state, config=settings.config, rng=self._rng)
+            chosen = select(
+                self.embeddings,
+                rows,
+                labels,
+                n + len(skip),
+                strategy=settings.strategy,
+                probe=serving.probe,
+                state=self._state,
+                config=settings.config,
+                rng=self._rng,
+            )
         candidates = [i for i, row in enumerate(chosen.indices.tolist()) if row not in skip][:n]
         claimed = set(claim([int(self.item_ids[chosen.indices[i]]) for i in candidates]))
         keep = [i for i in candidates if int(self.item_ids[chosen.indices[i]]) in claimed]
@@ -374,12 +406,26 @@ class ProjectEngine:
             return []
         with self.db.writing() as session:
             _, pick_ids = label_queries.add_selection_run(
-                session, project_id=self.project_id, model_version_id=serving.model_version_id,
-                strategy=settings.strategy, parameters=dict(asdict(settings.config), band=chosen.band), picks=picks)
-        return [Ask(item_id=pick["item_id"], path=self.paths[self.row_of[pick["item_id"]]], pick_id=pick_id,
-                    source=pick["source"], score_parts=pick["score_parts"], predicted=tuple(pick["predicted"] or ()),
-                    model_version_id=serving.model_version_id, band=chosen.band)
-                for pick, pick_id in zip(picks, pick_ids)]
+                session,
+                project_id=self.project_id,
+                model_version_id=serving.model_version_id,
+                strategy=settings.strategy,
+                parameters=dict(asdict(settings.config), band=chosen.band),
+                picks=picks,
+            )
+        return [
+            Ask(
+                item_id=pick["item_id"],
+                path=self.paths[self.row_of[pick["item_id"]]],
+                pick_id=pick_id,
+                source=pick["source"],
+                score_parts=pick["score_parts"],
+                predicted=tuple(pick["predicted"] or ()),
+                model_version_id=serving.model_version_id,
+                band=chosen.band,
+            )
+            for pick, pick_id in zip(picks, pick_ids)
+        ]
 
     def _selection_labels(self, class_sets: list[tuple[int, ...]], probe: LinearProbe | None) -> np.ndarray:
         if not self.multi_label or probe is None:
@@ -395,8 +441,12 @@ class ProjectEngine:
         predicted = None
         if chosen.predicted is not None:
             predicted = recorded_prediction(chosen.predicted[i], probe, multi_label=self.multi_label)
-        return dict(item_id=int(self.item_ids[chosen.indices[i]]), score_parts=parts, source=str(chosen.source[i]),
-                    predicted=predicted)
+        return dict(
+            item_id=int(self.item_ids[chosen.indices[i]]),
+            score_parts=parts,
+            source=str(chosen.source[i]),
+            predicted=predicted,
+        )
 
     # ----- selection settings ----------------------------------------------------------
 

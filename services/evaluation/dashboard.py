@@ -11,8 +11,8 @@ import numpy as np
 from core.quality.audit import LearningCurve, StopHint, learning_curve, stop_hint
 from services.database import Database
 from services.projects import get_project
-from storage.labels import label_queries
 from storage import queries
+from storage.labels import label_queries
 from storage.models import AnnotationSource
 
 
@@ -55,11 +55,19 @@ def dashboard(db: Database, project_name: str) -> Dashboard:
     labeled = sum(1 for label in current.values() if label.class_ids)
     trained_on = {v.id: v.n_labels for v in versions}
     curve, stop = _learning_curve(audits, events, trained_on)
-    models = [ModelRow(v.id, v.created_at, v.n_labels, v.metrics.get("oof_accuracy"), v.metrics.get("fit_seconds"))
-              for v in versions]
-    return Dashboard(n_items=n_items, n_labeled=labeled,
-                     class_counts={name: counts.get(name, 0) for name in classes.values()},
-                     curve=curve, stop=stop, models=models, per_minute=_per_minute(events))
+    models = [
+        ModelRow(v.id, v.created_at, v.n_labels, v.metrics.get("oof_accuracy"), v.metrics.get("fit_seconds"))
+        for v in versions
+    ]
+    return Dashboard(
+        n_items=n_items,
+        n_labeled=labeled,
+        class_counts={name: counts.get(name, 0) for name in classes.values()},
+        curve=curve,
+        stop=stop,
+        models=models,
+        per_minute=_per_minute(events),
+    )
 
 
 def _learning_curve(audits, events, trained_on) -> tuple[LearningCurve | None, StopHint | None]:

@@ -1,4 +1,5 @@
 """Simulated labeling sessions on a labeled folder: embed it, split it, run the strategies, write results."""
+
 from __future__ import annotations
 
 import csv
@@ -11,15 +12,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.evaluation.simulate import SimulationConfig, run_simulation, summarize
 from core.features.backbones import BackboneError, build_backbone
-from core.transfer.class_folder import list_class_folder
 from core.features.embedding_store import EmbeddingStore, StoreBusy
 from core.features.extract import ExtractConfig, extract_embeddings
-from core.evaluation.simulate import SimulationConfig, run_simulation, summarize
+from core.transfer.class_folder import list_class_folder
 from services.config import Settings
 from services.errors import UserError
 from services.features.project_backbone import default_backbone
-
 
 ORACLE_FILE = "oracle.json"
 BASELINE_STRATEGIES = ("ours:random", "peer:random")
@@ -82,14 +82,17 @@ def folder_embeddings(settings: Settings, folder: Path, backbone: str, *, config
     cache = settings.home / "simulations" / "embeddings" / f"{Path(folder).name}-{listing}" / model.identity.key
     try:
         with EmbeddingStore.open_for_writing(cache, backbone=model.describe(), dim=model.embed_dim) as store:
-            report = extract_embeddings(model, store, np.arange(len(paths)), [str(p) for p in paths], config=config,
-                                        progress=progress)
+            report = extract_embeddings(
+                model, store, np.arange(len(paths)), [str(p) for p in paths], config=config, progress=progress
+            )
             ids, vectors = store.done()
     except (StoreBusy, ValueError) as error:
         raise UserError(str(error)) from None
     if report.failures:
-        raise UserError(f"{len(report.failures)} images of {folder} could not be embedded, e.g. "
-                        f"{report.failures[0].message}; remove them from the folder and run again")
+        raise UserError(
+            f"{len(report.failures)} images of {folder} could not be embedded, e.g. "
+            f"{report.failures[0].message}; remove them from the folder and run again"
+        )
     order = np.argsort(ids)
     return vectors[order], labels[ids[order]], classes
 
@@ -110,9 +113,20 @@ def _shorter_sides(folder: Path, sample: int = 50) -> list[int]:
     return sides
 
 
-def simulate(settings: Settings, *, oracle: Path, backbone: str | None, out: Path, config: SimulationConfig,
-             pool_size: int, test_size: int, split_seed: int = 0, extract=ExtractConfig(), progress=None,
-             log=None) -> SimulationReport:
+def simulate(
+    settings: Settings,
+    *,
+    oracle: Path,
+    backbone: str | None,
+    out: Path,
+    config: SimulationConfig,
+    pool_size: int,
+    test_size: int,
+    split_seed: int = 0,
+    extract=ExtractConfig(),
+    progress=None,
+    log=None,
+) -> SimulationReport:
     """Run every strategy on a random pool/test split of ``oracle`` and write CSVs and a plot.
 
     Class folder names of ``oracle`` answer the asks and score the probe; the
@@ -126,8 +140,10 @@ def simulate(settings: Settings, *, oracle: Path, backbone: str | None, out: Pat
     order = np.random.default_rng(split_seed).permutation(len(vectors))
     test, pool = order[:test_size], order[test_size : test_size + pool_size]
     if max(config.budgets) > len(pool):
-        raise UserError(f"largest budget {max(config.budgets)} exceeds the pool of {len(pool)} images; "
-                        "lower --budgets or raise --pool-size")
+        raise UserError(
+            f"largest budget {max(config.budgets)} exceeds the pool of {len(pool)} images; "
+            "lower --budgets or raise --pool-size"
+        )
     rows = run_simulation(vectors[pool], labels[pool], vectors[test], labels[test], config=config, log=log)
     out.mkdir(parents=True, exist_ok=True)
     results, summary_path, plot = out / "results.csv", out / "summary.csv", out / "accuracy.png"
@@ -136,8 +152,14 @@ def simulate(settings: Settings, *, oracle: Path, backbone: str | None, out: Pat
     _write_csv(summary_path, summary)
     (out / ORACLE_FILE).write_text(json.dumps(dict(oracle=os.path.realpath(oracle), backbone=backbone)))
     _plot(summary, plot, title=f"{oracle.name}: pool {len(pool)}, test {len(test)}, backbone {backbone}")
-    return SimulationReport(results=results, summary=summary_path, plot=plot, pool_size=len(pool),
-                            test_size=len(test), table=markdown_table(summary, config.budgets))
+    return SimulationReport(
+        results=results,
+        summary=summary_path,
+        plot=plot,
+        pool_size=len(pool),
+        test_size=len(test),
+        table=markdown_table(summary, config.budgets),
+    )
 
 
 def markdown_table(summary, budgets):
@@ -147,8 +169,9 @@ def markdown_table(summary, budgets):
     lines = ["| strategy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
     for strategy in strategies:
         values = [cells.get((strategy, b)) for b in budgets]
-        lines.append(f"| {strategy} | " + " | ".join(
-            f"{v['mean']:.1%} ± {v['std']:.1%}" if v else "" for v in values) + " |")
+        lines.append(
+            f"| {strategy} | " + " | ".join(f"{v['mean']:.1%} ± {v['std']:.1%}" if v else "" for v in values) + " |"
+        )
     return "\n".join(lines)
 
 

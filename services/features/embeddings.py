@@ -150,8 +150,14 @@ def embed(
                     on_progress(finished, total)
 
             try:
-                result = extract_embeddings(model, store, [item_id for item_id, _ in items],
-                                            [str(root / path) for _, path in items], config=config, progress=progress)
+                result = extract_embeddings(
+                    model,
+                    store,
+                    [item_id for item_id, _ in items],
+                    [str(root / path) for _, path in items],
+                    config=config,
+                    progress=progress,
+                )
             except ValueError as error:
                 raise UserError(str(error)) from None
             index = _update_index(folder)
@@ -191,8 +197,10 @@ def similar(
     item_id, item_path = _resolve_item(db, found, item)
     rows = np.flatnonzero(store.ids == item_id)
     if len(rows) == 0 or not store.done_mask()[rows[0]]:
-        raise UserError(f"item {item_id} ({item_path}) has no {identity.name} embedding; run "
-                        f"`python -m app.cli embed --backbone {identity.name}` (its file may have failed to decode)")
+        raise UserError(
+            f"item {item_id} ({item_path}) has no {identity.name} embedding; run "
+            f"`python -m app.cli embed --backbone {identity.name}` (its file may have failed to decode)"
+        )
     query = np.asarray(store.vectors()[rows[0]], dtype=np.float32)[None]
     scores, ids = index.search(query, k + 1)
     hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1 and i != item_id][:k]
@@ -201,8 +209,9 @@ def similar(
     return Neighbour(item_id, item_path, 1.0), [Neighbour(i, paths.get(i, "?"), s) for i, s in hits]
 
 
-def export_embeddings(db: Database, settings: Settings, *, project: str, backbone: str | None,
-                      out: Path) -> ExportReport:
+def export_embeddings(
+    db: Database, settings: Settings, *, project: str, backbone: str | None, out: Path
+) -> ExportReport:
     """Write embedded items' vectors as float32 ``.npy`` in item-id order, and a CSV of ids and paths beside it.
 
     The CSV (``out`` with suffix ``.csv``) has columns ``row,item_id,path``; row i of the
@@ -246,16 +255,24 @@ def _identity(name: str):
 
 def _open_store(folder: Path, model, wait_seconds: float, on_wait) -> EmbeddingStore:
     try:
-        return EmbeddingStore.open_for_writing(folder, backbone=model.describe(), dim=model.embed_dim, dtype=STORE_DTYPE,
-                                               wait_seconds=wait_seconds, on_wait=on_wait)
+        return EmbeddingStore.open_for_writing(
+            folder,
+            backbone=model.describe(),
+            dim=model.embed_dim,
+            dtype=STORE_DTYPE,
+            wait_seconds=wait_seconds,
+            on_wait=on_wait,
+        )
     except (StoreBusy, ValueError) as error:
         raise UserError(str(error)) from None
 
 
 def _open_for_reading(folder: Path, backbone: str) -> tuple[EmbeddingStore, SimilarityIndex]:
     if not (folder / INDEX_FILE).exists():
-        raise UserError(f"no {backbone} embeddings for this project yet (looked in {folder}); "
-                        f"run `python -m app.cli embed --backbone {backbone}` first")
+        raise UserError(
+            f"no {backbone} embeddings for this project yet (looked in {folder}); "
+            f"run `python -m app.cli embed --backbone {backbone}` first"
+        )
     return EmbeddingStore.open_for_reading(folder), SimilarityIndex.load(folder / INDEX_FILE)
 
 
@@ -288,8 +305,10 @@ def _resolve_item(db: Database, project: Project, item: str) -> tuple[int, str]:
         relative = candidate.relative_to(root).as_posix() if candidate.is_relative_to(root) else item
         item_id = item_queries.item_id_by_path(session, project.id, relative)
     if item_id is None:
-        raise UserError(f"no item of project {project.name!r} has path {relative!r} (root {root}); "
-                        "give an item id or a path under the root")
+        raise UserError(
+            f"no item of project {project.name!r} has path {relative!r} (root {root}); "
+            "give an item id or a path under the root"
+        )
     return item_id, relative
 
 
@@ -298,4 +317,3 @@ def _write_table(handle, ids: np.ndarray, paths: dict[int, str]) -> None:
     writer.writerow(["row", "item_id", "path"])
     for row, item_id in enumerate(ids.tolist()):
         writer.writerow([row, item_id, paths.get(item_id, "")])
-

@@ -34,8 +34,9 @@ def pca_2d(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
     return pca_reduce(embeddings, 2, fit_size=PCA_SAMPLE, seed=seed)
 
 
-def map_points(engine: ProjectEngine, xy: np.ndarray, *, colour_by: str, rows: np.ndarray | None = None,
-               seed: int = 0) -> MapPoints:
+def map_points(
+    engine: ProjectEngine, xy: np.ndarray, *, colour_by: str, rows: np.ndarray | None = None, seed: int = 0
+) -> MapPoints:
     """The points to draw, coloured by ``label`` (unlabeled grey) or ``prediction`` of the serving model.
 
     ``xy`` holds every pool row's coordinates (at most MAP_POINTS of them are drawn), or, with
@@ -108,8 +109,9 @@ def start_tsne_map(embeddings: np.ndarray, labeled: np.ndarray, config: TsneConf
         Running; it turns ``ready`` or ``failed`` by itself.
     """
     rows = map_sample(labeled, config.max_points, seed=config.seed)
-    job = MapJob(rows=rows, total=len(embeddings), labeled=int(np.asarray(labeled, bool)[rows].sum()),
-                 started=time.monotonic())
+    job = MapJob(
+        rows=rows, total=len(embeddings), labeled=int(np.asarray(labeled, bool)[rows].sum()), started=time.monotonic()
+    )
     threading.Thread(target=_run_tsne, args=(job, embeddings, config), name="tsne-map", daemon=True).start()
     return job
 

@@ -38,7 +38,8 @@ class FeatureWarning:
 
 # Per engine: the labels it was computed for (count, newest annotation id) and the warning.
 _cache: weakref.WeakKeyDictionary[ProjectEngine, tuple[tuple[int, int], FeatureWarning | None]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 _cache_lock = threading.Lock()
 
 
@@ -60,9 +61,11 @@ def feature_warning(engine: ProjectEngine) -> FeatureWarning | None:
 
 def remedies() -> str:
     ssl = SSL_PREFERENCE[0]
-    return (f"Switch the backbone on the Classes and settings page ({PHOTO_BACKBONE} works offline), fetch a "
-            f"self-supervised one ({FETCH_COMMAND} {ssl}, {PUBLISHED[ssl].size_mb} MB, then switch to it), or "
-            "train one on these images (python -m app.cli ssl-train). Every label is kept.")
+    return (
+        f"Switch the backbone on the Classes and settings page ({PHOTO_BACKBONE} works offline), fetch a "
+        f"self-supervised one ({FETCH_COMMAND} {ssl}, {PUBLISHED[ssl].size_mb} MB, then switch to it), or "
+        "train one on these images (python -m app.cli ssl-train). Every label is kept."
+    )
 
 
 def _mismatch(engine: ProjectEngine) -> FeatureWarning | None:
@@ -72,10 +75,14 @@ def _mismatch(engine: ProjectEngine) -> FeatureWarning | None:
         sides = item_queries.image_shorter_sides(session, engine.project_id)
     if not sides or statistics.median(sides) <= TINY_IMAGE_SIDE:
         return None
-    return FeatureWarning("mismatch", (
-        f"The image features are weak for these images: the bundled backbone was trained on 32x32 images, and "
-        f"these are photos (median shorter side {statistics.median(sides):.0f} px), so the suggestions, the "
-        f"order of asks, triage and label issues will be poor. {remedies()}"))
+    return FeatureWarning(
+        "mismatch",
+        (
+            f"The image features are weak for these images: the bundled backbone was trained on 32x32 images, and "
+            f"these are photos (median shorter side {statistics.median(sides):.0f} px), so the suggestions, the "
+            f"order of asks, triage and label issues will be poor. {remedies()}"
+        ),
+    )
 
 
 def _measured(engine: ProjectEngine, labeled: list[int]) -> FeatureWarning | None:
@@ -89,11 +96,15 @@ def _measured(engine: ProjectEngine, labeled: list[int]) -> FeatureWarning | Non
     strength = feature_strength(engine.embeddings[rows], np.array([labels[i].class_ids[0] for i in items], np.int64))
     if not strength.weak:
         return None
-    return FeatureWarning("measured", (
-        f"The image features look weak for the labels given: for each of {strength.n_labels} labeled images, its "
-        f"most similar labeled images name its class {strength.accuracy:.0%} of the time (class-balanced; "
-        f"chance is {strength.chance:.0%}). If the labels are right, better features are the fix. {remedies()}"),
-        strength)
+    return FeatureWarning(
+        "measured",
+        (
+            f"The image features look weak for the labels given: for each of {strength.n_labels} labeled images, its "
+            f"most similar labeled images name its class {strength.accuracy:.0%} of the time (class-balanced; "
+            f"chance is {strength.chance:.0%}). If the labels are right, better features are the fix. {remedies()}"
+        ),
+        strength,
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -38,8 +38,10 @@ def inside_root(root: Path, relative: str) -> Path:
     real_root = Path(root).resolve()
     target = (real_root / relative).resolve()
     if not target.is_relative_to(real_root):
-        raise UserError(f"item path {relative!r} resolves outside the project root {real_root}; "
-                        "it is not shown. Ingest the file under the root instead")
+        raise UserError(
+            f"item path {relative!r} resolves outside the project root {real_root}; "
+            "it is not shown. Ingest the file under the root instead"
+        )
     return target
 
 

@@ -18,8 +18,8 @@ from core.features.backbones import FETCH_COMMAND, BackboneError, identify_backb
 from services.config import Settings
 from services.database import Database
 from services.errors import UserError
-from storage.items import item_queries
 from storage import queries
+from storage.items import item_queries
 from storage.settings import setting_queries
 
 BACKBONE_SETTING = "backbone"
@@ -42,7 +42,9 @@ class BackboneChoice:
     set_by: str | None = None
 
 
-def default_backbone(shorter_sides: list[int], *, available: Callable[[str], bool] = weights_available) -> BackboneChoice:
+def default_backbone(
+    shorter_sides: list[int], *, available: Callable[[str], bool] = weights_available
+) -> BackboneChoice:
     """The backbone a project with images of these shorter sides (pixels) gets by default."""
     side = statistics.median(shorter_sides) if shorter_sides else None
     for name in SSL_PREFERENCE:
@@ -50,17 +52,29 @@ def default_backbone(shorter_sides: list[int], *, available: Callable[[str], boo
             return BackboneChoice(name, f"{name} is a self-supervised backbone fetched on this machine", "default")
     if side is not None and side > TINY_IMAGE_SIDE:
         if available(PHOTO_BACKBONE):
-            return BackboneChoice(PHOTO_BACKBONE, f"the images are photos (median shorter side {side:.0f} px) and no "
-                                  "self-supervised backbone is fetched; this ImageNet backbone ships with pip", "default")
-        return BackboneChoice("bundled", f"no photo backbone is installed here; features of photos will be weak. "
-                              f"Fetch one: {FETCH_COMMAND} {SSL_PREFERENCE[0]}", "default")
+            return BackboneChoice(
+                PHOTO_BACKBONE,
+                f"the images are photos (median shorter side {side:.0f} px) and no "
+                "self-supervised backbone is fetched; this ImageNet backbone ships with pip",
+                "default",
+            )
+        return BackboneChoice(
+            "bundled",
+            f"no photo backbone is installed here; features of photos will be weak. "
+            f"Fetch one: {FETCH_COMMAND} {SSL_PREFERENCE[0]}",
+            "default",
+        )
     size = f"median shorter side {side:.0f} px" if side is not None else "no images yet"
-    return BackboneChoice("bundled", f"the images are tiny ({size}), like the 32x32 images the bundled "
-                          "backbone was trained on", "default" if side is not None else "provisional")
+    return BackboneChoice(
+        "bundled",
+        f"the images are tiny ({size}), like the 32x32 images the bundled backbone was trained on",
+        "default" if side is not None else "provisional",
+    )
 
 
-def project_backbone(db: Database, settings: Settings, project_name: str, *,
-                     available: Callable[[str], bool] = weights_available) -> BackboneChoice:
+def project_backbone(
+    db: Database, settings: Settings, project_name: str, *, available: Callable[[str], bool] = weights_available
+) -> BackboneChoice:
     """The project's backbone: ``BANANA_BACKBONE`` when set, else the recorded one, else the default,
     recorded now if the project has images."""
     if settings.backbone:
@@ -79,8 +93,9 @@ def project_backbone(db: Database, settings: Settings, project_name: str, *,
         recorded = setting_queries.project_setting(session, project.id, BACKBONE_SETTING)
         if recorded is not None:  # another server recorded its choice first: everyone uses that one
             return _from_row(recorded)
-        setting_queries.set_project_setting(session, project.id, BACKBONE_SETTING,
-                                            dict(name=choice.name, reason=choice.reason), by=None)
+        setting_queries.set_project_setting(
+            session, project.id, BACKBONE_SETTING, dict(name=choice.name, reason=choice.reason), by=None
+        )
     return choice
 
 
@@ -104,8 +119,9 @@ def set_project_backbone(db: Database, project_name: str, name: str, *, by: str)
         recorded = setting_queries.project_setting(session, project.id, BACKBONE_SETTING)
         if recorded is not None and recorded.value.get("name") == name:
             return False
-        setting_queries.set_project_setting(session, project.id, BACKBONE_SETTING,
-                                            dict(name=name, reason=f"set by {by}"), by=by)
+        setting_queries.set_project_setting(
+            session, project.id, BACKBONE_SETTING, dict(name=name, reason=f"set by {by}"), by=by
+        )
     return True
 
 

@@ -1,4 +1,5 @@
 """Self-supervised pretraining of a backbone on a project's own images."""
+
 from __future__ import annotations
 
 import os
@@ -7,16 +8,16 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
-from core.features.backbone_file import Preprocessing, load_backbone, save_backbone
-from core.transfer.class_folder import decode_many, read_class_folder
 from core.evaluation.knn import KNNMonitor
-from core.ssl.simclr import SimCLRConfig, SimCLRTrainer
+from core.features.backbone_file import Preprocessing, load_backbone, save_backbone
 from core.features.weights import file_sha256
+from core.ssl.simclr import SimCLRConfig, SimCLRTrainer
+from core.transfer.class_folder import decode_many, read_class_folder
 from services.config import Settings
 from services.database import Database
 from services.errors import UserError
-from storage.items import item_queries
 from storage import queries
+from storage.items import item_queries
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,21 @@ def ok_item_paths(db: Database, project_name: str) -> list[Path]:
         return [root / path for _, path in item_queries.ok_item_paths(session, project.id)]
 
 
-def train_backbone(db: Database, settings: Settings, *, project: str, config: SimCLRConfig, device: str = "cpu",
-                   out: Path | None = None, state: Path | None = None, knn_folder: Path | None = None,
-                   knn_every: int = 10, init: Path | None = None, callbacks=(), log=print) -> TrainedBackbone:
+def train_backbone(
+    db: Database,
+    settings: Settings,
+    *,
+    project: str,
+    config: SimCLRConfig,
+    device: str = "cpu",
+    out: Path | None = None,
+    state: Path | None = None,
+    knn_folder: Path | None = None,
+    knn_every: int = 10,
+    init: Path | None = None,
+    callbacks=(),
+    log=print,
+) -> TrainedBackbone:
     """Train a backbone with SimCLR on a project's images and write it as ``local:PATH``.
 
     Training state goes to ``state`` every ``config.checkpoint_every`` steps; calling
@@ -53,14 +66,18 @@ def train_backbone(db: Database, settings: Settings, *, project: str, config: Si
         try:
             model, prep, _ = load_backbone(init)
         except (OSError, ValueError, KeyError, SafetensorError) as error:
-            raise UserError(f"--init {init} is not a backbone file this version can read ({error}); give a file "
-                            "written by `ssl-train` or the bundled sample_data/backbone/backbone.safetensors") from None
+            raise UserError(
+                f"--init {init} is not a backbone file this version can read ({error}); give a file "
+                "written by `ssl-train` or the bundled sample_data/backbone/backbone.safetensors"
+            ) from None
         init_backbone = model.state_dict()
         config = replace(config, widths=model.widths, blocks=model.blocks, image_size=prep.image_size)
         continued_from = dict(file=Path(init).name, weights_sha256=file_sha256(init))
     paths = ok_item_paths(db, project)
     if len(paths) < 2:
-        raise UserError(f"project {project!r} has {len(paths)} ingested images; self-supervised training needs 2 or more")
+        raise UserError(
+            f"project {project!r} has {len(paths)} ingested images; self-supervised training needs 2 or more"
+        )
     models = settings.home / "models"
     models.mkdir(parents=True, exist_ok=True)
     out = Path(out or models / f"ssl-{project}.safetensors")
@@ -78,8 +95,14 @@ def train_backbone(db: Database, settings: Settings, *, project: str, config: Si
         if len(held) < 2:
             raise UserError(f"--knn-folder {knn_folder} holds {len(held)} image; kNN needs 2 or more")
         # Even-numbered images are the bank, odd-numbered ones the queries.
-        monitor = KNNMonitor(bank_images=held[::2], bank_labels=labels[::2], query_images=held[1::2],
-                             query_labels=labels[1::2], every=knn_every, log=log)
+        monitor = KNNMonitor(
+            bank_images=held[::2],
+            bank_labels=labels[::2],
+            query_images=held[1::2],
+            query_labels=labels[1::2],
+            every=knn_every,
+            log=log,
+        )
         callbacks.append(monitor)
     trainer = SimCLRTrainer(config=config, device=device, callbacks=callbacks, init_backbone=init_backbone)
     trainer.fit(images, checkpoint_path=str(state))

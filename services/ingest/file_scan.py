@@ -90,7 +90,10 @@ def _walk(folder: Path, root: Path) -> Iterator[FoundFile]:
         yield _rejected(
             _relative(folder, root),
             str(folder),
-            Rejection(f"cannot list this folder ({error.strerror})", "make the folder readable (chmod +rx) and run ingest again"),
+            Rejection(
+                f"cannot list this folder ({error.strerror})",
+                "make the folder readable (chmod +rx) and run ingest again",
+            ),
         )
         return
     prefix = "" if folder == root else _relative(folder, root) + "/"
@@ -118,7 +121,9 @@ def _file(path: Path, root: Path) -> FoundFile:
         link_stat = path.lstat()
     except OSError as error:
         return _rejected(
-            relative, str(path), Rejection(f"cannot read file ({error.strerror})", "check that the path exists and is readable")
+            relative,
+            str(path),
+            Rejection(f"cannot read file ({error.strerror})", "check that the path exists and is readable"),
         )
     target = Path(os.path.realpath(path))
     if not target.is_relative_to(root):
@@ -135,16 +140,26 @@ def _file(path: Path, root: Path) -> FoundFile:
         target_stat = target.stat()
     except OSError as error:
         return _rejected(
-            relative, str(path), Rejection(f"link target cannot be read ({error.strerror})", "repair or remove the link"), link_stat
+            relative,
+            str(path),
+            Rejection(f"link target cannot be read ({error.strerror})", "repair or remove the link"),
+            link_stat,
         )
     if not target.is_file():
-        return _rejected(relative, str(path), Rejection("not a regular file", "remove it; only image files can be ingested"), link_stat)
+        return _rejected(
+            relative,
+            str(path),
+            Rejection("not a regular file", "remove it; only image files can be ingested"),
+            link_stat,
+        )
     return _checked_name(relative, str(target), target_stat)
 
 
 def _checked_name(relative: str, read_path: str, stat: os.stat_result) -> FoundFile:
     if not _is_utf8(relative):
-        return _rejected(relative, read_path, Rejection("file name is not valid UTF-8", "rename the file to a UTF-8 name"), stat)
+        return _rejected(
+            relative, read_path, Rejection("file name is not valid UTF-8", "rename the file to a UTF-8 name"), stat
+        )
     return FoundFile(path=relative, read_path=read_path, size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
 

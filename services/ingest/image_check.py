@@ -28,7 +28,9 @@ class ImageFacts:
     height: int
 
 
-def check_image_file(path: str | os.PathLike[str], *, size_bytes: int, max_bytes: int, max_pixels: int) -> ImageFacts | Rejection:
+def check_image_file(
+    path: str | os.PathLike[str], *, size_bytes: int, max_bytes: int, max_pixels: int
+) -> ImageFacts | Rejection:
     """Read, hash and fully decode one file.
 
     Parameters
@@ -56,7 +58,9 @@ def check_image_file(path: str | os.PathLike[str], *, size_bytes: int, max_bytes
                 return Rejection("not a regular file", "remove it; only image files can be ingested")
             data = handle.read(max_bytes + 1)
     except OSError as error:
-        return Rejection(f"cannot read file ({error.strerror})", "make the file readable by this user and check the disk")
+        return Rejection(
+            f"cannot read file ({error.strerror})", "make the file readable by this user and check the disk"
+        )
     if len(data) > max_bytes:  # grew since the scan
         return _too_large(len(data), max_bytes)
     if not data:
@@ -115,4 +119,3 @@ def _too_large(size_bytes: int, max_bytes: int) -> Rejection:
         f"file is {size_bytes} bytes, over the limit of {max_bytes} bytes",
         "shrink the image, or raise BANANA_MAX_IMAGE_BYTES",
     )
-

@@ -18,8 +18,8 @@ from services.errors import UserError
 from services.ingest.file_scan import FoundFile, scan_folder, scan_list_file
 from services.ingest.image_check import ImageFacts
 from services.ingest.parallel_check import check_files
-from services.projects import ensure_project
 from services.ingest.rejection import Rejection
+from services.projects import ensure_project
 from storage import queries
 from storage.models import ItemStatus
 from storage.queries import KnownFile
@@ -122,7 +122,9 @@ def ingest(
     with db.reading() as session:
         pending = _pending_files(found, queries.known_files(session, project_row.id), report)
         # Only needed when there is something to read; skipping it keeps a no-op re-run fast.
-        item_id_by_sha256: dict[str, int | None] = dict(queries.item_ids_by_sha256(session, project_row.id)) if pending else {}
+        item_id_by_sha256: dict[str, int | None] = (
+            dict(queries.item_ids_by_sha256(session, project_row.id)) if pending else {}
+        )
 
     writer = _BatchWriter(db=db, project_id=project_row.id, item_id_by_sha256=item_id_by_sha256)
     outcomes = check_files(
@@ -142,7 +144,9 @@ def ingest(
     return report
 
 
-def _pending_files(found: Iterable[FoundFile], known: dict[str, KnownFile], report: IngestReport) -> list[tuple[FoundFile, int | None]]:
+def _pending_files(
+    found: Iterable[FoundFile], known: dict[str, KnownFile], report: IngestReport
+) -> list[tuple[FoundFile, int | None]]:
     """Return the files to read, each with the id of its earlier error row if any."""
     pending: list[tuple[FoundFile, int | None]] = []
     for file in found:
@@ -175,12 +179,26 @@ class _BatchWriter:
     def size(self) -> int:
         return len(self.new_items) + len(self.item_updates) + len(self.duplicates)
 
-    def add(self, file: FoundFile, outcome: ImageFacts | Rejection, known_error_id: int | None, report: IngestReport) -> None:
-        file_values = {"project_id": self.project_id, "path": file.path, "size_bytes": file.size_bytes, "mtime_ns": file.mtime_ns}
+    def add(
+        self, file: FoundFile, outcome: ImageFacts | Rejection, known_error_id: int | None, report: IngestReport
+    ) -> None:
+        file_values = {
+            "project_id": self.project_id,
+            "path": file.path,
+            "size_bytes": file.size_bytes,
+            "mtime_ns": file.mtime_ns,
+        }
         if isinstance(outcome, Rejection):
             message = outcome.message(file.path)
             report.errors.append(message)
-            row = file_values | {"status": ItemStatus.ERROR, "error": message, "sha256": None, "format": None, "width": None, "height": None}
+            row = file_values | {
+                "status": ItemStatus.ERROR,
+                "error": message,
+                "sha256": None,
+                "format": None,
+                "width": None,
+                "height": None,
+            }
         elif outcome.sha256 in self.item_id_by_sha256:
             report.duplicates += 1
             self.duplicates.append((outcome.sha256, file_values))
@@ -215,7 +233,8 @@ class _BatchWriter:
                         self.item_id_by_sha256[values["sha256"]] = item_id
                 queries.delete_items(session, self.superseded_error_ids)
                 queries.insert_duplicate_files(
-                    session, [values | {"item_id": self.item_id_by_sha256[sha256]} for sha256, values in self.duplicates]
+                    session,
+                    [values | {"item_id": self.item_id_by_sha256[sha256]} for sha256, values in self.duplicates],
                 )
         except IntegrityError as error:
             raise UserError(

@@ -58,24 +58,32 @@ def name_problem(name: str) -> str | None:
         return "class name is empty; type a name"
     shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "…"
     if len(name) > MAX_LENGTH:
-        return (f"class name {shown} is {len(name)} characters long; a class name has at most {MAX_LENGTH} "
-                "characters: use a shorter one")
+        return (
+            f"class name {shown} is {len(name)} characters long; a class name has at most {MAX_LENGTH} "
+            "characters: use a shorter one"
+        )
     for char in name:
         code = f"U+{ord(char):04X}"
         if char in _DIRECTION_CONTROLS:
-            return (f"class name {shown} contains {code}, an invisible text-direction control that can make a "
-                    "name read as another; remove it")
+            return (
+                f"class name {shown} contains {code}, an invisible text-direction control that can make a "
+                "name read as another; remove it"
+            )
         category = unicodedata.category(char)
         if category in ("Zl", "Zp"):
             return f"class name {shown} contains a line or paragraph separator ({code}); make it one line"
         if category in ("Cc", "Cs"):
             return f"class name {shown} contains a control character ({code}); remove it (a name is one line of text)"
         if category == "Cf" and char not in _JOINERS:
-            return (f"class name {shown} contains {code}, an invisible formatting character that makes the name "
-                    "look like another; remove it")
+            return (
+                f"class name {shown} contains {code}, an invisible formatting character that makes the name "
+                "look like another; remove it"
+            )
     if SEPARATOR in name:
-        return (f"class name {shown} contains {SEPARATOR!r}, which separates class names in CSV files; use another "
-                "character, such as ',' or '-'")
+        return (
+            f"class name {shown} contains {SEPARATOR!r}, which separates class names in CSV files; use another "
+            "character, such as ',' or '-'"
+        )
     return None
 
 

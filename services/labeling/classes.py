@@ -42,8 +42,10 @@ def add_label_class(db: Database, *, project: Project, name: str) -> LabelClass:
             if twin == name:
                 raise taken
             if twin is not None:
-                raise UserError(f"project {project.name!r} already has a class called {twin!r}, which differs from "
-                                f"{name!r} only in case; use {twin!r}, or choose a name that differs by more")
+                raise UserError(
+                    f"project {project.name!r} already has a class called {twin!r}, which differs from "
+                    f"{name!r} only in case; use {twin!r}, or choose a name that differs by more"
+                )
             added = queries.add_label_class(session, project.id, name)
     except IntegrityError as error:
         # PostgreSQL runs writers side by side: another one may add the name after the check.
@@ -71,8 +73,10 @@ def rename_class(engine: ProjectEngine, class_id: int, name: str) -> None:
             if twin == name:
                 raise taken
             if twin is not None:
-                raise UserError(f"there is already a class called {twin!r}, which differs from {name!r} only in "
-                                "case; merge the two classes instead, or choose a name that differs by more")
+                raise UserError(
+                    f"there is already a class called {twin!r}, which differs from {name!r} only in "
+                    "case; merge the two classes instead, or choose a name that differs by more"
+                )
             label_queries.set_class_name(session, class_id, name)
     except IntegrityError as error:
         # PostgreSQL runs writers side by side: another rename may take the name after the check.
@@ -107,9 +111,15 @@ def merge_classes(engine: ProjectEngine, *, source_id: int, target_id: int, anno
         for item_id, label in label_queries.current_labels(session, engine.project_id).items():
             if source_id in label.class_ids:
                 classes = tuple(sorted((set(label.class_ids) - {source_id}) | {target_id}))
-                annotation_id = add_label(session, project_id=engine.project_id, item_id=item_id, class_ids=classes,
-                                          annotator_id=annotator_id, source=AnnotationSource.REVIEW,
-                                          supersedes_id=label.annotation_id)
+                annotation_id = add_label(
+                    session,
+                    project_id=engine.project_id,
+                    item_id=item_id,
+                    class_ids=classes,
+                    annotator_id=annotator_id,
+                    source=AnnotationSource.REVIEW,
+                    supersedes_id=label.annotation_id,
+                )
                 moved[item_id] = CurrentLabel(annotation_id, classes)
         label_queries.set_class_archived(session, source_id, True)
     announce_classes(db, engine.project_id)

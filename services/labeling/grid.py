@@ -35,11 +35,15 @@ def predicted_members(engine: ProjectEngine, class_id: int, n: int = GRID_SIZE) 
     return [Candidate(int(engine.item_ids[rows[i]]), engine.paths[rows[i]], float(probability[i])) for i in best]
 
 
-def near_copies(engine: ProjectEngine, item_id: int, n: int = GRID_SIZE,
-                min_similarity: float = NEAR_COPY_SIMILARITY) -> list[Candidate]:
+def near_copies(
+    engine: ProjectEngine, item_id: int, n: int = GRID_SIZE, min_similarity: float = NEAR_COPY_SIMILARITY
+) -> list[Candidate]:
     """Up to ``n`` unlabeled images at least ``min_similarity`` similar to ``item_id``, closest first."""
-    return [Candidate(item, engine.paths[engine.row_of[item]], similarity)
-            for item, similarity in engine.similar_unlabeled(item_id, n) if similarity >= min_similarity]
+    return [
+        Candidate(item, engine.paths[engine.row_of[item]], similarity)
+        for item, similarity in engine.similar_unlabeled(item_id, n)
+        if similarity >= min_similarity
+    ]
 
 
 def accept(engine: ProjectEngine, *, item_ids: Sequence[int], class_id: int, annotator: str) -> list[int]:
@@ -53,5 +57,7 @@ def accept(engine: ProjectEngine, *, item_ids: Sequence[int], class_id: int, ann
     for item_id in item_ids:
         current = engine.current_label(item_id)
         classes = {class_id} | (set(current.class_ids) if engine.multi_label and current is not None else set())
-        labels.append(LabelWrite(item_id, tuple(sorted(classes)), current.annotation_id if current is not None else None))
+        labels.append(
+            LabelWrite(item_id, tuple(sorted(classes)), current.annotation_id if current is not None else None)
+        )
     return write_labels(engine.db, project_id=engine.project_id, labels=labels, annotator=annotator)

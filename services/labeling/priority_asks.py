@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from services.database import Database
 from services.engine.project_engine import Ask
 from storage.labels import label_queries, priority_queries
-from storage.teams import lease_queries
-from storage.teams.lease_queries import LeaseHolder
 from storage.labels.priority_queries import TRIAGE, PendingPick
 from storage.queries import in_chunks
+from storage.teams import lease_queries
+from storage.teams.lease_queries import LeaseHolder
 from storage.types import utc_now
 
 if TYPE_CHECKING:
@@ -47,8 +47,14 @@ class QueueResult:
     selection_run_id: int | None = None
 
 
-def queue_priority_asks(db: Database, *, project_id: int, items: Sequence[tuple[int, Mapping[str, float]]],
-                        parameters: Mapping[str, Any] | None = None, source: str = TRIAGE) -> QueueResult:
+def queue_priority_asks(
+    db: Database,
+    *,
+    project_id: int,
+    items: Sequence[tuple[int, Mapping[str, float]]],
+    parameters: Mapping[str, Any] | None = None,
+    source: str = TRIAGE,
+) -> QueueResult:
     """Queue ``items`` ((item id, score parts), in the order to ask them) after whatever is queued
     already, in one transaction. Items waiting in the queue, labeled items and items of other
     projects are left out, so queueing the same images again adds nothing."""
@@ -64,11 +70,19 @@ def queue_priority_asks(db: Database, *, project_id: int, items: Sequence[tuple[
         run_id = None
         if new:
             run_id, _ = label_queries.add_selection_run(
-                session, project_id=project_id, model_version_id=None, strategy=source,
+                session,
+                project_id=project_id,
+                model_version_id=None,
+                strategy=source,
                 parameters=dict(parameters or {}),
-                picks=[dict(item_id=item, score_parts=parts[item], source=source, predicted=None) for item in new])
-    return QueueResult(queued=len(new), already_queued=sum(item in waiting for item in order),
-                       labeled=sum(item in labeled and item not in waiting for item in order), selection_run_id=run_id)
+                picks=[dict(item_id=item, score_parts=parts[item], source=source, predicted=None) for item in new],
+            )
+    return QueueResult(
+        queued=len(new),
+        already_queued=sum(item in waiting for item in order),
+        labeled=sum(item in labeled and item not in waiting for item in order),
+        selection_run_id=run_id,
+    )
 
 
 def pending_items(db: Database, project_id: int, *, source: str = TRIAGE) -> list[int]:
@@ -113,8 +127,9 @@ def askable(leases: AskLeases, exclude: Iterable[int] = ()) -> list[PendingPick]
         waiting = priority_queries.pending(session, engine.project_id)
         if not waiting:
             return []
-        held = lease_queries.held_by_others(session, project_id=engine.project_id,
-                                            annotator_id=leases.annotator_id, now=utc_now())
+        held = lease_queries.held_by_others(
+            session, project_id=engine.project_id, annotator_id=leases.annotator_id, now=utc_now()
+        )
     skip = set(exclude) | held
     return [pick for pick in waiting if pick.item_id in engine.row_of and pick.item_id not in skip]
 
@@ -132,10 +147,20 @@ def priority_asks(leases: AskLeases, n: int, exclude: Iterable[int] = ()) -> lis
     serving = engine.serving
     asks: list[Ask] = []
     while candidates and len(asks) < n:
-        chunk, candidates = candidates[: n - len(asks)], candidates[n - len(asks):]
+        chunk, candidates = candidates[: n - len(asks)], candidates[n - len(asks) :]
         taken = leases._take([pick.item_id for pick in chunk])  # refuses items labeled or held meanwhile
-        asks += [Ask(item_id=pick.item_id, path=engine.paths[engine.row_of[pick.item_id]], pick_id=pick.pick_id,
-                     source=TRIAGE, score_parts=pick.score_parts, predicted=(),
-                     model_version_id=serving.model_version_id, band=None)
-                 for pick in chunk if pick.item_id in taken]
+        asks += [
+            Ask(
+                item_id=pick.item_id,
+                path=engine.paths[engine.row_of[pick.item_id]],
+                pick_id=pick.pick_id,
+                source=TRIAGE,
+                score_parts=pick.score_parts,
+                predicted=(),
+                model_version_id=serving.model_version_id,
+                band=None,
+            )
+            for pick in chunk
+            if pick.item_id in taken
+        ]
     return asks

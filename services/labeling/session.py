@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from services.engine.project_engine import Ask, ProjectEngine
 from services.errors import UserError
+from services.labeling.priority_asks import askable
 from services.labeling.write import LeaseLost
 from services.teams.leases import AskLeases, TeamSettings, is_overlap, read_team_settings
-from services.labeling.priority_asks import askable
-from storage.labels.priority_queries import TRIAGE
 from storage.labels.label_queries import CurrentLabel
+from storage.labels.priority_queries import TRIAGE
 
 ASK_IMAGE_SIDE = 448  # pixels of the image being labeled
 THUMBNAIL_SIDE = 96
@@ -56,14 +56,24 @@ class LabelingSession:
         Lease time and overlap share; the project's saved team settings when None.
     """
 
-    def __init__(self, engine: ProjectEngine, annotator: str, *, batch_size: int = 8, low_water: int = 4,
-                 team: TeamSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: ProjectEngine,
+        annotator: str,
+        *,
+        batch_size: int = 8,
+        low_water: int = 4,
+        team: TeamSettings | None = None,
+    ) -> None:
         if not annotator.strip():
             raise UserError("annotator name is empty; type your name")
         self.engine = engine
         self.annotator = annotator.strip()
-        self.leases = AskLeases(engine, self.annotator,
-                                team=team if team is not None else read_team_settings(engine.settings, engine.project_id))
+        self.leases = AskLeases(
+            engine,
+            self.annotator,
+            team=team if team is not None else read_team_settings(engine.settings, engine.project_id),
+        )
         self._renewed = time.monotonic()
         self.batch_size, self.low_water = batch_size, low_water
         self.history: list[Labeled] = []
@@ -152,7 +162,9 @@ class LabelingSession:
         done = self.history[-1]
         now = self.engine.current_label(done.ask.item_id)
         if now is None or now.annotation_id != done.annotation_id:
-            raise UserError(f"{done.ask.path} was labeled again by someone else since; open it on the Grid or Explore page")
+            raise UserError(
+                f"{done.ask.path} was labeled again by someone else since; open it on the Grid or Explore page"
+            )
         restored = done.previous.class_ids if done.previous is not None else ()
         self.leases.undo(done.ask, restored, supersedes_id=done.annotation_id)
         self.history.pop()

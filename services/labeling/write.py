@@ -69,9 +69,16 @@ class ReviewTask:
     round: int
 
 
-def write_labels(db: Database, *, project_id: int, labels: Sequence[LabelWrite], annotator: str | None,
-                 source: AnnotationSource = AnnotationSource.HUMAN, lease: HeldLease | None = None,
-                 review: ReviewTask | None = None) -> list[int]:
+def write_labels(
+    db: Database,
+    *,
+    project_id: int,
+    labels: Sequence[LabelWrite],
+    annotator: str | None,
+    source: AnnotationSource = AnnotationSource.HUMAN,
+    lease: HeldLease | None = None,
+    review: ReviewTask | None = None,
+) -> list[int]:
     """Write the labels in one transaction and tell the project's engines; return the annotation ids.
 
     Parameters
@@ -104,38 +111,78 @@ def write_labels(db: Database, *, project_id: int, labels: Sequence[LabelWrite],
     now = utc_now()
     with db.writing() as session:
         annotator_id = queries.get_or_add_annotator(session, annotator).id if annotator is not None else None
-        if review is not None and not review_queries.resolve_task(session, task_id=review.task_id, round=review.round,
-                                                                  reviewer_id=annotator_id, now=now):
+        if review is not None and not review_queries.resolve_task(
+            session, task_id=review.task_id, round=review.round, reviewer_id=annotator_id, now=now
+        ):
             paths = ", ".join(_item(session, label.item_id, project_id).path for label in labels)
-            raise UserError(f"{paths} was decided by another reviewer meanwhile (or its labels changed); "
-                            "the queue shows what is still open")
+            raise UserError(
+                f"{paths} was decided by another reviewer meanwhile (or its labels changed); "
+                "the queue shows what is still open"
+            )
         ids = []
         for label in labels:
-            if lease is not None and source is AnnotationSource.HUMAN and not lease_queries.mark_labeled(
-                    session, annotator_id=lease.annotator_id, item_id=label.item_id, overlap=lease.overlap, now=now):
-                raise LeaseLost(f"{_item(session, label.item_id, project_id).path} is no longer yours to label: it was "
-                                f"left for over {lease.lease_seconds // 60} minutes and someone else took it over")
+            if (
+                lease is not None
+                and source is AnnotationSource.HUMAN
+                and not lease_queries.mark_labeled(
+                    session, annotator_id=lease.annotator_id, item_id=label.item_id, overlap=lease.overlap, now=now
+                )
+            ):
+                raise LeaseLost(
+                    f"{_item(session, label.item_id, project_id).path} is no longer yours to label: it was "
+                    f"left for over {lease.lease_seconds // 60} minutes and someone else took it over"
+                )
             supersedes_id = label.supersedes_id
             if review is not None:
                 newest = queries.latest_annotation(session, label.item_id)
                 supersedes_id = newest.id if newest is not None else None
-            ids.append(add_label(session, project_id=project_id, item_id=label.item_id, class_ids=label.class_ids,
-                                 annotator_id=annotator_id, source=source, duration_ms=label.duration_ms,
-                                 supersedes_id=supersedes_id))
+            ids.append(
+                add_label(
+                    session,
+                    project_id=project_id,
+                    item_id=label.item_id,
+                    class_ids=label.class_ids,
+                    annotator_id=annotator_id,
+                    source=source,
+                    duration_ms=label.duration_ms,
+                    supersedes_id=supersedes_id,
+                )
+            )
             if lease is not None and source is AnnotationSource.HUMAN:
                 open_if_disagreement(session, project_id=project_id, item_id=label.item_id, now=now)
             if lease is not None and source is AnnotationSource.UNDO:
-                lease_queries.reopen(session, annotator_id=lease.annotator_id, item_id=label.item_id,
-                                     overlap=lease.overlap, now=now, expires_at=lease.expires_at)
+                lease_queries.reopen(
+                    session,
+                    annotator_id=lease.annotator_id,
+                    item_id=label.item_id,
+                    overlap=lease.overlap,
+                    now=now,
+                    expires_at=lease.expires_at,
+                )
             if review is not None:
                 review_queries.set_decision(session, task_id=review.task_id, annotation_id=ids[-1])
-    announce_labels(db, project_id, {label.item_id: CurrentLabel(annotation_id, tuple(sorted(set(label.class_ids))))
-                                     for label, annotation_id in zip(labels, ids)})
+    announce_labels(
+        db,
+        project_id,
+        {
+            label.item_id: CurrentLabel(annotation_id, tuple(sorted(set(label.class_ids))))
+            for label, annotation_id in zip(labels, ids)
+        },
+    )
     return ids
 
 
-def add_label(session: Session, *, project_id: int, item_id: int, class_ids: Sequence[int], annotator_id: int | None,
-              source: AnnotationSource, duration_ms: int | None = None, supersedes_id: int | None = None) -> int:
+def add_label(
+    session: Session,
+    *,
+    project_id: int,
+    item_id: int,
+    class_ids: Sequence[int],
+    annotator_id: int | None,
+    source: AnnotationSource,
+    duration_ms: int | None = None,
+    supersedes_id: int | None = None,
+) -> int:
     """Check one label and add it in the caller's write session; return the annotation id.
 
     The rules: the item is an ingested image of the project; every class is one of the project's,
@@ -155,34 +202,50 @@ def add_label(session: Session, *, project_id: int, item_id: int, class_ids: Seq
     classes = label_queries.label_classes_by_id(session, project_id, wanted)
     missing = [c for c in wanted if c not in classes]
     if missing:
-        raise UserError(f"{item.path} was not labeled: project {project.name!r} has no class with id "
-                        f"{', '.join(map(str, missing))} (it may have been merged away); reload the page")
+        raise UserError(
+            f"{item.path} was not labeled: project {project.name!r} has no class with id "
+            f"{', '.join(map(str, missing))} (it may have been merged away); reload the page"
+        )
     names = [classes[c].name for c in wanted]
     if len(wanted) > 1:
         if not project.multi_label:
-            raise UserError(f"{item.path} was not labeled: project {project.name!r} is single-label; "
-                            f"choose one class, not {', '.join(names)}")
+            raise UserError(
+                f"{item.path} was not labeled: project {project.name!r} is single-label; "
+                f"choose one class, not {', '.join(names)}"
+            )
         if not _locked_project_row(session, project.id).multi_label:
-            raise UserError(f"{item.path} was not labeled: project {project.name!r} became single-label just now; "
-                            f"choose one class, not {', '.join(names)}")
+            raise UserError(
+                f"{item.path} was not labeled: project {project.name!r} became single-label just now; "
+                f"choose one class, not {', '.join(names)}"
+            )
     archived = [classes[c].name for c in wanted if classes[c].archived_at is not None]
     if archived:
         raise UserError(f"class {', '.join(map(repr, archived))} is archived; restore it or choose another class")
     if supersedes_id is not None:
         superseded = session.get(Annotation, supersedes_id)
         if superseded is None or superseded.item_id != item_id:
-            raise UserError(f"annotation {supersedes_id} is not an annotation of item {item_id}; it cannot be superseded here")
-    annotation = queries.add_annotation(session, item_id=item_id, label_classes=[classes[c] for c in wanted],
-                                        source=source, annotator_id=annotator_id, duration_ms=duration_ms,
-                                        supersedes_id=supersedes_id)
+            raise UserError(
+                f"annotation {supersedes_id} is not an annotation of item {item_id}; it cannot be superseded here"
+            )
+    annotation = queries.add_annotation(
+        session,
+        item_id=item_id,
+        label_classes=[classes[c] for c in wanted],
+        source=source,
+        annotator_id=annotator_id,
+        duration_ms=duration_ms,
+        supersedes_id=supersedes_id,
+    )
     return annotation.id
 
 
 def _item(session: Session, item_id: int, project_id: int) -> Item:
     item = session.get(Item, item_id)
     if item is None or item.project_id != project_id or item.status is not ItemStatus.OK:
-        raise UserError(f"item {item_id} is not an ingested image of this project (it may be a rejected file); "
-                        "only ingested images can be labeled")
+        raise UserError(
+            f"item {item_id} is not an ingested image of this project (it may be a rejected file); "
+            "only ingested images can be labeled"
+        )
     return item
 
 

@@ -37,8 +37,10 @@ def needs_review(opinions: Sequence[Opinion]) -> bool:
     latest, decision = newest_opinions(opinions)
     if decision is None:
         return len({opinion.class_ids for opinion in latest.values()}) > 1
-    return any(opinion.annotation_id > decision.annotation_id and opinion.class_ids != decision.class_ids
-               for opinion in latest.values())
+    return any(
+        opinion.annotation_id > decision.annotation_id and opinion.class_ids != decision.class_ids
+        for opinion in latest.values()
+    )
 
 
 def open_if_disagreement(session: Session, *, project_id: int, item_id: int, now: datetime) -> None:

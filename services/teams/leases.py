@@ -23,11 +23,11 @@ from services.engine.project_engine import Ask, ProjectEngine
 from services.errors import UserError
 from services.labeling.priority_asks import priority_asks
 from services.labeling.write import HeldLease, LabelWrite, write_labels
-from storage.labels import label_queries
-from storage.teams import lease_queries
 from storage import queries
+from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
 from storage.models import AnnotationSource
+from storage.teams import lease_queries
 from storage.types import utc_now
 
 OVERLAP_SOURCE = "overlap"  # the pick source of an overlap ask
@@ -62,8 +62,10 @@ def read_team_settings(settings: Settings, project_id: int) -> TeamSettings:
         return TeamSettings()
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-        return TeamSettings(lease_seconds=int(stored.get("lease_seconds", TeamSettings.lease_seconds)),
-                            overlap_share=float(stored.get("overlap_share", TeamSettings.overlap_share)))
+        return TeamSettings(
+            lease_seconds=int(stored.get("lease_seconds", TeamSettings.lease_seconds)),
+            overlap_share=float(stored.get("overlap_share", TeamSettings.overlap_share)),
+        )
     except (ValueError, TypeError, AttributeError) as error:
         raise UserError(f"{path}: {error}; fix or delete the file (defaults: {asdict(TeamSettings())})") from None
 
@@ -76,8 +78,9 @@ def save_team_settings(settings: Settings, project_id: int, team: TeamSettings) 
 
 def overlap_wanted(item_id: int, share: float) -> bool:
     """Whether an item labeled through a lease is asked again of a second annotator."""
-    return (item_id * lease_queries.OVERLAP_HASH_MULTIPLIER) % lease_queries.OVERLAP_HASH_RANGE < \
-        lease_queries.overlap_threshold(share)
+    return (
+        item_id * lease_queries.OVERLAP_HASH_MULTIPLIER
+    ) % lease_queries.OVERLAP_HASH_RANGE < lease_queries.overlap_threshold(share)
 
 
 def is_overlap(ask: Ask) -> bool:
@@ -123,13 +126,14 @@ class AskLeases:
         refused: set[int] = set()
         while True:
             with self.engine.db.reading() as session:
-                held = lease_queries.held_by_others(session, project_id=self.engine.project_id,
-                                                    annotator_id=self.annotator_id, now=utc_now())
+                held = lease_queries.held_by_others(
+                    session, project_id=self.engine.project_id, annotator_id=self.annotator_id, now=utc_now()
+                )
             refused_now: set[int] = set()
 
             def claim(candidates: list[int]) -> list[int]:
                 taken = self._take(candidates)
-                refused_now.update(set(candidates) - taken)
+                refused_now.update(set(candidates) - taken)  # noqa: B023 - claim runs within this round
                 return [item for item in candidates if item in taken]
 
             asks = self.engine.next_asks(n, claim=claim, exclude=exclude | held | refused)
@@ -142,12 +146,19 @@ class AskLeases:
         now, expires_at = self._expiry()
         with self.engine.db.writing() as session:
             labeled = lease_queries.labeled_among(session, candidates)
-            taken = lease_queries.take(session, project_id=self.engine.project_id, annotator_id=self.annotator_id,
-                                       item_ids=[i for i in candidates if i not in labeled], overlap=False,
-                                       now=now, expires_at=expires_at)
+            taken = lease_queries.take(
+                session,
+                project_id=self.engine.project_id,
+                annotator_id=self.annotator_id,
+                item_ids=[i for i in candidates if i not in labeled],
+                overlap=False,
+                now=now,
+                expires_at=expires_at,
+            )
         # Labeled by another process meanwhile: the engine takes them now rather than at its next poll.
-        self.engine.take_labels({item_id: CurrentLabel(annotation_id, class_ids)
-                                 for item_id, (annotation_id, class_ids) in labeled.items()})
+        self.engine.take_labels(
+            {item_id: CurrentLabel(annotation_id, class_ids) for item_id, (annotation_id, class_ids) in labeled.items()}
+        )
         return taken
 
     def _overlap_asks(self, n: int, exclude: set[int]) -> list[Ask]:
@@ -155,25 +166,51 @@ class AskLeases:
         now, expires_at = self._expiry()
         serving = engine.serving
         with engine.db.reading() as session:  # most refills find none: no write transaction for them
-            wanted = lease_queries.overlap_candidates(session, project_id=engine.project_id,
-                                                      annotator_id=self.annotator_id, share=self.team.overlap_share,
-                                                      now=now, limit=n + len(exclude))
+            wanted = lease_queries.overlap_candidates(
+                session,
+                project_id=engine.project_id,
+                annotator_id=self.annotator_id,
+                share=self.team.overlap_share,
+                now=now,
+                limit=n + len(exclude),
+            )
         wanted = [item for item in wanted if item in engine.row_of and item not in exclude][:n]
         if not wanted:
             return []
         with engine.db.writing() as session:
-            taken = lease_queries.take(session, project_id=engine.project_id, annotator_id=self.annotator_id,
-                                       item_ids=wanted, overlap=True, now=now, expires_at=expires_at)
+            taken = lease_queries.take(
+                session,
+                project_id=engine.project_id,
+                annotator_id=self.annotator_id,
+                item_ids=wanted,
+                overlap=True,
+                now=now,
+                expires_at=expires_at,
+            )
             items = [item for item in wanted if item in taken]
             if not items:
                 return []
             _, pick_ids = label_queries.add_selection_run(
-                session, project_id=engine.project_id, model_version_id=serving.model_version_id,
-                strategy=OVERLAP_SOURCE, parameters=dict(overlap_share=self.team.overlap_share),
-                picks=[dict(item_id=item, score_parts={}, source=OVERLAP_SOURCE, predicted=None) for item in items])
-        return [Ask(item_id=item, path=engine.paths[engine.row_of[item]], pick_id=pick_id, source=OVERLAP_SOURCE,
-                    score_parts={}, predicted=(), model_version_id=serving.model_version_id, band=None)
-                for item, pick_id in zip(items, pick_ids)]
+                session,
+                project_id=engine.project_id,
+                model_version_id=serving.model_version_id,
+                strategy=OVERLAP_SOURCE,
+                parameters=dict(overlap_share=self.team.overlap_share),
+                picks=[dict(item_id=item, score_parts={}, source=OVERLAP_SOURCE, predicted=None) for item in items],
+            )
+        return [
+            Ask(
+                item_id=item,
+                path=engine.paths[engine.row_of[item]],
+                pick_id=pick_id,
+                source=OVERLAP_SOURCE,
+                score_parts={},
+                predicted=(),
+                model_version_id=serving.model_version_id,
+                band=None,
+            )
+            for item, pick_id in zip(items, pick_ids)
+        ]
 
     # ----- holding and giving back -----------------------------------------------------
 
@@ -181,8 +218,12 @@ class AskLeases:
         """Push the expiry of these asks' leases; return the item ids still held."""
         _, expires_at = self._expiry()
         with self.engine.db.writing() as session:
-            held = lease_queries.renew(session, annotator_id=self.annotator_id,
-                                       keys=[(ask.item_id, is_overlap(ask)) for ask in asks], expires_at=expires_at)
+            held = lease_queries.renew(
+                session,
+                annotator_id=self.annotator_id,
+                keys=[(ask.item_id, is_overlap(ask)) for ask in asks],
+                expires_at=expires_at,
+            )
         return {item for item, _ in held}
 
     def release(self, asks: Iterable[Ask]) -> None:
@@ -194,8 +235,7 @@ class AskLeases:
 
     # ----- labels ----------------------------------------------------------------------
 
-    def label(self, ask: Ask, class_ids: Sequence[int], *, duration_ms: int | None,
-              supersedes_id: int | None) -> int:
+    def label(self, ask: Ask, class_ids: Sequence[int], *, duration_ms: int | None, supersedes_id: int | None) -> int:
         """Record the label and mark the lease labeled in one transaction (the one label path:
         :func:`services.labeling.write.write_labels`); a review task opens when it disagrees with
         another annotator's label of the item.
@@ -208,14 +248,26 @@ class AskLeases:
             When the label breaks a rule of :func:`services.labeling.write.add_label`.
         """
         label = LabelWrite(ask.item_id, tuple(class_ids), supersedes_id, duration_ms)
-        return write_labels(self.engine.db, project_id=self.engine.project_id, labels=[label],
-                            annotator=self.annotator, source=AnnotationSource.HUMAN, lease=self._held(ask))[0]
+        return write_labels(
+            self.engine.db,
+            project_id=self.engine.project_id,
+            labels=[label],
+            annotator=self.annotator,
+            source=AnnotationSource.HUMAN,
+            lease=self._held(ask),
+        )[0]
 
     def undo(self, ask: Ask, class_ids: Sequence[int], *, supersedes_id: int) -> int:
         """Record the undo (the item's earlier class set) and hold the item again, in one transaction."""
         label = LabelWrite(ask.item_id, tuple(class_ids), supersedes_id)
-        return write_labels(self.engine.db, project_id=self.engine.project_id, labels=[label],
-                            annotator=self.annotator, source=AnnotationSource.UNDO, lease=self._held(ask))[0]
+        return write_labels(
+            self.engine.db,
+            project_id=self.engine.project_id,
+            labels=[label],
+            annotator=self.annotator,
+            source=AnnotationSource.UNDO,
+            lease=self._held(ask),
+        )[0]
 
     def _held(self, ask: Ask) -> HeldLease:
         _, expires_at = self._expiry()

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
 from services.database import Database
 from services.labeling.write import LabelWrite, ReviewTask, write_labels
-from services.teams.disagreement import newest_opinions
 from services.projects import get_project
+from services.teams.disagreement import newest_opinions
 from storage.labels import label_queries
-from storage.teams import review_queries
 from storage.models import AnnotationSource
+from storage.teams import review_queries
 from storage.teams.review_queries import Opinion
 
 
@@ -49,9 +48,16 @@ def review_queue(db: Database, project_name: str) -> list[ReviewItem]:
     queue = []
     for task in tasks:
         latest, decision = newest_opinions(by_item.get(task.item_id, []))
-        queue.append(ReviewItem(task.id, task.round, task.item_id, items[task.item_id].path,
-                                {name: opinion.class_ids for name, opinion in latest.items()},
-                                decision.class_ids if decision is not None else None))
+        queue.append(
+            ReviewItem(
+                task.id,
+                task.round,
+                task.item_id,
+                items[task.item_id].path,
+                {name: opinion.class_ids for name, opinion in latest.items()},
+                decision.class_ids if decision is not None else None,
+            )
+        )
     return queue
 
 
@@ -69,5 +75,11 @@ def decide(db: Database, *, project_id: int, task: ReviewItem, reviewer: str, cl
         When another reviewer decided this task first, or the label breaks a rule of
         :func:`services.labeling.write.add_label`.
     """
-    return write_labels(db, project_id=project_id, labels=[LabelWrite(task.item_id, tuple(class_ids))],
-                        annotator=reviewer, source=AnnotationSource.REVIEW, review=ReviewTask(task.task_id, task.round))[0]
+    return write_labels(
+        db,
+        project_id=project_id,
+        labels=[LabelWrite(task.item_id, tuple(class_ids))],
+        annotator=reviewer,
+        source=AnnotationSource.REVIEW,
+        review=ReviewTask(task.task_id, task.round),
+    )[0]

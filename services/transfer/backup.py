@@ -7,7 +7,7 @@ import sqlite3
 import tempfile
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -59,7 +59,9 @@ def backup_database(settings: Settings, destination: Path) -> BackupReport:
     source = _sqlite_file(settings.database_url)
     destination = Path(destination).expanduser().absolute()
     if destination.is_dir():
-        raise UserError(f"{destination} is a folder; pass the backup file's name, e.g. {destination / 'banana-backup.db'}")
+        raise UserError(
+            f"{destination} is a folder; pass the backup file's name, e.g. {destination / 'banana-backup.db'}"
+        )
     if destination.exists() and destination.samefile(source):
         raise UserError(f"{destination} is the database itself; back it up to another file")
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,9 @@ def backup_database(settings: Settings, destination: Path) -> BackupReport:
             os.fsync(written.fileno())
         os.replace(temporary, destination)
     except (sqlite3.Error, OSError) as error:
-        raise UserError(f"backup of {source} to {destination} failed: {error}; {destination} was not changed") from error
+        raise UserError(
+            f"backup of {source} to {destination} failed: {error}; {destination} was not changed"
+        ) from error
     finally:
         temporary.unlink(missing_ok=True)
     _fsync_folder(destination.parent)
@@ -117,10 +121,14 @@ def restore_database(settings: Settings, backup: Path) -> RestoreReport:
         try:
             revisions = _checked_revisions(reading, backup, nothing_written="the database was not changed")
         except sqlite3.DatabaseError as error:
-            raise UserError(f"{backup} is not a readable SQLite database ({error}); the database was not changed") from error
+            raise UserError(
+                f"{backup} is not a readable SQLite database ({error}); the database was not changed"
+            ) from error
         if target.is_file():
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            previous = backup_database(settings, target.with_name(f"{target.stem}.before-restore-{stamp}{target.suffix}")).path
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            previous = backup_database(
+                settings, target.with_name(f"{target.stem}.before-restore-{stamp}{target.suffix}")
+            ).path
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)) as writing:
@@ -156,8 +164,10 @@ def _sqlite_path(database_url: str) -> Path:
 
 def _copy(source: Path, target: Path) -> tuple[str, ...]:
     """Copy ``source`` into the empty file ``target``; return the target's schema revisions."""
-    with closing(sqlite3.connect(source, timeout=BUSY_TIMEOUT_S)) as reading, \
-            closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)) as writing:
+    with (
+        closing(sqlite3.connect(source, timeout=BUSY_TIMEOUT_S)) as reading,
+        closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)) as writing,
+    ):
         # pages=-1: one step, one read transaction. In steps, every commit by another
         # connection in between would restart the copy, and a busy database never finishes.
         reading.backup(writing, pages=-1)
@@ -169,8 +179,9 @@ def _checked_revisions(connection: sqlite3.Connection, name: Path, *, nothing_wr
     """The schema revisions of a copy of ``name`` after ``PRAGMA integrity_check`` passes."""
     problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
     if problems != ["ok"]:
-        raise UserError(f"{name} failed PRAGMA integrity_check ({'; '.join(problems[:5])}); it may be damaged; "
-                        f"{nothing_written}")
+        raise UserError(
+            f"{name} failed PRAGMA integrity_check ({'; '.join(problems[:5])}); it may be damaged; {nothing_written}"
+        )
     if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() is None:
         raise UserError(f"{name} is not a banana database (it has no alembic_version table); {nothing_written}")
     return tuple(sorted(row[0] for row in connection.execute("SELECT version_num FROM alembic_version")))

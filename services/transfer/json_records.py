@@ -30,14 +30,18 @@ def load(text: str, file_name: str) -> Any:
     too_deep = _too_deep_at(text)
     if too_deep is not None:
         lines = Lines(text)
-        raise UserError(f"{file_name}, line {lines.of(too_deep)}: the JSON nests deeper than {MAX_DEPTH} levels there; "
-                        "a Label Studio export or a COCO file nests only a few, so check that this is the right "
-                        "file, or export it again")
+        raise UserError(
+            f"{file_name}, line {lines.of(too_deep)}: the JSON nests deeper than {MAX_DEPTH} levels there; "
+            "a Label Studio export or a COCO file nests only a few, so check that this is the right "
+            "file, or export it again"
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise UserError(f"{file_name}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}); "
-                        "fix the file there or export it again") from None
+        raise UserError(
+            f"{file_name}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}); "
+            "fix the file there or export it again"
+        ) from None
 
 
 def _too_deep_at(text: str) -> int | None:

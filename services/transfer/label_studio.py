@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import quoteattr
 
-from services.transfer import json_records
 from services.errors import UserError
+from services.transfer import json_records
 
 MODEL_VERSION = "banana-labels"
 FROM_NAME, TO_NAME = "label", "image"  # the names in the labeling config below
@@ -46,19 +46,30 @@ class TaskLabel:
     labels: tuple[str, ...]
 
 
-def to_tasks(paths_and_labels: Sequence[tuple[str, Sequence[str]]], *, image_prefix: str,
-             model_version: str = MODEL_VERSION, scores: Sequence[float] | None = None) -> str:
+def to_tasks(
+    paths_and_labels: Sequence[tuple[str, Sequence[str]]],
+    *,
+    image_prefix: str,
+    model_version: str = MODEL_VERSION,
+    scores: Sequence[float] | None = None,
+) -> str:
     """Label Studio import JSON: ``data.image`` is ``image_prefix`` + the URL-quoted path; the
     labels are a prediction of ``model_version`` (with its score, if given; none when empty)."""
     tasks = []
     for n, (path, labels) in enumerate(paths_and_labels):
         task = {"data": {"image": image_prefix + quote(path), "banana_path": path}, "predictions": []}
         if labels:
-            result = [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                       "value": {"choices": list(labels)}}]
+            result = [
+                {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": list(labels)}}
+            ]
             score = 1.0 if scores is None else scores[n]
-            task["predictions"].append({"model_version": model_version, "result": result,
-                                        **({"score": float(score)} if score == score else {})})  # NaN: no score
+            task["predictions"].append(
+                {
+                    "model_version": model_version,
+                    "result": result,
+                    **({"score": float(score)} if score == score else {}),
+                }
+            )  # NaN: no score
         tasks.append(task)
     return json.dumps(tasks, indent=1)
 
@@ -71,17 +82,21 @@ def default_image_prefix(root: str) -> str:
 def labeling_config(class_names: Sequence[str], *, multi_label: bool) -> str:
     """The labeling config (XML) whose names match the exported tasks."""
     choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in class_names)
-    return (f'<View>\n  <Image name="{TO_NAME}" value="$image"/>\n'
-            f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{"multiple" if multi_label else "single"}">\n'
-            f"{choices}\n  </Choices>\n</View>\n")
+    return (
+        f'<View>\n  <Image name="{TO_NAME}" value="$image"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{"multiple" if multi_label else "single"}">\n'
+        f"{choices}\n  </Choices>\n</View>\n"
+    )
 
 
 def read_tasks(text: str, file_name: str) -> list[TaskLabel]:
     """Every task of a Label Studio JSON export; a malformed task is a UserError naming its line."""
     tasks = json_records.load(text, file_name)
     if not isinstance(tasks, list):
-        raise UserError(f"{file_name}, line 1: a Label Studio export is a JSON list of tasks; "
-                        "export the project with the JSON format (not JSON-MIN or CSV)")
+        raise UserError(
+            f"{file_name}, line 1: a Label Studio export is a JSON list of tasks; "
+            "export the project with the JSON format (not JSON-MIN or CSV)"
+        )
     return [_task_label(task, line, file_name) for line, task in zip(json_records.array_lines(text), tasks)]
 
 
@@ -95,8 +110,10 @@ def _task_label(task, line: int, file_name: str) -> TaskLabel:
     elif isinstance(image, str) and image.strip():
         path = image_path(image)
     else:
-        raise UserError(f"{where}: the task has no data.image; each task needs the image's path or URL in "
-                        "data.image (export with the JSON format, not JSON-MIN)")
+        raise UserError(
+            f"{where}: the task has no data.image; each task needs the image's path or URL in "
+            "data.image (export with the JSON format, not JSON-MIN)"
+        )
     annotations = _list(task, "annotations", where)
     done = [a for a in annotations if not a.get("was_cancelled")]
     if done:
@@ -129,8 +146,10 @@ def _choices(annotation: dict, where: str) -> tuple[str, ...]:
     for result in results if isinstance(results, list) else [None]:
         value = result.get("value") if isinstance(result, dict) else None
         if not isinstance(value, dict):
-            raise UserError(f"{where}: a result has no value object; results must look like "
-                            '{"type": "choices", "value": {"choices": ["cat"]}}')
+            raise UserError(
+                f"{where}: a result has no value object; results must look like "
+                '{"type": "choices", "value": {"choices": ["cat"]}}'
+            )
         choices = value.get("choices", [])
         if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
             raise UserError(f"{where}: value.choices must be a list of class names")

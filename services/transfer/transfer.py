@@ -17,18 +17,18 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 
 from core.transfer.class_folder import CLASS_NAMES_FILE, safe_names
-from services.labeling import class_names
-from services.transfer import json_records, label_studio
 from services.database import Database
+from services.engine.registry import announce_classes, announce_labels
 from services.errors import UserError
 from services.features.item_images import inside_root
-from services.engine.registry import announce_classes, announce_labels
+from services.labeling import class_names
 from services.labeling.write import add_label
 from services.projects import get_project
+from services.transfer import json_records, label_studio
+from storage import queries
 from storage.items import item_queries
 from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
-from storage import queries
 from storage.models import Annotation, AnnotationSource, Item, Project
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
@@ -57,9 +57,18 @@ def labeled_images(db: Database, project_name: str) -> list[LabeledImage]:
         names = {c.id: c.name for c in label_queries.label_classes(session, project.id, include_archived=True)}
         newest = {event.item_id: event for event in label_queries.annotation_events(session, project.id)}
         items = label_queries.items_by_id(session, project.id, [i for i, e in newest.items() if e.class_ids])
-    images = [LabeledImage(item_id, items[item_id].path, [names[c] for c in event.class_ids], event.annotator,
-                           event.created_at.isoformat(), event.source.value)
-              for item_id, event in newest.items() if event.class_ids]
+    images = [
+        LabeledImage(
+            item_id,
+            items[item_id].path,
+            [names[c] for c in event.class_ids],
+            event.annotator,
+            event.created_at.isoformat(),
+            event.source.value,
+        )
+        for item_id, event in newest.items()
+        if event.class_ids
+    ]
     return sorted(images, key=lambda image: image.path)
 
 
@@ -70,8 +79,18 @@ def to_csv(images: list[LabeledImage]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for image in images:
-        writer.writerow([csv_cell(cell) for cell in (image.path, LABEL_SEPARATOR.join(image.labels),
-                                                     image.annotator or "", image.labeled_at, image.source)])
+        writer.writerow(
+            [
+                csv_cell(cell)
+                for cell in (
+                    image.path,
+                    LABEL_SEPARATOR.join(image.labels),
+                    image.annotator or "",
+                    image.labeled_at,
+                    image.source,
+                )
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -99,19 +118,32 @@ def to_coco(db: Database, project_name: str, images: list[LabeledImage]) -> str:
         classes = label_queries.label_classes(session, project.id, include_archived=True)
         items = label_queries.items_by_id(session, project.id, [image.item_id for image in images])
     category = {c.name: c.id for c in classes}
-    annotations = [{"id": n, "image_id": image.item_id, "category_id": category[name]}
-                   for n, (image, name) in enumerate(((i, name) for i in images for name in i.labels), start=1)]
-    return json.dumps({
-        "info": {"description": f"banana project {project.name}"},
-        "images": [{"id": image.item_id, "file_name": image.path, "width": items[image.item_id].width,
-                    "height": items[image.item_id].height} for image in images],
-        "categories": [{"id": c.id, "name": c.name} for c in classes],
-        "annotations": annotations,
-    }, indent=1)
+    annotations = [
+        {"id": n, "image_id": image.item_id, "category_id": category[name]}
+        for n, (image, name) in enumerate(((i, name) for i in images for name in i.labels), start=1)
+    ]
+    return json.dumps(
+        {
+            "info": {"description": f"banana project {project.name}"},
+            "images": [
+                {
+                    "id": image.item_id,
+                    "file_name": image.path,
+                    "width": items[image.item_id].width,
+                    "height": items[image.item_id].height,
+                }
+                for image in images
+            ],
+            "categories": [{"id": c.id, "name": c.name} for c in classes],
+            "annotations": annotations,
+        },
+        indent=1,
+    )
 
 
-def to_label_studio(db: Database, project_name: str, images: list[LabeledImage], *,
-                    image_prefix: str | None = None) -> str:
+def to_label_studio(
+    db: Database, project_name: str, images: list[LabeledImage], *, image_prefix: str | None = None
+) -> str:
     """Label Studio import JSON (see :mod:`services.transfer.label_studio`); ``image_prefix`` defaults to
     local-files URLs of the project root."""
     prefix = image_prefix
@@ -131,8 +163,9 @@ def label_studio_config(db: Database, project_name: str) -> str:
 FILE_MODES = ("copy", "hardlink", "symlink")
 
 
-def export_image_folder(db: Database, project_name: str, images: list[LabeledImage], out: Path, *,
-                        files: str = "copy") -> int:
+def export_image_folder(
+    db: Database, project_name: str, images: list[LabeledImage], out: Path, *, files: str = "copy"
+) -> int:
     """Copy, hard-link or symlink (``files``) each labeled image into ``out/<class>/``; return the files written.
 
     Folder and file names (the image's path, ``/`` included) are percent-encoded so that they are
@@ -170,8 +203,12 @@ def export_image_folder(db: Database, project_name: str, images: list[LabeledIma
                 place(sources[image.path], target)
                 written += 1
         target = staging / CLASS_NAMES_FILE
-        target.write_text(json.dumps({folder: name for name, folder in folders.items()}, ensure_ascii=False,
-                                     indent=1, sort_keys=True), encoding="utf-8")
+        target.write_text(
+            json.dumps(
+                {folder: name for name, folder in folders.items()}, ensure_ascii=False, indent=1, sort_keys=True
+            ),
+            encoding="utf-8",
+        )
         target = staging
         os.replace(staging, out)  # onto an empty folder too
     except BaseException as error:
@@ -179,8 +216,12 @@ def export_image_folder(db: Database, project_name: str, images: list[LabeledIma
         if not isinstance(error, OSError):
             raise
         shown = out / target.relative_to(staging)
-        hint = (" Hard links need the same file system as the images (use copies), symbolic links a file system "
-                "that has them." if files != "copy" and not _disk_full(error) else "")
+        hint = (
+            " Hard links need the same file system as the images (use copies), symbolic links a file system "
+            "that has them."
+            if files != "copy" and not _disk_full(error)
+            else ""
+        )
         raise UserError(_write_failed(shown, error) + hint) from None
     return written
 
@@ -210,10 +251,14 @@ def _write_failed(path: Path, error: OSError) -> str:
     of the export is left behind by then."""
     reason = error.strerror or str(error)
     if _disk_full(error):
-        return (f"could not write {path}: {reason}. Nothing was written; free space on that disk, or export to a "
-                "folder on another disk, and export again")
-    return (f"could not write {path}: {reason}. Nothing was written; check that the folder exists and can be "
-            "written to, or choose another, and export again")
+        return (
+            f"could not write {path}: {reason}. Nothing was written; free space on that disk, or export to a "
+            "folder on another disk, and export again"
+        )
+    return (
+        f"could not write {path}: {reason}. Nothing was written; check that the folder exists and can be "
+        "written to, or choose another, and export again"
+    )
 
 
 # ----- import ----------------------------------------------------------------------------
@@ -250,10 +295,12 @@ class AmbiguousPath:
 
     @property
     def message(self) -> str:
-        return (f"line {self.line}: {self.path} is an image uploaded to Label Studio, which keeps only its file name "
-                f"{self.name!r}, and {self.candidates} images of the project have that name; skipped. Export from "
-                "a Label Studio project whose images come from local-files storage (or banana's Label Studio "
-                "tasks), or import a CSV with the images' full paths")
+        return (
+            f"line {self.line}: {self.path} is an image uploaded to Label Studio, which keeps only its file name "
+            f"{self.name!r}, and {self.candidates} images of the project have that name; skipped. Export from "
+            "a Label Studio project whose images come from local-files storage (or banana's Label Studio "
+            "tasks), or import a CSV with the images' full paths"
+        )
 
 
 @dataclass(frozen=True)
@@ -302,8 +349,10 @@ def guess_format(file_name: str, text: str) -> str:
     if start == "{":
         return "coco"
     if suffix == ".json":
-        raise UserError(f"{file_name}: a JSON import is a Label Studio export (a list of tasks) or a COCO file "
-                        "(an object with images, categories and annotations); pass --format")
+        raise UserError(
+            f"{file_name}: a JSON import is a Label Studio export (a list of tasks) or a COCO file "
+            "(an object with images, categories and annotations); pass --format"
+        )
     return "csv"
 
 
@@ -341,17 +390,27 @@ def parse_csv(text: str, file_name: str) -> list[ImportRow]:
             if header is None:
                 header = [name.strip() for name in record]
                 if not {"path", "labels"} <= set(header):
-                    raise UserError(f"{file_name}, line {line}: the first row must be a header naming the columns "
-                                    f"path and labels (found {', '.join(header)}); add the line `path,labels` at the top")
+                    raise UserError(
+                        f"{file_name}, line {line}: the first row must be a header naming the columns "
+                        f"path and labels (found {', '.join(header)}); add the line `path,labels` at the top"
+                    )
                 continue
             if len(record) != len(header):
-                raise UserError(f"{file_name}, line {line}: {len(record)} fields, but the header has {len(header)}; "
-                                "quote values that contain a comma, or add the missing fields")
+                raise UserError(
+                    f"{file_name}, line {line}: {len(record)} fields, but the header has {len(header)}; "
+                    "quote values that contain a comma, or add the missing fields"
+                )
             row = {name: csv_value(cell) for name, cell in zip(header, record)}
             if not row["path"].strip():
                 raise UserError(f"{file_name}, line {line}: the path is empty; give the image's path")
-            rows.append(ImportRow(line, row["path"], _names(row["labels"].split(LABEL_SEPARATOR)),
-                                  (row.get("annotator") or "").strip() or None))
+            rows.append(
+                ImportRow(
+                    line,
+                    row["path"],
+                    _names(row["labels"].split(LABEL_SEPARATOR)),
+                    (row.get("annotator") or "").strip() or None,
+                )
+            )
     except csv.Error as error:
         raise UserError(f"{file_name}, line {reader.line_num}: {error}; fix the quoting there") from None
     if header is None:
@@ -364,14 +423,17 @@ def parse_coco(text: str, file_name: str) -> list[ImportRow]:
     coco = json_records.load(text, file_name)
     keys = ("images", "categories", "annotations")
     if not isinstance(coco, dict) or not all(isinstance(coco.get(key), list) for key in keys):
-        raise UserError(f"{file_name}, line 1: a COCO file is an object with the lists images, categories and "
-                        "annotations")
+        raise UserError(
+            f"{file_name}, line 1: a COCO file is an object with the lists images, categories and annotations"
+        )
 
     def entries(key: str, fields: dict[str, type]):
         for line, entry in zip(json_records.array_lines(text, key), coco[key]):
             if not isinstance(entry, dict) or not all(isinstance(entry.get(f), t) for f, t in fields.items()):
-                raise UserError(f"{file_name}, line {line}: each of {key} needs "
-                                + " and ".join(f"{f} ({t.__name__})" for f, t in fields.items()))
+                raise UserError(
+                    f"{file_name}, line {line}: each of {key} needs "
+                    + " and ".join(f"{f} ({t.__name__})" for f, t in fields.items())
+                )
             yield line, entry
 
     categories = {c["id"]: c["name"] for _, c in entries("categories", {"id": int, "name": str})}
@@ -379,8 +441,10 @@ def parse_coco(text: str, file_name: str) -> list[ImportRow]:
     labels: dict[int, set[str]] = {}
     for line, a in entries("annotations", {"image_id": int, "category_id": int}):
         if a["image_id"] not in images or a["category_id"] not in categories:
-            raise UserError(f"{file_name}, line {line}: the annotation names image {a['image_id']} and category "
-                            f"{a['category_id']}; both must be listed in images and categories")
+            raise UserError(
+                f"{file_name}, line {line}: the annotation names image {a['image_id']} and category "
+                f"{a['category_id']}; both must be listed in images and categories"
+            )
         labels.setdefault(a["image_id"], set()).add(categories[a["category_id"]])
     return [ImportRow(line, path, _names(labels.get(image_id, ()))) for image_id, (line, path) in images.items()]
 
@@ -389,8 +453,16 @@ def _names(names) -> tuple[str, ...]:
     return tuple(sorted({name.strip() for name in names if name.strip()}))
 
 
-def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, file_name: str, create_classes: bool,
-                  annotator: str | None = None, importer: str | None = None) -> ImportReport:
+def import_labels(
+    db: Database,
+    project_name: str,
+    rows: list[ImportRow],
+    *,
+    file_name: str,
+    create_classes: bool,
+    annotator: str | None = None,
+    importer: str | None = None,
+) -> ImportReport:
     """Record ``rows`` as ``import`` annotations, all in one transaction.
 
     Every row is checked first; a row that cannot be recorded (two classes in a
@@ -411,29 +483,49 @@ def import_labels(db: Database, project_name: str, rows: list[ImportRow], *, fil
         class_ids = {c.name: c.id for c in label_queries.label_classes(session, project.id, include_archived=True)}
         current = label_queries.current_labels(session, project.id)
         changes = {path: tuple(sorted(class_ids[name] for name in row.labels)) for path, row in wanted.items()}
-        changes = {path: classes for path, classes in changes.items()
-                   if (label := current.get(ids[path])) is None or label.class_ids != classes}
-        loaded = _load_into_session(session, [ids[path] for path in changes],  # noqa: F841 - kept for the identity map
-                                    [current[ids[path]].annotation_id for path in changes if ids[path] in current])
+        changes = {
+            path: classes
+            for path, classes in changes.items()
+            if (label := current.get(ids[path])) is None or label.class_ids != classes
+        }
+        loaded = _load_into_session(  # noqa: F841 - kept for the identity map
+            session,
+            [ids[path] for path in changes],
+            [current[ids[path]].annotation_id for path in changes if ids[path] in current],
+        )
         annotator_ids: dict[str | None, int | None] = {None: None}
         written = {}
         for path, classes in changes.items():
             label, who = current.get(ids[path]), annotator or wanted[path].annotator or importer
             if who not in annotator_ids:
                 annotator_ids[who] = queries.get_or_add_annotator(session, who).id
-            annotation_id = add_label(session, project_id=project.id, item_id=ids[path], class_ids=classes,
-                                      annotator_id=annotator_ids[who], source=AnnotationSource.IMPORT,
-                                      supersedes_id=label.annotation_id if label is not None else None)
+            annotation_id = add_label(
+                session,
+                project_id=project.id,
+                item_id=ids[path],
+                class_ids=classes,
+                annotator_id=annotator_ids[who],
+                source=AnnotationSource.IMPORT,
+                supersedes_id=label.annotation_id if label is not None else None,
+            )
             written[ids[path]] = CurrentLabel(annotation_id, classes)
     if missing:
         announce_classes(db, project.id)
     announce_labels(db, project.id, written)
-    return ImportReport(imported=len(changes), unchanged=len(wanted) - len(changes), unlabeled=unlabeled,
-                        unknown=unknown, created_classes=missing, ambiguous=ambiguous, bad_names=bad_names)
+    return ImportReport(
+        imported=len(changes),
+        unchanged=len(wanted) - len(changes),
+        unlabeled=unlabeled,
+        unknown=unknown,
+        created_classes=missing,
+        ambiguous=ambiguous,
+        bad_names=bad_names,
+    )
 
 
-def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
-                  file_name: str) -> tuple[dict[str, ImportRow], list[UnknownPath], list[AmbiguousPath], int]:
+def _checked_rows(
+    rows: list[ImportRow], ids: dict[str, int], project: Project, file_name: str
+) -> tuple[dict[str, ImportRow], list[UnknownPath], list[AmbiguousPath], int]:
     """The row to record per item path, the rows naming no image of the project, those naming an
     upload whose file name several images share, and the count of rows without a label; a row
     that cannot be recorded is a UserError naming its line."""
@@ -442,8 +534,10 @@ def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
     for row in rows:
         where = f"{file_name}, line {row.line}"
         if len(row.labels) > 1 and not project.multi_label:
-            raise UserError(f"{where}: {', '.join(row.labels)} are several classes, but project "
-                            f"{project.name!r} is single-label; give one class per image")
+            raise UserError(
+                f"{where}: {', '.join(row.labels)} are several classes, but project "
+                f"{project.name!r} is single-label; give one class per image"
+            )
         path = resolve(row.path)
         if path is None:
             unknown.append(UnknownPath(row.line, row.path))
@@ -452,15 +546,18 @@ def _checked_rows(rows: list[ImportRow], ids: dict[str, int], project: Project,
         elif not row.labels:
             unlabeled += 1
         elif path in wanted and wanted[path].labels != row.labels:
-            raise UserError(f"{where}: {path} is labeled {', '.join(row.labels)}, but line {wanted[path].line} "
-                            f"labels it {', '.join(wanted[path].labels)}; keep one of the two")
+            raise UserError(
+                f"{where}: {path} is labeled {', '.join(row.labels)}, but line {wanted[path].line} "
+                f"labels it {', '.join(wanted[path].labels)}; keep one of the two"
+            )
         else:
             wanted.setdefault(path, row)
     return wanted, unknown, ambiguous, unlabeled
 
 
-def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], file_name: str,
-                     create_classes: bool) -> tuple[dict[str, ImportRow], list[str], list[BadClassName]]:
+def _checked_classes(
+    session, project: Project, wanted: dict[str, ImportRow], file_name: str, create_classes: bool
+) -> tuple[dict[str, ImportRow], list[str], list[BadClassName]]:
     """The rows to record, their labels the project's class names (the classes they name that
     the project lacks added, when ``create_classes``), the classes added, and the rows skipped
     because a class they would add breaks a rule of :mod:`services.labeling.class_names` (say one that
@@ -487,8 +584,10 @@ def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], fi
             problem = class_names.name_problem(form)
             twin = class_names.case_twin(form, [*classes, *created, *row_created])
             if problem is None and twin is not None:
-                problem = (f"class {name!r} differs from the class {twin!r} only in case; write it {twin!r} in "
-                           f"{file_name}, or rename one of the two")
+                problem = (
+                    f"class {name!r} differs from the class {twin!r} only in case; write it {twin!r} in "
+                    f"{file_name}, or rename one of the two"
+                )
             if problem is not None:
                 bad.append(BadClassName(row.line, row.path, name, problem))
                 break
@@ -503,19 +602,25 @@ def _checked_classes(session, project: Project, wanted: dict[str, ImportRow], fi
             first_use.setdefault(name, row.line)
     missing = sorted(name for name in first_use if resolved[name] in created)
     if missing and not create_classes:
-        raise UserError(f"{file_name}, line {min(first_use[name] for name in missing)}: "
-                        f"unknown class{'es' if len(missing) > 1 else ''} "
-                        f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
-                        "creating new classes")
-    archived = [name for name in first_use if resolved[name] in classes
-                and classes[resolved[name]].archived_at is not None]
+        raise UserError(
+            f"{file_name}, line {min(first_use[name] for name in missing)}: "
+            f"unknown class{'es' if len(missing) > 1 else ''} "
+            f"{', '.join(missing[:10])}; add {'them' if len(missing) > 1 else 'it'} first or allow "
+            "creating new classes"
+        )
+    archived = [
+        name for name in first_use if resolved[name] in classes and classes[resolved[name]].archived_at is not None
+    ]
     if archived:
-        raise UserError(f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
-                        "first (Classes and settings page)")
+        raise UserError(
+            f"{file_name}, line {first_use[archived[0]]}: class {archived[0]!r} is archived; restore it "
+            "first (Classes and settings page)"
+        )
     for name in sorted(created):
         queries.add_label_class(session, project.id, name)
-    kept = {path: replace(row, labels=tuple(sorted({resolved[name] for name in row.labels})))
-            for path, row in kept.items()}
+    kept = {
+        path: replace(row, labels=tuple(sorted({resolved[name] for name in row.labels}))) for path, row in kept.items()
+    }
     return kept, sorted(created), bad
 
 
@@ -530,19 +635,36 @@ def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) 
     return loaded
 
 
-def import_file(db: Database, project_name: str, data: bytes, *, file_name: str, fmt: str | None = None,
-                create_classes: bool, annotator: str | None = None, importer: str | None = None) -> ImportReport:
+def import_file(
+    db: Database,
+    project_name: str,
+    data: bytes,
+    *,
+    file_name: str,
+    fmt: str | None = None,
+    create_classes: bool,
+    annotator: str | None = None,
+    importer: str | None = None,
+) -> ImportReport:
     """Read, check and import one file (format guessed when ``fmt`` is None); see :func:`import_labels`."""
     text = read_text(data, file_name)
     rows = parse_import(text, fmt=fmt or guess_format(file_name, text), file_name=file_name)
-    return import_labels(db, project_name, rows, file_name=file_name, create_classes=create_classes,
-                         annotator=annotator, importer=importer)
+    return import_labels(
+        db,
+        project_name,
+        rows,
+        file_name=file_name,
+        create_classes=create_classes,
+        annotator=annotator,
+        importer=importer,
+    )
 
 
 def import_csv(db: Database, project_name: str, text: str, *, create_classes: bool) -> ImportReport:
     """Import CSV text (see :func:`parse_csv` and :func:`import_labels`)."""
-    return import_labels(db, project_name, parse_csv(text, "the CSV"), file_name="the CSV",
-                         create_classes=create_classes)
+    return import_labels(
+        db, project_name, parse_csv(text, "the CSV"), file_name="the CSV", create_classes=create_classes
+    )
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,18 @@ from storage.models import Item, ItemStatus
 
 def ok_item_paths(session: Session, project_id: int) -> list[tuple[int, str]]:
     """Return ``(item id, path relative to the root)`` of every ingested image, by id."""
-    query = select(Item.id, Item.path).where(Item.project_id == project_id, Item.status == ItemStatus.OK).order_by(Item.id)
+    query = (
+        select(Item.id, Item.path).where(Item.project_id == project_id, Item.status == ItemStatus.OK).order_by(Item.id)
+    )
     return [(item_id, path) for item_id, path in session.execute(query)]
 
 
 def ok_items_signature(session: Session, project_id: int) -> tuple[int, int]:
     """Return the count and the largest id of the project's ingested images: one cheap query
     that changes whenever images are added or leave the pool."""
-    query = select(func.count(Item.id), func.max(Item.id)).where(Item.project_id == project_id,
-                                                                 Item.status == ItemStatus.OK)
+    query = select(func.count(Item.id), func.max(Item.id)).where(
+        Item.project_id == project_id, Item.status == ItemStatus.OK
+    )
     count, largest = session.execute(query).one()
     return int(count), int(largest or 0)
 
@@ -28,9 +31,12 @@ def ok_items_signature(session: Session, project_id: int) -> tuple[int, int]:
 def image_shorter_sides(session: Session, project_id: int, *, limit: int = 1000) -> list[int]:
     """Shorter side in pixels of up to ``limit`` of the project's ingested images (the first
     ingested): enough to tell tiny images from photos without reading every row."""
-    query = (select(Item.width, Item.height)
-             .where(Item.project_id == project_id, Item.status == ItemStatus.OK, Item.width.is_not(None))
-             .order_by(Item.id).limit(limit))
+    query = (
+        select(Item.width, Item.height)
+        .where(Item.project_id == project_id, Item.status == ItemStatus.OK, Item.width.is_not(None))
+        .order_by(Item.id)
+        .limit(limit)
+    )
     return [min(width, height) for width, height in session.execute(query)]
 
 

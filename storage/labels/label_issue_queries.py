@@ -15,6 +15,9 @@ def review_annotation_ids(session: Session, annotation_ids: Iterable[int]) -> se
     """Those of ``annotation_ids`` that a reviewer gave (source ``review``)."""
     found: set[int] = set()
     for chunk in in_chunks(annotation_ids):
-        found.update(session.scalars(select(Annotation.id).where(Annotation.id.in_(chunk),
-                                                                 Annotation.source == AnnotationSource.REVIEW)))
+        found.update(
+            session.scalars(
+                select(Annotation.id).where(Annotation.id.in_(chunk), Annotation.source == AnnotationSource.REVIEW)
+            )
+        )
     return found

@@ -39,8 +39,12 @@ class CurrentLabel:
 
 def current_labels(session: Session, project_id: int) -> dict[int, CurrentLabel]:
     """Map each annotated item of the project to its newest annotation."""
-    newest = (select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id)
-              .where(Item.project_id == project_id).group_by(Annotation.item_id))
+    newest = (
+        select(func.max(Annotation.id))
+        .join(Item, Item.id == Annotation.item_id)
+        .where(Item.project_id == project_id)
+        .group_by(Annotation.item_id)
+    )
     return _labels_of(session, newest)
 
 
@@ -56,7 +60,9 @@ def _labels_of(session: Session, annotation_ids) -> dict[int, CurrentLabel]:
         entry = labels.setdefault(item_id, (annotation_id, []))
         if class_id is not None:
             entry[1].append(class_id)
-    return {item_id: CurrentLabel(annotation_id, tuple(sorted(ids))) for item_id, (annotation_id, ids) in labels.items()}
+    return {
+        item_id: CurrentLabel(annotation_id, tuple(sorted(ids))) for item_id, (annotation_id, ids) in labels.items()
+    }
 
 
 def label_classes(session: Session, project_id: int, *, include_archived: bool = False) -> list[LabelClass]:
@@ -78,14 +84,19 @@ def label_classes_by_id(session: Session, project_id: int, class_ids: Iterable[i
 
 def newest_annotation_id(session: Session, project_id: int) -> int:
     """The id of the project's newest annotation, 0 before the first: what engines poll."""
-    query = select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id).where(Item.project_id == project_id)
+    query = (
+        select(func.max(Annotation.id)).join(Item, Item.id == Annotation.item_id).where(Item.project_id == project_id)
+    )
     return session.scalar(query) or 0
 
 
 def current_labels_since(session: Session, project_id: int, after_annotation_id: int) -> dict[int, CurrentLabel]:
     """Current labels of the project's items that have an annotation newer than ``after_annotation_id``."""
-    touched = (select(Annotation.item_id).join(Item, Item.id == Annotation.item_id)
-               .where(Item.project_id == project_id, Annotation.id > after_annotation_id))
+    touched = (
+        select(Annotation.item_id)
+        .join(Item, Item.id == Annotation.item_id)
+        .where(Item.project_id == project_id, Annotation.id > after_annotation_id)
+    )
     newest = select(func.max(Annotation.id)).where(Annotation.item_id.in_(touched)).group_by(Annotation.item_id)
     return _labels_of(session, newest)
 
@@ -113,8 +124,9 @@ def add_selection_run(
 
     Returns the run id and the pick ids, in rank order.
     """
-    run = SelectionRun(project_id=project_id, model_version_id=model_version_id, strategy=strategy,
-                       parameters=dict(parameters))
+    run = SelectionRun(
+        project_id=project_id, model_version_id=model_version_id, strategy=strategy, parameters=dict(parameters)
+    )
     session.add(run)
     session.flush()
     rows = [Pick(selection_run_id=run.id, rank=rank, **pick) for rank, pick in enumerate(picks)]
@@ -123,8 +135,9 @@ def add_selection_run(
     return run.id, [row.id for row in rows]
 
 
-def add_model_version(session: Session, *, project_id: int, n_labels: int, metrics: Mapping[str, Any],
-                      artifact_path: str) -> int:
+def add_model_version(
+    session: Session, *, project_id: int, n_labels: int, metrics: Mapping[str, Any], artifact_path: str
+) -> int:
     version = ModelVersion(project_id=project_id, n_labels=n_labels, metrics=dict(metrics), artifact_path=artifact_path)
     session.add(version)
     session.flush()
@@ -140,7 +153,9 @@ def latest_model_version(session: Session, project_id: int, backbone_key: str) -
 
 
 def model_versions(session: Session, project_id: int) -> list[ModelVersion]:
-    return list(session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)))
+    return list(
+        session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id))
+    )
 
 
 @dataclass(frozen=True)
@@ -159,8 +174,15 @@ class AnnotationEvent:
 def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent]:
     """Every annotation of the project, oldest first."""
     rows = session.execute(
-        select(Annotation.id, Annotation.item_id, Annotation.created_at, Annotator.name, Annotation.source,
-               Annotation.supersedes_id, annotation_class.c.label_class_id)
+        select(
+            Annotation.id,
+            Annotation.item_id,
+            Annotation.created_at,
+            Annotator.name,
+            Annotation.source,
+            Annotation.supersedes_id,
+            annotation_class.c.label_class_id,
+        )
         .join(Item, Item.id == Annotation.item_id)
         .outerjoin(Annotator, Annotator.id == Annotation.annotator_id)
         .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
@@ -193,20 +215,25 @@ def audit_picks(session: Session, project_id: int) -> list[AuditPick]:
         .where(SelectionRun.project_id == project_id, Pick.source == "audit", Pick.predicted.is_not(None))
         .order_by(Pick.id)
     )
-    return [AuditPick(item_id, asked, version, tuple(predicted)) for item_id, asked, version, predicted in rows
-            if predicted]
+    return [
+        AuditPick(item_id, asked, version, tuple(predicted)) for item_id, asked, version, predicted in rows if predicted
+    ]
 
 
 def item_ids_by_path(session: Session, project_id: int, paths: Sequence[str]) -> dict[str, int]:
     """Map each of ``paths`` (relative to the root) that is an ingested image of the project to its id."""
     found: dict[str, int] = {}
     for chunk in in_chunks(paths):
-        query = select(Item.path, Item.id).where(Item.project_id == project_id, Item.status == ItemStatus.OK,
-                                                 Item.path.in_(chunk))
+        query = select(Item.path, Item.id).where(
+            Item.project_id == project_id, Item.status == ItemStatus.OK, Item.path.in_(chunk)
+        )
         found.update(session.execute(query).all())
     return found
 
 
 def items_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, Item]:
-    return {item.id: item for chunk in in_chunks(item_ids)
-            for item in session.scalars(select(Item).where(Item.project_id == project_id, Item.id.in_(chunk)))}
+    return {
+        item.id: item
+        for chunk in in_chunks(item_ids)
+        for item in session.scalars(select(Item).where(Item.project_id == project_id, Item.id.in_(chunk)))
+    }

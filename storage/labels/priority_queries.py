@@ -36,15 +36,18 @@ class PendingPick:
     batch: str = ""
 
 
-
 def _pending_where(project_id: int, source: str):
     """The conditions of a waiting queued pick: the project's queue, unlabeled item, not withdrawn."""
     newest = aliased(Annotation)
-    newest_id = (select(func.max(newest.id)).where(newest.item_id == Pick.item_id)
-                 .correlate(Pick).scalar_subquery())
+    newest_id = select(func.max(newest.id)).where(newest.item_id == Pick.item_id).correlate(Pick).scalar_subquery()
     labeled = exists().where(annotation_class.c.annotation_id == newest_id)
-    return (SelectionRun.project_id == project_id, SelectionRun.strategy == source, Pick.source == source,
-            Pick.withdrawn_at.is_(None), ~labeled)
+    return (
+        SelectionRun.project_id == project_id,
+        SelectionRun.strategy == source,
+        Pick.source == source,
+        Pick.withdrawn_at.is_(None),
+        ~labeled,
+    )
 
 
 def pending(session: Session, project_id: int, *, source: str = TRIAGE) -> list[PendingPick]:
@@ -55,7 +58,8 @@ def pending(session: Session, project_id: int, *, source: str = TRIAGE) -> list[
         .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
         .join(Item, Item.id == Pick.item_id)
         .where(*_pending_where(project_id, source))
-        .order_by(SelectionRun.id, Pick.rank))
+        .order_by(SelectionRun.id, Pick.rank)
+    )
     found: dict[int, PendingPick] = {}
     for pick_id, item_id, parts, path, created_at, parameters in rows:
         batch = str((parameters or {}).get("batch") or "")
@@ -63,21 +67,26 @@ def pending(session: Session, project_id: int, *, source: str = TRIAGE) -> list[
     return list(found.values())
 
 
-
-def withdraw(session: Session, project_id: int, *, now: datetime, item_ids: Sequence[int] | None = None,
-             source: str = TRIAGE) -> int:
+def withdraw(
+    session: Session, project_id: int, *, now: datetime, item_ids: Sequence[int] | None = None, source: str = TRIAGE
+) -> int:
     """Withdraw the project's waiting queued picks (of ``item_ids`` only, when given): mark them
     ``withdrawn_at = now``, so that they are no longer asked; the picks stay. Picks of labeled
     items and picks withdrawn earlier are left as they are. Returns the number of images withdrawn."""
-    pick_items = dict(session.execute(
-        select(Pick.id, Pick.item_id).join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
-        .where(*_pending_where(project_id, source))).all())
+    pick_items = dict(
+        session.execute(
+            select(Pick.id, Pick.item_id)
+            .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
+            .where(*_pending_where(project_id, source))
+        ).all()
+    )
     if item_ids is not None:
         wanted = set(item_ids)
         pick_items = {pick: item for pick, item in pick_items.items() if item in wanted}
     for chunk in in_chunks(pick_items):
-        session.execute(update(Pick).where(Pick.id.in_(chunk)).values(withdrawn_at=now)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(Pick).where(Pick.id.in_(chunk)).values(withdrawn_at=now).execution_options(synchronize_session=False)
+        )
     return len(set(pick_items.values()))
 
 
@@ -89,8 +98,12 @@ def put_first(session: Session, selection_run_id: int, picks: Sequence[Mapping[s
     if k == 0:
         return []
     for rank in (-(Pick.rank + 1), k - 1 - Pick.rank):  # r -> -(r + 1) -> r + k
-        session.execute(update(Pick).where(Pick.selection_run_id == selection_run_id).values(rank=rank)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(Pick)
+            .where(Pick.selection_run_id == selection_run_id)
+            .values(rank=rank)
+            .execution_options(synchronize_session=False)
+        )
     rows = [Pick(selection_run_id=selection_run_id, rank=rank, **pick) for rank, pick in enumerate(picks)]
     session.add_all(rows)
     session.flush()

@@ -12,8 +12,9 @@ from storage.settings.setting_models import ProjectSetting
 
 def project_setting(session: Session, project_id: int, key: str) -> ProjectSetting | None:
     """The row of setting ``key`` of the project, or None when it was never set."""
-    return session.scalar(select(ProjectSetting).where(ProjectSetting.project_id == project_id,
-                                                       ProjectSetting.key == key))
+    return session.scalar(
+        select(ProjectSetting).where(ProjectSetting.project_id == project_id, ProjectSetting.key == key)
+    )
 
 
 def set_project_setting(session: Session, project_id: int, key: str, value: Any, *, by: str | None) -> ProjectSetting:

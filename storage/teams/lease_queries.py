@@ -17,9 +17,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, and_, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from storage.teams.lease_models import ItemLease
 from storage.models import Annotation, Annotator, annotation_class
 from storage.queries import in_chunks
+from storage.teams.lease_models import ItemLease
 
 # Knuth's multiplicative hash: consecutive item ids spread evenly over [0, 2**32).
 OVERLAP_HASH_MULTIPLIER = 2654435761
@@ -51,33 +51,63 @@ def dialect_insert(session: Session):
     return insert
 
 
-def take(session: Session, *, project_id: int, annotator_id: int, item_ids: Sequence[int], overlap: bool,
-         now: datetime, expires_at: datetime) -> set[int]:
+def take(
+    session: Session,
+    *,
+    project_id: int,
+    annotator_id: int,
+    item_ids: Sequence[int],
+    overlap: bool,
+    now: datetime,
+    expires_at: datetime,
+) -> set[int]:
     """Lease ``item_ids`` to the annotator; return the ids leased (the others are held or labeled)."""
     if not item_ids:
         return set()
     insert = dialect_insert(session)
-    rows = [dict(project_id=project_id, item_id=item_id, overlap=overlap, annotator_id=annotator_id,
-                 leased_at=now, expires_at=expires_at, labeled_at=None) for item_id in sorted(set(item_ids))]
+    rows = [
+        dict(
+            project_id=project_id,
+            item_id=item_id,
+            overlap=overlap,
+            annotator_id=annotator_id,
+            leased_at=now,
+            expires_at=expires_at,
+            labeled_at=None,
+        )
+        for item_id in sorted(set(item_ids))
+    ]
     statement = insert(ItemLease).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=[ItemLease.item_id, ItemLease.overlap],
-        set_=dict(annotator_id=statement.excluded.annotator_id, leased_at=statement.excluded.leased_at,
-                  expires_at=statement.excluded.expires_at),
-        where=and_(ItemLease.labeled_at.is_(None),
-                   or_(ItemLease.expires_at <= now, ItemLease.annotator_id == annotator_id)),
+        set_=dict(
+            annotator_id=statement.excluded.annotator_id,
+            leased_at=statement.excluded.leased_at,
+            expires_at=statement.excluded.expires_at,
+        ),
+        where=and_(
+            ItemLease.labeled_at.is_(None), or_(ItemLease.expires_at <= now, ItemLease.annotator_id == annotator_id)
+        ),
     ).returning(ItemLease.item_id)
     return set(session.scalars(statement))
 
 
-def renew(session: Session, *, annotator_id: int, keys: Iterable[tuple[int, bool]], expires_at: datetime) -> set[tuple[int, bool]]:
+def renew(
+    session: Session, *, annotator_id: int, keys: Iterable[tuple[int, bool]], expires_at: datetime
+) -> set[tuple[int, bool]]:
     """Push the expiry of the annotator's unlabeled leases ``(item_id, overlap)``; return those still held."""
     held = set()
     for item_id, overlap in sorted(set(keys)):
         result = session.execute(
-            update(ItemLease).where(ItemLease.item_id == item_id, ItemLease.overlap == overlap,
-                                    ItemLease.annotator_id == annotator_id, ItemLease.labeled_at.is_(None))
-            .values(expires_at=expires_at))
+            update(ItemLease)
+            .where(
+                ItemLease.item_id == item_id,
+                ItemLease.overlap == overlap,
+                ItemLease.annotator_id == annotator_id,
+                ItemLease.labeled_at.is_(None),
+            )
+            .values(expires_at=expires_at)
+        )
         if result.rowcount:
             held.add((item_id, overlap))
     return held
@@ -86,58 +116,90 @@ def renew(session: Session, *, annotator_id: int, keys: Iterable[tuple[int, bool
 def release(session: Session, *, annotator_id: int, keys: Iterable[tuple[int, bool]]) -> None:
     """Give back the annotator's unlabeled leases ``(item_id, overlap)``."""
     for item_id, overlap in sorted(set(keys)):
-        session.execute(delete(ItemLease).where(ItemLease.item_id == item_id, ItemLease.overlap == overlap,
-                                                ItemLease.annotator_id == annotator_id,
-                                                ItemLease.labeled_at.is_(None)))
+        session.execute(
+            delete(ItemLease).where(
+                ItemLease.item_id == item_id,
+                ItemLease.overlap == overlap,
+                ItemLease.annotator_id == annotator_id,
+                ItemLease.labeled_at.is_(None),
+            )
+        )
 
 
 def mark_labeled(session: Session, *, annotator_id: int, item_id: int, overlap: bool, now: datetime) -> bool:
     """Mark the annotator's lease labeled; False when the annotator does not hold it (it expired
     and someone else took it, or it was given back)."""
     result = session.execute(
-        update(ItemLease).where(ItemLease.item_id == item_id, ItemLease.overlap == overlap,
-                                ItemLease.annotator_id == annotator_id, ItemLease.labeled_at.is_(None))
-        .values(labeled_at=now))
+        update(ItemLease)
+        .where(
+            ItemLease.item_id == item_id,
+            ItemLease.overlap == overlap,
+            ItemLease.annotator_id == annotator_id,
+            ItemLease.labeled_at.is_(None),
+        )
+        .values(labeled_at=now)
+    )
     return bool(result.rowcount)
 
 
-def reopen(session: Session, *, annotator_id: int, item_id: int, overlap: bool, now: datetime,
-           expires_at: datetime) -> bool:
+def reopen(
+    session: Session, *, annotator_id: int, item_id: int, overlap: bool, now: datetime, expires_at: datetime
+) -> bool:
     """Turn the annotator's labeled lease back into a live one (after an undo)."""
     result = session.execute(
-        update(ItemLease).where(ItemLease.item_id == item_id, ItemLease.overlap == overlap,
-                                ItemLease.annotator_id == annotator_id)
-        .values(labeled_at=None, leased_at=now, expires_at=expires_at))
+        update(ItemLease)
+        .where(ItemLease.item_id == item_id, ItemLease.overlap == overlap, ItemLease.annotator_id == annotator_id)
+        .values(labeled_at=None, leased_at=now, expires_at=expires_at)
+    )
     return bool(result.rowcount)
 
 
 def held_by_others(session: Session, *, project_id: int, annotator_id: int, now: datetime) -> set[int]:
     """Items whose primary lease another annotator holds now (unlabeled, not expired)."""
-    return set(session.scalars(
-        select(ItemLease.item_id).where(ItemLease.project_id == project_id, ItemLease.overlap.is_(False),
-                                        ItemLease.labeled_at.is_(None), ItemLease.expires_at > now,
-                                        ItemLease.annotator_id != annotator_id)))
+    return set(
+        session.scalars(
+            select(ItemLease.item_id).where(
+                ItemLease.project_id == project_id,
+                ItemLease.overlap.is_(False),
+                ItemLease.labeled_at.is_(None),
+                ItemLease.expires_at > now,
+                ItemLease.annotator_id != annotator_id,
+            )
+        )
+    )
 
 
-def overlap_candidates(session: Session, *, project_id: int, annotator_id: int, share: float, now: datetime,
-                       limit: int) -> list[int]:
+def overlap_candidates(
+    session: Session, *, project_id: int, annotator_id: int, share: float, now: datetime, limit: int
+) -> list[int]:
     """Items labeled through a primary lease by someone else, picked for a second opinion (by item id
     hash, about ``share`` of them), that nobody holds or has labeled as the overlap yet and the
     annotator has never annotated; oldest label first."""
     if share <= 0 or limit <= 0:
         return []
     second = aliased(ItemLease)
-    taken = exists().where(second.item_id == ItemLease.item_id, second.overlap.is_(True),
-                           or_(second.labeled_at.is_not(None),
-                               and_(second.expires_at > now, second.annotator_id != annotator_id)))
+    taken = exists().where(
+        second.item_id == ItemLease.item_id,
+        second.overlap.is_(True),
+        or_(second.labeled_at.is_not(None), and_(second.expires_at > now, second.annotator_id != annotator_id)),
+    )
     own = exists().where(Annotation.item_id == ItemLease.item_id, Annotation.annotator_id == annotator_id)
-    query = (select(ItemLease.item_id)
-             .where(ItemLease.project_id == project_id, ItemLease.overlap.is_(False),
-                    ItemLease.labeled_at.is_not(None), ItemLease.annotator_id != annotator_id,
-                    (cast(ItemLease.item_id, BigInteger) * literal(OVERLAP_HASH_MULTIPLIER, BigInteger))
-                    % literal(OVERLAP_HASH_RANGE, BigInteger) < overlap_threshold(share),
-                    ~taken, ~own)
-             .order_by(ItemLease.labeled_at, ItemLease.item_id).limit(limit))
+    query = (
+        select(ItemLease.item_id)
+        .where(
+            ItemLease.project_id == project_id,
+            ItemLease.overlap.is_(False),
+            ItemLease.labeled_at.is_not(None),
+            ItemLease.annotator_id != annotator_id,
+            (cast(ItemLease.item_id, BigInteger) * literal(OVERLAP_HASH_MULTIPLIER, BigInteger))
+            % literal(OVERLAP_HASH_RANGE, BigInteger)
+            < overlap_threshold(share),
+            ~taken,
+            ~own,
+        )
+        .order_by(ItemLease.labeled_at, ItemLease.item_id)
+        .limit(limit)
+    )
     return list(session.scalars(query))
 
 
@@ -145,11 +207,12 @@ def labeled_among(session: Session, item_ids: Sequence[int]) -> dict[int, tuple[
     """The items of ``item_ids`` whose newest annotation names a class: item -> (annotation id, class ids)."""
     if not item_ids:
         return {}
-    newest = (select(func.max(Annotation.id)).where(Annotation.item_id.in_(list(item_ids)))
-              .group_by(Annotation.item_id))
-    rows = session.execute(select(Annotation.item_id, Annotation.id, annotation_class.c.label_class_id)
-                           .join(annotation_class, annotation_class.c.annotation_id == Annotation.id)
-                           .where(Annotation.id.in_(newest)))
+    newest = select(func.max(Annotation.id)).where(Annotation.item_id.in_(list(item_ids))).group_by(Annotation.item_id)
+    rows = session.execute(
+        select(Annotation.item_id, Annotation.id, annotation_class.c.label_class_id)
+        .join(annotation_class, annotation_class.c.annotation_id == Annotation.id)
+        .where(Annotation.id.in_(newest))
+    )
     found: dict[int, tuple[int, list[int]]] = {}
     for item_id, annotation_id, class_id in rows:
         found.setdefault(item_id, (annotation_id, []))[1].append(class_id)
@@ -169,7 +232,12 @@ def holders(session: Session, item_ids: Sequence[int], *, now: datetime) -> dict
         rows = session.execute(
             select(ItemLease.item_id, Annotator.name, ItemLease.expires_at)
             .join(Annotator, Annotator.id == ItemLease.annotator_id)
-            .where(ItemLease.item_id.in_(chunk), ItemLease.overlap.is_(False),
-                   ItemLease.labeled_at.is_(None), ItemLease.expires_at > now))
+            .where(
+                ItemLease.item_id.in_(chunk),
+                ItemLease.overlap.is_(False),
+                ItemLease.labeled_at.is_(None),
+                ItemLease.expires_at > now,
+            )
+        )
         found.update({item: LeaseHolder(name, expires_at) for item, name, expires_at in rows})
     return found
