@@ -71,5 +71,5 @@ def _neighbours(engine: ProjectEngine, ask: Ask) -> None:
     for column, (item_id, class_ids, similarity) in zip(st.columns(NEIGHBOURS), neighbours):
         names = ", ".join(engine.classes[c].name for c in class_ids)
         with column:
-            st.image(engine.images.get(item_id, engine.paths[engine.row_of[item_id]], THUMBNAIL_SIDE))
+            st.image(engine.pool.images.get(item_id, engine.pool.paths[engine.pool.row_of[item_id]], THUMBNAIL_SIDE))
             st.caption(f"{escape_markdown(names)} · {similarity:.2f}")

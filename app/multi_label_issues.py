@@ -101,7 +101,7 @@ def show(engine: ProjectEngine) -> None:
 def _issue(engine: ProjectEngine, issue: MultiLabelIssue, position: int, total: int, review, advance) -> None:
     given, suggested = (escape_markdown(_names(engine, ids)) for ids in (issue.given, issue.suggested))
     picture, about = st.columns([2, 3])
-    picture.image(engine.images.get(issue.item_id, issue.path, ASK_IMAGE_SIDE))
+    picture.image(engine.pool.images.get(issue.item_id, issue.path, ASK_IMAGE_SIDE))
     with about:
         st.subheader(f"{position + 1} of {total}")
         st.text(issue.path)

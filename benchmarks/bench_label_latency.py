@@ -67,7 +67,7 @@ def main() -> None:
             session = LabelingSession(engine, "bench")
             next_image, whole_pane = [], []
             ask = session.current()
-            for _ in range(min(args.labels, len(engine.item_ids) - 1)):
+            for _ in range(min(args.labels, len(engine.pool.item_ids) - 1)):
                 time.sleep(args.think_ms / 1000)
                 start = time.perf_counter()
                 session.label(ask.item_id, [class_of[ask.path.split("/")[0]]])
@@ -76,13 +76,13 @@ def main() -> None:
                 next_image.append(time.perf_counter() - start)
                 engine.suggestions(ask.item_id)
                 for item_id, _, _ in engine.neighbours(ask.item_id, 5):
-                    engine.images.get(item_id, engine.paths[engine.row_of[item_id]], THUMBNAIL_SIDE)
+                    engine.pool.images.get(item_id, engine.pool.paths[engine.pool.row_of[item_id]], THUMBNAIL_SIDE)
                 whole_pane.append(time.perf_counter() - start)
             close_engines()
             with db.reading() as db_session:
                 versions = len(label_queries.model_versions(db_session, project.id))
     print(
-        f"{len(next_image)} labels on {len(engine.item_ids)} images, think time {args.think_ms:.0f} ms, "
+        f"{len(next_image)} labels on {len(engine.pool.item_ids)} images, think time {args.think_ms:.0f} ms, "
         f"{versions} model versions trained meanwhile"
     )
     print(f"keypress -> next image ready: {milliseconds(next_image)}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from services.config import Settings
 from services.database import Database
+from services.engine.pool import Pool
 from services.engine.project_engine import ProjectEngine
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
@@ -50,15 +51,14 @@ def team_engine(
     which = [classes.index(true_class(paths[i])) for i in ids.tolist()]
     vectors = (centres[which] + 0.8 * rng.normal(size=(len(ids), EMBEDDING_DIM))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return ProjectEngine(
-        db,
-        settings,
-        project=project,
+    pool = Pool.of(
         backbone_key="synthetic",
         item_ids=ids,
         paths=[paths[i] for i in ids.tolist()],
         embeddings=vectors,
+        root=Path(project.root_path),
     )
+    return ProjectEngine(db, settings, project=project, pool=pool)
 
 
 def class_ids_by_name(engine: ProjectEngine) -> dict[str, int]:

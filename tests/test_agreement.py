@@ -66,7 +66,7 @@ def test_the_projects_agreement_is_measured_on_each_annotators_newest_label(back
     engine = team_engine(backend_db, backend_settings, tmp_path, per_class=2)
     try:
         classes = sorted(class_ids_by_name(engine))  # airplane, cat, frog, truck
-        items = engine.item_ids.tolist()[:7]
+        items = engine.pool.item_ids.tolist()[:7]
         name = dict(zip((1, 2, 3), classes))
         for who, labels in (("A", A), ("B", B), ("C", C)):
             for number, label in labels.items():

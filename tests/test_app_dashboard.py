@@ -15,7 +15,7 @@ from tests.labeling_project import class_id, true_class
 def no_overlap_asks(engine):
     """A second annotator gets no overlap asks (second opinions on labeled items, never
     audits): the counts below would otherwise vary from run to run."""
-    save_team_settings(engine.settings, engine.project_id, TeamSettings(overlap_share=0.0))
+    save_team_settings(engine.db, engine.project_id, TeamSettings(overlap_share=0.0))
 
 
 def label_truly(engine, n, annotator="ann"):

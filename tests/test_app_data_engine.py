@@ -13,7 +13,7 @@ from tests.test_slices import label_truly, retrain
 
 def planted_errors(engine):
     """The first airplane and the first frog image (by path) get the next class instead."""
-    return {sorted(p for p in engine.paths if p.startswith(f"{name}/"))[0] for name in ("airplane", "frog")}
+    return {sorted(p for p in engine.pool.paths if p.startswith(f"{name}/"))[0] for name in ("airplane", "frog")}
 
 
 def test_label_issue_page_relabels_with_the_suggestion_from_the_keyboard(engine):
@@ -28,7 +28,7 @@ def test_label_issue_page_relabels_with_the_suggestion_from_the_keyboard(engine)
 
     next(b for b in app.button if b.proto.shortcut == "enter").click().run()
     assert not app.exception
-    item = engine.item_ids[engine.paths.index(shown)]
+    item = engine.pool.item_ids[engine.pool.paths.index(shown)]
     label = engine.current_label(int(item))
     assert engine.classes[label.class_ids[0]].name == shown.split("/")[0]
     with engine.db.reading() as session:
@@ -65,7 +65,7 @@ def test_triage_page_reports_the_unlabeled_images(engine):
 def test_slices_page_and_dashboard_show_each_slice_trend(engine):
     label_truly(engine, 12)
     retrain(engine)
-    cats = [i for i, p in zip(engine.item_ids.tolist(), engine.paths) if p.startswith("cat/")]
+    cats = [i for i, p in zip(engine.pool.item_ids.tolist(), engine.pool.paths) if p.startswith("cat/")]
     create_slice(engine, name="cats", example_item_ids=cats[:2], config=SliceConfig(k=8))
     label_truly(engine, 6)
     retrain(engine)
@@ -86,7 +86,7 @@ def test_slices_page_and_dashboard_show_each_slice_trend(engine):
 
 
 def test_slices_page_saves_a_slice_from_example_paths(engine):
-    frogs = [p for p in engine.paths if p.startswith("frog/")][:2]
+    frogs = [p for p in engine.pool.paths if p.startswith("frog/")][:2]
     app = open_page("pages/slices.py")
     assert "No failure slices yet" in app.info[0].value
     app.text_input[0].input("frogs")
@@ -95,7 +95,7 @@ def test_slices_page_saves_a_slice_from_example_paths(engine):
     assert not app.exception
     [found] = project_slices(engine.db, "default")
     assert found.name == "frogs" and found.created_by == "ann"
-    assert found.example_item_ids == sorted(int(engine.item_ids[engine.paths.index(p)]) for p in frogs)
+    assert found.example_item_ids == sorted(int(engine.pool.item_ids[engine.pool.paths.index(p)]) for p in frogs)
     assert app.success[0].value == "Slice frogs saved\\."  # escaped markdown
 
     app.text_input[0].input("bad")

@@ -97,7 +97,7 @@ def test_tsne_map_of_a_small_pool_shows_every_image(engine, monkeypatch):
     monkeypatch.setattr(services.features.explore, "TSNE_CONFIG", TsneConfig(perplexity=5, max_iter=250))
     app = choose_tsne(open_page("pages/explore.py"))
     traces, _ = chart(app)
-    assert sorted(item_ids(traces)) == sorted(engine.item_ids.tolist())
+    assert sorted(item_ids(traces)) == sorted(engine.pool.item_ids.tolist())
     assert any(c.value == "t-SNE map of 24 of 24 images." for c in app.caption)
 
 
@@ -129,7 +129,7 @@ def test_pca_keeps_the_direction_of_largest_spread():
 
 
 def test_more_like_this_ranks_by_similarity_and_leaves_out_the_image_itself(engine):
-    item = int(engine.item_ids[0])
+    item = int(engine.pool.item_ids[0])
     similar = more_like(engine, item, n=5)
     scores = [s for _, s in similar]
     assert item not in [i for i, _ in similar] and scores == sorted(scores, reverse=True)

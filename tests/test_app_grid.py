@@ -36,9 +36,9 @@ def test_near_copies_are_the_unlabeled_images_most_like_a_labeled_one(engine):
     session.label(ask.item_id, [class_id(engine, true_class(ask.path))])
 
     copies = near_copies(engine, ask.item_id, n=5, min_similarity=-1.0)
-    similarity = engine.embeddings @ engine.embeddings[engine.row_of[ask.item_id]]
+    similarity = engine.pool.embeddings @ engine.pool.embeddings[engine.pool.row_of[ask.item_id]]
     expected = sorted(
-        (i for i in engine.item_ids.tolist() if i != ask.item_id), key=lambda i: -similarity[engine.row_of[i]]
+        (i for i in engine.pool.item_ids.tolist() if i != ask.item_id), key=lambda i: -similarity[engine.pool.row_of[i]]
     )[:5]
     assert [c.item_id for c in copies] == expected
     assert near_copies(engine, ask.item_id, min_similarity=1.01) == []

@@ -30,7 +30,7 @@ def test_each_class_has_a_number_key_and_the_actions_have_theirs(engine):
 def test_a_class_key_labels_the_shown_image_at_once_and_undo_brings_it_back(engine):
     app = open_page()
     path = shown_path(app)
-    item = engine.item_ids[engine.paths.index(path)]
+    item = engine.pool.item_ids[engine.pool.paths.index(path)]
     app.button(key=f"class-{class_id(engine, true_class(path))}").click().run()
 
     assert engine.current_label(item).class_ids == (class_id(engine, true_class(path)),)
@@ -61,7 +61,7 @@ def test_enter_accepts_the_models_top_suggestion(engine):
     assert engine.loop.wait_idle(60)
     app.run()
     path = shown_path(app)
-    item = engine.item_ids[engine.paths.index(path)]
+    item = engine.pool.item_ids[engine.pool.paths.index(path)]
     top = engine.suggestions(item)[0][0]
     accept = app.button[[b.proto.shortcut for b in app.button].index("enter")]
     assert accept.label == f"Accept {engine.classes[top].name}" and not accept.disabled
@@ -79,13 +79,13 @@ def test_multi_label_projects_toggle_classes_and_save_them_together(engine):
     assert app.button(key=f"class-{cat}").proto.type == "primary"
     app.button[[b.proto.shortcut for b in app.button].index("enter")].click().run()
 
-    item = restarted.item_ids[restarted.paths.index(path)]
+    item = restarted.pool.item_ids[restarted.pool.paths.index(path)]
     assert restarted.multi_label
     assert restarted.current_label(item).class_ids == tuple(sorted((cat, frog)))
 
 
 def test_an_overlap_ask_says_why_it_is_asked_again(engine):
-    save_team_settings(engine.settings, engine.project_id, TeamSettings(overlap_share=1.0))
+    save_team_settings(engine.db, engine.project_id, TeamSettings(overlap_share=1.0))
     first = LabelingSession(engine, "eve")
     ask = first.current()
     first.label(ask.item_id, [class_id(engine, true_class(ask.path))])
@@ -100,7 +100,7 @@ def test_an_overlap_ask_says_why_it_is_asked_again(engine):
 def test_an_account_disabled_meanwhile_labels_nothing_more_and_is_signed_out(engine):
     app = open_page(name="ann", role=Role.ANNOTATOR)
     path = shown_path(app)
-    item = engine.item_ids[engine.paths.index(path)]
+    item = engine.pool.item_ids[engine.pool.paths.index(path)]
     set_disabled(engine.db, name="ann", disabled=True, by=None)  # an admin, elsewhere
 
     app.button(key=f"class-{class_id(engine, 'cat')}").click().run()
@@ -126,7 +126,7 @@ def signed_in_with_a_password(engine, token: str | None = None):
 def test_an_open_page_labels_nothing_more_after_its_sign_in_ends_elsewhere(engine, elsewhere):
     app = signed_in_with_a_password(engine)
     path = shown_path(app)
-    item = engine.item_ids[engine.paths.index(path)]
+    item = engine.pool.item_ids[engine.pool.paths.index(path)]
     if elsewhere == "a new password":
         set_password(engine.db, name="ann", password="a brand new password", by=None)  # an admin, or ann elsewhere
     else:

@@ -16,6 +16,7 @@ from services.data_engine.headless_selection import CSV_COLUMNS
 from services.database import open_database
 from services.features.embeddings import embeddings_folder
 from services.projects import get_project
+from services.shared_settings import SELECTION, read_setting
 from services.transfer.transfer import labeled_images
 from storage.items import item_queries
 from storage.models import ModelVersion, Pick, Project, SelectionRun
@@ -87,7 +88,8 @@ def test_a_second_select_reuses_the_stored_model_and_other_strategies_leave_the_
     assert len(versions) == 1  # trained on the same labels: no retrain
     _, rows = _read(tmp_path / "b.csv")
     assert len(rows) == 12 and {r["source"] for r in rows} <= {"margin", "audit"}  # every unlabeled image, no more
-    assert not list(labeling_home.rglob("selection.json"))
+    with open_database(load_settings()) as db:  # --strategy is for this run only: nothing saved
+        assert read_setting(db, get_project(db, "default").id, SELECTION) is None
 
 
 def test_without_labels_select_still_chooses_and_says_there_is_no_model(labeling_home, tmp_path, capsys):

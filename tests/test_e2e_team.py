@@ -38,7 +38,7 @@ def project_home(tmp_path: Path) -> Path:
     home = ingested_sample_project(tmp_path, classes=CLASSES, per_class=PER_CLASS).home
     settings = Settings(home=home)
     with open_database(settings) as db:
-        save_team_settings(settings, get_project(db, "default").id, TeamSettings(overlap_share=0.0))
+        save_team_settings(db, get_project(db, "default").id, TeamSettings(overlap_share=0.0))
     for name in ANNOTATORS:
         add_account(home, name)
     return home

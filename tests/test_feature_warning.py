@@ -51,7 +51,7 @@ def test_bundled_features_on_photos_get_the_warning_before_any_label(tmp_path):
 
 
 def label_all(db, engine, truth) -> None:
-    for item, path in zip(engine.item_ids.tolist(), engine.paths):
+    for item, path in zip(engine.pool.item_ids.tolist(), engine.pool.paths):
         record_annotation(db, item_id=item, class_names=[truth(path)], annotator="ann")
 
 
@@ -75,7 +75,9 @@ def test_tiny_images_labeled_truly_get_no_warning(sample_engine):
 def test_labels_the_features_cannot_tell_apart_get_the_measured_warning(sample_engine):
     db, engine = sample_engine
     names = [c.name for c in engine.active_classes()]
-    shuffled = dict(zip(engine.paths, np.random.default_rng(3).permutation(np.resize(names, len(engine.paths)))))
+    shuffled = dict(
+        zip(engine.pool.paths, np.random.default_rng(3).permutation(np.resize(names, len(engine.pool.paths))))
+    )
     label_all(db, engine, shuffled.get)
     warning = feature_warning(engine)
     assert warning is not None and warning.cause == "measured" and warning.strength.n_labels == 60
@@ -85,7 +87,9 @@ def test_labels_the_features_cannot_tell_apart_get_the_measured_warning(sample_e
 def test_the_label_page_and_the_dashboard_show_the_warning(sample_engine):
     db, engine = sample_engine
     names = [c.name for c in engine.active_classes()]
-    shuffled = dict(zip(engine.paths, np.random.default_rng(3).permutation(np.resize(names, len(engine.paths)))))
+    shuffled = dict(
+        zip(engine.pool.paths, np.random.default_rng(3).permutation(np.resize(names, len(engine.pool.paths))))
+    )
     label_all(db, engine, shuffled.get)
     for page in (None, "pages/dashboard.py", "pages/label_issues.py", "pages/classes.py"):
         app = open_page(page)

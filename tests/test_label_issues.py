@@ -88,7 +88,7 @@ def label_all(engine, wrong_for=()):
 
 def test_queue_on_the_sample_project_finds_planted_errors_and_reviews_supersede(engine):
     # Two planted errors: the first image of "airplane" and of "frog" labeled as the next class.
-    wrong = {p for p in engine.paths if p.split("/")[0] in ("airplane", "frog")}
+    wrong = {p for p in engine.pool.paths if p.split("/")[0] in ("airplane", "frog")}
     wrong = {sorted(p for p in wrong if p.startswith(c))[0] for c in ("airplane", "frog")}
     label_all(engine, wrong_for=wrong)
 

@@ -102,7 +102,7 @@ def test_too_few_labels_one_class_or_constant_columns_give_no_crash():
 
 def planted_set_errors(engine):
     """Path -> wrong class set: an extra class on one image, a wrong class on another, both on a third."""
-    first = {name: sorted(p for p in engine.paths if p.startswith(f"{name}/")) for name in CLASSES}
+    first = {name: sorted(p for p in engine.pool.paths if p.startswith(f"{name}/")) for name in CLASSES}
     return {first["airplane"][0]: ["airplane", "truck"], first["frog"][0]: ["cat"], first["cat"][1]: ["cat", "frog"]}
 
 
@@ -170,7 +170,7 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
 
     def shown():
         path = app.text[0].value
-        item = int(engine.item_ids[engine.paths.index(path)])
+        item = int(engine.pool.item_ids[engine.pool.paths.index(path)])
         assert item not in reviewed  # a reviewed item never comes back
         return item, engine.current_label(item)
 

@@ -206,7 +206,7 @@ def test_a_project_on_the_int8_similarity_kernel_labels_undoes_and_retrains(labe
         assert len(rows) == len(engine.labeled_items()) == 8
         # The state kept up incrementally equals a full recompute from its labels, bit for bit.
         labels = state._pair_classes
-        fresh = type(state)(engine.embeddings, kernel="int8").refresh(state._pair_rows, labels)
+        fresh = type(state)(engine.pool.embeddings, kernel="int8").refresh(state._pair_rows, labels)
         np.testing.assert_array_equal(fresh.nearest_similarity_, state.nearest_similarity_)
         np.testing.assert_array_equal(fresh.class_similarity_, state.class_similarity_)
         close_engines()

@@ -56,7 +56,7 @@ def test_the_database_gives_each_item_to_one_taker_when_many_take_the_same_items
     with engine.db.writing() as session:
         for i in range(THREADS):
             annotators.append(queries.get_or_add_annotator(session, f"taker-{i}").id)
-    items = engine.item_ids.tolist()
+    items = engine.pool.item_ids.tolist()
     now = utc_now()
 
     def take(i):
@@ -90,7 +90,7 @@ def test_annotators_leasing_at_once_never_get_the_same_item(engine):
 
     leased = _in_threads(lease_all)
     everything = [item for got in leased for item in got]
-    assert len(everything) == len(set(everything)) == len(engine.item_ids)
+    assert len(everything) == len(set(everything)) == len(engine.pool.item_ids)
     assert all(leased), "every annotator got some asks"
     with engine.db.reading() as session:
         rows = lease_queries.leases(session, engine.project_id)
@@ -102,8 +102,8 @@ def test_annotators_leasing_at_once_never_get_the_same_item(engine):
 
 def test_an_abandoned_lease_returns_to_the_pool_and_its_old_holder_can_no_longer_label_it(engine):
     first, second = AskLeases(engine, "first", team=NO_OVERLAP), AskLeases(engine, "second", team=NO_OVERLAP)
-    held = first.lease(len(engine.item_ids))
-    assert len(held) == len(engine.item_ids) and second.lease(5) == []
+    held = first.lease(len(engine.pool.item_ids))
+    assert len(held) == len(engine.pool.item_ids) and second.lease(5) == []
     abandoned, kept = held[0], held[1]
     with engine.db.writing() as session:  # as if the lease time had passed for one of them
         session.execute(
@@ -123,7 +123,7 @@ def test_an_abandoned_lease_returns_to_the_pool_and_its_old_holder_can_no_longer
 
 def test_a_released_ask_goes_to_the_next_annotator(engine):
     first, second = AskLeases(engine, "first", team=NO_OVERLAP), AskLeases(engine, "second", team=NO_OVERLAP)
-    held = first.lease(len(engine.item_ids))
+    held = first.lease(len(engine.pool.item_ids))
     first.release(held[:2])
     assert {ask.item_id for ask in second.lease(5)} == {ask.item_id for ask in held[:2]}
 
@@ -138,7 +138,7 @@ def test_overlap_asks_go_to_one_other_annotator_for_about_the_configured_share(e
         for ask in asks:
             _label(first, ask)
             labeled.append(ask.item_id)
-    assert len(labeled) == len(engine.item_ids)
+    assert len(labeled) == len(engine.pool.item_ids)
 
     overlap = [ask for ask in second.lease(len(labeled)) if is_overlap(ask)]
     offered = {ask.item_id for ask in overlap}

@@ -19,7 +19,7 @@ def test_a_project_whose_model_file_is_missing_opens_and_retrains_from_its_label
         artifact.unlink()
 
     with caplog.at_level(logging.WARNING, logger="services.engine.model_store"):
-        assert load_latest_model(db, settings, project_id=project_id, backbone_key=engine.backbone_key) is None
+        assert load_latest_model(db, settings, project_id=project_id, backbone_key=engine.pool.backbone_key) is None
         restarted = ready_engine(db, settings)
     assert f"model version {lost} of project {project_id}" in caplog.text and "is missing" in caplog.text
     assert restarted.loop.wait_idle(120)

@@ -26,7 +26,7 @@ def database_labels(engine):
 
 
 def test_labels_and_a_class_imported_by_another_process_reach_the_running_engine(engine, labeling_home, tmp_path):
-    paths = engine.paths[:6]  # three labeled as a new class, three as their own
+    paths = engine.pool.paths[:6]  # three labeled as a new class, three as their own
     rows = [f"{path},{'zebra' if i < 3 else true_class(path)}\n" for i, path in enumerate(paths)]
     (tmp_path / "labels.csv").write_text("path,labels\n" + "".join(rows))
     run = subprocess.run(
@@ -43,7 +43,7 @@ def test_labels_and_a_class_imported_by_another_process_reach_the_running_engine
 
     assert startup.engine is engine
     zebra = class_id(engine, "zebra")  # offered now, without a restart
-    assert [engine.current_label(int(engine.item_ids[i])).class_ids for i in range(3)] == [(zebra,)] * 3
+    assert [engine.current_label(int(engine.pool.item_ids[i])).class_ids for i in range(3)] == [(zebra,)] * 3
     assert sorted(engine.labeled_items()) == sorted(
         i for i, label in database_labels(engine).items() if label.class_ids
     )
@@ -68,13 +68,13 @@ def test_after_two_classes_swap_names_elsewhere_a_label_is_recorded_under_the_cl
 
 
 def test_a_label_written_through_another_database_object_reaches_this_processs_engine_at_once(engine):
-    item = int(engine.item_ids[0])
+    item = int(engine.pool.item_ids[0])
     with open_database(replace(engine.settings)) as other:
         (annotation_id,) = write_labels(
             other,
             project_id=engine.project_id,
             annotator="eve",
-            labels=[LabelWrite(item, (class_id(engine, true_class(engine.paths[0])),))],
+            labels=[LabelWrite(item, (class_id(engine, true_class(engine.pool.paths[0])),))],
         )
 
     assert engine.current_label(item).annotation_id == annotation_id

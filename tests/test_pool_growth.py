@@ -109,8 +109,8 @@ def test_new_images_join_the_running_engine_and_every_label_is_kept(small_projec
     assert growing == [12]
     new = startup.engine
     assert new is not old and startup.growth_error is None
-    new_ids = set(new.item_ids.tolist()) - set(old.item_ids.tolist())
-    assert len(new_ids) == 12 and len(new.item_ids) == 24
+    new_ids = set(new.pool.item_ids.tolist()) - set(old.pool.item_ids.tolist())
+    assert len(new_ids) == 12 and len(new.pool.item_ids) == 24
 
     for ask in before + during:
         assert new.current_label(ask.item_id).class_ids == (class_id(new, true_class(ask.path)),)
@@ -125,8 +125,8 @@ def test_new_images_join_the_running_engine_and_every_label_is_kept(small_projec
     session.close()  # as app/user_state.labeling_session does once its engine was replaced: leases go back
     asked = label_everything(LabelingSession(new, "bob"))
     assert new_ids <= asked
-    assert set(database_labels(db, new)) == set(new.item_ids.tolist())
-    assert set(new.labeled_items()) == set(new.item_ids.tolist())
+    assert set(database_labels(db, new)) == set(new.pool.item_ids.tolist())
+    assert set(new.labeled_items()) == set(new.pool.item_ids.tolist())
 
 
 def test_a_label_given_through_the_replaced_engine_after_it_retired_reaches_the_new_one(small_project):
@@ -162,7 +162,7 @@ def test_a_failed_growth_keeps_the_engine_serving_and_says_why(small_project, mo
     monkeypatch.undo()
     grow_pool(db, settings, config=FAST)
     assert wait_for(lambda: startup.growing is None and startup.engine is not old)
-    assert startup.growth_error is None and len(startup.engine.item_ids) == 16
+    assert startup.growth_error is None and len(startup.engine.pool.item_ids) == 16
 
 
 def test_a_label_written_elsewhere_reaches_the_engine_and_an_older_one_never_replaces_it(small_project):

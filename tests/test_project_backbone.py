@@ -88,7 +88,7 @@ def test_switching_the_backbone_re_embeds_in_the_background_and_keeps_every_labe
             assert wait_for(lambda: grow_pool(db, settings, config=FAST).switching is None)
             new = startup.engine
             assert new is not old and startup.backbone == switched_to and startup.growth_error is None
-            assert new.backbone_key != old.backbone_key
+            assert new.pool.backbone_key != old.pool.backbone_key
             assert sorted(new.labeled_items()) == sorted(old.labeled_items()) and len(new.labeled_items()) == 5
             with db.reading() as session:
                 assert len(label_queries.current_labels(session, new.project_id)) == 5

@@ -197,7 +197,7 @@ def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings
     app.number_input[0].set_value(3)
     app.number_input[1].set_value(20.0)
     app.button[[b.label for b in app.button].index("Save")].click().run()
-    assert read_team_settings(engine.settings, engine.project_id) == TeamSettings(lease_seconds=180, overlap_share=0.2)
+    assert read_team_settings(engine.db, engine.project_id) == TeamSettings(lease_seconds=180, overlap_share=0.2)
     assert LabelingSession(engine, "new").leases.team.overlap_share == 0.2
 
 

@@ -97,7 +97,7 @@ def test_pages_show_item_images_only_through_the_image_cache():
                 calls.append((path.name, ast.unparse(node.args[0]) if node.args else ""))
     assert calls
     for name, argument in calls:
-        assert re.match(r"(engine\.images\.get|session\.image)\(", argument), f"{name}: st.image({argument})"
+        assert re.match(r"(engine\.pool\.images\.get|session\.image)\(", argument), f"{name}: st.image({argument})"
 
 
 # --- XSRF protection and the upload limit ---------------------------------------------------

@@ -129,7 +129,7 @@ def retrain(engine):
 def test_slice_is_measured_with_every_model_version_after_retrain(engine):
     label_truly(engine, 12)
     first = retrain(engine)
-    airplanes = [i for i, p in zip(engine.item_ids.tolist(), engine.paths) if p.startswith("airplane/")]
+    airplanes = [i for i, p in zip(engine.pool.item_ids.tolist(), engine.pool.paths) if p.startswith("airplane/")]
     slice_id = create_slice(
         engine, name="planes", example_item_ids=airplanes[:2], created_by="rev", config=SliceConfig(k=8)
     )
@@ -239,7 +239,7 @@ def test_multi_label_slices_are_measured_with_set_accuracy(engine):
     engine = multi_label_engine(engine)
     label_truly(engine, 12)
     retrain(engine)
-    airplanes = [i for i, p in zip(engine.item_ids.tolist(), engine.paths) if p.startswith("airplane/")]
+    airplanes = [i for i, p in zip(engine.pool.item_ids.tolist(), engine.pool.paths) if p.startswith("airplane/")]
     labeled = [i for i in airplanes if engine.current_label(i) is not None]
     assert labeled, "the strategy asked about no airplane"
     measured = measure(engine, examples=labeled[:1], min_similarity=-1.0)  # every image a member

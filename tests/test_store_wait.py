@@ -24,5 +24,5 @@ def test_the_app_starts_once_another_process_has_finished_writing_the_embeddings
         with store_held_elsewhere("bundled", folder, release):
             engine = ready_engine(db, settings)  # fails if the start gave up on the busy store
             assert release.exists()  # the start waited, and was ready only after the holder was let go
-        assert len(engine.item_ids) > 0
+        assert len(engine.pool.item_ids) > 0
         close_engines()

@@ -96,7 +96,7 @@ def test_eight_annotators_label_at_once_without_sharing_items_or_losing_labels(b
         latencies_ms = 1000 * np.asarray([s for who in annotators for s in who.latencies_s])
         backend = engine.db.engine.dialect.name
         print(
-            f"\n{backend}: {len(latencies_ms)} labels of {len(engine.item_ids)} images by {ANNOTATORS} annotators "
+            f"\n{backend}: {len(latencies_ms)} labels of {len(engine.pool.item_ids)} images by {ANNOTATORS} annotators "
             f"in {elapsed:.1f} s "
             f"({len(shared)} overlap items labeled twice); label write latency p50 "
             f"{np.percentile(latencies_ms, 50):.1f} ms, p99 {np.percentile(latencies_ms, 99):.1f} ms, "

@@ -51,7 +51,7 @@ def queue(engine, items):
 
 def some_items(engine, n=6):
     """``n`` item ids in an order no strategy would choose: every third item, from the end."""
-    return engine.item_ids.tolist()[::-3][:n]
+    return engine.pool.item_ids.tolist()[::-3][:n]
 
 
 def answer(session, ask):
@@ -87,7 +87,7 @@ def test_queued_images_are_asked_first_in_order_as_triage_picks_outside_audit_ac
 
 def test_labeled_images_are_skipped_and_queueing_again_adds_nothing(team):
     items = some_items(team)
-    names = {item: true_class(team.paths[team.row_of[item]]) for item in items}
+    names = {item: true_class(team.pool.paths[team.pool.row_of[item]]) for item in items}
     record_annotation(team.db, item_id=items[1], class_names=[names[items[1]]], annotator="grid")
     first = queue(team, items)
     assert (first.queued, first.already_queued, first.labeled) == (5, 0, 1)
@@ -117,15 +117,7 @@ def test_the_queue_survives_a_restart(team, backend_settings):
     queue(team, items)
     with open_database(backend_settings) as db:  # a new process: a new database handle and a new engine
         project = get_project(db, "default")
-        engine = ProjectEngine(
-            db,
-            backend_settings,
-            project=project,
-            backbone_key="synthetic",
-            item_ids=team.item_ids,
-            paths=team.paths,
-            embeddings=team.embeddings,
-        )
+        engine = ProjectEngine(db, backend_settings, project=project, pool=team.pool)
         try:
             session = LabelingSession(engine, "ann", team=NO_OVERLAP)
             got = []
@@ -140,7 +132,7 @@ def test_the_queue_survives_a_restart(team, backend_settings):
 
 
 def test_annotators_at_once_are_each_asked_different_queued_images(team):
-    items = team.item_ids.tolist()[::-2][:12]
+    items = team.pool.item_ids.tolist()[::-2][:12]
     queue(team, items)
     annotators = [AskLeases(team, f"ann-{i}", team=NO_OVERLAP) for i in range(4)]
     leased = _in_threads(lambda i: annotators[i].lease(3), n=4)
@@ -171,7 +163,7 @@ def test_label_next_queues_report_rows_in_order_with_their_margin(team):
     rows = [
         TriageRow(
             item_id=item,
-            path=team.paths[team.row_of[item]],
+            path=team.pool.paths[team.pool.row_of[item]],
             kinds=kinds,
             margin=margin,
             predicted=None,
@@ -282,7 +274,7 @@ def test_clear_withdraws_only_waiting_images_and_keeps_what_was_asked(team):
     view = queue_view(team.db, team.project_id, first=3)
     assert view.waiting == 5 and [pick.item_id for pick in view.first] == items[1:4]
     assert [pick.score_parts for pick in view.first] == [{"triage_margin": r / 100} for r in (1, 2, 3)]
-    assert view.first[0].path == team.paths[team.row_of[items[1]]]
+    assert view.first[0].path == team.pool.paths[team.pool.row_of[items[1]]]
 
     assert clear_queue(team.db, team.project_id) == 5
     assert pending_items(team.db, team.project_id) == []
@@ -368,14 +360,18 @@ def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
     assert [m.value for m in app.metric if m.label == "Images waiting"] == ["0"]
     assert app.button(key="triage_clear_queue").disabled
 
-    unlabeled = [item for item in engine.item_ids.tolist() if engine.current_label(item) is None]
+    unlabeled = [item for item in engine.pool.item_ids.tolist() if engine.current_label(item) is None]
     items = unlabeled[::-1][:4]
     queue(engine, items)
     app = open_page("pages/triage.py")
     assert [m.value for m in app.metric if m.label == "Images waiting"] == ["4"]
     captions = [c.value for c in app.caption]
     shown = [
-        next(i for i, c in enumerate(captions) if c.startswith(escape_markdown(engine.paths[engine.row_of[item]])))
+        next(
+            i
+            for i, c in enumerate(captions)
+            if c.startswith(escape_markdown(engine.pool.paths[engine.pool.row_of[item]]))
+        )
         for item in items
     ]
     assert shown == sorted(shown)  # in ask order
@@ -429,7 +425,7 @@ def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypa
 
 def test_a_session_full_of_queued_images_is_left_alone_while_more_wait(team, monkeypatch):
     monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
-    queue(team, team.item_ids.tolist()[::-2][:20])  # more than one batch
+    queue(team, team.pool.item_ids.tolist()[::-2][:20])  # more than one batch
     session = LabelingSession(team, "ann", team=NO_OVERLAP)
     released = []
     original = session.leases.release
@@ -492,7 +488,7 @@ def test_cli_triage_show_queue_lists_the_waiting_images_in_ask_order(team, backe
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4
     for rank, (line, item) in enumerate(zip(lines, items), start=1):
-        path = team.paths[team.row_of[item]]
+        path = team.pool.paths[team.pool.row_of[item]]
         assert line.startswith(f"{rank}. {path} (item {item}): margin {(rank - 1) / 100:.2f}; ")
         assert re.search(r"; queued \d{4}-\d\d-\d\d \d\d:\d\d UTC; ", line)
     assert " held by bob until " in lines[0] and lines[1].endswith("; not held") and lines[2].endswith("; not held")

@@ -183,6 +183,7 @@ with st.form("selection"):
             "Saved; new asks use these settings.",
             engine.set_selection,
             strategy,
+            by=annotator(),
             band_center_quantile=centre,
             band_center=fixed or None,
             audit_share=audit,

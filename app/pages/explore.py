@@ -40,14 +40,14 @@ AXES = {"PCA": ("PC 1", "PC 2"), "t-SNE": ("t-SNE 1", "t-SNE 2")}
 @st.cache_resource(max_entries=4)
 def projection(project_id: int, backbone_key: str, n_items: int, _engine: ProjectEngine) -> np.ndarray:
     """PCA map of one project's embeddings; the key changes when the embeddings do."""
-    return pca_2d(_engine.embeddings)
+    return pca_2d(_engine.pool.embeddings)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False, validate=lambda job: not job.retry)
 def tsne_map(project_id: int, backbone_key: str, n_items: int, _engine: ProjectEngine) -> MapJob:
     """One project's t-SNE map, started in the background on first use; the key changes when the
     embeddings do. A failed map is started again once someone asks (``retry``)."""
-    return start_tsne_map(_engine.embeddings, labeled_mask(_engine), TSNE_CONFIG)
+    return start_tsne_map(_engine.pool.embeddings, labeled_mask(_engine), TSNE_CONFIG)
 
 
 @st.fragment(run_every=1)
@@ -74,7 +74,7 @@ kind = st.radio(
     f"on at most {TSNE_CONFIG.max_points:,} images (every labeled one included).",
 )
 colour_by = st.radio("Colour by", ["label", "prediction"], horizontal=True)
-key = (engine.project_id, engine.backbone_key, len(engine.item_ids))
+key = (engine.project_id, engine.pool.backbone_key, len(engine.pool.item_ids))
 if kind == "t-SNE":
     job = tsne_map(*key, engine)
     if job.phase == "running":
@@ -100,9 +100,9 @@ if kind == "t-SNE":
     st.caption(f"t-SNE map of {len(job.rows):,} of {job.total:,} images{sampled}.")
 else:
     points = map_points(engine, projection(*key, engine), colour_by=colour_by)
-    if len(points.rows) < len(engine.item_ids):
+    if len(points.rows) < len(engine.pool.item_ids):
         st.caption(
-            f"PCA map of a random {len(points.rows):,} of {len(engine.item_ids):,} images "
+            f"PCA map of a random {len(points.rows):,} of {len(engine.pool.item_ids):,} images "
             f"(at most {MAP_POINTS:,} are drawn)."
         )
 figure = go.Figure()
@@ -115,8 +115,8 @@ for name in sorted(set(points.group), key=lambda g: (g == "unlabeled", g)):
             y=points.xy[members, 1],
             mode="markers",
             name=escape_plotly(name),
-            customdata=engine.item_ids[points.rows[members]],
-            hovertext=[escape_plotly(engine.paths[r]) for r in points.rows[members]],
+            customdata=engine.pool.item_ids[points.rows[members]],
+            hovertext=[escape_plotly(engine.pool.paths[r]) for r in points.rows[members]],
             hoverinfo="text",
             marker=dict(size=5, color="lightgrey" if name == "unlabeled" else None),
         )
@@ -136,9 +136,9 @@ if not selected:
     st.stop()
 item_id = int(selected[0]["customdata"] if np.isscalar(selected[0]["customdata"]) else selected[0]["customdata"][0])
 picture, about = st.columns([1, 3])
-picture.image(engine.images.get(item_id, engine.paths[engine.row_of[item_id]], 2 * THUMBNAIL_SIDE))
+picture.image(engine.pool.images.get(item_id, engine.pool.paths[engine.pool.row_of[item_id]], 2 * THUMBNAIL_SIDE))
 with about:
-    st.text(engine.paths[engine.row_of[item_id]])
+    st.text(engine.pool.paths[engine.pool.row_of[item_id]])
     label = engine.current_label(item_id)
     names = ", ".join(engine.classes[c].name for c in label.class_ids) if label and label.class_ids else "unlabeled"
     st.caption(f"Label: {escape_markdown(names)}")
@@ -150,5 +150,5 @@ if find:
     for start in range(0, len(similar), COLUMNS):
         for column, (other, similarity) in zip(st.columns(COLUMNS), similar[start : start + COLUMNS]):
             with column:
-                st.image(engine.images.get(other, engine.paths[engine.row_of[other]], THUMBNAIL_SIDE))
-                st.caption(f"{escape_markdown(engine.paths[engine.row_of[other]])} · {similarity:.2f}")
+                st.image(engine.pool.images.get(other, engine.pool.paths[engine.pool.row_of[other]], THUMBNAIL_SIDE))
+                st.caption(f"{escape_markdown(engine.pool.paths[engine.pool.row_of[other]])} · {similarity:.2f}")

@@ -38,9 +38,11 @@ else:
     if not labeled:
         st.info("Label an image first; its near-copies show here.")
         st.stop()
-    source = st.selectbox("Labeled image", labeled, format_func=lambda item: engine.paths[engine.row_of[item]])
+    source = st.selectbox(
+        "Labeled image", labeled, format_func=lambda item: engine.pool.paths[engine.pool.row_of[item]]
+    )
     min_similarity = st.slider("Least similarity", 0.5, 1.0, NEAR_COPY_SIMILARITY, 0.01)
-    st.image(engine.images.get(source, engine.paths[engine.row_of[source]], THUMBNAIL_SIDE))
+    st.image(engine.pool.images.get(source, engine.pool.paths[engine.pool.row_of[source]], THUMBNAIL_SIDE))
     target_id = engine.current_label(source).class_ids[0]
     target = engine.classes[target_id]
     candidates = near_copies(engine, source, GRID_SIZE, min_similarity)
@@ -54,7 +56,7 @@ with st.form("grid"):
     for start in range(0, len(candidates), COLUMNS):
         for column, candidate in zip(st.columns(COLUMNS), candidates[start : start + COLUMNS]):
             with column:
-                st.image(engine.images.get(candidate.item_id, candidate.path, THUMBNAIL_SIDE))
+                st.image(engine.pool.images.get(candidate.item_id, candidate.path, THUMBNAIL_SIDE))
                 st.checkbox(
                     f"{escape_markdown(candidate.path)} · {candidate.score:.2f}",
                     value=True,

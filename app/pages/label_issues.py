@@ -67,7 +67,7 @@ if position < len(queue.issues):
     issue = queue.issues[position]
     given, suggested = engine.classes[issue.given].name, engine.classes[issue.suggested].name
     picture, about = st.columns([2, 3])
-    picture.image(engine.images.get(issue.item_id, issue.path, ASK_IMAGE_SIDE))
+    picture.image(engine.pool.images.get(issue.item_id, issue.path, ASK_IMAGE_SIDE))
     with about:
         st.subheader(f"{position + 1} of {len(queue.issues)}")
         st.text(issue.path)

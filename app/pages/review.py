@@ -60,7 +60,7 @@ if queue:
     classes = engine.active_classes()
     image_column, controls = st.columns([3, 2], gap="large")
     with image_column:
-        st.image(engine.images.get(task.item_id, task.path, ASK_IMAGE_SIDE), width=ASK_IMAGE_SIDE)
+        st.image(engine.pool.images.get(task.item_id, task.path, ASK_IMAGE_SIDE), width=ASK_IMAGE_SIDE)
         st.text(task.path)
     with controls:
         st.dataframe(
@@ -162,7 +162,7 @@ else:
 
 if account.can(Role.ADMIN):
     with st.expander("Team settings"):
-        team = read_team_settings(engine.settings, engine.project_id)
+        team = read_team_settings(engine.db, engine.project_id)
         with st.form("team-settings", border=False):
             minutes = st.number_input(
                 "Lease time (minutes): an ask not labeled within this time returns to the pool",
@@ -179,8 +179,9 @@ if account.can(Role.ADMIN):
             )
             if st.form_submit_button("Save"):
                 save_team_settings(
-                    engine.settings,
+                    engine.db,
                     engine.project_id,
                     TeamSettings(lease_seconds=int(minutes) * 60, overlap_share=share / 100),
+                    by=annotator(),
                 )
                 st.success("Saved; labeling sessions started from now on use it.")

@@ -57,11 +57,11 @@ if st.button("Measure with the serving model now", disabled=engine.serving.model
 
 
 def thumbnails(item_ids: list[int]) -> None:
-    shown = [i for i in item_ids if i in engine.row_of]
+    shown = [i for i in item_ids if i in engine.pool.row_of]
     for start in range(0, len(shown), COLUMNS):
         for column, item in zip(st.columns(COLUMNS), shown[start : start + COLUMNS]):
-            column.image(engine.images.get(item, engine.paths[engine.row_of[item]], THUMBNAIL_SIDE))
-            column.caption(escape_markdown(engine.paths[engine.row_of[item]]))
+            column.image(engine.pool.images.get(item, engine.pool.paths[engine.pool.row_of[item]], THUMBNAIL_SIDE))
+            column.caption(escape_markdown(engine.pool.paths[engine.pool.row_of[item]]))
 
 
 for found in slices:

@@ -127,7 +127,7 @@ def show_report(report) -> None:
     for start in range(0, min(len(rows), SHOWN), COLUMNS):
         for column, row in zip(st.columns(COLUMNS), rows[start : start + COLUMNS]):
             with column:
-                st.image(engine.images.get(row.item_id, row.path, THUMBNAIL_SIDE))
+                st.image(engine.pool.images.get(row.item_id, row.path, THUMBNAIL_SIDE))
                 detail = (
                     f"margin {row.margin:.2f}"
                     if "near_failure" in row.kinds and row.margin is not None
@@ -172,7 +172,7 @@ def show_queue() -> None:
     for start in range(0, len(view.first), COLUMNS):
         for column, pick in zip(st.columns(COLUMNS), view.first[start : start + COLUMNS]):
             with column:
-                st.image(engine.images.get(pick.item_id, pick.path, THUMBNAIL_SIDE))
+                st.image(engine.pool.images.get(pick.item_id, pick.path, THUMBNAIL_SIDE))
                 margin = pick.score_parts.get("triage_margin")
                 detail = f" · margin {margin:.2f}" if margin is not None else ""
                 st.caption(f"{escape_markdown(pick.path)}{detail}")

@@ -149,7 +149,7 @@ def _waiting(db: Database, engine: ProjectEngine, n: int) -> list[PendingPick]:
     usable = [
         pick
         for pick in waiting
-        if pick.item_id in engine.row_of and not getattr(engine.current_label(pick.item_id), "class_ids", None)
+        if pick.item_id in engine.pool.row_of and not getattr(engine.current_label(pick.item_id), "class_ids", None)
     ]
     return usable[:n]
 
@@ -163,7 +163,7 @@ def _hand_out(
     if not queued:
         return []
     serving = engine.serving
-    predicted = _recorded_predictions(engine, np.asarray([engine.row_of[pick.item_id] for pick in queued]))
+    predicted = _recorded_predictions(engine, np.asarray([engine.pool.row_of[pick.item_id] for pick in queued]))
     picks = [
         dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE, predicted=classes)
         for pick, classes in zip(queued, predicted)
@@ -186,7 +186,7 @@ def _hand_out(
     return [
         Ask(
             item_id=pick["item_id"],
-            path=engine.paths[engine.row_of[pick["item_id"]]],
+            path=engine.pool.paths[engine.pool.row_of[pick["item_id"]]],
             pick_id=pick_id,
             source=TRIAGE,
             score_parts=pick["score_parts"],
@@ -216,14 +216,14 @@ def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[
         return [None] * len(rows)
     return [
         recorded_prediction(value, probe, multi_label=engine.multi_label)
-        for value in probe.predict(engine.embeddings[rows])
+        for value in probe.predict(engine.pool.embeddings[rows])
     ]
 
 
 def _result(
     db: Database, engine: ProjectEngine, asks: list, strategy: str, embedded_now: int, root: str
 ) -> HeadlessSelection:
-    rows = np.asarray([engine.row_of[ask.item_id] for ask in asks])
+    rows = np.asarray([engine.pool.row_of[ask.item_id] for ask in asks])
     predictions = engine.predictions(rows)
     probability = predictions[1] if predictions is not None else np.full(len(asks), math.nan)
     with db.reading() as session:
@@ -247,7 +247,7 @@ def _result(
         strategy=strategy,
         model_version_id=asks[0].model_version_id,
         n_labeled=n_labeled,
-        n_unlabeled=len(engine.item_ids) - n_labeled,
+        n_unlabeled=len(engine.pool.item_ids) - n_labeled,
         embedded_now=embedded_now,
         picks=picks,
         model_error=engine.last_error,

@@ -80,8 +80,8 @@ def label_issue_queue(
     class_ids = np.unique(given)
     if len(items) < max(config.min_labels, 2) or len(class_ids) < 2:
         return LabelIssueQueue([], class_ids.tolist(), np.zeros((len(class_ids),) * 2, np.int64), len(items), 0)
-    rows = np.asarray([engine.row_of[i] for i in items.tolist()], np.int64)
-    probe = LinearProbe(n_folds=n_folds, random_state=random_state).fit(engine.embeddings[rows], given)
+    rows = np.asarray([engine.pool.row_of[i] for i in items.tolist()], np.int64)
+    probe = LinearProbe(n_folds=n_folds, random_state=random_state).fit(engine.pool.embeddings[rows], given)
     columns = np.searchsorted(probe.classes_, given)
     found = find_issues(columns, probe.oof_proba_, config=config)
     with engine.db.reading() as session:
@@ -91,7 +91,7 @@ def label_issue_queue(
     issues = [
         LabelIssue(
             item_id=int(items[p]),
-            path=engine.paths[rows[p]],
+            path=engine.pool.paths[rows[p]],
             annotation_id=current[int(items[p])].annotation_id,
             given=int(probe.classes_[g]),
             suggested=int(probe.classes_[s]),
@@ -220,9 +220,9 @@ def multi_label_issue_queue(
             for c, n in zip(class_ids.tolist(), given.sum(axis=0).tolist())
         ]
         return MultiLabelIssueQueue([], stats, len(items), 0, min_labels, False)
-    rows = np.asarray([engine.row_of[i] for i in items.tolist()], np.int64)
+    rows = np.asarray([engine.pool.row_of[i] for i in items.tolist()], np.int64)
     probe = LinearProbe(multi_label=True, n_folds=n_folds, random_state=random_state).fit(
-        engine.embeddings[rows], given, classes=class_ids
+        engine.pool.embeddings[rows], given, classes=class_ids
     )
     found = find_multilabel_issues(given, probe.oof_proba_, config=config)
     with engine.db.reading() as session:
@@ -236,7 +236,7 @@ def multi_label_issue_queue(
     issues = [
         MultiLabelIssue(
             item_id=int(items[p]),
-            path=engine.paths[rows[p]],
+            path=engine.pool.paths[rows[p]],
             annotation_id=current[int(items[p])].annotation_id,
             given=ids(found.given[q]),
             suggested=ids(found.suggested[q]),

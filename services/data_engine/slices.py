@@ -98,14 +98,16 @@ def create_slice(
     examples = sorted(set(int(i) for i in example_item_ids))
     if not examples:
         raise UserError("a slice needs at least one example image")
-    missing = [i for i in examples if i not in engine.row_of]
+    missing = [i for i in examples if i not in engine.pool.row_of]
     if missing:
         raise UserError(
-            f"item {missing[0]} has no {engine.backbone_key} embedding; run `python -m app.cli embed` "
+            f"item {missing[0]} has no {engine.pool.backbone_key} embedding; run `python -m app.cli embed` "
             "and restart the app, or choose another example"
         )
     similarity = similarity_to_examples(
-        engine.embeddings, engine.embeddings[[engine.row_of[i] for i in examples]], block_rows=config.block_rows
+        engine.pool.embeddings,
+        engine.pool.embeddings[[engine.pool.row_of[i] for i in examples]],
+        block_rows=config.block_rows,
     )
     threshold = threshold_for_k(similarity, max(config.k, len(examples)))
     try:
@@ -118,7 +120,7 @@ def create_slice(
                 session,
                 project_id=engine.project_id,
                 name=name,
-                backbone_key=engine.backbone_key,
+                backbone_key=engine.pool.backbone_key,
                 k=config.k,
                 min_similarity=threshold,
                 created_by=created_by,
@@ -140,13 +142,13 @@ def resolve_examples(engine: ProjectEngine, references: list[str]) -> list[int]:
     UserError
         Naming the first reference that is no embedded image of the project.
     """
-    by_path = {path: int(item) for item, path in zip(engine.item_ids.tolist(), engine.paths)}
+    by_path = {path: int(item) for item, path in zip(engine.pool.item_ids.tolist(), engine.pool.paths)}
     found = []
     for reference in (r.strip() for r in references):
         if not reference:
             continue
         item = int(reference) if reference.isdigit() else by_path.get(reference.removeprefix("./"))
-        if item is None or item not in engine.row_of:
+        if item is None or item not in engine.pool.row_of:
             raise UserError(
                 f"{reference!r} is no embedded image of project {engine.project_name!r}; give an item id "
                 "or a path relative to the project root"
@@ -165,13 +167,15 @@ def measure(
 ) -> SliceMeasure | None:
     """Members, labeled members, mined members and accuracy with ``probe`` (default: the serving
     model); None when no example has an embedding in the engine."""
-    rows = [engine.row_of[i] for i in examples if i in engine.row_of]
+    rows = [engine.pool.row_of[i] for i in examples if i in engine.pool.row_of]
     if not rows:
         return None
-    similarity = similarity_to_examples(engine.embeddings, engine.embeddings[rows], block_rows=config.block_rows)
+    similarity = similarity_to_examples(
+        engine.pool.embeddings, engine.pool.embeddings[rows], block_rows=config.block_rows
+    )
     labels = _current_labels(engine)
-    labeled = np.zeros(len(engine.item_ids), bool)
-    labeled[[engine.row_of[i] for i in labels]] = True
+    labeled = np.zeros(len(engine.pool.item_ids), bool)
+    labeled[[engine.pool.row_of[i] for i in labels]] = True
     members = similarity >= min_similarity
     probe = engine.serving.probe if probe is None else probe
     usable = probe is not None and len(probe.classes_) >= 2
@@ -181,7 +185,7 @@ def measure(
         candidates = np.flatnonzero(members & ~labeled)
         if len(candidates):
             uncertainty[candidates] = uncertainty_of(
-                probe.predict_proba(engine.embeddings[candidates]), multi_label=engine.multi_label
+                probe.predict_proba(engine.pool.embeddings[candidates]), multi_label=engine.multi_label
             )
     mined = remine(similarity, min_similarity, uncertainty, labeled)
     value = None
@@ -192,7 +196,7 @@ def measure(
         n_labeled=int((members & labeled).sum()),
         n_mined=len(mined),
         accuracy=value,
-        mined_item_ids=engine.item_ids[mined[: config.top_mined]].tolist(),
+        mined_item_ids=engine.pool.item_ids[mined[: config.top_mined]].tolist(),
     )
 
 
@@ -208,7 +212,7 @@ def _heldout_accuracy(
     """Accuracy of the slice's labeled members, each predicted by ``probe`` refit without it;
     multi-label: the share whose predicted class set is exactly the given one."""
     items = list(labels)
-    rows = np.asarray([engine.row_of[i] for i in items], np.int64)
+    rows = np.asarray([engine.pool.row_of[i] for i in items], np.int64)
     classes = None
     if engine.multi_label:  # an indicator over every class the probe or a label knows
         classes = np.union1d(probe.classes_, [c for i in items for c in labels[i]]).astype(np.int64)
@@ -219,7 +223,7 @@ def _heldout_accuracy(
         y = np.asarray([labels[i][0] for i in items], np.int64)
     positions = np.flatnonzero(members[rows])
     predicted = heldout_member_predictions(
-        probe, engine.embeddings[rows], y, positions, n_folds=config.accuracy_folds, classes=classes
+        probe, engine.pool.embeddings[rows], y, positions, n_folds=config.accuracy_folds, classes=classes
     )
     return accuracy(y[positions], predicted)
 
@@ -237,7 +241,7 @@ def record_metrics(
         slices = [
             s
             for s in slice_queries.project_slices(session, engine.project_id)
-            if s.backbone_key == engine.backbone_key
+            if s.backbone_key == engine.pool.backbone_key
             and (slice_ids is None or s.id in slice_ids)
             and not slice_queries.has_metric(session, s.id, version_id)
         ]

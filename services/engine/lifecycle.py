@@ -36,6 +36,7 @@ from core.features.embedding_store import EmbeddingStore
 from core.features.extract import ExtractConfig
 from services.config import Settings
 from services.database import Database
+from services.engine.pool import Pool
 from services.engine.project_engine import ProjectEngine
 from services.errors import UserError
 from services.features.embeddings import embed
@@ -287,12 +288,11 @@ def build_engine(db: Database, settings: Settings, project_name: str, folder: Pa
             f"project {project_name!r} has no embedded images; embed them with "
             f"`python -m app.cli embed --project {project_name}`"
         )
-    return ProjectEngine(
-        db,
-        settings,
-        project=project,
+    pool = Pool.of(
         backbone_key=folder.name,
         item_ids=ids,
         paths=[paths[i] for i in ids.tolist()],
         embeddings=vectors,
+        root=Path(project.root_path),
     )
+    return ProjectEngine(db, settings, project=project, pool=pool)

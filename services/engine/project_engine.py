@@ -1,6 +1,8 @@
-"""One project's shared labeling engine: embeddings, current labels, the serving probe, selection.
+"""One project's model and ranking state: current labels, the serving probe, selection.
 
-Every labeler of a project in this process uses the same :class:`ProjectEngine`; its
+An engine ranks a fixed :class:`~services.engine.pool.Pool` (ids, paths, embeddings);
+:mod:`services.engine.lifecycle` starts engines, grows the pool into a new engine and retires
+the old one. Every labeler of a project in this process uses the same :class:`ProjectEngine`; its
 methods are thread-safe. Labels reach the database before the engine hears of them: the one
 label path (:mod:`services.labeling.write`) commits, then announces the labels to every engine
 of the project in this process (:mod:`services.engine.registry`); :meth:`ProjectEngine.sync`
@@ -11,13 +13,11 @@ be rebuilt from it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,15 +28,17 @@ from core.model.retrain_worker import ProbeTrainer
 from core.selection.scorers import UNCERTAINTY
 from core.selection.selection import ALL_STRATEGIES, SelectionConfig, select
 from core.similarity.similarity_state import SimilarityState
+from services import shared_settings
 from services.config import Settings
 from services.database import Database
 from services.engine import registry
 from services.engine.model_store import load_latest_model, save_model_version
+from services.engine.pool import Pool
 from services.errors import UserError
-from services.features.item_images import ImageCache
 from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
 from storage.models import Project
+from storage.settings import setting_queries
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +92,8 @@ class ProjectEngine:
     ----------
     db, settings
     project : Project
-    backbone_key : str
-        Folder key of the backbone whose embeddings these are.
-    item_ids : ndarray of shape (N,), int
-    paths : list of str
-        Path of each item, relative to the project root.
-    embeddings : ndarray of shape (N, D), float32, L2-normalised
+    pool : Pool
+        The embedded items it ranks, fixed for its life.
     loop_config : LoopConfig
     """
 
@@ -105,25 +103,17 @@ class ProjectEngine:
         settings: Settings,
         *,
         project: Project,
-        backbone_key: str,
-        item_ids: np.ndarray,
-        paths: list[str],
-        embeddings: np.ndarray,
+        pool: Pool,
         loop_config: LoopConfig = LoopConfig(),
     ) -> None:
-        self.db, self.settings, self.backbone_key = db, settings, backbone_key
+        self.db, self.settings, self.pool = db, settings, pool
         self.project_id, self.project_name, self.multi_label = project.id, project.name, project.multi_label
-        self.item_ids = np.asarray(item_ids, np.int64)
-        self.paths = list(paths)
-        self.embeddings = embeddings
-        self.row_of = {int(item_id): row for row, item_id in enumerate(self.item_ids.tolist())}
-        self.images = ImageCache(Path(project.root_path))
         self.background = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"asks-{project.id}")
         self._closed = False
         self._lock = threading.Lock()  # guards _labels; held only briefly
         self._state_lock = threading.Lock()  # guards _state, which selection reads for a while
         self._rng = np.random.default_rng()
-        self._state = SimilarityState(embeddings)
+        self._state = SimilarityState(pool.embeddings)
         self._state_labels: dict[int, tuple[int, ...]] = {}  # the labels _state reflects
         self._labels: dict[int, CurrentLabel] = {}  # item id -> newest annotation (cleared ones too)
         # The project's newest annotation id at the poll before last and at the last (see sync).
@@ -131,9 +121,12 @@ class ProjectEngine:
         self.last_error: str | None = None
         self.classes: dict[int, ClassInfo] = {}
         self.reload_classes()
-        self.selection = self._read_selection_settings()
+        shared_settings.import_setting_files(db, settings, self.project_id)  # settings files of earlier versions
+        self.selection = selection_settings(
+            shared_settings.read_setting(db, self.project_id, shared_settings.SELECTION)
+        )
         self.serving = Serving()
-        stored = load_latest_model(db, settings, project_id=self.project_id, backbone_key=backbone_key)
+        stored = load_latest_model(db, settings, project_id=self.project_id, backbone_key=pool.backbone_key)
         if stored is not None and stored[1].multi_label == self.multi_label:  # not one of the project's other mode
             self.serving = Serving(*stored)
         self._load_labels()
@@ -162,11 +155,12 @@ class ProjectEngine:
             newest = label_queries.newest_annotation_id(session, self.project_id)
             labels = label_queries.current_labels(session, self.project_id)
         with self._lock:
-            self._labels = {item: label for item, label in labels.items() if item in self.row_of}
+            self._labels = {item: label for item, label in labels.items() if item in self.pool.row_of}
         self._poll_marks = (newest, newest)
 
     def sync(self) -> int:
-        """Take what other processes committed since the last poll: class changes, and the labels
+        """Take what other processes committed since the last poll: class changes, the selection
+        settings, and the labels
         of items annotated after the newest annotation seen one poll ago (so that a label committed
         late under a lower id is not missed). Cheap when nothing changed; returns how many labels
         were new to this engine."""
@@ -175,14 +169,17 @@ class ProjectEngine:
             classes = label_queries.label_classes(session, self.project_id, include_archived=True)
             since = self._poll_marks[0]
             labels = label_queries.current_labels_since(session, self.project_id, since) if newest > since else {}
+            selection = setting_queries.project_setting(session, self.project_id, shared_settings.SELECTION)
         self._poll_marks = (self._poll_marks[1], newest)
         self._set_classes(classes)
+        if selection is not None:
+            self.selection = selection_settings(selection.value)
         return self.take_labels(labels)
 
     def _feed_loop(self) -> int:
         """Give the retrain loop every current label (and forget the cleared ones); returns how many."""
         with self._lock:
-            cleared = [self.row_of[i] for i, label in self._labels.items() if not label.class_ids]
+            cleared = [self.pool.row_of[i] for i, label in self._labels.items() if not label.class_ids]
         rows, labels = self._current_loop_labels()
         self.loop.remove_labels(cleared)
         self.loop.add_labels(rows, labels)
@@ -191,13 +188,15 @@ class ProjectEngine:
     def _current_loop_labels(self) -> tuple[list[int], list[int | tuple[int, ...]]]:
         """Pool rows of the labeled items and their labels as the retrain loop takes them."""
         with self._lock:
-            labeled = {self.row_of[i]: self._loop_label(label) for i, label in self._labels.items() if label.class_ids}
+            labeled = {
+                self.pool.row_of[i]: self._loop_label(label) for i, label in self._labels.items() if label.class_ids
+            }
         return list(labeled), list(labeled.values())
 
     def _labels_digest(self, rows, labels) -> str:
         """Fingerprint of a label set (item ids and class ids, in any order), stored with each
         model version so that a start can tell whether the newest one is current."""
-        item_ids = self.item_ids[np.asarray(rows, np.int64)].tolist()
+        item_ids = self.pool.item_ids[np.asarray(rows, np.int64)].tolist()
         classes = [
             tuple(sorted(int(c) for c in label)) if isinstance(label, tuple) else (int(label),) for label in labels
         ]
@@ -234,7 +233,7 @@ class ProjectEngine:
         with self._lock:
             for item_id, label in labels.items():
                 held = self._labels.get(item_id)
-                if item_id in self.row_of and (held is None or held.annotation_id < label.annotation_id):
+                if item_id in self.pool.row_of and (held is None or held.annotation_id < label.annotation_id):
                     self._labels[item_id] = taken[item_id] = label
         if not taken:
             return 0
@@ -242,8 +241,8 @@ class ProjectEngine:
         if not named <= set(self.classes):
             self.reload_classes()  # a class made in another process: know its name before anyone asks
         # The similarity state catches up when the next asks are chosen, off the labeling path.
-        given = {self.row_of[item]: label for item, label in taken.items() if label.class_ids}
-        cleared = [self.row_of[item] for item, label in taken.items() if not label.class_ids]
+        given = {self.pool.row_of[item]: label for item, label in taken.items() if label.class_ids}
+        cleared = [self.pool.row_of[item] for item, label in taken.items() if not label.class_ids]
         if cleared:
             self.loop.remove_labels(cleared)
         if given:
@@ -263,7 +262,7 @@ class ProjectEngine:
         self._state_labels = labeled
 
     def _state_pairs(self, labeled: dict[int, tuple[int, ...]]) -> set[tuple[int, int]]:
-        return {(self.row_of[item], c) for item, classes in labeled.items() for c in classes}
+        return {(self.pool.row_of[item], c) for item, classes in labeled.items() for c in classes}
 
     @staticmethod
     def _pair_arrays(pairs: set[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -277,14 +276,14 @@ class ProjectEngine:
         the worker process: a crash there only fails this retrain."""
         trained = dict(trained_labels=len(rows), trained_labels_digest=self._labels_digest(rows, labels))
         if not self.multi_label:
-            probe, metrics = self._trainer.fit(self.embeddings[rows], np.asarray(labels, np.int64), previous)
+            probe, metrics = self._trainer.fit(self.pool.embeddings[rows], np.asarray(labels, np.int64), previous)
             return probe, dict(metrics, **trained)
         known = set(np.asarray(previous.classes_).tolist()) if previous is not None else set()
         columns = np.asarray(sorted(known.union(*labels)), np.int64)
         targets = np.zeros((len(rows), len(columns)), np.float32)
         for i, classes in enumerate(labels):
             targets[i, np.searchsorted(columns, classes)] = 1
-        probe, metrics = self._trainer.fit(self.embeddings[rows], targets, previous, classes=columns)
+        probe, metrics = self._trainer.fit(self.pool.embeddings[rows], targets, previous, classes=columns)
         return probe, dict(metrics, **trained)
 
     def on_model(self, _version, probe, metrics) -> None:
@@ -293,7 +292,7 @@ class ProjectEngine:
             self.db,
             self.settings,
             project_id=self.project_id,
-            backbone_key=self.backbone_key,
+            backbone_key=self.pool.backbone_key,
             probe=probe,
             n_labels=metrics["trained_labels"],
             metrics=metrics,
@@ -328,9 +327,9 @@ class ProjectEngine:
         """
         active = [c.id for c in self.active_classes()]
         probe = self.serving.probe
-        if probe is None or len(probe.classes_) < 2 or item_id not in self.row_of:
+        if probe is None or len(probe.classes_) < 2 or item_id not in self.pool.row_of:
             return [(c, float("nan")) for c in active]
-        proba = probe.predict_proba(self.embeddings[[self.row_of[item_id]]])[0]
+        proba = probe.predict_proba(self.pool.embeddings[[self.pool.row_of[item_id]]])[0]
         by_class = dict(zip(np.asarray(probe.classes_).tolist(), proba.tolist()))
         return sorted(((c, by_class.get(c, 0.0)) for c in active), key=lambda pair: -pair[1])
 
@@ -340,8 +339,8 @@ class ProjectEngine:
         probe = self.serving.probe
         if probe is None or len(probe.classes_) < 2:
             return None
-        rows = np.arange(len(self.item_ids)) if rows is None else rows
-        proba = probe.predict_proba(self.embeddings[rows])
+        rows = np.arange(len(self.pool.item_ids)) if rows is None else rows
+        proba = probe.predict_proba(self.pool.embeddings[rows])
         best = proba.argmax(axis=1)
         return np.asarray(probe.classes_)[best], proba[np.arange(len(rows)), best]
 
@@ -349,26 +348,26 @@ class ProjectEngine:
         """The ``k`` labeled items most similar to ``item_id``: (item id, class ids, cosine similarity)."""
         with self._lock:
             labeled = {i: lab.class_ids for i, lab in self._labels.items() if lab.class_ids and i != item_id}
-        if not labeled or item_id not in self.row_of:
+        if not labeled or item_id not in self.pool.row_of:
             return []
         items = np.asarray(list(labeled), np.int64)
-        rows = np.asarray([self.row_of[i] for i in items.tolist()])
-        similarity = self.embeddings[rows] @ self.embeddings[self.row_of[item_id]]
+        rows = np.asarray([self.pool.row_of[i] for i in items.tolist()])
+        similarity = self.pool.embeddings[rows] @ self.pool.embeddings[self.pool.row_of[item_id]]
         best = np.argsort(-similarity)[:k]
         return [(int(items[i]), labeled[int(items[i])], float(similarity[i])) for i in best]
 
     def similar_unlabeled(self, item_id: int, n: int) -> list[tuple[int, float]]:
         """The ``n`` unlabeled items most similar to ``item_id``: (item id, cosine similarity)."""
-        if item_id not in self.row_of:
+        if item_id not in self.pool.row_of:
             return []
-        similarity = self.embeddings @ self.embeddings[self.row_of[item_id]]
+        similarity = self.pool.embeddings @ self.pool.embeddings[self.pool.row_of[item_id]]
         with self._lock:
             for item, label in self._labels.items():
                 if label.class_ids:
-                    similarity[self.row_of[item]] = -np.inf
-        similarity[self.row_of[item_id]] = -np.inf
+                    similarity[self.pool.row_of[item]] = -np.inf
+        similarity[self.pool.row_of[item_id]] = -np.inf
         best = np.argsort(-similarity)[:n]
-        return [(int(self.item_ids[row]), float(similarity[row])) for row in best if np.isfinite(similarity[row])]
+        return [(int(self.pool.item_ids[row]), float(similarity[row])) for row in best if np.isfinite(similarity[row])]
 
     # ----- selection -------------------------------------------------------------------
 
@@ -382,13 +381,13 @@ class ProjectEngine:
         with self._state_lock:
             with self._lock:
                 labeled = {i: lab.class_ids for i, lab in self._labels.items() if lab.class_ids}
-            skip = {self.row_of[i] for i in exclude if i in self.row_of}
+            skip = {self.pool.row_of[i] for i in exclude if i in self.pool.row_of}
             self._catch_up_state(labeled)
-            rows = np.asarray([self.row_of[i] for i in labeled], np.int64)
+            rows = np.asarray([self.pool.row_of[i] for i in labeled], np.int64)
             serving, settings = self.serving, self.selection
             labels = self._selection_labels(list(labeled.values()), serving.probe)
             chosen = select(
-                self.embeddings,
+                self.pool.embeddings,
                 rows,
                 labels,
                 n + len(skip),
@@ -399,8 +398,8 @@ class ProjectEngine:
                 rng=self._rng,
             )
         candidates = [i for i, row in enumerate(chosen.indices.tolist()) if row not in skip][:n]
-        claimed = set(claim([int(self.item_ids[chosen.indices[i]]) for i in candidates]))
-        keep = [i for i in candidates if int(self.item_ids[chosen.indices[i]]) in claimed]
+        claimed = set(claim([int(self.pool.item_ids[chosen.indices[i]]) for i in candidates]))
+        keep = [i for i in candidates if int(self.pool.item_ids[chosen.indices[i]]) in claimed]
         picks = [self._pick(chosen, i, serving.probe) for i in keep]
         if not picks:
             return []
@@ -416,7 +415,7 @@ class ProjectEngine:
         return [
             Ask(
                 item_id=pick["item_id"],
-                path=self.paths[self.row_of[pick["item_id"]]],
+                path=self.pool.paths[self.pool.row_of[pick["item_id"]]],
                 pick_id=pick_id,
                 source=pick["source"],
                 score_parts=pick["score_parts"],
@@ -442,7 +441,7 @@ class ProjectEngine:
         if chosen.predicted is not None:
             predicted = recorded_prediction(chosen.predicted[i], probe, multi_label=self.multi_label)
         return dict(
-            item_id=int(self.item_ids[chosen.indices[i]]),
+            item_id=int(self.pool.item_ids[chosen.indices[i]]),
             score_parts=parts,
             source=str(chosen.source[i]),
             predicted=predicted,
@@ -450,27 +449,14 @@ class ProjectEngine:
 
     # ----- selection settings ----------------------------------------------------------
 
-    def _settings_path(self) -> Path:
-        return self.settings.home / "projects" / f"project-{self.project_id}" / "selection.json"
-
-    def _read_selection_settings(self) -> SelectionSettings:
-        path = self._settings_path()
-        if not path.exists():
-            return SelectionSettings()
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        config = stored.get("config", {})
-        if "band_width_quantiles" in config:
-            config["band_width_quantiles"] = tuple(config["band_width_quantiles"])
-        return SelectionSettings(stored.get("strategy", "default"), SelectionConfig(**config))
-
-    def set_selection(self, strategy: str, **config: Any) -> None:
-        """Change the strategy and any :class:`SelectionConfig` field; kept in ``BANANA_HOME``."""
+    def set_selection(self, strategy: str, *, by: str | None = None, **config: Any) -> None:
+        """Change the strategy and any :class:`SelectionConfig` field, for every server of the
+        project (kept in the database; other servers take it at their next :meth:`sync`)."""
         if strategy not in ALL_STRATEGIES:
             raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(ALL_STRATEGIES)}")
         settings = SelectionSettings(strategy, replace(self.selection.config, **config))
-        path = self._settings_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"strategy": strategy, "config": asdict(settings.config)}), encoding="utf-8")
+        value = {"strategy": strategy, "config": asdict(settings.config)}
+        shared_settings.write_setting(self.db, self.project_id, shared_settings.SELECTION, value, by=by)
         self.selection = settings
 
     @property
@@ -484,6 +470,22 @@ class ProjectEngine:
         self.loop.close(timeout=30)
         self._trainer.close()
         self.background.shutdown(wait=True)
+
+
+def selection_settings(stored: dict[str, Any] | None) -> SelectionSettings:
+    """Selection settings from their stored form (defaults for None or for fields not stored)."""
+    if stored is None:
+        return SelectionSettings()
+    config = dict(stored.get("config", {}))
+    if "band_width_quantiles" in config:
+        config["band_width_quantiles"] = tuple(config["band_width_quantiles"])
+    try:
+        return SelectionSettings(stored.get("strategy", "default"), SelectionConfig(**config))
+    except TypeError as error:  # a field of another version
+        raise UserError(
+            f"stored selection settings do not fit this version ({error}); set them again on the "
+            "Classes and settings page"
+        ) from None
 
 
 def recorded_prediction(value, probe: LinearProbe, *, multi_label: bool) -> list[int]:

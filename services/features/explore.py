@@ -60,7 +60,7 @@ def _coloured(engine: ProjectEngine, rows: np.ndarray, xy: np.ndarray, colour_by
         labels = {item: engine.current_label(item) for item in engine.labeled_items()}
         group = []
         for row in rows.tolist():
-            label = labels.get(int(engine.item_ids[row]))
+            label = labels.get(int(engine.pool.item_ids[row]))
             group.append(", ".join(names[c] for c in label.class_ids) if label is not None else "unlabeled")
     return MapPoints(rows=rows, xy=xy, group=group)
 
@@ -88,8 +88,8 @@ class MapJob:
 
 def labeled_mask(engine: ProjectEngine) -> np.ndarray:
     """Whether each pool row is labeled, shape (N,), bool."""
-    labeled = np.zeros(len(engine.item_ids), bool)
-    rows = [engine.row_of[item] for item in engine.labeled_items() if item in engine.row_of]
+    labeled = np.zeros(len(engine.pool.item_ids), bool)
+    rows = [engine.pool.row_of[item] for item in engine.labeled_items() if item in engine.pool.row_of]
     labeled[rows] = True
     return labeled
 
@@ -127,7 +127,7 @@ def _run_tsne(job: MapJob, embeddings: np.ndarray, config: TsneConfig) -> None:
 
 def more_like(engine: ProjectEngine, item_id: int, n: int = 12) -> list[tuple[int, float]]:
     """The ``n`` images most similar to ``item_id``, labeled or not: (item id, cosine similarity)."""
-    similarity = engine.embeddings @ engine.embeddings[engine.row_of[item_id]]
-    similarity[engine.row_of[item_id]] = -np.inf
+    similarity = engine.pool.embeddings @ engine.pool.embeddings[engine.pool.row_of[item_id]]
+    similarity[engine.pool.row_of[item_id]] = -np.inf
     best = np.argsort(-similarity)[:n]
-    return [(int(engine.item_ids[row]), float(similarity[row])) for row in best]
+    return [(int(engine.pool.item_ids[row]), float(similarity[row])) for row in best]

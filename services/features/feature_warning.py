@@ -69,7 +69,7 @@ def remedies() -> str:
 
 
 def _mismatch(engine: ProjectEngine) -> FeatureWarning | None:
-    if engine.backbone_key != _bundled_key():
+    if engine.pool.backbone_key != _bundled_key():
         return None
     with engine.db.reading() as session:
         sides = item_queries.image_shorter_sides(session, engine.project_id)
@@ -89,11 +89,15 @@ def _measured(engine: ProjectEngine, labeled: list[int]) -> FeatureWarning | Non
     if engine.multi_label:
         return None  # the measure is for one class per image
     labels = {item: engine.current_label(item) for item in labeled}
-    items = [item for item, label in labels.items() if label is not None and label.class_ids and item in engine.row_of]
+    items = [
+        item for item, label in labels.items() if label is not None and label.class_ids and item in engine.pool.row_of
+    ]
     if len(items) > MEASURED_LABELS:
         items = np.random.default_rng(0).choice(items, MEASURED_LABELS, replace=False).tolist()
-    rows = [engine.row_of[item] for item in items]
-    strength = feature_strength(engine.embeddings[rows], np.array([labels[i].class_ids[0] for i in items], np.int64))
+    rows = [engine.pool.row_of[item] for item in items]
+    strength = feature_strength(
+        engine.pool.embeddings[rows], np.array([labels[i].class_ids[0] for i in items], np.int64)
+    )
     if not strength.weak:
         return None
     return FeatureWarning(

@@ -25,14 +25,16 @@ class Candidate:
 def predicted_members(engine: ProjectEngine, class_id: int, n: int = GRID_SIZE) -> list[Candidate]:
     """Up to ``n`` unlabeled images the serving probe puts in ``class_id``, most confident first."""
     labeled = set(engine.labeled_items())
-    rows = np.asarray([row for row, item in enumerate(engine.item_ids.tolist()) if item not in labeled], np.int64)
+    rows = np.asarray([row for row, item in enumerate(engine.pool.item_ids.tolist()) if item not in labeled], np.int64)
     predicted = engine.predictions(rows) if len(rows) else None
     if predicted is None:
         return []
     classes, probability = predicted
     members = np.flatnonzero(classes == class_id)
     best = members[np.argsort(-probability[members])][:n]
-    return [Candidate(int(engine.item_ids[rows[i]]), engine.paths[rows[i]], float(probability[i])) for i in best]
+    return [
+        Candidate(int(engine.pool.item_ids[rows[i]]), engine.pool.paths[rows[i]], float(probability[i])) for i in best
+    ]
 
 
 def near_copies(
@@ -40,7 +42,7 @@ def near_copies(
 ) -> list[Candidate]:
     """Up to ``n`` unlabeled images at least ``min_similarity`` similar to ``item_id``, closest first."""
     return [
-        Candidate(item, engine.paths[engine.row_of[item]], similarity)
+        Candidate(item, engine.pool.paths[engine.pool.row_of[item]], similarity)
         for item, similarity in engine.similar_unlabeled(item_id, n)
         if similarity >= min_similarity
     ]

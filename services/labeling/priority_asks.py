@@ -131,7 +131,7 @@ def askable(leases: AskLeases, exclude: Iterable[int] = ()) -> list[PendingPick]
             session, project_id=engine.project_id, annotator_id=leases.annotator_id, now=utc_now()
         )
     skip = set(exclude) | held
-    return [pick for pick in waiting if pick.item_id in engine.row_of and pick.item_id not in skip]
+    return [pick for pick in waiting if pick.item_id in engine.pool.row_of and pick.item_id not in skip]
 
 
 def priority_asks(leases: AskLeases, n: int, exclude: Iterable[int] = ()) -> list[Ask]:
@@ -152,7 +152,7 @@ def priority_asks(leases: AskLeases, n: int, exclude: Iterable[int] = ()) -> lis
         asks += [
             Ask(
                 item_id=pick.item_id,
-                path=engine.paths[engine.row_of[pick.item_id]],
+                path=engine.pool.paths[engine.pool.row_of[pick.item_id]],
                 pick_id=pick.pick_id,
                 source=TRIAGE,
                 score_parts=pick.score_parts,

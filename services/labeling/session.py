@@ -72,7 +72,7 @@ class LabelingSession:
         self.leases = AskLeases(
             engine,
             self.annotator,
-            team=team if team is not None else read_team_settings(engine.settings, engine.project_id),
+            team=team if team is not None else read_team_settings(engine.db, engine.project_id),
         )
         self._renewed = time.monotonic()
         self.batch_size, self.low_water = batch_size, low_water
@@ -114,7 +114,7 @@ class LabelingSession:
 
     def image(self, ask: Ask, side: int = ASK_IMAGE_SIDE) -> bytes:
         """PNG bytes of the ask's image, from the prefetch cache when it is ready."""
-        return self.engine.images.get(ask.item_id, ask.path, side)
+        return self.engine.pool.images.get(ask.item_id, ask.path, side)
 
     # ----- actions ---------------------------------------------------------------------
 

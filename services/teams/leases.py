@@ -12,13 +12,12 @@ item goes to the review queue (:mod:`services.teams.review`). A lease not labele
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from pathlib import Path
 
-from services.config import Settings
+from services import shared_settings
+from services.database import Database
 from services.engine.project_engine import Ask, ProjectEngine
 from services.errors import UserError
 from services.labeling.priority_asks import priority_asks
@@ -51,29 +50,25 @@ class TeamSettings:
             raise UserError(f"overlap_share must be between 0 and 1 (0.05 = 5%), got {self.overlap_share!r}")
 
 
-def team_settings_path(settings: Settings, project_id: int) -> Path:
-    return settings.home / "projects" / f"project-{project_id}" / "team.json"
-
-
-def read_team_settings(settings: Settings, project_id: int) -> TeamSettings:
-    """The project's team settings, kept in ``BANANA_HOME/projects/project-<id>/team.json``; defaults when absent."""
-    path = team_settings_path(settings, project_id)
-    if not path.exists():
+def read_team_settings(db: Database, project_id: int) -> TeamSettings:
+    """The project's team settings (kept in the database: every server reads the same); defaults when never set."""
+    stored = shared_settings.read_setting(db, project_id, shared_settings.TEAM)
+    if stored is None:
         return TeamSettings()
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
         return TeamSettings(
             lease_seconds=int(stored.get("lease_seconds", TeamSettings.lease_seconds)),
             overlap_share=float(stored.get("overlap_share", TeamSettings.overlap_share)),
         )
     except (ValueError, TypeError, AttributeError) as error:
-        raise UserError(f"{path}: {error}; fix or delete the file (defaults: {asdict(TeamSettings())})") from None
+        raise UserError(
+            f"the stored team settings are not valid ({error}); save them again on the Review page "
+            f"(defaults: {asdict(TeamSettings())})"
+        ) from None
 
 
-def save_team_settings(settings: Settings, project_id: int, team: TeamSettings) -> None:
-    path = team_settings_path(settings, project_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(team)), encoding="utf-8")
+def save_team_settings(db: Database, project_id: int, team: TeamSettings, *, by: str | None = None) -> None:
+    shared_settings.write_setting(db, project_id, shared_settings.TEAM, asdict(team), by=by)
 
 
 def overlap_wanted(item_id: int, share: float) -> bool:
@@ -174,7 +169,7 @@ class AskLeases:
                 now=now,
                 limit=n + len(exclude),
             )
-        wanted = [item for item in wanted if item in engine.row_of and item not in exclude][:n]
+        wanted = [item for item in wanted if item in engine.pool.row_of and item not in exclude][:n]
         if not wanted:
             return []
         with engine.db.writing() as session:
@@ -201,7 +196,7 @@ class AskLeases:
         return [
             Ask(
                 item_id=item,
-                path=engine.paths[engine.row_of[item]],
+                path=engine.pool.paths[engine.pool.row_of[item]],
                 pick_id=pick_id,
                 source=OVERLAP_SOURCE,
                 score_parts={},
