@@ -1,5 +1,6 @@
-# `make run` starts the app (on sample_data/ in a new checkout: see SAMPLE); `make test` runs the tests.
-# Both set up .venv first.
+# `make run` starts the app (on sample_data/ in a new checkout: see SAMPLE); `make test` runs the
+# linters and every test; `make test-fast` the tests that take no browser, no PostgreSQL and no
+# model training (under a minute). All set up .venv first.
 PYTHON_BOOTSTRAP ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -8,14 +9,16 @@ INSTALLED := $(VENV)/.requirements-installed
 # once here, never at test time, and never installed (the tests import it from the wheel).
 DINOV2_WHEEL := .whl/dinov2-0.0.1.dev2-py3-none-any.whl
 
-.PHONY: setup run test
+.PHONY: setup run test test-fast lint
 
 setup: $(INSTALLED) $(DINOV2_WHEEL)
 
-# Re-installs only when requirements.txt changes.
-$(INSTALLED): requirements.txt
+# Re-installs only when requirements.txt or pyproject.toml changes. banana itself goes in editable,
+# so every entry point (streamlit, the CLI, tests, benchmarks) imports it without sys.path changes.
+$(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install -r requirements.txt
+	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
 	touch $(INSTALLED)
 
 # Downloaded only while the wheel is missing.
@@ -34,5 +37,12 @@ ifeq ($(SAMPLE),1)
 endif
 	$(PYTHON) -m streamlit run app/main.py --browser.gatherUsageStats=false
 
-test: setup
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+test: lint
 	$(PYTHON) -m pytest -q tests
+
+test-fast: setup
+	$(PYTHON) -m pytest -q -m "not e2e and not postgres and not slow" tests

@@ -4,20 +4,16 @@ A visitor who is not signed in sees only the sign-in page; a signed-in account s
 pages its role allows (roles form a ladder: see services/accounts/accounts.py).
 """
 
-import sys
 from pathlib import Path
 
-# `streamlit run` puts app/ on sys.path, not the repository root that holds services/.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app.auth import current_account, sign_in_cookie_script, sign_out  # noqa: E402
-from app.own_password import own_password_form  # noqa: E402
-from app.resources import database, settings  # noqa: E402
-from app.safe_text import escape_markdown  # noqa: E402
-from services.projects import list_projects  # noqa: E402
-from storage.models import Role  # noqa: E402
+from app.auth import current_account, sign_in_cookie_script, sign_out
+from app.own_password import own_password_form
+from app.resources import database, settings
+from app.safe_text import escape_markdown
+from services.projects import list_projects
+from storage.models import Role
 
 PAGES = Path(__file__).parent / "pages"
 

@@ -13,7 +13,6 @@ URL (of a role allowed to create databases) a throw-away database on that server
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import threading
 import time
@@ -27,15 +26,13 @@ import numpy as np
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from services.config import Settings  # noqa: E402
-from services.database import open_database  # noqa: E402
-from services.labeling.classes import add_label_class  # noqa: E402
-from services.labeling.write import LabelWrite, write_labels  # noqa: E402
-from services.projects import ensure_project  # noqa: E402
-from storage import queries  # noqa: E402
-from storage.models import ItemStatus  # noqa: E402
+from services.config import Settings
+from services.database import open_database
+from services.labeling.classes import add_label_class
+from services.labeling.write import LabelWrite, write_labels
+from services.projects import ensure_project
+from storage import queries
+from storage.models import ItemStatus
 
 ITEMS_PER_WRITER = 5
 

@@ -25,26 +25,23 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+from torchvision.models import resnet50
+
+from benchmarks.bench_embed import bare_images_per_second, files_images_per_second
+from core.features.backbones import build_backbone
+from core.features.embedding_store import EmbeddingStore
+from core.features.extract import ExtractConfig
+from core.images.decode import DRAFT_MARGIN
+from core.images.preprocess import Recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from PIL import Image  # noqa: E402
-from torchvision.models import resnet50  # noqa: E402
-
-from benchmarks.bench_embed import bare_images_per_second, files_images_per_second  # noqa: E402
-from core.features.backbones import build_backbone  # noqa: E402
-from core.features.embedding_store import EmbeddingStore  # noqa: E402
-from core.features.extract import ExtractConfig  # noqa: E402
-from core.images.decode import DRAFT_MARGIN  # noqa: E402
-from core.images.preprocess import Recipe  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DINO_RECIPE = Recipe(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic")

@@ -17,22 +17,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torchvision.models import resnet50
+
+from core.features.backbones import build_backbone
+from core.features.embedding_store import EmbeddingStore
+from core.features.extract import ExtractConfig, extract_embeddings
+from core.images.preprocess import normalise
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from torchvision.models import resnet50  # noqa: E402
-
-from core.features.backbones import build_backbone  # noqa: E402
-from core.features.embedding_store import EmbeddingStore  # noqa: E402
-from core.features.extract import ExtractConfig, extract_embeddings  # noqa: E402
-from core.images.preprocess import normalise  # noqa: E402
 
 
 def bare_images_per_second(backbone, n, config):

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.model.probe import LinearProbe  # noqa: E402
-from core.model.retrain_worker import ProbeTrainer  # noqa: E402
-from core.selection.scorers import band_parameters, get_scores  # noqa: E402
-from core.selection.selection import select  # noqa: E402
-from core.similarity.similarity_state import SimilarityState  # noqa: E402
+from core.model.probe import LinearProbe
+from core.model.retrain_worker import ProbeTrainer
+from core.selection.scorers import band_parameters, get_scores
+from core.selection.selection import select
+from core.similarity.similarity_state import SimilarityState
 
 
 def rss_mb():

@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
+import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import faiss  # noqa: E402
-
-from core.similarity.index import IndexConfig, SimilarityIndex  # noqa: E402
+from core.similarity.index import IndexConfig, SimilarityIndex
 
 DIM, CLUSTERS, LATENT, SPREAD, NOISE = 384, 10, 64, 2.0, 0.3
 QUERIES, K = 1000, 10

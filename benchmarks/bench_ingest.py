@@ -8,16 +8,13 @@ Uses a throw-away BANANA_HOME, so the workspace is left alone.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from services.config import Settings  # noqa: E402
-from services.database import open_database  # noqa: E402
-from services.ingest.ingest import ingest  # noqa: E402
+from services.config import Settings
+from services.database import open_database
+from services.ingest.ingest import ingest
 
 
 def main() -> None:

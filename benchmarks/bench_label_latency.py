@@ -17,25 +17,22 @@ background work gets no head start).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.features.extract import ExtractConfig  # noqa: E402
-from services.config import Settings  # noqa: E402
-from services.database import open_database  # noqa: E402
-from services.engine.lifecycle import close_engines, start_engine  # noqa: E402
-from services.features.embeddings import embed  # noqa: E402
-from services.ingest.ingest import ingest  # noqa: E402
-from services.labeling.classes import add_label_class  # noqa: E402
-from services.labeling.session import THUMBNAIL_SIDE, LabelingSession  # noqa: E402
-from services.projects import get_project  # noqa: E402
-from storage.labels import label_queries  # noqa: E402
+from core.features.extract import ExtractConfig
+from services.config import Settings
+from services.database import open_database
+from services.engine.lifecycle import close_engines, start_engine
+from services.features.embeddings import embed
+from services.ingest.ingest import ingest
+from services.labeling.classes import add_label_class
+from services.labeling.session import THUMBNAIL_SIDE, LabelingSession
+from services.projects import get_project
+from storage.labels import label_queries
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_data" / "images"
 

@@ -30,3 +30,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("BANANA_CONFIG", "BANANA_DATABASE_URL", "BANANA_BACKBONE", "BANANA_PROJECT"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path / "home"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The PostgreSQL variant of every two-backend test carries the ``postgres`` marker."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgresql" in callspec.params.values():
+            item.add_marker(pytest.mark.postgres)

@@ -50,6 +50,7 @@ def stored_hash(db, name: str) -> str | None:
 # --- the service --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_first_admin_is_created_once_and_signs_in_with_an_argon2id_hash(backend_db):
     assert first_admin_needed(backend_db)
     admin = create_first_admin(backend_db, name=" root ", password=PASSWORD)
@@ -62,6 +63,7 @@ def test_the_first_admin_is_created_once_and_signs_in_with_an_argon2id_hash(back
         create_first_admin(backend_db, name="intruder", password=PASSWORD)
 
 
+@pytest.mark.slow
 def test_no_first_admin_is_offered_once_any_account_exists(backend_db):
     create_account(backend_db, name="ann", role="annotator", password=PASSWORD, by=None)
     set_disabled(backend_db, name="ann", disabled=True, by=None)
@@ -70,6 +72,7 @@ def test_no_first_admin_is_offered_once_any_account_exists(backend_db):
         create_first_admin(backend_db, name="intruder", password=PASSWORD)
 
 
+@pytest.mark.slow
 def test_unknown_names_and_wrong_passwords_fail_alike_and_cost_one_verification(backend_db, monkeypatch):
     create_first_admin(backend_db, name="root", password=PASSWORD)
     verified = []
@@ -95,6 +98,7 @@ def test_unknown_names_and_wrong_passwords_fail_alike_and_cost_one_verification(
     assert len(verified) == 3 and all(h.startswith("$argon2id$") for h in verified)
 
 
+@pytest.mark.slow
 def test_a_hash_made_with_older_parameters_is_replaced_at_sign_in(backend_db):
     create_first_admin(backend_db, name="root", password=PASSWORD)
     weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
@@ -108,6 +112,7 @@ def test_a_hash_made_with_older_parameters_is_replaced_at_sign_in(backend_db):
     assert authenticate(backend_db, name="root", password=PASSWORD).name == "root"
 
 
+@pytest.mark.slow
 def test_names_recorded_before_accounts_sign_in_once_an_admin_sets_a_password(backend_db):
     with backend_db.writing() as session:
         legacy_id = queries.get_or_add_annotator(session, "old hand").id
@@ -122,6 +127,7 @@ def test_names_recorded_before_accounts_sign_in_once_an_admin_sets_a_password(ba
     assert authenticate(backend_db, name="old hand", password=OTHER_PASSWORD).id == legacy_id
 
 
+@pytest.mark.slow
 def test_creating_an_account_with_a_recorded_name_keeps_its_row_and_labels(backend_db):
     with backend_db.writing() as session:
         legacy_id = queries.get_or_add_annotator(session, "old hand").id
@@ -133,6 +139,7 @@ def test_creating_an_account_with_a_recorded_name_keeps_its_row_and_labels(backe
         create_account(backend_db, name="old hand", role="annotator", password=PASSWORD, by=None)
 
 
+@pytest.mark.slow
 def test_only_an_admin_manages_accounts(backend_db):
     create_first_admin(backend_db, name="root", password=PASSWORD)
     create_account(backend_db, name="rev", role=Role.REVIEWER, password=PASSWORD, by="root")
@@ -150,6 +157,7 @@ def test_only_an_admin_manages_accounts(backend_db):
     assert authenticate(backend_db, name="root", password=PASSWORD).role is Role.ADMIN
 
 
+@pytest.mark.slow
 def test_roles_form_a_ladder(backend_db):
     create_first_admin(backend_db, name="root", password=PASSWORD)
     for name, role in [("rev", "reviewer"), ("ann", "annotator")]:
@@ -158,6 +166,7 @@ def test_roles_form_a_ladder(backend_db):
     assert can == {"root": [True, True, True], "rev": [True, True, False], "ann": [True, False, False]}
 
 
+@pytest.mark.slow
 def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(backend_db):
     create_first_admin(backend_db, name="root", password=PASSWORD)
     with pytest.raises(UserError, match="only enabled admin"):
@@ -186,12 +195,14 @@ def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(backend_db):
         (dict(name="a", role="annotator", email="not-an-address"), "not an email address"),
     ],
 )
+@pytest.mark.slow
 def test_bad_account_input_is_a_clear_error(db, arguments, message):
     with pytest.raises(UserError, match=message):
         create_account(db, by=None, **arguments)
     assert list_accounts(db) == []
 
 
+@pytest.mark.slow
 def test_oidc_emails_map_to_accounts_an_admin_created(backend_db):
     create_first_admin(backend_db, name="root", password=PASSWORD)
     create_account(backend_db, name="sso", role="reviewer", email="Ada@Example.org", by="root")
@@ -261,6 +272,7 @@ def asks_to_sign_in(app: AppTest) -> bool:
     return title(app) == "Sign in to banana" or any("Sign in first" in w.value for w in app.warning)
 
 
+@pytest.mark.slow
 def test_a_visitor_sees_only_the_sign_in_and_can_create_the_first_admin(engine):
     app = fresh_app().run()
     assert title(app) == "Sign in to banana" and not app.sidebar.button
@@ -278,6 +290,7 @@ def test_a_visitor_sees_only_the_sign_in_and_can_create_the_first_admin(engine):
         assert authenticate(db, name="root", password=PASSWORD).role is Role.ADMIN
 
 
+@pytest.mark.slow
 def test_signing_in_records_labels_under_the_accounts_name_and_signing_out_ends_it(engine):
     with open_database(load_settings()) as db:
         create_account(db, name="zoe", role="annotator", password=PASSWORD, by=None)
@@ -310,6 +323,7 @@ def test_signing_in_records_labels_under_the_accounts_name_and_signing_out_ends_
     assert not [b for b in app.button if b.key and b.key.startswith("class-")]
 
 
+@pytest.mark.slow
 def test_an_annotator_is_not_offered_admin_pages_and_they_refuse_it(engine):
     app = signed_in_app(name="ann", role=Role.ANNOTATOR).run()  # the Label page, through app/main.py
     app.switch_page("pages/grid.py")  # a page of the annotator's navigation
@@ -326,12 +340,14 @@ def test_an_annotator_is_not_offered_admin_pages_and_they_refuse_it(engine):
     assert "Sign in first" in visitor.warning[0].value and not visitor.dataframe
 
 
+@pytest.mark.slow
 def test_an_admin_is_offered_every_page(engine):
     app = signed_in_app(name="root", role=Role.ADMIN).run()
     for page in ("users", "classes", "transfer", "grid", "explore", "dashboard", "overview"):
         app.switch_page(f"pages/{page}.py")
 
 
+@pytest.mark.slow
 def test_a_disabled_account_is_signed_out_at_its_next_click(engine):
     app = signed_in_app(name="ann", role=Role.ANNOTATOR).run()
     with open_database(load_settings()) as db:
@@ -342,6 +358,7 @@ def test_a_disabled_account_is_signed_out_at_its_next_click(engine):
     assert not [b for b in app.button if b.key and b.key.startswith("class-")]
 
 
+@pytest.mark.slow
 def test_the_users_page_adds_an_account_that_can_sign_in(engine):
     app = signed_in_app(name="root", role=Role.ADMIN).switch_page("pages/users.py").run()
     form = {t.label: t for t in app.text_input}
@@ -356,6 +373,7 @@ def test_the_users_page_adds_an_account_that_can_sign_in(engine):
         assert authenticate(db, name="newbie", password=OTHER_PASSWORD).role is Role.REVIEWER
 
 
+@pytest.mark.slow
 def test_an_oidc_identity_signs_in_as_the_account_with_its_email(engine):
     with open_database(load_settings()) as db:
         create_account(db, name="sso", role="reviewer", email="ada@example.org", by=None)
@@ -373,6 +391,7 @@ def test_an_oidc_identity_signs_in_as_the_account_with_its_email(engine):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("installed", [True, False])
 def test_the_sign_in_page_offers_the_providers_of_the_auth_secrets(engine, monkeypatch, installed):
     monkeypatch.setattr("app.auth.oidc_library_installed", lambda: installed)
@@ -393,6 +412,7 @@ def test_the_sign_in_page_offers_the_providers_of_the_auth_secrets(engine, monke
 # --- the command line ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_create_user_and_set_password_from_the_command_line(home, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert cli.main(["create-user", "root", "--role", "admin", "--password-stdin"]) == 0
@@ -419,6 +439,7 @@ def own_password_script() -> None:
     own_password_form(current_account())
 
 
+@pytest.mark.slow
 def test_an_account_changes_its_own_password(engine):
     # The form alone: AppTest reruns a page's file without app/main.py's sidebar (see asks_to_sign_in).
     app = AppTest.from_function(own_password_script, default_timeout=30)
@@ -450,6 +471,7 @@ def test_an_account_changes_its_own_password(engine):
             authenticate(db, name="ann", password=PASSWORD)
 
 
+@pytest.mark.slow
 def test_a_name_with_too_many_failed_sign_ins_waits_known_or_not(db):
     now = [0.0]
     throttle = SignInThrottle(limit=3, window_s=60, clock=lambda: now[0])

@@ -62,6 +62,7 @@ def test_undefined_measures_are_nan():
     assert measure({}).n_items == 0
 
 
+@pytest.mark.slow
 def test_the_projects_agreement_is_measured_on_each_annotators_newest_label(backend_db, backend_settings, tmp_path):
     engine = team_engine(backend_db, backend_settings, tmp_path, per_class=2)
     try:

@@ -14,6 +14,8 @@ from services.ingest.ingest import ingest
 from tests.app_helpers import signed_in_app
 from tests.images import write_image
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 from sqlalchemy import select
 
 from services.engine.lifecycle import close_engines, grow_pool
@@ -10,6 +11,8 @@ from services.projects import get_project
 from storage.models import Annotation, AnnotationSource
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, ready_engine
+
+pytestmark = pytest.mark.slow
 
 
 def test_rename_keeps_the_labels_and_shows_the_new_name(engine):

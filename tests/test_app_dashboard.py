@@ -10,6 +10,8 @@ from services.teams.leases import TeamSettings, save_team_settings
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def no_overlap_asks(engine):

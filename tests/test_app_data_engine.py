@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from core.quality.slices import SliceConfig
 from services.data_engine.slices import create_slice, project_slices
 from services.labeling.classes import set_archived
@@ -9,6 +11,8 @@ from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
 from tests.test_label_issues import label_all
 from tests.test_slices import label_truly, retrain
+
+pytestmark = pytest.mark.slow
 
 
 def planted_errors(engine):

@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import services.features.explore
 from core.similarity.maps import TsneConfig
@@ -54,6 +55,7 @@ def choose_tsne(app, seconds=60):
     return app
 
 
+@pytest.mark.slow
 def test_map_has_one_trace_per_label_and_one_for_unlabeled_images(engine):
     session = LabelingSession(engine, "ann")
     for _ in range(3):
@@ -67,6 +69,7 @@ def test_map_has_one_trace_per_label_and_one_for_unlabeled_images(engine):
     assert sum(len(t["hovertext"]) for t in traces) == 24  # one point per image
 
 
+@pytest.mark.slow
 def test_tsne_map_shows_a_capped_sample_with_every_labeled_image(engine, monkeypatch):
     labeled = label_some(engine, 3)
     monkeypatch.setattr(services.features.explore, "TSNE_CONFIG", TsneConfig(max_points=20, perplexity=5, max_iter=250))
@@ -93,6 +96,7 @@ def test_tsne_map_shows_a_capped_sample_with_every_labeled_image(engine, monkeyp
     assert any("20 of 24 images (3 labeled, 17 a random sample" in c.value for c in app.caption)
 
 
+@pytest.mark.slow
 def test_tsne_map_of_a_small_pool_shows_every_image(engine, monkeypatch):
     monkeypatch.setattr(services.features.explore, "TSNE_CONFIG", TsneConfig(perplexity=5, max_iter=250))
     app = choose_tsne(open_page("pages/explore.py"))
@@ -101,6 +105,7 @@ def test_tsne_map_of_a_small_pool_shows_every_image(engine, monkeypatch):
     assert any(c.value == "t-SNE map of 24 of 24 images." for c in app.caption)
 
 
+@pytest.mark.slow
 def test_a_failed_tsne_map_says_why_and_leaves_the_pca_map(engine, monkeypatch):
     def fail(points, config):
         raise MemoryError("no room for the map")

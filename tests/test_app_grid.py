@@ -1,11 +1,14 @@
 """The Grid page: label many images at once, leaving out the ones unchecked."""
 
+import pytest
+
 from services.labeling.grid import near_copies
 from services.labeling.session import LabelingSession
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 
 
+@pytest.mark.slow
 def test_grid_labels_the_checked_images_of_the_predicted_class_in_one_action(engine):
     session = LabelingSession(engine, "ann")
     for _ in range(8):

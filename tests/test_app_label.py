@@ -13,6 +13,8 @@ from storage.models import Role
 from tests.app_helpers import open_page, shortcuts, signed_in_app
 from tests.labeling_project import CLASSES, class_id, multi_label_engine, true_class
 
+pytestmark = pytest.mark.slow
+
 
 def shown_path(app) -> str:
     return app.text[0].value

@@ -25,6 +25,7 @@ def labeled(engine):
     return labeled_images(engine.db, "default")
 
 
+@pytest.mark.slow
 def test_exports_hold_each_labeled_image_once_with_its_class(engine, labeled):
     assert len(labeled) == 4
     rows = list(csv.DictReader(io.StringIO(to_csv(labeled))))
@@ -53,6 +54,7 @@ def test_image_folder_export_puts_each_image_under_its_class(engine, labeled, tm
         export_image_folder(engine.db, "default", labeled, tmp_path / "out", files=mode)
 
 
+@pytest.mark.slow
 def test_image_folder_export_refuses_a_path_out_of_the_root_and_writes_nothing(engine, labeled, tmp_path):
     # A tampered row (or a file swapped for a link) must not copy a file from outside the root.
     tampered = [replace(labeled[0], path="../../outside.jpg"), *labeled[1:]]
@@ -61,6 +63,7 @@ def test_image_folder_export_refuses_a_path_out_of_the_root_and_writes_nothing(e
     assert not (tmp_path / "out").exists()  # checked before anything was written
 
 
+@pytest.mark.slow
 def test_csv_import_supersedes_current_labels_and_reports_unknown_paths(engine, labeled):
     first = labeled[0]
     text = "path,labels\n" + f"{first.path},truck\n{labeled[1].path},{labeled[1].labels[0]}\nnot/there.jpg,cat\n"
@@ -76,12 +79,14 @@ def test_csv_import_supersedes_current_labels_and_reports_unknown_paths(engine, 
     assert report.created_classes == ["boat"]
 
 
+@pytest.mark.slow
 def test_export_page_offers_four_downloads_and_the_label_studio_config(engine, labeled):
     app = open_page("pages/transfer.py")
     assert [b.label for b in app.get("download_button")] == ["CSV", "JSON", "COCO-style JSON", "Label Studio tasks"]
     assert all(f'<Choice value="{name}"/>' in app.code[0].value for name in ("airplane", "cat", "frog", "truck"))
 
 
+@pytest.mark.slow
 def test_the_page_says_what_is_missing_when_a_form_is_sent_empty(engine, labeled):
     app = open_page("pages/transfer.py")
     next(b for b in app.button if b.label == "Write one folder per class").click().run()

@@ -21,6 +21,8 @@ from core.images.preprocess import load_image, normalise
 from tests.dinov2_wheel import dinov2_vision_transformer  # noqa: F401 (fixture)
 from tests.hymenoptera_photos import hymenoptera_photos  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.slow
+
 TOLERANCE = 1e-4
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

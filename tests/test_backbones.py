@@ -91,6 +91,7 @@ def test_local_with_a_plain_state_dict_says_to_name_the_architecture(tmp_path, r
         ),
     ],
 )
+@pytest.mark.slow
 def test_resnet50_backbones_load_weights_from_the_hub_cache(tmp_path, resnet_state, name, file_name, transform):
     """The checkpoint layouts of torchvision, DINO and SwAV (prefixes, dropped heads) load into resnet50 minus fc."""
     (tmp_path / "checkpoints").mkdir()
@@ -118,6 +119,7 @@ def test_recipes_are_the_published_evaluation_recipes(name, resize, crop, interp
     assert recipe.mean == (0.485, 0.456, 0.406) and not recipe.square
 
 
+@pytest.mark.slow
 def test_arch_at_path_reads_safetensors_weights(tmp_path, resnet_state):
     path = tmp_path / "my weights.safetensors"
     save_file({k: v.contiguous() for k, v in resnet_state.items()}, str(path))
@@ -128,6 +130,7 @@ def test_arch_at_path_reads_safetensors_weights(tmp_path, resnet_state):
         torch.testing.assert_close(backbone.model(images), reference_resnet(resnet_state)(images))
 
 
+@pytest.mark.slow
 def test_weights_missing_a_tensor_are_refused_never_half_random(tmp_path, resnet_state):
     (tmp_path / "checkpoints").mkdir()
     partial = {k: v for k, v in resnet_state.items() if not k.startswith("layer4.")}
@@ -169,6 +172,7 @@ def test_photo_backbone_ships_with_pip_and_maps_to_timm():
     assert backbone.recipe == recipe_of(PUBLISHED["efficientnet_lite0"])
 
 
+@pytest.mark.slow
 def test_hugging_face_hub_cache_copy_is_found_offline(tmp_path):
     """timm's copy of a published model in the HF hub cache (models--timm--NAME/snapshots/REV/) is used as it is."""
     import timm
@@ -185,6 +189,7 @@ def test_hugging_face_hub_cache_copy_is_found_offline(tmp_path):
         torch.testing.assert_close(backbone.model(images), model.eval()(images))
 
 
+@pytest.mark.slow
 def test_any_timm_model_by_name_with_a_weights_file(tmp_path):
     import timm
 

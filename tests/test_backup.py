@@ -97,6 +97,7 @@ def _wait_for(condition, timeout_s=30.0):
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_a_backup_taken_while_labels_are_written_is_whole_and_restores(db, settings, tmp_path):
     item_ids = _labeled_project(db, tmp_path)
     destination = tmp_path / "backups" / "banana-backup.db"

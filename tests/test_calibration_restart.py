@@ -2,9 +2,13 @@
 calibration: its first model warm-starts from the stored one, temperature included, so margin-based
 thresholds (the Triage report's near-failures) mean the same from one model version to the next."""
 
+import pytest
+
 from services.engine.lifecycle import close_engines
 from tests.labeling_project import ready_engine
 from tests.test_slices import label_truly, retrain
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_first_model_after_a_restart_keeps_the_last_calibration(engine):

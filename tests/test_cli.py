@@ -20,6 +20,7 @@ def _cli(*args, env_home: Path):
     )
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs_ingest(tmp_path):
     write_image(tmp_path / "images" / "a.png", 1)
 
@@ -75,6 +76,7 @@ def test_help_exits_0(argv, mentions, capsys):
     assert "usage:" in out and mentions in out
 
 
+@pytest.mark.slow
 def test_building_the_parser_never_imports_torch():
     # Every subcommand pays for what the parser imports; torch alone takes seconds.
     code = "import sys; from app.cli import build_parser; build_parser(); print('torch' in sys.modules)"

@@ -54,6 +54,7 @@ def _read(path):
         return reader.fieldnames, list(reader)
 
 
+@pytest.mark.slow
 def test_select_writes_n_picks_with_score_parts_and_records_the_run(labeled_paths, tmp_path, capsys):
     out = tmp_path / "picks.csv"
 
@@ -77,6 +78,7 @@ def test_select_writes_n_picks_with_score_parts_and_records_the_run(labeled_path
     assert printed.startswith("selected 5 of 12 unlabeled images") and f"selection run {runs[0].id}" in printed
 
 
+@pytest.mark.slow
 def test_a_second_select_reuses_the_stored_model_and_other_strategies_leave_the_app_setting(
     labeled_paths, labeling_home, tmp_path
 ):
@@ -92,6 +94,7 @@ def test_a_second_select_reuses_the_stored_model_and_other_strategies_leave_the_
         assert read_setting(db, get_project(db, "default").id, SELECTION) is None
 
 
+@pytest.mark.slow
 def test_without_labels_select_still_chooses_and_says_there_is_no_model(labeling_home, tmp_path, capsys):
     assert main(["select", "--n", "4", "--out", str(tmp_path / "p.csv")]) == 0
     _, rows = _read(tmp_path / "p.csv")
@@ -126,6 +129,7 @@ def test_an_empty_or_missing_project_says_to_ingest_first(home, tmp_path, capsys
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
 def test_probability_is_the_top_class_probability(labeled_paths, tmp_path):
     assert main(["select", "--n", "6", "--out", str(tmp_path / "p.csv")]) == 0
     _, rows = _read(tmp_path / "p.csv")
@@ -133,6 +137,7 @@ def test_probability_is_the_top_class_probability(labeled_paths, tmp_path):
     assert all(float(r["probability"]) >= 0.25 - 1e-6 and not math.isnan(float(r["probability"])) for r in rows)
 
 
+@pytest.mark.slow
 def test_a_multi_label_project_gets_class_sets_as_predictions(labeling_home, tmp_path):
     labeled = _multi_label_project()
 
@@ -144,6 +149,7 @@ def test_a_multi_label_project_gets_class_sets_as_predictions(labeling_home, tmp
     assert all(0 < float(r["probability"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow
 def test_picks_as_label_studio_tasks_come_back_as_labels_only_where_someone_labeled_them(
     labeled_paths, tmp_path, capsys
 ):
@@ -205,6 +211,7 @@ def _unlabeled(labeled_paths):
     return [i for i, p in sorted(items, reverse=True) if p not in labeled_paths]
 
 
+@pytest.mark.slow
 def test_select_takes_the_triage_queue_first_in_order_and_it_leaves_the_queue(labeled_paths, tmp_path, capsys):
     queued = _unlabeled(labeled_paths)[:3]  # newest first: an order no strategy follows
     project_id = _queue(queued)
@@ -231,6 +238,7 @@ def test_select_takes_the_triage_queue_first_in_order_and_it_leaves_the_queue(la
     assert all(p.withdrawn_at is not None for p in picks[queue_run.id])  # the queue's picks stay, withdrawn
 
 
+@pytest.mark.slow
 def test_select_smaller_than_the_queue_takes_only_queued_images_and_leaves_the_rest(labeled_paths, tmp_path):
     queued = _unlabeled(labeled_paths)[:4]
     project_id = _queue(queued)
@@ -243,6 +251,7 @@ def test_select_smaller_than_the_queue_takes_only_queued_images_and_leaves_the_r
     assert _waiting(project_id) == queued[2:]
 
 
+@pytest.mark.slow
 def test_select_no_queue_leaves_the_queue_alone(labeled_paths, tmp_path, capsys):
     queued = _unlabeled(labeled_paths)[:3]
     project_id = _queue(queued)
@@ -267,6 +276,7 @@ def _multi_label_project():
     return {p for _, p in items[:16]}
 
 
+@pytest.mark.slow
 def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_strategy_picks(labeling_home, tmp_path):
     labeled = _multi_label_project()
     # First every unlabeled image as a strategy pick: the multi-label model's class set for each.
@@ -291,6 +301,7 @@ def test_a_multi_label_project_records_queued_images_predicted_class_sets_as_str
     assert [(int(r["item_id"]), r["predicted"]) for r in rows] == [(item, names[item]) for item in queued]
 
 
+@pytest.mark.slow
 def test_select_waits_while_another_process_writes_the_embeddings(labeled_paths, tmp_path, capsys, monkeypatch):
     settings = load_settings()
     with open_database(settings) as db:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from services.database import open_database
@@ -82,6 +83,7 @@ def _label_until(
         labeler.errors.append(error)
 
 
+@pytest.mark.slow
 def test_concurrent_labelers_lose_nothing_and_never_see_an_error(backend_db, backend_settings, tmp_path):
     item_ids = _items(backend_db, tmp_path)
     with open_database(backend_settings) as second_process:

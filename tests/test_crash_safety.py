@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from services.labeling.classes import add_label_class
 from services.projects import ensure_project
 from storage import queries
 from storage.models import Annotation, ItemStatus
+
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 4

@@ -69,6 +69,7 @@ def test_other_images_decode_in_the_worker_and_a_damaged_jpeg_fails_alone(tmp_pa
         assert (row.float() - load_image(path, RECIPE).float()).abs().mean() < 2
 
 
+@pytest.mark.slow
 def test_extraction_with_jpeg_bytes_embeds_as_the_worker_decode_does(tmp_path, monkeypatch):
     tiny = build_backbone(f"local:{write_tiny_backbone(tmp_path / 'tiny.safetensors')}")
     backbone = replace(tiny, recipe=replace(tiny.recipe, draft=False))

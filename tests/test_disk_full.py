@@ -29,6 +29,8 @@ from storage import queries
 from tests.embedding_helpers import write_colour_images
 from tests.images import write_image
 
+pytestmark = pytest.mark.slow
+
 BATCH = 4
 
 

@@ -20,6 +20,8 @@ from storage.labels import label_queries
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, REPO, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project
 
+pytestmark = pytest.mark.e2e
+
 ARTIFACTS = REPO / "test-artifacts"
 CLASSES = ("airplane", "cat", "frog", "ship", "truck")
 PER_CLASS = 6

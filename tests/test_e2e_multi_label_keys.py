@@ -34,6 +34,8 @@ from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, REPO, add_account, running_ap
 from tests.labeling_project import CLASSES, ingested_sample_project, true_class
 from tests.labels_by_name import NewLabel, record_annotations
 
+pytestmark = pytest.mark.e2e
+
 ARTIFACTS = REPO / "test-artifacts"
 REVIEWER = "rev"
 FIRST_PAGE_MS = 180_000  # the first page a test opens may wait for the app to embed the images

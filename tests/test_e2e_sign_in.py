@@ -18,6 +18,8 @@ from services.database import open_database
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project
 
+pytestmark = pytest.mark.e2e
+
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":  # CI installs it, so there it must be found
     pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright

@@ -22,6 +22,8 @@ from storage.models import Annotation, AnnotationSource, Annotator
 from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, settle, sign_in
 from tests.labeling_project import ingested_sample_project
 
+pytestmark = pytest.mark.e2e
+
 CLASSES = ("airplane", "cat", "frog", "ship", "truck")
 PER_CLASS = 6
 LABELS_EACH = 6

@@ -26,6 +26,8 @@ from tests.e2e_app import CHROMIUM, CHROMIUM_ARGS, add_account, running_app, set
 from tests.labeling_project import SAMPLE_IMAGES
 from tests.labels_by_name import NewLabel, record_annotations
 
+pytestmark = pytest.mark.e2e
+
 XSS = "<img src=x onerror=alert(1)>"
 # Every page of an admin's navigation: (sidebar title, whether it shows one of the names as text).
 PAGES = [

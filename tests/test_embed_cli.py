@@ -28,6 +28,7 @@ def run(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_embed_similar_export_round_trip(pool, tmp_path, capsys):
     backbone = f"local:{write_tiny_backbone(tmp_path / 'tiny.safetensors')}"
     code, out, _ = run(capsys, "embed", "--backbone", backbone, "--batch-size", "4", "--workers", "1")
@@ -54,6 +55,7 @@ def test_embed_similar_export_round_trip(pool, tmp_path, capsys):
     assert by_id == by_file == by_path
 
 
+@pytest.mark.slow
 def test_new_images_are_embedded_incrementally(pool, tmp_path, capsys):
     backbone = f"local:{write_tiny_backbone(tmp_path / 'tiny.safetensors')}"
     assert run(capsys, "embed", "--backbone", backbone, "--workers", "0")[0] == 0
@@ -63,6 +65,7 @@ def test_new_images_are_embedded_incrementally(pool, tmp_path, capsys):
     assert code == 0 and "embedded: 6" in out and "already embedded: 15" in out and "index: exact, 21 items" in out
 
 
+@pytest.mark.slow
 def test_other_weights_get_their_own_embeddings(pool, tmp_path, capsys):
     first = f"local:{write_tiny_backbone(tmp_path / 'a.safetensors')}"
     second = f"local:{write_tiny_backbone(tmp_path / 'b.safetensors', seed=3)}"
@@ -92,6 +95,7 @@ def test_similar_names_an_unknown_item(pool, tmp_path, capsys):
     assert code == 1 and "(broken.png) has no local:" in err
 
 
+@pytest.mark.slow
 def test_embed_waits_while_another_process_writes_the_embeddings_and_then_adds_what_is_missing(
     pool, tmp_path, capsys, monkeypatch
 ):

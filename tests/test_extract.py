@@ -39,6 +39,7 @@ def open_store(folder, backbone, dtype="float16"):
     return EmbeddingStore.open_for_writing(folder, backbone=backbone.describe(), dim=backbone.embed_dim, dtype=dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_vectors_match_the_model_and_bad_files_are_reported_one_each(tmp_path, backbone, num_workers):
     paths = write_colour_images(tmp_path / "images")
@@ -89,6 +90,7 @@ def test_new_items_are_embedded_incrementally_and_failures_retried(tmp_path, bac
     np.testing.assert_allclose(vectors, reference_vectors(backbone, paths), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_a_failed_item_is_retried_on_the_next_run(tmp_path, backbone):
     paths = [str(p) for p in write_colour_images(tmp_path / "images", per_colour=1)]
     good = Path(paths[0]).read_bytes()
@@ -100,6 +102,7 @@ def test_a_failed_item_is_retried_on_the_next_run(tmp_path, backbone):
     assert (first.embedded, len(first.failures), second.embedded, second.already_done) == (2, 1, 1, 2)
 
 
+@pytest.mark.slow
 def test_a_store_of_other_weights_is_refused_and_one_writer_at_a_time(tmp_path, backbone):
     with open_store(tmp_path / "store", backbone):
         with pytest.raises(StoreBusy, match="this process is already writing"):
@@ -131,6 +134,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_run_killed_midway_is_resumed_where_it_stopped(tmp_path):
     paths = [str(p) for p in write_colour_images(tmp_path / "images", per_colour=8)]
     backbone_path = write_tiny_backbone(tmp_path / "tiny.safetensors")
@@ -166,6 +170,7 @@ def test_a_run_killed_midway_is_resumed_where_it_stopped(tmp_path):
     np.testing.assert_allclose(vectors, reference_vectors(backbone, paths), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_after_its_wait(tmp_path):
     backbone_path = write_tiny_backbone(tmp_path / "tiny.safetensors")
     backbone = build_backbone(f"local:{backbone_path}")
@@ -192,6 +197,7 @@ def test_a_writer_waits_for_another_process_to_release_the_store_or_gives_up_aft
         assert holder.wait(30) == 0
 
 
+@pytest.mark.slow
 def test_a_writer_waits_for_another_thread_of_this_process_to_close_the_store(tmp_path, backbone):
     first = open_store(tmp_path / "store", backbone)
     waits, opened = [], []

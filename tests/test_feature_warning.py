@@ -20,6 +20,8 @@ from tests.app_helpers import open_page
 from tests.labeling_project import ingested_sample_project, ready_engine, true_class
 from tests.labels_by_name import record_annotation
 
+pytestmark = pytest.mark.slow
+
 
 def photo_project(base: Path):
     """Settings of a project of 12 generated 320x240 'photos' in 2 classes, on the bundled backbone."""

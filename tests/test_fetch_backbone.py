@@ -125,6 +125,7 @@ def fetch(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_download_is_verified_placed_and_then_found(server, published, checkpoints, checkpoint, tmp_path, capsys):
     assert not weights_available(NAME, hf_cache=tmp_path / "hf")
     code, out, err = fetch(capsys, NAME, "--mirror", server.url)
@@ -139,6 +140,7 @@ def test_download_is_verified_placed_and_then_found(server, published, checkpoin
     assert backbone.identity.weights_path == checkpoints / "tiny_pretrain.pth" and backbone.embed_dim == 96
 
 
+@pytest.mark.slow
 def test_interrupted_download_resumes_with_a_range_request(server, published, checkpoints, checkpoint, capsys):
     cut = 200_000
     server.cut_after = cut
@@ -154,6 +156,7 @@ def test_interrupted_download_resumes_with_a_range_request(server, published, ch
     assert (checkpoints / "tiny_pretrain.pth").read_bytes() == checkpoint
 
 
+@pytest.mark.slow
 def test_a_server_that_ignores_range_restarts_from_zero(server, published, checkpoint, tmp_path):
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)
@@ -165,6 +168,7 @@ def test_a_server_that_ignores_range_restarts_from_zero(server, published, check
     assert (hub / "checkpoints" / "tiny_pretrain.pth").read_bytes() == checkpoint
 
 
+@pytest.mark.slow
 def test_a_partial_file_that_is_already_whole_is_verified_without_download(server, published, checkpoint, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "tiny_pretrain.pth.partial").write_bytes(checkpoint)
@@ -174,6 +178,7 @@ def test_a_partial_file_that_is_already_whole_is_verified_without_download(serve
     assert (tmp_path / "checkpoints" / "tiny_pretrain.pth").read_bytes() == checkpoint
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_deletes_the_file_and_says_so(
     server, published, checkpoints, checkpoint, monkeypatch, capsys
 ):
@@ -185,6 +190,7 @@ def test_checksum_mismatch_deletes_the_file_and_says_so(
     assert list(checkpoints.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status, kept", [(500, True), (503, True), (404, False)])
 def test_http_errors_name_the_url_and_keep_a_partial_only_where_it_can_resume(
     server, published, checkpoints, checkpoint, capsys, status, kept
@@ -210,6 +216,7 @@ def test_no_network_says_what_to_do(checkpoints, capsys):
     assert f"place it at {checkpoints / 'dinov2_vits14_pretrain.pth'}" in err
 
 
+@pytest.mark.slow
 def test_a_present_verified_file_is_not_downloaded_again(server, published, checkpoints, capsys):
     assert fetch(capsys, NAME, "--mirror", server.url)[0] == 0
     code, out, _ = fetch(capsys, NAME, "--mirror", server.url)
@@ -217,6 +224,7 @@ def test_a_present_verified_file_is_not_downloaded_again(server, published, chec
     assert len(server.requests) == 1
 
 
+@pytest.mark.slow
 def test_a_present_file_with_other_bytes_is_reported_not_replaced(server, published, checkpoints, capsys):
     checkpoints.mkdir(parents=True)
     (checkpoints / "tiny_pretrain.pth").write_bytes(b"not the checkpoint")
@@ -225,6 +233,7 @@ def test_a_present_file_with_other_bytes_is_reported_not_replaced(server, publis
     assert (checkpoints / "tiny_pretrain.pth").read_bytes() == b"not the checkpoint" and server.requests == []
 
 
+@pytest.mark.slow
 def test_without_a_pinned_hash_it_downloads_only_when_told_unverified(
     server, published, checkpoints, checkpoint, monkeypatch, capsys
 ):
@@ -237,6 +246,7 @@ def test_without_a_pinned_hash_it_downloads_only_when_told_unverified(
     assert (checkpoints / "tiny_pretrain.pth").read_bytes() == checkpoint
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_bytes_for_the_next_run(server, published, checkpoint, tmp_path):
     def stop_after_first_chunk(*, url, path, done, total):
         if done:
@@ -285,6 +295,7 @@ def test_a_mirror_replaces_scheme_and_host_and_keeps_the_path():
         with_mirror(url, "10.0.0.5:8080")
 
 
+@pytest.mark.slow
 def test_the_mirror_variable_is_the_default(server, published, checkpoints, monkeypatch, capsys):
     monkeypatch.setenv("BANANA_BACKBONE_MIRROR", server.url)
     code, out, err = fetch(capsys, NAME)

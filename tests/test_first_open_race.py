@@ -32,6 +32,7 @@ def _schema_revision(settings: Settings) -> list[str]:
         return list(session.scalars(text("SELECT version_num FROM alembic_version")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))  # the race is lost only some of the time
 def test_two_processes_opening_an_empty_database_at_once_both_open_it(backend_settings, tmp_path, attempt):
     spawn = multiprocessing.get_context("spawn")

@@ -194,6 +194,7 @@ def test_jpeg_under_four_times_the_recipe_size_decodes_in_full(tmp_path, draft_s
     assert draft_sizes == [(1000, 750)]
 
 
+@pytest.mark.slow
 def test_bundled_backbone_inputs_of_the_cifar_sample_images_are_unchanged():
     recipe = build_backbone("bundled").recipe
     paths = sorted((REPO_ROOT / "sample_data" / "images").rglob("*.jpg"))[::15]

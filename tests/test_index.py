@@ -40,6 +40,7 @@ def test_vectors_are_normalised_so_scores_are_cosines():
     np.testing.assert_allclose(scores[:, 0], 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_large_pools_get_an_ivf_index_with_high_recall():
     vectors, ids = clustered(4000), np.arange(4000)
     index = SimilarityIndex(config=IndexConfig(exact_max=1000, nprobe=16)).fit(vectors, ids)
@@ -78,6 +79,7 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["index.faiss"]
 
 
+@pytest.mark.slow
 def test_readers_always_see_a_whole_index_while_new_versions_are_saved(tmp_path):
     path = tmp_path / "index.faiss"
     versions = [SimilarityIndex().fit(clustered(n, d=256), np.arange(n)) for n in (2000, 4000)]

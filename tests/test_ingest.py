@@ -84,6 +84,7 @@ def test_hostile_folder_gives_one_error_row_per_bad_file(db, settings, tmp_path)
     assert (report.added, report.duplicates, report.skipped_known) == (len(good), 1, 0)
 
 
+@pytest.mark.slow
 def test_rerun_adds_nothing_and_reads_nothing(db, settings, tmp_path, monkeypatch):
     root, good, bad = build_hostile_folder(tmp_path)
     ingest(db, settings, source=root, project="p")
@@ -256,6 +257,7 @@ def test_small_batches_commit_and_report_progress(db, settings, tmp_path):
     assert len(_items(db)) == 7
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_outcomes_in_order(tmp_path):
     root, _, _ = build_hostile_folder(tmp_path)
     files = list(scan_folder(root, root=root.resolve()))

@@ -86,6 +86,7 @@ def label_all(engine, wrong_for=()):
     session.close()
 
 
+@pytest.mark.slow
 def test_queue_on_the_sample_project_finds_planted_errors_and_reviews_supersede(engine):
     # Two planted errors: the first image of "airplane" and of "frog" labeled as the next class.
     wrong = {p for p in engine.pool.paths if p.split("/")[0] in ("airplane", "frog")}

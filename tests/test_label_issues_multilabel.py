@@ -41,6 +41,7 @@ def plant_set_errors(Y, n_errors, seed=1):
     return noisy, flipped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_planted_class_set_errors_are_flagged_worst_first(seed):
     # ~97% of the (item, class) entries right out of fold; 10% of the items get one class flipped.
@@ -125,6 +126,7 @@ def assert_review(engine, item_id, class_ids, supersedes_id):
         assert row.source is AnnotationSource.REVIEW and row.supersedes_id == supersedes_id
 
 
+@pytest.mark.slow
 def test_queue_flags_a_planted_set_and_set_reviews_supersede(engine):
     engine = multi_label_engine(engine)
     wrong = planted_set_errors(engine)
@@ -156,6 +158,7 @@ def test_queue_flags_a_planted_set_and_set_reviews_supersede(engine):
     assert first.item_id not in {issue.item_id for issue in multi_label_issue_queue(engine).issues}
 
 
+@pytest.mark.slow
 def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
     engine = multi_label_engine(engine)
     label_sets(engine, planted_set_errors(engine))
@@ -214,6 +217,7 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
     assert app.subheader[0].value == f"1 of {len(remaining)}"
 
 
+@pytest.mark.slow
 def test_page_says_how_many_labels_are_needed(engine):
     engine = multi_label_engine(engine)
     label_sets(engine, limit=5)

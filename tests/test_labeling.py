@@ -51,6 +51,7 @@ def test_undo_appends_a_superseding_annotation_and_asks_the_item_again(engine):
     assert engine.labeled_items() == []
 
 
+@pytest.mark.slow
 def test_skipped_items_are_not_asked_again_and_the_session_ends_when_nothing_is_left(engine):
     session = LabelingSession(engine, "ann")
     skipped = set()
@@ -66,6 +67,7 @@ def test_skipped_items_are_not_asked_again_and_the_session_ends_when_nothing_is_
     assert len(asked) == len(set(asked)) == 24 - 5
 
 
+@pytest.mark.slow
 def test_labeling_with_an_unknown_class_is_refused(engine):
     session = LabelingSession(engine, "ann")
     with pytest.raises(UserError):
@@ -74,6 +76,7 @@ def test_labeling_with_an_unknown_class_is_refused(engine):
         session.label(session.current().item_id, [999])
 
 
+@pytest.mark.slow
 def test_retrained_model_is_saved_as_arrays_and_served_after_a_restart(engine, labeling_home):
     session = LabelingSession(engine, "ann")
     label_truly(session, 12)
@@ -97,6 +100,7 @@ def test_retrained_model_is_saved_as_arrays_and_served_after_a_restart(engine, l
     assert len(restarted.engine.labeled_items()) == 12
 
 
+@pytest.mark.slow
 def test_a_restart_serves_a_current_stored_model_without_retraining(engine):
     session = LabelingSession(engine, "ann")
     label_truly(session, 12)  # 12 >= retrain_every: one retrain on the way
@@ -121,6 +125,7 @@ def test_a_restart_serves_a_current_stored_model_without_retraining(engine):
     assert len(versions()) > len(before) and restarted.serving.metrics["trained_labels"] > 12
 
 
+@pytest.mark.slow
 def test_a_restart_retrains_when_the_stored_model_is_older_than_the_labels(engine):
     first = label_truly(LabelingSession(engine, "ann"), 3)[0]
     engine.retrain_now()
@@ -134,6 +139,7 @@ def test_a_restart_retrains_when_the_stored_model_is_older_than_the_labels(engin
     assert restarted.serving.model_version_id != engine.serving.model_version_id
 
 
+@pytest.mark.slow
 def test_a_closed_session_hands_its_queued_asks_to_other_labelers(engine):
     first = LabelingSession(engine, "ann")
     held = first.current().item_id
@@ -147,6 +153,7 @@ def test_a_closed_session_hands_its_queued_asks_to_other_labelers(engine):
     assert held in asked
 
 
+@pytest.mark.slow
 def test_a_session_whose_leases_lapsed_and_were_taken_over_drops_those_asks(engine):
     first = LabelingSession(engine, "ann")
     held = first.current().item_id
@@ -169,6 +176,7 @@ def test_a_session_whose_leases_lapsed_and_were_taken_over_drops_those_asks(engi
     )  # bob's labels may come back as overlap asks
 
 
+@pytest.mark.slow
 def test_a_session_whose_engine_was_replaced_still_saves_a_label_without_error(engine):
     # A page left open across a pool swap answers through the closed engine; the label must
     # be stored and no background work may be scheduled on the closed engine.
@@ -180,6 +188,7 @@ def test_a_session_whose_engine_was_replaced_still_saves_a_label_without_error(e
         assert db_session.get(Annotation, annotation_id).item_id == ask.item_id
 
 
+@pytest.mark.slow
 def test_a_project_on_the_int8_similarity_kernel_labels_undoes_and_retrains(labeling_home, monkeypatch):
     from core.similarity import pool_kernels
     from core.similarity.pool_kernels import Int8Kernel

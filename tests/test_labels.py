@@ -64,6 +64,7 @@ def test_bad_annotations_are_refused_with_the_reason(db, project, kwargs, messag
         assert session.scalars(select(Annotation)).all() == []
 
 
+@pytest.mark.slow
 def test_multi_label_project_takes_several_classes(db, project):
     with db.writing() as session:
         session.get(Project, project.id).multi_label = True

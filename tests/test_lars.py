@@ -2,10 +2,13 @@
 
 import copy
 
+import pytest
 import torch
 
 from core.features.nets import SmallResNet, projection_head
 from core.ssl.lars import LARS, lars_param_groups
+
+pytestmark = pytest.mark.slow
 
 
 def reference_step(params, buffers, *, lr, momentum, weight_decay, eta, lars):

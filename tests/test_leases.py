@@ -15,6 +15,8 @@ from storage.types import utc_now
 from tests.labeling_project import class_id, true_class
 from tests.team_project import team_engine
 
+pytestmark = pytest.mark.slow
+
 THREADS = 8
 NO_OVERLAP = TeamSettings(overlap_share=0.0)
 

@@ -142,6 +142,7 @@ def test_a_failing_callback_is_reported_and_does_not_stop_the_loop(make_loop):
     assert loop.wait_idle(WAIT) and loop.current[0] == 2
 
 
+@pytest.mark.slow
 def test_a_probe_fit_trains_probes_that_grow_with_new_classes(make_loop):
     X, y = clusters([40, 40, 40], seed=0)
     recorder = Recorder()

@@ -30,6 +30,7 @@ def neighbours_in_same_cluster(xy, cluster, k=5):
     return float((cluster[nearest] == cluster[:, None]).mean())
 
 
+@pytest.mark.slow
 def test_tsne_keeps_well_separated_clusters_apart_better_than_pca():
     points, cluster = clusters()
     xy = tsne_2d(points, FAST)

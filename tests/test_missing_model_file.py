@@ -3,10 +3,14 @@ project from opening: it is logged and a new model is trained from the labels.""
 
 import logging
 
+import pytest
+
 from services.engine.lifecycle import close_engines
 from services.engine.model_store import load_latest_model
 from tests.labeling_project import ready_engine
 from tests.test_slices import label_truly, retrain
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_project_whose_model_file_is_missing_opens_and_retrains_from_its_labels(engine, caplog):

@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from services.database import open_database
@@ -25,6 +26,7 @@ def database_labels(engine):
         return label_queries.current_labels(session, engine.project_id)
 
 
+@pytest.mark.slow
 def test_labels_and_a_class_imported_by_another_process_reach_the_running_engine(engine, labeling_home, tmp_path):
     paths = engine.pool.paths[:6]  # three labeled as a new class, three as their own
     rows = [f"{path},{'zebra' if i < 3 else true_class(path)}\n" for i, path in enumerate(paths)]
@@ -52,6 +54,7 @@ def test_labels_and_a_class_imported_by_another_process_reach_the_running_engine
     assert engine.serving.metrics["trained_labels"] == 6  # the model learns from every label in the database
 
 
+@pytest.mark.slow
 def test_after_two_classes_swap_names_elsewhere_a_label_is_recorded_under_the_class_chosen(engine):
     cat, frog = class_id(engine, "cat"), class_id(engine, "frog")
     with engine.db.writing() as session:  # another server swaps the names; this engine is not told

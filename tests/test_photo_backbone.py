@@ -16,6 +16,8 @@ from core.features.weights import read_state_dict
 from core.images.preprocess import load_image, normalise
 from tests.hymenoptera_photos import hymenoptera_photos  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.slow
+
 IMAGENET_CLASS = {"ants": 310, "bees": 309}
 PHOTOS_PER_CLASS = 20
 MIN_TOP5_RATE = 0.8

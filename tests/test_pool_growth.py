@@ -27,6 +27,8 @@ from tests.labeling_project import (
 )
 from tests.labels_by_name import record_annotation
 
+pytestmark = pytest.mark.slow
+
 # Checked at every call; a replaced engine serves its sessions a few seconds more.
 FAST = GrowthConfig(check_seconds=0, retire_seconds=3, retry_seconds=0)
 

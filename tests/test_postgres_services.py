@@ -14,6 +14,8 @@ from storage.labels import label_queries
 from tests.images import write_image
 from tests.labels_by_name import NewLabel, record_annotation, record_annotations
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def images(tmp_path):

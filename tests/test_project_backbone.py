@@ -75,6 +75,7 @@ def test_setting_a_backbone_records_who_and_refuses_unknown_names(sample_setting
     assert (choice.name, choice.source, choice.set_by) == (PHOTO_BACKBONE, "set", "ann")
 
 
+@pytest.mark.slow
 def test_switching_the_backbone_re_embeds_in_the_background_and_keeps_every_label(tmp_path: Path):
     settings = ingested_sample_project(tmp_path, per_class=3)
     with open_database(settings) as db:

@@ -83,6 +83,7 @@ def test_the_two_mode_flags_exclude_each_other(home, images, capsys):
     assert exited.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_missing_path_with_a_mode_still_says_it_does_not_exist(home, tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "nowhere"), "--multi-label"]) == 1
     assert "does not exist" in capsys.readouterr().err
@@ -141,6 +142,7 @@ def _engine_in_mode(db, settings, multi_label: bool):
     raise AssertionError(f"the engine was not rebuilt as multi_label={multi_label}: {startup}")
 
 
+@pytest.mark.slow
 def test_a_refreshed_engine_takes_the_new_mode_and_not_a_model_of_the_other_mode(engine):
     db, settings = engine.db, engine.settings
     session = LabelingSession(engine, "ann")

@@ -4,12 +4,15 @@ session holding a token ends with it."""
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from services.accounts.accounts import create_account, create_first_admin, set_disabled, set_password
 from services.accounts.remembered_sign_ins import account_for_token, forget, remember, session_account
 from storage.accounts.sign_in_models import RememberedSignIn
 from storage.types import utc_now
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_token_signs_its_account_in_and_only_its_digest_is_stored(backend_db):

@@ -12,6 +12,8 @@ from core.model.retrain_worker import ProbeTrainer, WorkerDied, train_probe
 from tests.engine_data import clusters
 from tests.probe_fits import ProbeFit
 
+pytestmark = pytest.mark.slow
+
 WAIT = 30  # seconds; only reached when something is broken
 
 

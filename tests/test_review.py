@@ -33,6 +33,7 @@ def _wrong(ask):
     return "cat" if true_class(ask.path) != "cat" else "frog"
 
 
+@pytest.mark.slow
 def test_disagreeing_overlap_labels_go_to_review_and_the_decision_is_a_final_review_annotation(team):
     engine = team
     first, second = (
@@ -130,6 +131,7 @@ def test_a_decided_item_reopens_only_when_a_later_label_disagrees_with_the_decis
     assert review_queue(engine.db, "default") == []
 
 
+@pytest.mark.slow
 def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final(engine):
     first, second = (
         AskLeases(engine, "first", team=EVERY_ITEM_OVERLAPS),
@@ -155,6 +157,7 @@ def test_the_review_page_shows_each_label_and_records_the_reviewers_key_as_final
     assert engine.current_label(ask.item_id).annotation_id == newest.id
 
 
+@pytest.mark.slow
 def test_multi_label_review_starts_from_the_agreed_classes_and_number_keys_toggle_the_rest(engine):
     engine = multi_label_engine(engine)
     ids = class_ids_by_name(engine)
@@ -187,6 +190,7 @@ def test_multi_label_review_starts_from_the_agreed_classes_and_number_keys_toggl
         assert newest.source is AnnotationSource.REVIEW and [c.name for c in newest.classes] == ["airplane"]
 
 
+@pytest.mark.slow
 def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings_there(engine):
     refused = open_page("pages/review.py", name="anna", role=Role.ANNOTATOR)
     assert [e.value for e in refused.error] == ["This page is for accounts with the reviewer role or above."]
@@ -201,6 +205,7 @@ def test_annotators_cannot_open_the_review_page_and_admins_set_the_team_settings
     assert LabelingSession(engine, "new").leases.team.overlap_share == 0.2
 
 
+@pytest.mark.slow
 def test_undoing_a_second_opinion_restores_the_first_label_without_agreeing_with_it(team):
     engine = team
     first, second = (

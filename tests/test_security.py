@@ -121,6 +121,7 @@ def test_xsrf_protection_stays_on_and_uploads_are_limited(repository_config):
     assert "enableCORS" not in (REPO / "Makefile").read_text()
 
 
+@pytest.mark.slow
 def test_the_running_app_refuses_an_upload_without_the_xsrf_token(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -136,6 +137,7 @@ def test_the_running_app_refuses_an_upload_without_the_xsrf_token(tmp_path):
 # --- checkpoints load with weights_only=True --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_torch_load_in_the_repository_passes_weights_only_true():
     loads = []
     for path in repository_python_files():
@@ -153,6 +155,7 @@ def test_every_torch_load_in_the_repository_passes_weights_only_true():
     assert Path("core/features/weights.py") in loads and Path("core/ssl/simclr.py") in loads
 
 
+@pytest.mark.slow
 def test_nothing_in_the_repository_unpickles():
     for path in repository_python_files():
         source = path.read_text()

@@ -51,6 +51,7 @@ def test_mid_band_wins_with_a_fitted_probe_too(bands):
     assert set(kind[picks.indices]) == {"mid"}
 
 
+@pytest.mark.slow
 def test_cold_start_covers_every_cluster():
     X, y = clusters([300, 200, 100, 50, 30, 20], seed=1)
     picks = select(X, [], [], 6, rng=0, config=SelectionConfig(audit_share=0.0))
@@ -99,6 +100,7 @@ def test_nearest_similarity_part_counts_earlier_picks_of_the_batch():
     assert first < 0.9 and second > 0.99  # the second pick's nearest "labeled" item is the first pick
 
 
+@pytest.mark.slow
 def test_audit_share_controls_uniform_picks(bands):
     X, _, labeled, labels = bands
     probe = LinearProbe().fit(X[labeled], labels)

@@ -47,6 +47,7 @@ class Recorder:
         self.losses.append(float(loss))
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_tiny_pool():
     recorder = Recorder()
     SimCLRTrainer(config=replace(TINY, epochs=10), callbacks=[recorder]).fit(blob_images())
@@ -81,6 +82,7 @@ class StopAt:
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_from_its_step_count(tmp_path):
     images = blob_images()
     uninterrupted = SimCLRTrainer(config=TINY).fit(images)
@@ -97,6 +99,7 @@ def test_resumed_run_continues_from_its_step_count(tmp_path):
         torch.testing.assert_close(resumed.backbone_.state_dict()[name], value, msg=name)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_recipe(tmp_path):
     state = tmp_path / "state.pt"
     SimCLRTrainer(config=replace(TINY, epochs=1)).fit(blob_images(), checkpoint_path=str(state))
@@ -104,6 +107,7 @@ def test_resume_refuses_a_checkpoint_of_another_recipe(tmp_path):
         SimCLRTrainer(config=replace(TINY, epochs=1, temperature=0.5)).fit(blob_images(), checkpoint_path=str(state))
 
 
+@pytest.mark.slow
 def test_trained_backbone_round_trips_through_its_file_and_embeds(tmp_path):
     images = blob_images()
     trainer = SimCLRTrainer(config=replace(TINY, epochs=2)).fit(images)
@@ -131,6 +135,7 @@ def test_bad_input_is_named():
         SimCLRTrainer(config=TINY).fit(np.zeros((1, 16, 16, 3), np.uint8))
 
 
+@pytest.mark.slow
 def test_same_weights_always_give_the_same_file_bytes(tmp_path):
     """The file hash identifies the weights, so re-saving must not change it."""
     trainer = SimCLRTrainer(config=replace(TINY, epochs=1)).fit(blob_images())
@@ -141,6 +146,7 @@ def test_same_weights_always_give_the_same_file_bytes(tmp_path):
     assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()
 
 
+@pytest.mark.slow
 def test_training_continues_from_a_given_backbone():
     images = blob_images()
     first = SimCLRTrainer(config=replace(TINY, epochs=2)).fit(images)

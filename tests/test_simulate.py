@@ -19,6 +19,7 @@ def clusters(n, rng, k=4, dim=16):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
 
 
+@pytest.mark.slow
 def test_every_strategy_reaches_each_budget_and_is_scored_on_the_test_set():
     rng = np.random.default_rng(0)
     pool, oracle = clusters(400, rng)
@@ -45,6 +46,7 @@ def test_unknown_strategy_is_named():
         run_simulation(pool, oracle, pool, oracle, config=SimulationConfig(ours=("bogus",), peers=()))
 
 
+@pytest.mark.slow
 def test_simulate_command_writes_results_summary_and_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
     oracle = tmp_path / "oracle"
@@ -89,6 +91,7 @@ def test_simulate_command_writes_results_summary_and_plot(tmp_path, monkeypatch,
     assert random_baseline(settings, str(tmp_path)) is None
 
 
+@pytest.mark.slow
 def test_simulate_refuses_a_budget_larger_than_the_pool(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BANANA_HOME", str(tmp_path / "home"))
     oracle = tmp_path / "oracle"

@@ -126,6 +126,7 @@ def retrain(engine):
     return engine.serving.model_version_id
 
 
+@pytest.mark.slow
 def test_slice_is_measured_with_every_model_version_after_retrain(engine):
     label_truly(engine, 12)
     first = retrain(engine)
@@ -159,6 +160,7 @@ def test_slice_is_measured_with_every_model_version_after_retrain(engine):
         create_slice(engine, name=" ", example_item_ids=airplanes[:1])
 
 
+@pytest.mark.slow
 def test_a_failing_after_model_hook_never_stops_the_new_model_serving(engine, monkeypatch):
     def broken(_engine):
         raise RuntimeError("boom")
@@ -235,6 +237,7 @@ def test_slice_rows_round_trip_and_one_metric_per_model_version(backend_db):
         )
 
 
+@pytest.mark.slow
 def test_multi_label_slices_are_measured_with_set_accuracy(engine):
     engine = multi_label_engine(engine)
     label_truly(engine, 12)

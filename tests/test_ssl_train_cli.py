@@ -1,6 +1,7 @@
 """`ssl-train` end to end: ingest a folder, pretrain, then embed with the result through the registry."""
 
 import numpy as np
+import pytest
 
 from app.cli import main
 from core.features.backbone_file import read_header
@@ -9,6 +10,7 @@ from core.features.weights import file_sha256
 from tests.embedding_helpers import write_colour_images
 
 
+@pytest.mark.slow
 def test_ssl_train_writes_a_backbone_the_registry_loads_and_embed_uses(home, tmp_path, capsys):
     images = tmp_path / "pool"
     write_colour_images(images, per_colour=6)
@@ -37,6 +39,7 @@ def test_ssl_train_needs_an_ingested_project(home, capsys):
     assert "run `python -m app.cli ingest FOLDER` first" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ssl_train_names_a_missing_knn_folder(home, tmp_path, capsys):
     write_colour_images(tmp_path / "pool", per_colour=2)
     assert main(["ingest", str(tmp_path / "pool")]) == 0
@@ -44,6 +47,7 @@ def test_ssl_train_names_a_missing_knn_folder(home, tmp_path, capsys):
     assert f"labeled folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ssl_train_continues_from_a_backbone_file(home, tmp_path, capsys):
     write_colour_images(tmp_path / "pool", per_colour=4)
     assert main(["ingest", str(tmp_path / "pool")]) == 0

@@ -199,6 +199,7 @@ def test_round_trip_of_every_table(backend_db):
 @pytest.mark.parametrize(
     "statement", ["UPDATE annotation SET duration_ms = 1", "DELETE FROM annotation", "DELETE FROM annotation_class"]
 )
+@pytest.mark.slow
 def test_annotations_are_append_only(backend_db, statement):
     with backend_db.writing() as session:
         project, item_id = _project_with_item(session)

@@ -1,5 +1,7 @@
 """The app waits while another process writes its embeddings (a CLI `embed` run) instead of failing to start."""
 
+import pytest
+
 from core.features.backbones import identify_backbone
 from services.config import load_settings
 from services.database import open_database
@@ -9,6 +11,8 @@ from services.features.embeddings import embed, embeddings_folder
 from services.projects import get_project
 from tests.embedding_helpers import store_held_elsewhere
 from tests.labeling_project import ready_engine
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_app_starts_once_another_process_has_finished_writing_the_embeddings(labeling_home, tmp_path, monkeypatch):

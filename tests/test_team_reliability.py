@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from services.labeling.session import LabelingSession
@@ -17,6 +18,8 @@ from services.teams.leases import TeamSettings, overlap_wanted
 from storage.models import Annotation, AnnotationSource, Annotator
 from tests.labeling_project import true_class
 from tests.team_project import class_ids_by_name, team_engine
+
+pytestmark = pytest.mark.slow
 
 ANNOTATORS = 8
 RUN_SECONDS = 12.0

@@ -370,6 +370,7 @@ def test_a_csv_written_by_hand_with_spaces_after_the_commas_still_matches(projec
 # ----- large and deep inputs ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_exports_and_imports_stay_under_sqlite_bound_parameter_limits(db):
     """SQLite builds before 3.32 allow 999 bound parameters per statement."""
     with db.writing() as session:
@@ -436,6 +437,7 @@ def _disk_full_after(count, write, *, target_argument):
     return failing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True], ids=["new folder", "empty folder"])
 def test_a_full_disk_during_an_image_folder_export_leaves_nothing_behind(project, tmp_path, monkeypatch, existing):
     db = project

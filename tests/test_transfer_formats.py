@@ -114,6 +114,7 @@ def test_export_then_import_into_a_fresh_project_gives_the_same_labels(two_proje
     assert _state(db, "b") == before  # re-import is idempotent: no new rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", list(EXPORTS))
 def test_import_supersedes_different_labels_and_records_source_import(two_projects, fmt):
     db, _ = two_projects

@@ -133,6 +133,7 @@ def triaged_project(tmp_path, home):
     return tmp_path, copies
 
 
+@pytest.mark.slow
 def test_cli_triage_writes_the_report_and_a_summary(triaged_project, capsys):
     base, copies = triaged_project
     out = base / "report.csv"

@@ -194,6 +194,7 @@ def test_label_next_queues_report_rows_in_order_with_their_margin(team):
 # ----- the CLI and the Triage page over the small real project ---------------------------
 
 
+@pytest.mark.slow
 def test_cli_triage_label_next_queues_the_near_failures_once(triaged_project, capsys):  # noqa: F811
     base, _ = triaged_project
     out = base / "report.csv"
@@ -229,6 +230,7 @@ def test_cli_triage_label_next_queues_the_near_failures_once(triaged_project, ca
     assert "Queued" not in capsys.readouterr().out  # without --label-next nothing is queued
 
 
+@pytest.mark.slow
 def test_triage_page_label_these_next_then_the_label_page_asks_the_first(engine):
     label_truly(engine, 10)
     app = open_page("pages/triage.py")
@@ -353,6 +355,7 @@ def test_cli_triage_clear_queue_prints_the_count(triaged_project, capsys):  # no
     assert usage.value.code == 2
 
 
+@pytest.mark.slow
 def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
     label_truly(engine, 10)
     app = open_page("pages/triage.py")
@@ -386,6 +389,7 @@ def test_triage_page_shows_the_queue_in_order_and_clears_it(engine):
     assert "Queued from the Triage report" not in " ".join(m.value for m in label_page.expander[0].markdown)
 
 
+@pytest.mark.slow
 def test_an_open_session_asks_newly_queued_images_after_its_next_two(team, monkeypatch):
     monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
     session = LabelingSession(team, "ann", team=NO_OVERLAP)
@@ -407,6 +411,7 @@ def test_an_open_session_asks_newly_queued_images_after_its_next_two(team, monke
     session.close()
 
 
+@pytest.mark.slow
 def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypatch):
     monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
     queue(team, some_items(team, 2))
@@ -423,6 +428,7 @@ def test_images_another_annotator_holds_do_not_unsettle_a_session(team, monkeypa
     other.close()
 
 
+@pytest.mark.slow
 def test_a_session_full_of_queued_images_is_left_alone_while_more_wait(team, monkeypatch):
     monkeypatch.setattr("services.labeling.session.QUEUE_CHECK_SECONDS", 0.0)
     queue(team, team.pool.item_ids.tolist()[::-2][:20])  # more than one batch
@@ -509,6 +515,7 @@ def test_cli_triage_show_queue_of_a_missing_project_names_it_and_the_fix(team, b
     assert "python -m app.cli ingest FOLDER --project nowhere" in printed.err
 
 
+@pytest.mark.slow
 def test_cli_triage_label_next_then_show_queue_lists_the_near_failures(triaged_project, capsys):  # noqa: F811
     base, _ = triaged_project
     out = base / "report.csv"
