@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
 from services.config import Settings
 from services.database import Database
@@ -18,6 +19,10 @@ from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
 from services.projects import get_project
 from storage.items import item_queries
+from storage.labels import priority_queries
+from storage.labels.priority_queries import TRIAGE
+from storage.models import Item, ItemStatus
+from storage.teams import lease_queries
 from tests.labeling_project import SAMPLE_IMAGES, true_class
 
 EMBEDDING_DIM = 16
@@ -63,3 +68,24 @@ def team_engine(
 
 def class_ids_by_name(engine: ProjectEngine) -> dict[str, int]:
     return {c.name: c.id for c in engine.classes.values()}
+
+
+def item_ids_by_path(session, project_id: int, paths) -> dict[str, int]:
+    """Each of ``paths`` that is an ingested image of the project, with its id."""
+    query = select(Item.path, Item.id).where(
+        Item.project_id == project_id, Item.status == ItemStatus.OK, Item.path.in_(list(paths))
+    )
+    return dict(session.execute(query).all())
+
+
+def overlap_wanted(item_id: int, share: float) -> bool:
+    """The overlap rule, written out: the test's oracle for storage.teams.lease_queries."""
+    return (
+        item_id * lease_queries.OVERLAP_HASH_MULTIPLIER
+    ) % lease_queries.OVERLAP_HASH_RANGE < lease_queries.overlap_threshold(share)
+
+
+def pending_items(db: Database, project_id: int, *, source: str = TRIAGE) -> list[int]:
+    """The queued, still unlabeled item ids of the project, in the order they will be asked."""
+    with db.reading() as session:
+        return [pick.item_id for pick in priority_queries.pending(session, project_id, source=source)]

@@ -199,7 +199,7 @@ def _queue(items):
 
 
 def _waiting(project_id):
-    from services.labeling.priority_asks import pending_items
+    from tests.team_project import pending_items
 
     with open_database(load_settings()) as db:
         return pending_items(db, project_id)

@@ -7,13 +7,13 @@ import pytest
 from sqlalchemy import update
 
 from services.errors import UserError
-from services.teams.leases import AskLeases, TeamSettings, is_overlap, overlap_wanted
+from services.teams.leases import AskLeases, TeamSettings, is_overlap
 from storage import queries
 from storage.teams import lease_queries
 from storage.teams.lease_models import ItemLease
 from storage.types import utc_now
 from tests.labeling_project import class_id, true_class
-from tests.team_project import team_engine
+from tests.team_project import overlap_wanted, team_engine
 
 pytestmark = pytest.mark.slow
 

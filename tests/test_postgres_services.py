@@ -13,6 +13,7 @@ from services.transfer.transfer import import_csv, labeled_images
 from storage.labels import label_queries
 from tests.images import write_image
 from tests.labels_by_name import NewLabel, record_annotation, record_annotations
+from tests.team_project import item_ids_by_path
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def test_a_labeling_session_through_the_services(backend_db, backend_settings, i
     with pytest.raises(UserError, match="already has a class"):
         add_label_class(backend_db, project=project, name="cat")
     with backend_db.reading() as session:
-        ids = label_queries.item_ids_by_path(session, project.id, [f"img{seed}.png" for seed in range(1, 6)])
+        ids = item_ids_by_path(session, project.id, [f"img{seed}.png" for seed in range(1, 6)])
 
     first = record_annotation(
         backend_db, item_id=ids["img1.png"], class_names=["cat"], annotator="ann", duration_ms=700

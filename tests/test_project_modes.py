@@ -19,6 +19,7 @@ from storage.labels import label_queries
 from tests.images import write_image
 from tests.labeling_project import class_id
 from tests.labels_by_name import record_annotation
+from tests.team_project import item_ids_by_path
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_switching_modes_both_ways_counts_the_images_with_several_classes(backen
     for name in ("cat", "dog", "bird"):
         add_label_class(backend_db, project=project, name=name)
     with backend_db.reading() as session:
-        ids = label_queries.item_ids_by_path(session, project.id, [f"img{seed}.png" for seed in range(4)])
+        ids = item_ids_by_path(session, project.id, [f"img{seed}.png" for seed in range(4)])
     single = record_annotation(backend_db, item_id=ids["img0.png"], class_names=["cat"], annotator="ann")
     with pytest.raises(UserError, match="single-label"):
         record_annotation(backend_db, item_id=ids["img1.png"], class_names=["cat", "dog"], annotator="ann")

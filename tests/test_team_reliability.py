@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from services.labeling.session import LabelingSession
-from services.teams.leases import TeamSettings, overlap_wanted
+from services.teams.leases import TeamSettings
 from storage.models import Annotation, AnnotationSource, Annotator
 from tests.labeling_project import true_class
-from tests.team_project import class_ids_by_name, team_engine
+from tests.team_project import class_ids_by_name, overlap_wanted, team_engine
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from app.safe_text import escape_markdown
 from services.data_engine.triage import TriageReport, TriageRow, label_next, label_next_message, near_failures
 from services.database import open_database
 from services.engine.project_engine import ProjectEngine
-from services.labeling.priority_asks import QueueResult, clear_queue, pending_items, queue_priority_asks, queue_view
+from services.labeling.priority_asks import QueueResult, clear_queue, queue_priority_asks, queue_view
 from services.labeling.session import LabelingSession
 from services.projects import get_project
 from services.teams.leases import AskLeases, TeamSettings
@@ -25,7 +25,7 @@ from storage.types import utc_now
 from tests.app_helpers import open_page
 from tests.labeling_project import true_class
 from tests.labels_by_name import record_annotation
-from tests.team_project import team_engine
+from tests.team_project import pending_items, team_engine
 from tests.test_leases import _in_threads
 from tests.test_slices import label_truly
 from tests.test_triage import triaged_project  # noqa: F401  (a fixture)

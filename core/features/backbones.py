@@ -89,10 +89,6 @@ class Published:
     recipe: dict = field(default_factory=dict)
     package: str | None = None
 
-    @property
-    def is_ssl(self):
-        return self.training.startswith("self-supervised")
-
     def download_url(self):
         return self.url or _timm_cfg(self.pretrained).url
 

@@ -112,11 +112,6 @@ def start_engine(db: Database, settings: Settings, project: str | None = None) -
         return startup
 
 
-def running_engines() -> list[ProjectEngine]:
-    with _lock:
-        return [s.engine for s in _startups.values() if s.engine is not None]
-
-
 def close_engines() -> None:
     """Stop every engine's retrain loop and forget them (tests, shutdown)."""
     with _lock:

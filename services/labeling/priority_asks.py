@@ -85,12 +85,6 @@ def queue_priority_asks(
     )
 
 
-def pending_items(db: Database, project_id: int, *, source: str = TRIAGE) -> list[int]:
-    """The queued, still unlabeled item ids of the project, in the order they will be asked."""
-    with db.reading() as session:
-        return [pick.item_id for pick in priority_queries.pending(session, project_id, source=source)]
-
-
 @dataclass(frozen=True)
 class QueueView:
     """The waiting queue: how many images wait, the first of them in the order they will be asked,

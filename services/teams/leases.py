@@ -71,13 +71,6 @@ def save_team_settings(db: Database, project_id: int, team: TeamSettings, *, by:
     shared_settings.write_setting(db, project_id, shared_settings.TEAM, asdict(team), by=by)
 
 
-def overlap_wanted(item_id: int, share: float) -> bool:
-    """Whether an item labeled through a lease is asked again of a second annotator."""
-    return (
-        item_id * lease_queries.OVERLAP_HASH_MULTIPLIER
-    ) % lease_queries.OVERLAP_HASH_RANGE < lease_queries.overlap_threshold(share)
-
-
 def is_overlap(ask: Ask) -> bool:
     return ask.source == OVERLAP_SOURCE
 

@@ -18,7 +18,6 @@ from storage.models import (
     AnnotationSource,
     Annotator,
     Item,
-    ItemStatus,
     LabelClass,
     ModelVersion,
     Pick,
@@ -218,17 +217,6 @@ def audit_picks(session: Session, project_id: int) -> list[AuditPick]:
     return [
         AuditPick(item_id, asked, version, tuple(predicted)) for item_id, asked, version, predicted in rows if predicted
     ]
-
-
-def item_ids_by_path(session: Session, project_id: int, paths: Sequence[str]) -> dict[str, int]:
-    """Map each of ``paths`` (relative to the root) that is an ingested image of the project to its id."""
-    found: dict[str, int] = {}
-    for chunk in in_chunks(paths):
-        query = select(Item.path, Item.id).where(
-            Item.project_id == project_id, Item.status == ItemStatus.OK, Item.path.in_(chunk)
-        )
-        found.update(session.execute(query).all())
-    return found
 
 
 def items_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, Item]:
