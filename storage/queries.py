@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import CursorResult, Result, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,12 @@ def in_chunks(values: Iterable[Value], size: int = CHUNK) -> Iterator[list[Value
     values = list(values)
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The number of rows an UPDATE or DELETE without RETURNING matched. ``Session.execute`` returns
+    a CursorResult for those but is typed to return a Result; SQLAlchemy (2.0.44 on) says to cast."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 # --- projects -----------------------------------------------------------------
