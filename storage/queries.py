@@ -55,7 +55,10 @@ def lock_project(session: Session, project_id: int, *, shared: bool = False) -> 
     the project. On SQLite, whose writers are serialised already, it is a plain re-read.
     """
     lock = {"read": True} if shared else {"key_share": True}
-    return session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+    project = session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+    if project is None:
+        raise LookupError(f"no project with id {project_id}")
+    return project
 
 
 def add_project(session: Session, *, name: str, root_path: str, multi_label: bool = False) -> Project:
@@ -106,11 +109,8 @@ def known_files(session: Session, project_id: int) -> dict[str, KnownFile]:
 
 def item_ids_by_sha256(session: Session, project_id: int) -> dict[str, int]:
     """Map the content hash of every ingested image of the project to its item id."""
-    return dict(
-        session.execute(
-            select(Item.sha256, Item.id).where(Item.project_id == project_id, Item.sha256.is_not(None))
-        ).all()
-    )
+    rows = session.execute(select(Item.sha256, Item.id).where(Item.project_id == project_id, Item.sha256.is_not(None)))
+    return {sha256: item_id for sha256, item_id in rows if sha256 is not None}
 
 
 def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str | None]]:
@@ -192,6 +192,8 @@ def get_or_add_annotator(session: Session, name: str) -> Annotator:
                 session.add(annotator)
         except IntegrityError:
             annotator = session.scalar(select(Annotator).where(Annotator.name == name))
+            if annotator is None:  # the insert failed for another reason than the name being taken
+                raise
     return annotator
 
 

@@ -101,13 +101,20 @@ def current_labels_since(session: Session, project_id: int, after_annotation_id:
     return _labels_of(session, newest)
 
 
+def _label_class(session: Session, class_id: int) -> LabelClass:
+    label_class = session.get(LabelClass, class_id)
+    if label_class is None:
+        raise LookupError(f"no label class with id {class_id}")
+    return label_class
+
+
 def set_class_name(session: Session, class_id: int, name: str) -> None:
-    session.get(LabelClass, class_id).name = name
+    _label_class(session, class_id).name = name
     session.flush()
 
 
 def set_class_archived(session: Session, class_id: int, archived: bool) -> None:
-    session.get(LabelClass, class_id).archived_at = utc_now() if archived else None
+    _label_class(session, class_id).archived_at = utc_now() if archived else None
     session.flush()
 
 
