@@ -40,6 +40,7 @@ endif
 lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 test: lint
 	$(PYTHON) -m pytest -q tests

@@ -7,13 +7,22 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from services.errors import UserError
 
-# Pillow's own decompression-bomb guard stays on; our pixel limit may only tighten it.
-PILLOW_PIXEL_LIMIT = Image.MAX_IMAGE_PIXELS
+
+def _pillow_pixel_limit() -> int:
+    """Pillow's own decompression-bomb guard stays on; our pixel limit may only tighten it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        raise RuntimeError("Pillow's decompression-bomb guard is off (PIL.Image.MAX_IMAGE_PIXELS is None)")
+    return limit
+
+
+PILLOW_PIXEL_LIMIT = _pillow_pixel_limit()
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,13 @@ class Settings:
                 f"decompression-bomb limit of {PILLOW_PIXEL_LIMIT}; set it to that or lower"
             )
 
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url``, which is never None once the settings exist (None asks for the default)."""
+        if self.database_url is None:
+            raise RuntimeError("Settings.database_url is None; Settings.__post_init__ should have set the default")
+        return self.database_url
+
 
 ENVIRONMENT_PREFIX = "BANANA_"
 CONFIG_PATH_VARIABLE = "BANANA_CONFIG"
@@ -103,7 +119,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         variable = ENVIRONMENT_PREFIX + field.name.upper()
         if environ.get(variable):
             values[field.name] = environ[variable]
-    return Settings(**{name: _convert(name, value) for name, value in values.items()})
+    # Each value has its field's type: _convert checks it by the field's name.
+    converted: dict[str, Any] = {name: _convert(name, value) for name, value in values.items()}
+    return Settings(**converted)
 
 
 def _read_toml(path: Path) -> dict[str, object]:
@@ -126,14 +144,14 @@ def _read_toml(path: Path) -> dict[str, object]:
 _FIELD_TYPES = {field.name: field.type for field in fields(Settings)}
 
 
-def _convert(name: str, value: object) -> object:
+def _convert(name: str, value: object) -> int | Path | str:
     """Coerce a TOML or environment value to the field's type, naming the field on failure."""
     if _FIELD_TYPES[name] == "int":
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise UserError(f"setting {name} must be an integer, got {value!r}")
         try:
-            return int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            return int(value)
+        except ValueError:
             raise UserError(f"setting {name} must be an integer, got {value!r}") from None
     if _FIELD_TYPES[name] == "Path":
         return Path(str(value))

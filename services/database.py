@@ -67,9 +67,9 @@ def open_database(settings: Settings) -> Database:
     -------
     Database
     """
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database is not None and url.database not in ("", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine_for_url(settings.database_url)
+    engine = create_engine_for_url(settings.resolved_database_url)
     upgrade_to_head(engine)
     return Database(engine=engine)

@@ -20,7 +20,7 @@ POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full
 def is_disk_full(error: BaseException) -> bool:
     """Whether ``error`` says the disk (or the quota) is full: an OSError, SQLite's or PostgreSQL's error,
     bare or wrapped by SQLAlchemy."""
-    if isinstance(error, DBAPIError):
+    if isinstance(error, DBAPIError) and error.orig is not None:
         error = error.orig
     if isinstance(error, OSError):
         return error.errno in DISK_FULL_ERRNOS
@@ -30,7 +30,9 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 def _reason(error: BaseException) -> BaseException:
-    return error.orig if isinstance(error, DBAPIError) else error  # without SQLAlchemy's statement dump
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return error.orig  # without SQLAlchemy's statement dump
+    return error
 
 
 def file_system_of(path: Path) -> Path:
@@ -55,7 +57,7 @@ def disk_full_error(path: Path, error: BaseException, *, rerun: str) -> UserErro
 def database_full_error(url: URL, error: BaseException, *, rerun: str) -> UserError:
     """The error for a database write that found the disk full: a SQLite file is a path here; a
     server's disk is the server's."""
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if url.get_backend_name() == "sqlite" and url.database is not None and url.database not in ("", ":memory:"):
         return disk_full_error(Path(url.database), error, rerun=rerun)
     return UserError(
         f"database {url.database} on {url.host}: the disk is full ({_reason(error)}); free space on the "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import CursorResult, Result, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,12 @@ def in_chunks(values: Iterable[Value], size: int = CHUNK) -> Iterator[list[Value
         yield values[start : start + size]
 
 
+def rowcount(result: Result[Any]) -> int:
+    """The number of rows an UPDATE or DELETE without RETURNING matched. ``Session.execute`` returns
+    a CursorResult for those but is typed to return a Result; SQLAlchemy (2.0.44 on) says to cast."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 # --- projects -----------------------------------------------------------------
 
 
@@ -49,7 +55,10 @@ def lock_project(session: Session, project_id: int, *, shared: bool = False) -> 
     the project. On SQLite, whose writers are serialised already, it is a plain re-read.
     """
     lock = {"read": True} if shared else {"key_share": True}
-    return session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+    project = session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+    if project is None:
+        raise LookupError(f"no project with id {project_id}")
+    return project
 
 
 def add_project(session: Session, *, name: str, root_path: str, multi_label: bool = False) -> Project:
@@ -100,11 +109,8 @@ def known_files(session: Session, project_id: int) -> dict[str, KnownFile]:
 
 def item_ids_by_sha256(session: Session, project_id: int) -> dict[str, int]:
     """Map the content hash of every ingested image of the project to its item id."""
-    return dict(
-        session.execute(
-            select(Item.sha256, Item.id).where(Item.project_id == project_id, Item.sha256.is_not(None))
-        ).all()
-    )
+    rows = session.execute(select(Item.sha256, Item.id).where(Item.project_id == project_id, Item.sha256.is_not(None)))
+    return {sha256: item_id for sha256, item_id in rows if sha256 is not None}
 
 
 def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str | None]]:
@@ -186,6 +192,8 @@ def get_or_add_annotator(session: Session, name: str) -> Annotator:
                 session.add(annotator)
         except IntegrityError:
             annotator = session.scalar(select(Annotator).where(Annotator.name == name))
+            if annotator is None:  # the insert failed for another reason than the name being taken
+                raise
     return annotator
 
 

@@ -232,7 +232,8 @@ class EmbeddingStore:
                 handle.truncate(path.stat().st_size // 8 * 8)
 
 
-_WRITING_HERE = {}  # lock file -> threading.Lock, held while a store of this process writes it
+# lock file -> threading.Lock, held while a store of this process writes it
+_WRITING_HERE: dict[str, threading.Lock] = {}
 _WRITING_HERE_GUARD = threading.Lock()
 
 

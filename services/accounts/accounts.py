@@ -146,8 +146,8 @@ def _has_credentials(session: Session) -> bool:
             .select_from(Annotator)
             .where(Annotator.password_hash.is_not(None) | Annotator.email.is_not(None))
         )
-        > 0
-    )
+        or 0
+    ) > 0
 
 
 def anyone_can_sign_in(db: Database) -> bool:
@@ -233,7 +233,10 @@ def authenticate(db: Database, *, name: str, password: str, throttle: SignInThro
         raise UserError(f"account {account.name!r} is disabled; ask an admin to enable it")
     if HASHER.check_needs_rehash(stored):
         with db.writing() as session:
-            session.get(Annotator, account.id).password_hash = HASHER.hash(password)
+            row = session.get(Annotator, account.id)
+            if row is None:
+                raise UserError(f"account {account.name!r} is gone; ask an admin")
+            row.password_hash = HASHER.hash(password)
     return account
 
 

@@ -22,8 +22,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from core.features.extract import ExtractConfig
 from core.selection.selection import ALL_STRATEGIES, PART_NAMES
@@ -164,13 +166,13 @@ def _hand_out(
         return []
     serving = engine.serving
     predicted = _recorded_predictions(engine, np.asarray([engine.pool.row_of[pick.item_id] for pick in queued]))
-    picks = [
+    picks: list[dict[str, Any]] = [  # column values of Pick rows
         dict(item_id=pick.item_id, score_parts=dict(pick.score_parts), source=TRIAGE, predicted=classes)
         for pick, classes in zip(queued, predicted)
     ]
     with db.writing() as session:
         if asks:
-            run_id = session.get(Pick, asks[0].pick_id).selection_run_id
+            run_id = _selection_run_id(session, asks[0].pick_id)
             pick_ids = priority_queries.put_first(session, run_id, picks)
         else:
             _, pick_ids = label_queries.add_selection_run(
@@ -196,6 +198,13 @@ def _hand_out(
         )
         for pick, pick_id in zip(picks, pick_ids)
     ]
+
+
+def _selection_run_id(session: Session, pick_id: int) -> int:
+    pick = session.get(Pick, pick_id)
+    if pick is None:
+        raise LookupError(f"no pick with id {pick_id}")
+    return pick.selection_run_id
 
 
 def _recorded_predictions(engine: ProjectEngine, rows: np.ndarray) -> list[list[int] | None]:
@@ -227,7 +236,7 @@ def _result(
     predictions = engine.predictions(rows)
     probability = predictions[1] if predictions is not None else np.full(len(asks), math.nan)
     with db.reading() as session:
-        run_id = session.get(Pick, asks[0].pick_id).selection_run_id
+        run_id = _selection_run_id(session, asks[0].pick_id)
     picks = [
         PickRow(
             rank,

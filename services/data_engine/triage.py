@@ -172,14 +172,20 @@ def triage_batch(
     ):
         item_id, path = batch[position]
         nearest_item = labeled_items[nearest] if nearest >= 0 else None
+        prediction, confidence = None, None
+        if predicted >= 0:
+            if probe is None or proba is None:  # triage predicts from the probe's probabilities only
+                raise ValueError(f"triage predicted class index {predicted} without a probe")
+            prediction = class_names.get(int(probe.classes_[predicted]))
+            confidence = float(proba[position, predicted])
         report.rows.append(
             TriageRow(
                 item_id=item_id,
                 path=path,
                 kinds=tuple(k for k, on in zip(KINDS, kinds) if on),
                 margin=None if np.isnan(margin) else margin,
-                predicted=class_names.get(int(probe.classes_[predicted])) if predicted >= 0 else None,
-                confidence=float(proba[position, predicted]) if predicted >= 0 else None,
+                predicted=prediction,
+                confidence=confidence,
                 nearest_path=paths.get(nearest_item) if nearest_item is not None else None,
                 nearest_similarity=None if np.isnan(similarity) else similarity,
                 would_get=";".join(class_names[c] for c in labeled[labeled_items[would_get]])

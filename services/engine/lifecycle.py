@@ -42,7 +42,6 @@ from services.errors import UserError
 from services.features.embeddings import embed
 from services.features.project_backbone import project_backbone
 from services.projects import get_project
-from storage import queries
 from storage.items import item_queries
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class GrowthConfig:
     retry_seconds: float = 60.0
 
 
-_startups: dict[tuple[str, str, str], Startup] = {}
+_startups: dict[tuple[str, str, str | None], Startup] = {}
 _retiring: list[ProjectEngine] = []  # replaced engines still serving old labeling sessions
 _lock = threading.Lock()
 
@@ -170,7 +169,8 @@ def grow_pool(
             return startup
         startup.next_check = now + config.check_seconds
         engine = startup.engine
-    engine.sync()  # labels and classes other processes committed
+    if engine is not None:  # ready: it has one
+        engine.sync()  # labels and classes other processes committed
     if startup.growing is not None:
         return startup
     pool = _pool_signature(db, startup.project)
@@ -201,8 +201,9 @@ def refresh_engine(settings: Settings, project: str | None = None) -> None:
 
 
 def _pool_signature(db: Database, project_name: str) -> tuple[int, int]:
+    project_id = get_project(db, project_name).id
     with db.reading() as session:
-        return item_queries.ok_items_signature(session, queries.find_project(session, project_name).id)
+        return item_queries.ok_items_signature(session, project_id)
 
 
 def _grow(
@@ -240,7 +241,8 @@ def _grow(
             old = startup.engine
             startup.engine, startup.pool, startup.backbone, startup.growth_error = engine, pool, backbone, None
             startup.growing = startup.switching = None
-            _retiring.append(old)
+            if old is not None:
+                _retiring.append(old)
         else:
             startup.growing = None
     if not registered:  # the engines were closed meanwhile
@@ -271,8 +273,8 @@ def build_engine(db: Database, settings: Settings, project_name: str, folder: Pa
     UserError
         None of the project's images is embedded there.
     """
+    project = get_project(db, project_name)
     with db.reading() as session:
-        project = queries.find_project(session, project_name)
         paths = dict(item_queries.ok_item_paths(session, project.id))
     ids, vectors = EmbeddingStore.open_for_reading(folder).done()
     keep = np.isin(ids, np.fromiter(paths, np.int64, len(paths)))

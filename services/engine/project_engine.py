@@ -438,7 +438,7 @@ class ProjectEngine:
     def _pick(self, chosen, i: int, probe: LinearProbe | None) -> dict[str, Any]:
         parts = {name: float(values[i]) for name, values in chosen.score_parts.items() if np.isfinite(values[i])}
         predicted = None
-        if chosen.predicted is not None:
+        if chosen.predicted is not None and probe is not None:  # predictions come from the serving probe
             predicted = recorded_prediction(chosen.predicted[i], probe, multi_label=self.multi_label)
         return dict(
             item_id=int(self.pool.item_ids[chosen.indices[i]]),

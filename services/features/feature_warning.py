@@ -47,7 +47,9 @@ def feature_warning(engine: ProjectEngine) -> FeatureWarning | None:
     """The warning for the engine's features and labels, or None when nothing suggests they are weak.
     Cached per engine until its labels change, so pages may call it on every run."""
     labeled = engine.labeled_items()
-    newest = max((engine.current_label(item).annotation_id for item in labeled), default=0)
+    newest = max(
+        (label.annotation_id for item in labeled if (label := engine.current_label(item)) is not None), default=0
+    )
     key = (len(labeled), newest)
     with _cache_lock:
         cached = _cache.get(engine)
@@ -88,10 +90,8 @@ def _mismatch(engine: ProjectEngine) -> FeatureWarning | None:
 def _measured(engine: ProjectEngine, labeled: list[int]) -> FeatureWarning | None:
     if engine.multi_label:
         return None  # the measure is for one class per image
-    labels = {item: engine.current_label(item) for item in labeled}
-    items = [
-        item for item, label in labels.items() if label is not None and label.class_ids and item in engine.pool.row_of
-    ]
+    labels = {item: label for item in labeled if (label := engine.current_label(item)) is not None}
+    items = [item for item, label in labels.items() if label.class_ids and item in engine.pool.row_of]
     if len(items) > MEASURED_LABELS:
         items = np.random.default_rng(0).choice(items, MEASURED_LABELS, replace=False).tolist()
     rows = [engine.pool.row_of[item] for item in items]

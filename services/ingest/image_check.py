@@ -85,6 +85,8 @@ def inspect_image_bytes(data: bytes, *, max_pixels: int) -> tuple[str, int, int]
         try:
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
                 image_format, (width, height) = image.format, image.size
+                if image_format is None:  # Pillow names the format of every file it opens
+                    raise UnidentifiedImageError("Pillow opened the image but named no format")
                 if width * height > max_pixels:
                     return Rejection(
                         f"image has too many pixels ({width}x{height} = {width * height} pixels is over the limit of {max_pixels})",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -35,7 +35,7 @@ def check_files(
     max_pixels: int,
     workers: int,
     plan: ParallelCheckPlan = ParallelCheckPlan(),
-) -> Iterator[ImageFacts | Rejection]:
+) -> Generator[ImageFacts | Rejection, None, None]:
     """Yield the check outcome of each file, in the order given.
 
     Close the generator when stopping early (``contextlib.closing``): that shuts the worker

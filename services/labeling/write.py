@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from services.database import Database
 from services.engine.registry import announce_labels
@@ -111,14 +111,17 @@ def write_labels(
     now = utc_now()
     with db.writing() as session:
         annotator_id = queries.get_or_add_annotator(session, annotator).id if annotator is not None else None
-        if review is not None and not review_queries.resolve_task(
-            session, task_id=review.task_id, round=review.round, reviewer_id=annotator_id, now=now
-        ):
-            paths = ", ".join(_item(session, label.item_id, project_id).path for label in labels)
-            raise UserError(
-                f"{paths} was decided by another reviewer meanwhile (or its labels changed); "
-                "the queue shows what is still open"
-            )
+        if review is not None:
+            if annotator_id is None:
+                raise UserError("a review decision needs the reviewer's name")
+            if not review_queries.resolve_task(
+                session, task_id=review.task_id, round=review.round, reviewer_id=annotator_id, now=now
+            ):
+                paths = ", ".join(_item(session, label.item_id, project_id).path for label in labels)
+                raise UserError(
+                    f"{paths} was decided by another reviewer meanwhile (or its labels changed); "
+                    "the queue shows what is still open"
+                )
         ids = []
         for label in labels:
             if (
@@ -198,7 +201,7 @@ def add_label(
     if annotator_id is None and source in _NEEDS_ANNOTATOR:
         raise UserError(f"a {source.value} annotation needs the annotator's name")
     item = _item(session, item_id, project_id)
-    project = session.get(Project, project_id)
+    project = _project(session, project_id)
     classes = label_queries.label_classes_by_id(session, project_id, wanted)
     missing = [c for c in wanted if c not in classes]
     if missing:
@@ -249,6 +252,13 @@ def _item(session: Session, item_id: int, project_id: int) -> Item:
     return item
 
 
+def _project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise LookupError(f"no project with id {project_id}")
+    return project
+
+
 _SHARED_PROJECT_LOCKS = "banana.shared_project_locks"
 
 
@@ -262,11 +272,11 @@ def _locked_project_row(session: Session, project_id: int) -> Project:
     and a label of one class, valid in either mode, takes no lock at all.
     """
     transaction = session.get_transaction()
-    held = session.info.get(_SHARED_PROJECT_LOCKS)
+    held: tuple[SessionTransaction | None, set[int]] | None = session.info.get(_SHARED_PROJECT_LOCKS)
     if held is None or held[0] is not transaction:
         held = session.info[_SHARED_PROJECT_LOCKS] = (transaction, set())
     if project_id in held[1]:
-        return session.get(Project, project_id)
+        return _project(session, project_id)
     project = queries.lock_project(session, project_id, shared=True)
     held[1].add(project_id)
     return project

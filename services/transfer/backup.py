@@ -56,7 +56,7 @@ def backup_database(settings: Settings, destination: Path) -> BackupReport:
         When the database is not a SQLite file (use ``pg_dump`` for PostgreSQL), does
         not exist, or ``destination`` is the database itself or a folder.
     """
-    source = _sqlite_file(settings.database_url)
+    source = _sqlite_file(settings.resolved_database_url)
     destination = Path(destination).expanduser().absolute()
     if destination.is_dir():
         raise UserError(
@@ -110,7 +110,7 @@ def restore_database(settings: Settings, backup: Path) -> RestoreReport:
         When the database is not a SQLite file, ``backup`` is missing, damaged, not a
         banana database, or the database itself.
     """
-    target = _sqlite_path(settings.database_url)
+    target = _sqlite_path(settings.resolved_database_url)
     backup = Path(backup).expanduser().absolute()
     if not backup.is_file():
         raise UserError(f"no backup file at {backup}; pass the FILE that `backup --out FILE` wrote")
@@ -157,7 +157,7 @@ def _sqlite_path(database_url: str) -> Path:
         )
     if backend != "sqlite":
         raise UserError(f"backup copies SQLite databases; for a {backend} database use that database's own backup tool")
-    if url.database in (None, "", ":memory:"):
+    if url.database is None or url.database in ("", ":memory:"):
         raise UserError("the database is in memory; there is no file to back up or restore")
     return Path(url.database).expanduser().absolute()
 

@@ -73,9 +73,10 @@ def array_lines(text: str, key: str | None = None) -> list[int]:
     object's member ``key`` start. ``text`` must be valid JSON (see :func:`load`)."""
     start = _skip(text, 0)
     if key is not None:
-        start = _members(text, start).get(key)
-        if start is None:
+        member = _members(text, start).get(key)
+        if member is None:
             return []
+        start = member
     if text[start] != "[":
         return []
     lines = Lines(text)
@@ -83,7 +84,10 @@ def array_lines(text: str, key: str | None = None) -> list[int]:
 
 
 def _skip(text: str, pos: int) -> int:
-    return _WHITESPACE.match(text, pos).end()
+    match = _WHITESPACE.match(text, pos)
+    if match is None:  # cannot happen: the pattern matches the empty string at any offset
+        raise ValueError(f"no whitespace match at offset {pos}")
+    return match.end()
 
 
 def _elements(text: str, pos: int) -> list[int]:

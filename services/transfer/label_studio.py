@@ -57,13 +57,14 @@ def to_tasks(
     labels are a prediction of ``model_version`` (with its score, if given; none when empty)."""
     tasks = []
     for n, (path, labels) in enumerate(paths_and_labels):
-        task = {"data": {"image": image_prefix + quote(path), "banana_path": path}, "predictions": []}
+        predictions: list[dict[str, object]] = []
+        task = {"data": {"image": image_prefix + quote(path), "banana_path": path}, "predictions": predictions}
         if labels:
             result = [
                 {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": list(labels)}}
             ]
             score = 1.0 if scores is None else scores[n]
-            task["predictions"].append(
+            predictions.append(
                 {
                     "model_version": model_version,
                     "result": result,

@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -182,7 +183,12 @@ def export_image_folder(
         raise UserError(f"{out} is a file; choose a new or empty folder")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; choose a new or empty folder")
-    place = {"copy": shutil.copy2, "hardlink": os.link, "symlink": os.symlink}[files]
+    places: dict[str, Callable[[Path, Path], object]] = {
+        "copy": shutil.copy2,
+        "hardlink": os.link,
+        "symlink": os.symlink,
+    }
+    place = places[files]
     # Every source is checked before anything is written: a file swapped for a link out of the
     # root after ingest must not be copied into an export.
     sources = {image.path: inside_root(root, image.path) for image in images}
@@ -497,7 +503,7 @@ def import_labels(
         written = {}
         for path, classes in changes.items():
             label, who = current.get(ids[path]), annotator or wanted[path].annotator or importer
-            if who not in annotator_ids:
+            if who is not None and who not in annotator_ids:
                 annotator_ids[who] = queries.get_or_add_annotator(session, who).id
             annotation_id = add_label(
                 session,
@@ -530,7 +536,10 @@ def _checked_rows(
     upload whose file name several images share, and the count of rows without a label; a row
     that cannot be recorded is a UserError naming its line."""
     resolve = _path_resolver(set(ids))
-    wanted, unknown, ambiguous, unlabeled = {}, [], [], 0
+    wanted: dict[str, ImportRow] = {}
+    unknown: list[UnknownPath] = []
+    ambiguous: list[AmbiguousPath] = []
+    unlabeled = 0
     for row in rows:
         where = f"{file_name}, line {row.line}"
         if len(row.labels) > 1 and not project.multi_label:
@@ -570,13 +579,15 @@ def _checked_classes(
     created: set[str] = set()
     kept, bad = {}, []
     for path, row in sorted(wanted.items(), key=lambda path_row: path_row[1].line):
-        row_resolved, row_created, problem = {}, set(), None
+        row_resolved: dict[str, str] = {}
+        row_created: set[str] = set()
+        problem: str | None = None
         for name in row.labels:
             form = class_names.normalized(name)
             if name in resolved:
                 continue
             if name in existing or form in existing:
-                row_resolved[name] = existing.get(name, existing.get(form))
+                row_resolved[name] = existing[name] if name in existing else existing[form]
                 continue
             if form in created or form in row_created:
                 row_resolved[name] = form

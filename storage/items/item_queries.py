@@ -37,7 +37,7 @@ def image_shorter_sides(session: Session, project_id: int, *, limit: int = 1000)
         .order_by(Item.id)
         .limit(limit)
     )
-    return [min(width, height) for width, height in session.execute(query)]
+    return [min(width, height) for width, height in session.execute(query) if width is not None and height is not None]
 
 
 def item_id_by_path(session: Session, project_id: int, path: str) -> int | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Result, func, select
 from sqlalchemy.orm import Session
 
 from storage.models import (
@@ -49,7 +49,7 @@ def current_labels(session: Session, project_id: int) -> dict[int, CurrentLabel]
 
 def _labels_of(session: Session, annotation_ids) -> dict[int, CurrentLabel]:
     """The labels the given annotations (a subquery of ids, one per item) state, keyed by item."""
-    rows = session.execute(
+    rows: Result[int, int, int | None] = session.execute(  # class id None: the annotation names no class
         select(Annotation.id, Annotation.item_id, annotation_class.c.label_class_id)
         .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
         .where(Annotation.id.in_(annotation_ids))
@@ -100,13 +100,20 @@ def current_labels_since(session: Session, project_id: int, after_annotation_id:
     return _labels_of(session, newest)
 
 
+def _label_class(session: Session, class_id: int) -> LabelClass:
+    label_class = session.get(LabelClass, class_id)
+    if label_class is None:
+        raise LookupError(f"no label class with id {class_id}")
+    return label_class
+
+
 def set_class_name(session: Session, class_id: int, name: str) -> None:
-    session.get(LabelClass, class_id).name = name
+    _label_class(session, class_id).name = name
     session.flush()
 
 
 def set_class_archived(session: Session, class_id: int, archived: bool) -> None:
-    session.get(LabelClass, class_id).archived_at = utc_now() if archived else None
+    _label_class(session, class_id).archived_at = utc_now() if archived else None
     session.flush()
 
 
@@ -172,7 +179,8 @@ class AnnotationEvent:
 
 def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent]:
     """Every annotation of the project, oldest first."""
-    rows = session.execute(
+    # Annotator name None: no person made it; class id None: it names no class.
+    rows: Result[int, int, datetime, str | None, AnnotationSource, int | None, int | None] = session.execute(
         select(
             Annotation.id,
             Annotation.item_id,
@@ -188,7 +196,7 @@ def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent
         .where(Item.project_id == project_id)
         .order_by(Annotation.id)
     )
-    events: dict[int, tuple[Any, list[int]]] = {}
+    events: dict[int, tuple[tuple[int, datetime, str | None, AnnotationSource, int | None], list[int]]] = {}
     for annotation_id, item_id, created, annotator, source, supersedes_id, class_id in rows:
         entry = events.setdefault(annotation_id, ((item_id, created, annotator, source, supersedes_id), []))
         if class_id is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Result, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import Annotation, Item, Pick, SelectionRun, annotation_class
@@ -53,7 +53,7 @@ def _pending_where(project_id: int, source: str):
 def pending(session: Session, project_id: int, *, source: str = TRIAGE) -> list[PendingPick]:
     """The project's queued picks whose item is unlabeled, in queue order (oldest run first, then
     rank); an item queued twice (its label removed and queued again) comes once, at its first place."""
-    rows = session.execute(
+    rows: Result[int, int, dict[str, float], str, datetime, dict[str, Any]] = session.execute(
         select(Pick.id, Pick.item_id, Pick.score_parts, Item.path, SelectionRun.created_at, SelectionRun.parameters)
         .join(SelectionRun, SelectionRun.id == Pick.selection_run_id)
         .join(Item, Item.id == Pick.item_id)

@@ -16,7 +16,7 @@ target_metadata = Base.metadata
 def _database_url() -> str:
     from services.config import load_settings
 
-    return load_settings().database_url
+    return load_settings().resolved_database_url
 
 
 def _run_with(connection) -> None:

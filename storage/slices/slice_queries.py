@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Result, insert, select
 from sqlalchemy.orm import Session
 
 from storage.slices.slice_models import FailureSlice, FailureSliceMetric, failure_slice_example
@@ -53,7 +53,7 @@ def project_slices(session: Session, project_id: int) -> list[FailureSlice]:
 def slice_examples(session: Session, slice_ids: Sequence[int]) -> dict[int, list[int]]:
     """Example item ids of each slice."""
     examples: dict[int, list[int]] = {slice_id: [] for slice_id in slice_ids}
-    rows = session.execute(
+    rows: Result[int, int] = session.execute(
         select(failure_slice_example.c.failure_slice_id, failure_slice_example.c.item_id)
         .where(failure_slice_example.c.failure_slice_id.in_(list(slice_ids)))
         .order_by(failure_slice_example.c.item_id)

@@ -10,16 +10,20 @@ wait on each other in a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, and_, cast, delete, exists, func, literal, or_, select, update
+from sqlalchemy import BigInteger, Result, and_, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from storage.models import Annotation, Annotator, annotation_class
-from storage.queries import in_chunks
+from storage.models import Annotation, Annotator, Base, annotation_class
+from storage.queries import in_chunks, rowcount
 from storage.teams.lease_models import ItemLease
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 # Knuth's multiplicative hash: consecutive item ids spread evenly over [0, 2**32).
 OVERLAP_HASH_MULTIPLIER = 2654435761
@@ -39,16 +43,18 @@ def overlap_threshold(share: float) -> int:
     return round(share * OVERLAP_HASH_RANGE)
 
 
-def dialect_insert(session: Session):
+def dialect_insert(session: Session) -> Callable[[type[Base]], postgresql.Insert | sqlite.Insert]:
     """The `insert` construct of the session's dialect, which has `on_conflict_do_update`."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"leases need SQLite or PostgreSQL, not {dialect}")
-    return insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    raise NotImplementedError(f"leases need SQLite or PostgreSQL, not {dialect}")
 
 
 def take(
@@ -78,7 +84,7 @@ def take(
         for item_id in sorted(set(item_ids))
     ]
     statement = insert(ItemLease).values(rows)
-    statement = statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=[ItemLease.item_id, ItemLease.overlap],
         set_=dict(
             annotator_id=statement.excluded.annotator_id,
@@ -89,7 +95,7 @@ def take(
             ItemLease.labeled_at.is_(None), or_(ItemLease.expires_at <= now, ItemLease.annotator_id == annotator_id)
         ),
     ).returning(ItemLease.item_id)
-    return set(session.scalars(statement))
+    return set(session.scalars(upsert))
 
 
 def renew(
@@ -108,7 +114,7 @@ def renew(
             )
             .values(expires_at=expires_at)
         )
-        if result.rowcount:
+        if rowcount(result):
             held.add((item_id, overlap))
     return held
 
@@ -139,7 +145,7 @@ def mark_labeled(session: Session, *, annotator_id: int, item_id: int, overlap: 
         )
         .values(labeled_at=now)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def reopen(
@@ -151,7 +157,7 @@ def reopen(
         .where(ItemLease.item_id == item_id, ItemLease.overlap == overlap, ItemLease.annotator_id == annotator_id)
         .values(labeled_at=None, leased_at=now, expires_at=expires_at)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def held_by_others(session: Session, *, project_id: int, annotator_id: int, now: datetime) -> set[int]:
@@ -208,7 +214,7 @@ def labeled_among(session: Session, item_ids: Sequence[int]) -> dict[int, tuple[
     if not item_ids:
         return {}
     newest = select(func.max(Annotation.id)).where(Annotation.item_id.in_(list(item_ids))).group_by(Annotation.item_id)
-    rows = session.execute(
+    rows: Result[int, int, int] = session.execute(
         select(Annotation.item_id, Annotation.id, annotation_class.c.label_class_id)
         .join(annotation_class, annotation_class.c.annotation_id == Annotation.id)
         .where(Annotation.id.in_(newest))

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Result, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Annotation, AnnotationSource, Annotator, Item, annotation_class
+from storage.queries import rowcount
 from storage.teams.lease_models import ReviewTask
 from storage.teams.lease_queries import dialect_insert
 
@@ -52,8 +53,9 @@ def opinions(
             .having(func.count(func.distinct(Annotation.annotator_id)) >= min_annotators)
         )
         query = query.where(Annotation.item_id.in_(shared))
-    found: dict[int, tuple[tuple, list[int]]] = {}
-    for annotation_id, item_id, name, source, class_id in session.execute(query):
+    rows: Result[int, int, str, AnnotationSource, int | None] = session.execute(query)  # class id None: no class
+    found: dict[int, tuple[tuple[int, str, AnnotationSource], list[int]]] = {}
+    for annotation_id, item_id, name, source, class_id in rows:
         entry = found.setdefault(annotation_id, ((item_id, name, source), []))
         if class_id is not None:
             entry[1].append(class_id)
@@ -100,7 +102,7 @@ def resolve_task(session: Session, *, task_id: int, round: int, reviewer_id: int
         .where(ReviewTask.id == task_id, ReviewTask.round == round, ReviewTask.resolved_at.is_(None))
         .values(resolved_at=now, reviewer_id=reviewer_id)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def set_decision(session: Session, *, task_id: int, annotation_id: int) -> None:
