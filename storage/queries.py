@@ -42,6 +42,18 @@ def rowcount(result: Result[Any]) -> int:
 # --- projects -----------------------------------------------------------------
 
 
+def class_sets(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[tuple[Any, ...], tuple[int, ...]]]:
+    """Group annotation rows joined to their classes: each row is ``(annotation id, *head, class id)``,
+    one per class of the annotation (class id None when it names none, from an outer join) ->
+    annotation id -> (head, sorted class ids). Every query that reads class sets groups them here."""
+    found: dict[int, tuple[tuple[Any, ...], list[int]]] = {}
+    for annotation_id, *head, class_id in rows:
+        entry = found.setdefault(annotation_id, (tuple(head), []))
+        if class_id is not None:
+            entry[1].append(class_id)
+    return {annotation_id: (head, tuple(sorted(ids))) for annotation_id, (head, ids) in found.items()}
+
+
 def find_project(session: Session, name: str) -> Project | None:
     """Return the project called ``name``, or None."""
     return session.scalar(select(Project).where(Project.name == name))

@@ -27,7 +27,6 @@ from services.database import Database
 from services.engine.project_engine import Ask
 from storage.labels import label_queries, priority_queries
 from storage.labels.priority_queries import TRIAGE, PendingPick
-from storage.queries import in_chunks
 from storage.teams import lease_queries
 from storage.teams.lease_queries import LeaseHolder
 from storage.types import utc_now
@@ -63,9 +62,7 @@ def queue_priority_asks(
     with db.writing() as session:
         waiting = {pick.item_id for pick in priority_queries.pending(session, project_id, source=source)}
         known = priority_queries.items_of_project(session, project_id, order)
-        labeled: set[int] = set()
-        for chunk in in_chunks(order):
-            labeled.update(lease_queries.labeled_among(session, chunk))
+        labeled = {item for item, label in label_queries.current_labels_of(session, order).items() if label.class_ids}
         new = [item for item in order if item in known and item not in waiting and item not in labeled]
         run_id = None
         if new:

@@ -24,7 +24,6 @@ from services.labeling.priority_asks import priority_asks
 from services.labeling.write import HeldLease, LabelWrite, write_labels
 from storage import queries
 from storage.labels import label_queries
-from storage.labels.label_queries import CurrentLabel
 from storage.models import AnnotationSource
 from storage.teams import lease_queries
 from storage.types import utc_now
@@ -133,7 +132,9 @@ class AskLeases:
         """Lease the candidates nobody holds or has labeled; the engine learns of labels it missed."""
         now, expires_at = self._expiry()
         with self.engine.db.writing() as session:
-            labeled = lease_queries.labeled_among(session, candidates)
+            labeled = {
+                i: lab for i, lab in label_queries.current_labels_of(session, candidates).items() if lab.class_ids
+            }
             taken = lease_queries.take(
                 session,
                 project_id=self.engine.project_id,
@@ -144,9 +145,7 @@ class AskLeases:
                 expires_at=expires_at,
             )
         # Labeled by another process meanwhile: the engine takes them now rather than at its next poll.
-        self.engine.take_labels(
-            {item_id: CurrentLabel(annotation_id, class_ids) for item_id, (annotation_id, class_ids) in labeled.items()}
-        )
+        self.engine.take_labels(labeled)
         return taken
 
     def _overlap_asks(self, n: int, exclude: set[int]) -> list[Ask]:

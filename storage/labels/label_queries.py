@@ -24,7 +24,7 @@ from storage.models import (
     SelectionRun,
     annotation_class,
 )
-from storage.queries import in_chunks
+from storage.queries import class_sets, in_chunks
 from storage.types import utc_now
 
 
@@ -49,19 +49,21 @@ def current_labels(session: Session, project_id: int) -> dict[int, CurrentLabel]
 
 def _labels_of(session: Session, annotation_ids) -> dict[int, CurrentLabel]:
     """The labels the given annotations (a subquery of ids, one per item) state, keyed by item."""
-    rows: Result[int, int, int | None] = session.execute(  # class id None: the annotation names no class
+    rows = session.execute(
         select(Annotation.id, Annotation.item_id, annotation_class.c.label_class_id)
         .outerjoin(annotation_class, annotation_class.c.annotation_id == Annotation.id)
         .where(Annotation.id.in_(annotation_ids))
     )
-    labels: dict[int, tuple[int, list[int]]] = {}
-    for annotation_id, item_id, class_id in rows:
-        entry = labels.setdefault(item_id, (annotation_id, []))
-        if class_id is not None:
-            entry[1].append(class_id)
-    return {
-        item_id: CurrentLabel(annotation_id, tuple(sorted(ids))) for item_id, (annotation_id, ids) in labels.items()
-    }
+    return {item_id: CurrentLabel(annotation_id, ids) for annotation_id, ((item_id,), ids) in class_sets(rows).items()}
+
+
+def current_labels_of(session: Session, item_ids: Iterable[int]) -> dict[int, CurrentLabel]:
+    """Current labels of ``item_ids`` (those ever annotated), keyed by item."""
+    labels: dict[int, CurrentLabel] = {}
+    for chunk in in_chunks(item_ids):
+        newest = select(func.max(Annotation.id)).where(Annotation.item_id.in_(chunk)).group_by(Annotation.item_id)
+        labels.update(_labels_of(session, newest))
+    return labels
 
 
 def label_classes(session: Session, project_id: int, *, include_archived: bool = False) -> list[LabelClass]:
@@ -196,12 +198,10 @@ def annotation_events(session: Session, project_id: int) -> list[AnnotationEvent
         .where(Item.project_id == project_id)
         .order_by(Annotation.id)
     )
-    events: dict[int, tuple[tuple[int, datetime, str | None, AnnotationSource, int | None], list[int]]] = {}
-    for annotation_id, item_id, created, annotator, source, supersedes_id, class_id in rows:
-        entry = events.setdefault(annotation_id, ((item_id, created, annotator, source, supersedes_id), []))
-        if class_id is not None:
-            entry[1].append(class_id)
-    return [AnnotationEvent(annotation_id, *head, tuple(sorted(ids))) for annotation_id, (head, ids) in events.items()]
+    return [
+        AnnotationEvent(annotation_id, item_id, created, annotator, source, supersedes_id, ids)
+        for annotation_id, ((item_id, created, annotator, source, supersedes_id), ids) in class_sets(rows).items()
+    ]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Result, and_, cast, delete, exists, func, literal, or_, select, update
+from sqlalchemy import BigInteger, and_, cast, delete, exists, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from storage.models import Annotation, Annotator, Base, annotation_class
+from storage.models import Annotation, Annotator, Base
 from storage.queries import in_chunks, rowcount
 from storage.teams.lease_models import ItemLease
 
@@ -207,22 +207,6 @@ def overlap_candidates(
         .limit(limit)
     )
     return list(session.scalars(query))
-
-
-def labeled_among(session: Session, item_ids: Sequence[int]) -> dict[int, tuple[int, tuple[int, ...]]]:
-    """The items of ``item_ids`` whose newest annotation names a class: item -> (annotation id, class ids)."""
-    if not item_ids:
-        return {}
-    newest = select(func.max(Annotation.id)).where(Annotation.item_id.in_(list(item_ids))).group_by(Annotation.item_id)
-    rows: Result[int, int, int] = session.execute(
-        select(Annotation.item_id, Annotation.id, annotation_class.c.label_class_id)
-        .join(annotation_class, annotation_class.c.annotation_id == Annotation.id)
-        .where(Annotation.id.in_(newest))
-    )
-    found: dict[int, tuple[int, list[int]]] = {}
-    for item_id, annotation_id, class_id in rows:
-        found.setdefault(item_id, (annotation_id, []))[1].append(class_id)
-    return {item: (annotation_id, tuple(sorted(ids))) for item, (annotation_id, ids) in found.items()}
 
 
 def leases(session: Session, project_id: int) -> list[ItemLease]:

@@ -10,7 +10,7 @@ from sqlalchemy import Result, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Annotation, AnnotationSource, Annotator, Item, annotation_class
-from storage.queries import rowcount
+from storage.queries import class_sets, rowcount
 from storage.teams.lease_models import ReviewTask
 from storage.teams.lease_queries import dialect_insert
 
@@ -54,14 +54,9 @@ def opinions(
         )
         query = query.where(Annotation.item_id.in_(shared))
     rows: Result[int, int, str, AnnotationSource, int | None] = session.execute(query)  # class id None: no class
-    found: dict[int, tuple[tuple[int, str, AnnotationSource], list[int]]] = {}
-    for annotation_id, item_id, name, source, class_id in rows:
-        entry = found.setdefault(annotation_id, ((item_id, name, source), []))
-        if class_id is not None:
-            entry[1].append(class_id)
     return [
-        Opinion(annotation_id, item_id, name, source, tuple(sorted(ids)))
-        for annotation_id, ((item_id, name, source), ids) in found.items()
+        Opinion(annotation_id, item_id, name, source, ids)
+        for annotation_id, ((item_id, name, source), ids) in class_sets(rows).items()
     ]
 
 
