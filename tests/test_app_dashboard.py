@@ -41,8 +41,16 @@ def test_dashboard_counts_labels_and_scores_audit_asks_against_the_serving_model
     assert figures.curve.n_labels.tolist() == [8]
     assert set(figures.per_minute) == {"ann", "other"}
 
+    assert figures.estimate is not None and figures.estimate.audit_n == 4
+    assert figures.stop is not None and figures.stop.more_labels == 76  # 76 audits at audit_share 1.0
+    engine.retrain_now()  # its out-of-fold fits come with the version after them
+    assert engine.loop.wait_idle(60)
+    estimate = dashboard(engine.db, "default").estimate
+    assert estimate.oof_accuracy is not None and estimate.oof_weight > 0 and "out-of-fold" in estimate.basis
+
     app = open_page("pages/dashboard.py")
     assert {m.label: m.value for m in app.metric}["Labeled images"] == "12"
+    assert "Accuracy of the newest model (estimate)" in {m.label for m in app.metric}
     charts = app.get("plotly_chart")
     assert len(charts) == 3  # labels per class, learning curve, labels per minute
     bars = json.loads(charts[0].proto.spec)["data"][0]

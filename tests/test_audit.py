@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.quality.audit import StopRule, draw_audits, learning_curve, stop_hint, wilson_interval
+from core.quality.audit import StopRule, accuracy_estimate, draw_audits, learning_curve, stop_hint, wilson_interval
 
 
 def test_draw_audits_takes_the_share_uniformly():
@@ -77,3 +77,20 @@ def test_stop_hint_waits_for_enough_audits():
     assert not hint.stop and np.isnan(hint.gain_per_100) and "needs 80" in hint.reason
     same_labels = (np.full(100, 50), np.ones(100, bool))
     assert not stop_hint(*same_labels).stop
+
+
+def test_stop_hint_waiting_for_audits_says_how_many_more_labels_that_takes():
+    hint = stop_hint(np.full(30, 100), np.ones(30, bool), audit_share=0.05)
+    assert hint.more_labels == 1000 and "about 1,000 more labels" in hint.reason  # 50 audits at 1 in 20
+
+
+def test_accuracy_estimate_leans_on_out_of_fold_early_and_on_audits_later():
+    early = accuracy_estimate([], 0.8, 60)  # no audit answer yet: the out-of-fold accuracy, worth 20
+    assert early.accuracy == pytest.approx(17 / 22) and early.high - early.low < 0.3
+    assert "out-of-fold accuracy 80% on 60 labeled images" in early.basis
+    audits = np.r_[np.ones(95, bool), np.zeros(5, bool)]  # 95% of 100 audits: they outweigh it
+    later = accuracy_estimate(audits, 0.6, 500)
+    assert 0.88 < later.accuracy < 0.95 and later.low < later.accuracy < later.high
+    assert "95 of 100 audit answers right" in later.basis
+    nothing = accuracy_estimate([], None, 0)
+    assert nothing.accuracy == 0.5 and nothing.high - nothing.low > 0.8 and nothing.basis == "no evidence yet"

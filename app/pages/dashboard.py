@@ -58,6 +58,14 @@ with counts:
         st.caption("No classes yet.")
 with curve:
     st.subheader("Learning curve")
+    if figures.estimate is not None:
+        e = figures.estimate
+        st.metric(
+            "Accuracy of the newest model (estimate)",
+            f"{e.accuracy:.0%}",
+            help="90% interval; from the audit answers and the out-of-fold accuracy together",
+        )
+        st.caption(escape_markdown(f"90% interval {e.low:.0%}–{e.high:.0%}. From: {e.basis}."))
     if figures.curve is None:
         st.caption(
             "Audit asks (about 1 in 20, chosen at random) measure accuracy once a model is serving; "
@@ -100,10 +108,13 @@ with curve:
                 "Run `python -m app.cli simulate --oracle FOLDER` on a labeled copy of this project's folder "
                 "to draw random sampling's curve here."
             )
-        st.caption(
-            f"Stop hint: {figures.stop.reason}. Last window {figures.stop.accuracy:.0%} "
-            f"(90% interval {figures.stop.low:.0%}–{figures.stop.high:.0%})."
+    if figures.stop is not None:
+        last = (
+            f" Last window {figures.stop.accuracy:.0%} (90% interval {figures.stop.low:.0%}–{figures.stop.high:.0%})."
+            if figures.stop.more_labels is None
+            else ""
         )
+        st.caption(f"Stop hint: {figures.stop.reason}.{last}")
 
 st.subheader("Labels per minute, per annotator")
 if figures.per_minute:

@@ -5,6 +5,10 @@ probe's prediction is recorded at ask time. The user's answer to such an ask is 
 fair draw of "is the current model right on the pool", unlike answers to the
 strategy's asks, which are chosen for being hard. Accuracy is estimated per model
 version (the learning curve) and a stop hint says when it has stopped improving.
+
+Audit answers come slowly (one ask in twenty), so early on :func:`accuracy_estimate` leans on
+the probe's out-of-fold accuracy over the labeled images, which exists from the first fit,
+and lets the audit answers take over as they accumulate.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import beta, norm
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,72 @@ class StopHint:
     low: float  # its Wilson interval
     high: float
     reason: str
+    more_labels: int | None = None  # labels still to give before the audit windows are full (None: they are)
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """The serving model's accuracy on the pool, with its interval and what it rests on.
+
+    ``audit_right`` of ``audit_n`` audit answers were right; ``oof_accuracy`` (None before an
+    out-of-fold fit) was measured on ``oof_n`` labeled images and counts as ``oof_weight`` audit
+    answers.
+    """
+
+    accuracy: float
+    low: float
+    high: float
+    audit_right: int
+    audit_n: int
+    oof_accuracy: float | None
+    oof_n: int
+    oof_weight: float
+
+    @property
+    def basis(self) -> str:
+        """Which evidence the estimate rests on, in words."""
+        parts = []
+        if self.audit_n:
+            parts.append(f"{self.audit_right} of {self.audit_n} audit answers right")
+        if self.oof_accuracy is not None and self.oof_weight > 0:
+            parts.append(
+                f"out-of-fold accuracy {self.oof_accuracy:.0%} on {self.oof_n} labeled images "
+                f"(counted as {self.oof_weight:.0f} audit answers: labeled images are chosen for being hard)"
+            )
+        return "; ".join(parts) or "no evidence yet"
+
+
+def accuracy_estimate(
+    audit_correct, oof_accuracy: float | None, oof_n: int, *, max_oof_weight: float = 20, confidence: float = 0.9
+) -> AccuracyEstimate:
+    """Accuracy on the pool from audit answers and the out-of-fold accuracy together.
+
+    The out-of-fold accuracy is a prior worth ``min(oof_n, max_oof_weight)`` audit answers: a
+    Beta(1 + w p, 1 + w (1 - p)) that the audit answers update. It is capped because the labeled
+    images are not a random draw (the strategy asks about hard ones), so it is informative early
+    but biased; fair audit answers outweigh it once a few dozen have come in.
+
+    Parameters
+    ----------
+    audit_correct : array-like of shape (A,), bool
+        Whether each answered audit ask found the model right.
+    oof_accuracy : float or None
+    oof_n : int
+        Labels the out-of-fold accuracy was measured on.
+    max_oof_weight : float
+    confidence : float
+
+    Returns
+    -------
+    AccuracyEstimate
+    """
+    correct = np.asarray(audit_correct, bool)
+    right, n = int(correct.sum()), len(correct)
+    weight = float(min(oof_n, max_oof_weight)) if oof_accuracy is not None else 0.0
+    p = oof_accuracy if oof_accuracy is not None else 0.5
+    a, b = 1 + right + weight * p, 1 + (n - right) + weight * (1 - p)
+    low, high = beta.ppf([(1 - confidence) / 2, (1 + confidence) / 2], a, b)
+    return AccuracyEstimate(float(a / (a + b)), float(low), float(high), right, n, oof_accuracy, oof_n, weight)
 
 
 def draw_audits(candidates, n, share, rng):
@@ -101,7 +171,7 @@ def learning_curve(version, n_labels, correct, *, confidence=0.9):
     )
 
 
-def stop_hint(n_labels, correct, *, rule=StopRule()):
+def stop_hint(n_labels, correct, *, rule=StopRule(), audit_share: float | None = None):
     """Whether labeling more has stopped paying off, by the audit asks so far.
 
     Rule: take the last ``2 * window`` audits in ask order and split them into two
@@ -117,6 +187,9 @@ def stop_hint(n_labels, correct, *, rule=StopRule()):
         Labels the predicting model had been trained on, per audit, in ask order.
     correct : array-like of shape (A,), bool
     rule : StopRule
+    audit_share : float, optional
+        Share of asks that are audits; with it, a hint still waiting for audits says about how
+        many more labels that takes.
 
     Returns
     -------
@@ -126,13 +199,19 @@ def stop_hint(n_labels, correct, *, rule=StopRule()):
     w = rule.window
     if len(correct) < 2 * w:
         low, high = wilson_interval(correct.sum(), len(correct), rule.confidence)
+        missing = 2 * w - len(correct)
+        more = int(np.ceil(missing / audit_share)) if audit_share else None
+        why = f"needs {2 * w} audit answers to compare two windows of {w}, has {len(correct)}" + (
+            f": about {more:,} more labels at the {audit_share:.0%} audit share" if more is not None else ""
+        )
         return StopHint(
             False,
             float("nan"),
             float(correct.mean()) if len(correct) else float("nan"),
             float(low),
             float(high),
-            f"needs {2 * w} audit answers, has {len(correct)}",
+            why,
+            more,
         )
     earlier, later = slice(-2 * w, -w), slice(-w, None)
     span = n_labels[later].mean() - n_labels[earlier].mean()

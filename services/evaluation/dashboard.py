@@ -8,8 +8,10 @@ from datetime import datetime
 
 import numpy as np
 
-from core.quality.audit import LearningCurve, StopHint, learning_curve, stop_hint
+from core.quality.audit import AccuracyEstimate, LearningCurve, StopHint, accuracy_estimate, learning_curve, stop_hint
+from services import shared_settings
 from services.database import Database
+from services.engine.project_engine import selection_settings
 from services.projects import get_project
 from storage import queries
 from storage.labels import label_queries
@@ -30,7 +32,10 @@ class Dashboard:
     """Everything the dashboard shows, read in one short session.
 
     ``per_minute`` maps each annotator to (minute, labels given in it) pairs, oldest first.
-    ``curve`` is None until an audit ask has been answered.
+    ``curve`` is None until an audit ask has been answered; ``stop`` too, unless a model serves.
+    ``estimate`` (None before the first model) is the newest model's accuracy from the audit
+    answers to recent models and its out-of-fold accuracy together (see
+    :func:`core.quality.audit.accuracy_estimate`).
     """
 
     n_items: int
@@ -38,6 +43,7 @@ class Dashboard:
     class_counts: dict[str, int]
     curve: LearningCurve | None
     stop: StopHint | None
+    estimate: AccuracyEstimate | None
     models: list[ModelRow]
     per_minute: dict[str, list[tuple[datetime, int]]]
 
@@ -51,10 +57,24 @@ def dashboard(db: Database, project_name: str) -> Dashboard:
         versions = label_queries.model_versions(session, project.id)
         events = label_queries.annotation_events(session, project.id)
         audits = label_queries.audit_picks(session, project.id)
+    audit_share = selection_settings(
+        shared_settings.read_setting(db, project.id, shared_settings.SELECTION)
+    ).config.audit_share
     counts = Counter(classes[c] for label in current.values() for c in label.class_ids)
     labeled = sum(1 for label in current.values() if label.class_ids)
     trained_on = {v.id: v.n_labels for v in versions}
-    curve, stop = _learning_curve(audits, events, trained_on)
+    scored = _scored_audits(audits, events, trained_on)
+    curve = learning_curve(*zip(*scored)) if scored else None
+    n_labels, correct = [s[1] for s in scored], [s[2] for s in scored]
+    stop = stop_hint(n_labels, correct, audit_share=audit_share) if scored or versions else None
+    estimate = None
+    if versions:
+        newest = versions[-1]
+        # Audit answers to models trained on most of the newest one's labels speak for it.
+        recent = [right for n, right in zip(n_labels, correct) if n >= 0.8 * newest.n_labels]
+        # Out-of-fold fits finish after their model serves and are stored with the next version.
+        measured = next((v.metrics for v in reversed(versions) if v.metrics.get("oof_accuracy") is not None), {})
+        estimate = accuracy_estimate(recent, measured.get("oof_accuracy"), int(measured.get("oof_labels", 0)))
     models = [
         ModelRow(v.id, v.created_at, v.n_labels, v.metrics.get("oof_accuracy"), v.metrics.get("fit_seconds"))
         for v in versions
@@ -65,32 +85,31 @@ def dashboard(db: Database, project_name: str) -> Dashboard:
         class_counts={name: counts.get(name, 0) for name in classes.values()},
         curve=curve,
         stop=stop,
+        estimate=estimate,
         models=models,
         per_minute=_per_minute(events),
     )
 
 
-def _learning_curve(audits, events, trained_on) -> tuple[LearningCurve | None, StopHint | None]:
+def _scored_audits(audits, events, trained_on) -> list[tuple[int, int, bool]]:
     """Score each answered audit ask: the newest human answer since the ask that was not undone
-    (corrections count) against the prediction made at ask time."""
+    (corrections count) against the prediction made at ask time. Returns (model version, labels
+    it was trained on, right) per answered audit, in ask order."""
     undone = {event.supersedes_id for event in events if event.source is AnnotationSource.UNDO}
     answers: dict[int, list[label_queries.AnnotationEvent]] = defaultdict(list)
     for event in events:
         if event.source is AnnotationSource.HUMAN and event.class_ids and event.annotation_id not in undone:
             answers[event.item_id].append(event)
-    version, n_labels, correct = [], [], []
+    scored = []
     for audit in audits:
         if audit.model_version_id is None:
             continue
         answer = next((e for e in reversed(answers.get(audit.item_id, [])) if e.created_at >= audit.asked_at), None)
         if answer is None:
             continue
-        version.append(audit.model_version_id)
-        n_labels.append(trained_on.get(audit.model_version_id, 0))
-        correct.append(set(answer.class_ids) == set(audit.predicted))
-    if not correct:
-        return None, None
-    return learning_curve(version, n_labels, correct), stop_hint(n_labels, correct)
+        right = set(answer.class_ids) == set(audit.predicted)
+        scored.append((audit.model_version_id, trained_on.get(audit.model_version_id, 0), right))
+    return scored
 
 
 def _per_minute(events) -> dict[str, list[tuple[datetime, int]]]:
