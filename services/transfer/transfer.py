@@ -29,7 +29,7 @@ from storage import queries
 from storage.items import item_queries
 from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
-from storage.models import Annotation, AnnotationSource, Item, Project
+from storage.models import Annotation, AnnotationSource, Item, LabelClass, Project
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
 LABEL_SEPARATOR = class_names.SEPARATOR
@@ -563,9 +563,18 @@ def _checked_classes(
     because a class they would add breaks a rule of :mod:`services.labeling.class_names` (say one that
     differs from another only in case). An unknown class without ``create_classes`` or an
     archived class is a UserError naming its first line."""
-    classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
-    existing = {class_names.normalized(name): name for name in classes}
-    existing.update({name: name for name in classes})  # an exact match wins over one in the stored form
+    classes, existing = _project_classes(session, project)
+    if create_classes and any(
+        name not in existing and class_names.normalized(name) not in existing
+        for row in wanted.values()
+        for name in row.labels
+    ):
+        # Creators of a project's classes take turns (as services.labeling.classes.add_label_class
+        # does), and read the classes once it is their turn: PostgreSQL runs writers side by side, so
+        # an adder's uncommitted class would otherwise be created again (a raw UniqueViolation) or get
+        # a case twin.
+        queries.lock_project(session, project.id)
+        classes, existing = _project_classes(session, project)
     resolved: dict[str, str] = {}  # a class name as the file writes it -> the project's (or new) class name
     created: set[str] = set()
     kept, bad = {}, []
@@ -622,6 +631,15 @@ def _checked_classes(
         path: replace(row, labels=tuple(sorted({resolved[name] for name in row.labels}))) for path, row in kept.items()
     }
     return kept, sorted(created), bad
+
+
+def _project_classes(session, project: Project) -> tuple[dict[str, LabelClass], dict[str, str]]:
+    """The project's classes by name, and the class name for each name and its stored form (see
+    :func:`services.labeling.class_names.normalized`)."""
+    classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
+    existing = {class_names.normalized(name): name for name in classes}
+    existing.update({name: name for name in classes})  # an exact match wins over one in the stored form
+    return classes, existing
 
 
 def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) -> list:
