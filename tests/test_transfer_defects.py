@@ -23,6 +23,7 @@ from services.database import open_database
 from services.errors import UserError
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class, rename_class
+from services.output_files import write_atomically
 from services.projects import get_project
 from services.transfer.transfer import (
     export_image_folder,
@@ -30,7 +31,6 @@ from services.transfer.transfer import (
     labeled_images,
     to_coco,
     to_csv,
-    write_atomically,
 )
 from storage import queries
 from storage.items import item_queries
