@@ -417,6 +417,15 @@ def test_deeply_nested_json_is_refused_naming_the_file(project, fmt):
         import_file(project, "default", text.encode(), file_name="deep.json", fmt=fmt, create_classes=True)
 
 
+def test_a_deeply_nested_class_names_file_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "folder"
+    write_image(folder / "cat" / "1.png", 0)
+    listing = folder / class_folder.CLASS_NAMES_FILE
+    listing.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=rf"^{listing} is not a JSON object .*delete it"):  # was a RecursionError
+        list_class_folder(folder)
+
+
 # ----- a full disk ----------------------------------------------------------------------------
 
 
