@@ -1,5 +1,6 @@
 """Two people adding one class (or its case twin) at the same instant get one class: the second is
-told it exists, on SQLite and on PostgreSQL, whose writers run side by side; so is a rename."""
+told it exists, on SQLite and on PostgreSQL, whose writers run side by side; so is a rename, and
+so is an import that creates the classes it names."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from types import SimpleNamespace
 import pytest
 
 from services.errors import UserError
+from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class, rename_class
-from services.projects import ensure_project
+from services.projects import ensure_project, get_project
+from services.transfer.transfer import import_file
 from storage import queries
 from storage.labels import label_queries
+from tests.images import write_image
 from tests.lock_waits import in_a_thread, wait_until_a_writer_waits
 
 
@@ -57,6 +61,70 @@ def test_a_rename_to_the_case_twin_of_a_class_being_added_is_refused(backend_db,
     assert isinstance(rename_outcome[0], UserError) and "only in case" in str(rename_outcome[0]), rename_outcome
     with backend_db.reading() as session:
         assert [c.name for c in label_queries.label_classes(session, project.id)] == ["cat", "dog"]
+
+
+@pytest.fixture
+def project_with_an_image(backend_db, backend_settings, tmp_path):
+    """Project "p" holding one image, a.png."""
+    write_image(tmp_path / "images" / "a.png", 0)
+    ingest(backend_db, backend_settings, source=tmp_path / "images", project="p")
+    return get_project(backend_db, "p")
+
+
+def import_labeling_a_png(db, name):
+    """Import a CSV that labels a.png ``name``, creating the class if the project lacks it."""
+    csv = f"path,labels\na.png,{name}\n".encode()
+    return import_file(db, "p", csv, file_name="labels.csv", create_classes=True)
+
+
+@pytest.mark.parametrize("imported_name", ["dog", "Dog"])
+def test_an_import_that_creates_a_class_being_added_uses_it_or_reports_the_case_twin(
+    backend_db, project_with_an_image, monkeypatch, imported_name
+):
+    project = project_with_an_image
+    inserted, go_on = first_insert_pauses(monkeypatch)
+    adder, added = in_a_thread(lambda: add_label_class(backend_db, project=project, name="dog"))
+    adder.start()
+    assert inserted.wait(30)
+    importer, imported = in_a_thread(lambda: import_labeling_a_png(backend_db, imported_name))
+    importer.start()
+    wait_until_a_writer_waits(backend_db, importer)
+    go_on.set()
+    adder.join(30)
+    importer.join(30)
+
+    assert added[0].name == "dog"
+    report = imported[0]
+    assert not isinstance(report, Exception), report  # was a raw UniqueViolation on PostgreSQL for "dog"
+    if imported_name == "dog":
+        assert (report.imported, report.created_classes, report.bad_names) == (1, [], [])
+    else:  # was a second class "Dog" on PostgreSQL
+        assert report.imported == 0 and "only in case" in report.bad_names[0].reason
+    with backend_db.reading() as session:
+        assert [c.name for c in label_queries.label_classes(session, project.id)] == ["dog"]
+
+
+@pytest.mark.parametrize("added_name", ["dog", "Dog"])
+def test_adding_a_class_that_an_import_is_creating_is_refused(
+    backend_db, project_with_an_image, monkeypatch, added_name
+):
+    project = project_with_an_image
+    inserted, go_on = first_insert_pauses(monkeypatch)
+    importer, imported = in_a_thread(lambda: import_labeling_a_png(backend_db, "dog"))
+    importer.start()
+    assert inserted.wait(30)
+    adder, added = in_a_thread(lambda: add_label_class(backend_db, project=project, name=added_name))
+    adder.start()
+    wait_until_a_writer_waits(backend_db, adder)
+    go_on.set()
+    importer.join(30)
+    adder.join(30)
+
+    assert imported[0].created_classes == ["dog"]
+    assert isinstance(added[0], UserError), added  # "Dog" was added beside the imported "dog" on PostgreSQL
+    assert "already has a class called" in str(added[0])
+    with backend_db.reading() as session:
+        assert [c.name for c in label_queries.label_classes(session, project.id)] == ["dog"]
 
 
 def first_insert_pauses(monkeypatch):

@@ -1,6 +1,6 @@
-"""A full disk during ingest or embed: the run ends at once with an error naming the file and
-the fix (free space on its file system), keeps what it had committed, leaves no temporary
-files and no worker processes (ingest's process pool once hung here)."""
+"""A full disk during ingest, embed or a model's save: the run ends at once with an error naming
+the file and the fix (free space on its file system), keeps what it had committed, leaves no
+temporary files and no worker processes (ingest's process pool once hung here)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,18 @@ from sqlalchemy.exc import OperationalError
 from core.features.embedding_store import EmbeddingStore
 from core.features.extract import ExtractConfig
 from services.disk_full import file_system_of
+from services.engine import model_store
+from services.engine.model_store import load_latest_model, save_model_version
 from services.errors import UserError
 from services.features.embeddings import embed
 from services.ingest import ingest as ingest_module
 from services.ingest.ingest import ingest
 from services.ingest.parallel_check import ParallelCheckPlan, check_files
-from services.projects import get_project, project_counts
+from services.projects import ensure_project, get_project, project_counts
 from storage import queries
 from tests.embedding_helpers import write_colour_images
 from tests.images import write_image
+from tests.test_security import fitted_probe
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +143,24 @@ def test_a_full_disk_while_writing_the_stores_description_leaves_no_temporary_fi
     assert no_temporary_files(settings.home)
     monkeypatch.undo()  # space freed: the failed run gave the store's writer lock back
     assert embed(db, settings, project=colour_project, backbone="bundled", config=CONFIG).embedded == 12
+
+
+def test_a_full_disk_while_saving_a_model_says_so_and_leaves_no_temporary_file(db, settings, tmp_path, monkeypatch):
+    (tmp_path / "images").mkdir()
+    project = ensure_project(db, name="p", root=None, root_if_new=tmp_path / "images")
+
+    def part_then_full(handle, **arrays):
+        handle.write(b"part of it")
+        raise disk_full("oserror")
+
+    monkeypatch.setattr(model_store.np, "savez", part_then_full)
+
+    with pytest.raises(UserError) as raised:
+        save_model_version(
+            db, settings, project_id=project.id, backbone_key="bundled", probe=fitted_probe(), n_labels=40, metrics={}
+        )
+
+    models = settings.home / "models"
+    assert str(models) in str(raised.value) and f"free space on {file_system_of(models)}" in str(raised.value)
+    assert [path for path in models.rglob("*") if path.is_file()] == []  # was a .tmp file per failed save
+    assert load_latest_model(db, settings, project_id=project.id, backbone_key="bundled") is None

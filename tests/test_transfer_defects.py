@@ -23,6 +23,7 @@ from services.database import open_database
 from services.errors import UserError
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class, rename_class
+from services.output_files import write_atomically
 from services.projects import get_project
 from services.transfer.transfer import (
     export_image_folder,
@@ -30,7 +31,6 @@ from services.transfer.transfer import (
     labeled_images,
     to_coco,
     to_csv,
-    write_atomically,
 )
 from storage import queries
 from storage.items import item_queries
@@ -416,6 +416,15 @@ def test_deeply_nested_json_is_refused_naming_the_file(project, fmt):
     text = "[" * depth + "]" * depth if fmt == "label-studio" else '{"images": ' + "[" * depth + "]" * depth + "}"
     with pytest.raises(UserError, match=r"^deep.json, line 1: .*nest.*deeper than"):
         import_file(project, "default", text.encode(), file_name="deep.json", fmt=fmt, create_classes=True)
+
+
+def test_a_deeply_nested_class_names_file_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "folder"
+    write_image(folder / "cat" / "1.png", 0)
+    listing = folder / class_folder.CLASS_NAMES_FILE
+    listing.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=rf"^{listing} is not a JSON object .*delete it"):  # was a RecursionError
+        list_class_folder(folder)
 
 
 # ----- a full disk ----------------------------------------------------------------------------

@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.database import open_database
+    from services.output_files import write_atomically
     from services.transfer import transfer
 
     project = args.project or settings.project
@@ -60,14 +61,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.format == "label-studio":
             text = transfer.to_label_studio(db, project, images, image_prefix=args.image_prefix)
             config = args.out.with_suffix(".xml")
-            transfer.write_atomically(config, transfer.label_studio_config(db, project))
+            write_atomically(config, transfer.label_studio_config(db, project))
         else:
             text = {
                 "coco": lambda: transfer.to_coco(db, project, images),
                 "csv": lambda: transfer.to_csv(images),
                 "json": lambda: transfer.to_json(images),
             }[args.format]()
-    transfer.write_atomically(args.out, text)
+    write_atomically(args.out, text)
     print(f"wrote {len(images)} labeled images to {args.out}")
     if args.format == "label-studio":
         print(f"labeling config for the Label Studio project: {config}")

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write the embeddings of every embedded image as a float32 array (one row per item, in "
             "item-id order) to OUT, and OUT with suffix .csv listing row, item_id and path (relative "
-            "to the project root) for each row, for use in other tools."
+            "to the project root; one a spreadsheet would run as a formula gets a ' in front) for each row, "
+            "for use in other tools."
         ),
     )
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="file to write, ending in .npy")

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from core.features.extract import ExtractConfig
     from services.data_engine.headless_selection import picks_csv, picks_tasks, select_images  # imports torch
     from services.database import open_database
-    from services.transfer.transfer import write_atomically
+    from services.output_files import write_atomically
 
     settings = replace(settings, backbone=args.backbone or settings.backbone)  # None: the project's
     project = args.project or settings.project

@@ -156,7 +156,7 @@ def _class_names(root: Path) -> dict[str, str]:
         return {}
     try:
         names = json.loads(listing.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # RecursionError: nested too deep
         raise ValueError(
             f"{listing} is not a JSON object of folder names and class names ({error}); "
             "delete it to name the classes by their folders"

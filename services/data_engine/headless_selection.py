@@ -35,6 +35,7 @@ from services.engine.lifecycle import build_engine
 from services.engine.project_engine import Ask, ProjectEngine, SelectionSettings, recorded_prediction
 from services.errors import UserError
 from services.features.embeddings import embed
+from services.output_files import csv_cell
 from services.projects import get_project, project_counts
 from services.transfer import label_studio
 from storage.labels import label_queries, priority_queries
@@ -264,7 +265,9 @@ def _result(
 
 
 def picks_csv(selection: HeadlessSelection) -> str:
-    """The picks as CSV: :data:`CSV_COLUMNS`, predicted classes ``;``-separated, empty where a part does not apply."""
+    """The picks as CSV: :data:`CSV_COLUMNS`, predicted classes ``;``-separated, empty where a part does not
+    apply; a path or class names a spreadsheet would run as a formula get a ``'`` in front
+    (:func:`services.output_files.csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -273,10 +276,10 @@ def picks_csv(selection: HeadlessSelection) -> str:
         writer.writerow(
             [
                 pick.rank,
-                pick.path,
+                csv_cell(pick.path),
                 pick.item_id,
                 pick.source,
-                ";".join(pick.predicted),
+                csv_cell(";".join(pick.predicted)),
                 _number(pick.probability),
                 *parts,
             ]

@@ -33,6 +33,7 @@ from services.engine.model_store import load_latest_model
 from services.errors import UserError
 from services.features.embeddings import embed
 from services.labeling.priority_asks import QueueResult, QueueView, clear_queue, queue_priority_asks, queue_view
+from services.output_files import csv_cell, replaced_atomically
 from services.projects import get_project
 from storage.items import batch_queries, item_queries
 from storage.labels import label_queries
@@ -231,13 +232,11 @@ def _model(
 
 
 def write_csv(report: TriageReport, path: Path) -> None:
-    """Write the report's rows as CSV (columns :data:`CSV_COLUMNS`; kinds ``;``-separated), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    """Write the report's rows as CSV (columns :data:`CSV_COLUMNS`; kinds ``;``-separated) whole or
+    not at all (see :func:`services.output_files.replaced_atomically`); paths and class names a
+    spreadsheet would run as formulas get a ``'`` in front (:func:`services.output_files.csv_cell`)."""
+    with replaced_atomically(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         _write_rows(handle, report)
-    os.replace(temporary, path)
 
 
 def csv_text(report: TriageReport) -> str:
@@ -253,15 +252,15 @@ def _write_rows(handle, report: TriageReport) -> None:
     for row in report.rows:
         writer.writerow(
             [
-                row.path,
+                csv_cell(row.path),
                 row.item_id,
                 ";".join(row.kinds),
                 _number(row.margin),
-                row.predicted or "",
+                csv_cell(row.predicted or ""),
                 _number(row.confidence),
-                row.nearest_path or "",
+                csv_cell(row.nearest_path or ""),
                 _number(row.nearest_similarity),
-                row.would_get or "",
+                csv_cell(row.would_get or ""),
             ]
         )
 

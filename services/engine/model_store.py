@@ -13,6 +13,8 @@ import numpy as np
 from core.model.probe import LinearProbe
 from services.config import Settings
 from services.database import Database
+from services.disk_full import file_system_of, is_disk_full
+from services.errors import UserError
 from storage.labels import label_queries
 
 log = logging.getLogger(__name__)
@@ -30,17 +32,28 @@ def save_model_version(
 ) -> int:
     """Write the probe's arrays under ``BANANA_HOME/models/`` and record the version; return its id.
 
-    The file is complete on disk before the row names it.
+    The file is complete on disk before the row names it. A failed write (a full disk) leaves no
+    partial file; a full disk is a UserError naming the file system to free space on.
     """
     relative = Path("models") / f"project-{project_id}" / backbone_key / f"{uuid.uuid4().hex}.npz"
     path = settings.home / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **probe.to_arrays())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **probe.to_arrays())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)  # each retrain saves under a new name: left files would pile up
+        if is_disk_full(error):
+            raise UserError(
+                f"could not save the model to {path.parent}: the disk is full ({error}); free "
+                f"space on {file_system_of(path)}. The labels are kept, and the previous model serves until a "
+                "later retrain saves its model"
+            ) from None
+        raise
     with db.writing() as session:
         return label_queries.add_model_version(
             session,

@@ -25,6 +25,7 @@ from services.database import Database
 from services.disk_full import disk_full_error, is_disk_full
 from services.errors import UserError
 from services.features.project_backbone import project_backbone
+from services.output_files import csv_cell, replaced_atomically
 from services.projects import get_project
 from storage.items import item_queries
 from storage.models import Project
@@ -215,7 +216,9 @@ def export_embeddings(
     """Write embedded items' vectors as float32 ``.npy`` in item-id order, and a CSV of ids and paths beside it.
 
     The CSV (``out`` with suffix ``.csv``) has columns ``row,item_id,path``; row i of the
-    array is the item in CSV row i. Paths are relative to the project root.
+    array is the item in CSV row i. Paths are relative to the project root; one a spreadsheet
+    would run as a formula gets a ``'`` in front (:func:`services.output_files.csv_cell`). The two
+    files are written whole or not at all (:func:`services.output_files.replaced_atomically`).
     """
     out = Path(out)
     if out.suffix != ".npy":
@@ -228,14 +231,14 @@ def export_embeddings(
     ids, vectors = ids[order], vectors[order]
     with db.reading() as session:
         paths = dict(item_queries.ok_item_paths(session, found.id))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table, temporary = out.with_suffix(".csv"), out.with_name(f".{out.name}.tmp")
-    with open(temporary, "wb") as handle:
-        np.save(handle, vectors)
-    os.replace(temporary, out)
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        _write_table(handle, ids, paths)
-    os.replace(temporary, table)
+    table = out.with_suffix(".csv")
+    # Both are written before either replaces an older export, so a failure (a full disk) leaves
+    # the older pair as it was rather than new vectors beside an old table.
+    with replaced_atomically(out) as vectors_file:
+        with open(vectors_file, "wb") as handle:
+            np.save(handle, vectors)
+        with replaced_atomically(table) as table_file, open(table_file, "w", newline="", encoding="utf-8") as handle:
+            _write_table(handle, ids, paths)
     return ExportReport(vectors=out, table=table, rows=len(ids), not_embedded=len(set(paths) - set(ids.tolist())))
 
 
@@ -316,4 +319,4 @@ def _write_table(handle, ids: np.ndarray, paths: dict[int, str]) -> None:
     writer = csv.writer(handle)
     writer.writerow(["row", "item_id", "path"])
     for row, item_id in enumerate(ids.tolist()):
-        writer.writerow([row, item_id, paths.get(item_id, "")])
+        writer.writerow([row, item_id, csv_cell(paths.get(item_id, ""))])

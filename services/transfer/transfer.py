@@ -4,7 +4,6 @@ and import labels (CSV, Label Studio JSON export, COCO-style JSON)."""
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import os
@@ -24,19 +23,17 @@ from services.errors import UserError
 from services.features.item_images import inside_root
 from services.labeling import class_names
 from services.labeling.write import add_label
+from services.output_files import csv_cell, csv_value, out_of_room, write_failed
 from services.projects import get_project
 from services.transfer import json_records, label_studio
 from storage import queries
 from storage.items import item_queries
 from storage.labels import label_queries
 from storage.labels.label_queries import CurrentLabel
-from storage.models import Annotation, AnnotationSource, Item, Project
+from storage.models import Annotation, AnnotationSource, Item, LabelClass, Project
 
 CSV_COLUMNS = ("path", "labels", "annotator", "labeled_at", "source")
 LABEL_SEPARATOR = class_names.SEPARATOR
-# A cell starting so is a formula to a spreadsheet: written with a ' in front (OWASP's advice), as is
-# one that starts with a ' followed by one of these or another ', so that reading drops exactly that '.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,7 @@ def labeled_images(db: Database, project_name: str) -> list[LabeledImage]:
 
 def to_csv(images: list[LabeledImage]) -> str:
     """CSV with :data:`CSV_COLUMNS`; a cell that a spreadsheet would run as a formula gets a ``'``
-    in front (see :func:`csv_cell`), which :func:`parse_csv` drops again."""
+    in front (see :func:`services.output_files.csv_cell`), which :func:`parse_csv` drops again."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -93,19 +90,6 @@ def to_csv(images: list[LabeledImage]) -> str:
             ]
         )
     return buffer.getvalue()
-
-
-def csv_cell(text: str) -> str:
-    """``text`` as a CSV cell that no spreadsheet runs as a formula: a ``'`` in front of a cell
-    starting with one of :data:`FORMULA_STARTS`, or with a ``'`` and one of those or another ``'``."""
-    quoted = text[:1] == "'" and text[1:2] in (*FORMULA_STARTS, "'")
-    return "'" + text if text[:1] in FORMULA_STARTS or quoted else text
-
-
-def csv_value(cell: str) -> str:
-    """The text of a cell :func:`csv_cell` wrote (a cell written otherwise is its own text,
-    unless it starts with ``'`` and a formula start: then it is that formula as text)."""
-    return cell[1:] if cell[:1] == "'" and cell[1:2] in (*FORMULA_STARTS, "'") else cell
 
 
 def to_json(images: list[LabeledImage]) -> str:
@@ -225,46 +209,11 @@ def export_image_folder(
         hint = (
             " Hard links need the same file system as the images (use copies), symbolic links a file system "
             "that has them."
-            if files != "copy" and not _disk_full(error)
+            if files != "copy" and not out_of_room(error)
             else ""
         )
-        raise UserError(_write_failed(shown, error) + hint) from None
+        raise UserError(write_failed(shown, error) + hint) from None
     return written
-
-
-def write_atomically(out: Path, text: str) -> None:
-    """Write ``text`` to ``out`` whole or not at all (a temporary file, then a rename); on an error
-    (a full disk) ``out`` is as it was and no temporary file is left."""
-    out = Path(out)
-    temporary = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8", newline="")
-        os.replace(temporary, out)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if not isinstance(error, OSError):
-            raise
-        raise UserError(_write_failed(out, error)) from None
-
-
-def _disk_full(error: OSError) -> bool:
-    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-def _write_failed(path: Path, error: OSError) -> str:
-    """A message for an export that could not be written, naming ``path`` and what to do; nothing
-    of the export is left behind by then."""
-    reason = error.strerror or str(error)
-    if _disk_full(error):
-        return (
-            f"could not write {path}: {reason}. Nothing was written; free space on that disk, or export to a "
-            "folder on another disk, and export again"
-        )
-    return (
-        f"could not write {path}: {reason}. Nothing was written; check that the folder exists and can be "
-        "written to, or choose another, and export again"
-    )
 
 
 # ----- import ----------------------------------------------------------------------------
@@ -385,7 +334,7 @@ def parse_import(text: str, *, fmt: str, file_name: str) -> list[ImportRow]:
 def parse_csv(text: str, file_name: str) -> list[ImportRow]:
     """Rows of a CSV whose header names ``path`` and ``labels`` (``;``-separated); an
     ``annotator`` column, when present, names who labeled. Other columns are ignored. Cells are
-    read as :func:`csv_value` says; a path keeps its spaces (see :func:`_path_resolver`)."""
+    read as :func:`services.output_files.csv_value` says; a path keeps its spaces (see :func:`_path_resolver`)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header, rows, end = None, [], 0
     try:
@@ -572,9 +521,18 @@ def _checked_classes(
     because a class they would add breaks a rule of :mod:`services.labeling.class_names` (say one that
     differs from another only in case). An unknown class without ``create_classes`` or an
     archived class is a UserError naming its first line."""
-    classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
-    existing = {class_names.normalized(name): name for name in classes}
-    existing.update({name: name for name in classes})  # an exact match wins over one in the stored form
+    classes, existing = _project_classes(session, project)
+    if create_classes and any(
+        name not in existing and class_names.normalized(name) not in existing
+        for row in wanted.values()
+        for name in row.labels
+    ):
+        # Creators of a project's classes take turns (as services.labeling.classes.add_label_class
+        # does), and read the classes once it is their turn: PostgreSQL runs writers side by side, so
+        # an adder's uncommitted class would otherwise be created again (a raw UniqueViolation) or get
+        # a case twin.
+        queries.lock_project(session, project.id)
+        classes, existing = _project_classes(session, project)
     resolved: dict[str, str] = {}  # a class name as the file writes it -> the project's (or new) class name
     created: set[str] = set()
     kept, bad = {}, []
@@ -633,6 +591,15 @@ def _checked_classes(
         path: replace(row, labels=tuple(sorted({resolved[name] for name in row.labels}))) for path, row in kept.items()
     }
     return kept, sorted(created), bad
+
+
+def _project_classes(session, project: Project) -> tuple[dict[str, LabelClass], dict[str, str]]:
+    """The project's classes by name, and the class name for each name and its stored form (see
+    :func:`services.labeling.class_names.normalized`)."""
+    classes = {c.name: c for c in label_queries.label_classes(session, project.id, include_archived=True)}
+    existing = {class_names.normalized(name): name for name in classes}
+    existing.update({name: name for name in classes})  # an exact match wins over one in the stored form
+    return classes, existing
 
 
 def _load_into_session(session, item_ids: list[int], annotation_ids: list[int]) -> list:
