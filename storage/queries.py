@@ -142,9 +142,8 @@ def update_item(session: Session, item_id: int, values: Mapping[str, Any]) -> No
 
 def delete_items(session: Session, item_ids: Iterable[int]) -> None:
     """Delete items; used only for error rows whose file turned out to be a duplicate."""
-    ids = list(item_ids)
-    if ids:
-        session.execute(delete(Item).where(Item.id.in_(ids), Item.status == ItemStatus.ERROR))
+    for chunk in in_chunks(item_ids):
+        session.execute(delete(Item).where(Item.id.in_(chunk), Item.status == ItemStatus.ERROR))
 
 
 def insert_duplicate_files(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -36,6 +36,7 @@ from storage import queries
 from storage.items import item_queries
 from storage.labels import label_queries
 from storage.models import ItemStatus, LabelClass, Project
+from storage.teams import review_queries
 from tests.images import write_image
 from tests.labels_by_name import NewLabel, record_annotations
 
@@ -408,6 +409,11 @@ def test_exports_and_imports_stay_under_sqlite_bound_parameter_limits(db):
     assert len(json.loads(to_coco(db, "default", images))["images"]) == 1100
     report = import_file(db, "b", to_csv(images).encode(), file_name="x.csv", create_classes=True)
     assert report.imported == 1100
+    with db.reading() as session:  # the other reads of many items chunk their IN lists too
+        project_id = queries.find_project(session, "default").id
+        assert len(item_queries.paths_by_id(session, project_id, ids.values())) == 1100
+        assert len(label_queries.current_labels_of(session, ids.values())) == 1100
+        assert len(review_queries.opinions(session, project_id=project_id, item_ids=list(ids.values()))) == 1100
 
 
 @pytest.mark.parametrize("fmt", ["label-studio", "coco"])

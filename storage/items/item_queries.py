@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Item, ItemStatus
+from storage.queries import in_chunks
 
 
 def ok_item_paths(session: Session, project_id: int) -> list[tuple[int, str]]:
@@ -47,8 +48,8 @@ def item_id_by_path(session: Session, project_id: int, path: str) -> int | None:
 
 def paths_by_id(session: Session, project_id: int, item_ids: Iterable[int]) -> dict[int, str]:
     """Map each of the project's ``item_ids`` that exists to its relative path."""
-    ids = list(item_ids)
-    if not ids:
-        return {}
-    query = select(Item.id, Item.path).where(Item.project_id == project_id, Item.id.in_(ids))
-    return {item_id: path for item_id, path in session.execute(query)}
+    found: dict[int, str] = {}
+    for chunk in in_chunks(item_ids):
+        query = select(Item.id, Item.path).where(Item.project_id == project_id, Item.id.in_(chunk))
+        found.update((item_id, path) for item_id, path in session.execute(query))
+    return found

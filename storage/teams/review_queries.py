@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Result, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Annotation, AnnotationSource, Annotator, Item, annotation_class
-from storage.queries import class_sets, rowcount
+from storage.queries import class_sets, in_chunks, rowcount
 from storage.teams.lease_models import ReviewTask
 from storage.teams.lease_queries import dialect_insert
 
@@ -42,8 +42,6 @@ def opinions(
         )
         .order_by(Annotation.id)
     )
-    if item_ids is not None:
-        query = query.where(Annotation.item_id.in_(list(item_ids)))
     if min_annotators > 1:
         shared = (
             select(Annotation.item_id)
@@ -53,10 +51,15 @@ def opinions(
             .having(func.count(func.distinct(Annotation.annotator_id)) >= min_annotators)
         )
         query = query.where(Annotation.item_id.in_(shared))
-    rows: Result[int, int, str, AnnotationSource, int | None] = session.execute(query)  # class id None: no class
+    # class id None: the annotation names no class
+    rows: list[tuple[int, int, str, AnnotationSource, int | None]] = []
+    if item_ids is None:
+        rows.extend(session.execute(query).tuples())
+    for chunk in in_chunks(item_ids or ()):
+        rows.extend(session.execute(query.where(Annotation.item_id.in_(chunk))).tuples())
     return [
         Opinion(annotation_id, item_id, name, source, ids)
-        for annotation_id, ((item_id, name, source), ids) in class_sets(rows).items()
+        for annotation_id, ((item_id, name, source), ids) in sorted(class_sets(rows).items())
     ]
 
 
