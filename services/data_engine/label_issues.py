@@ -2,7 +2,8 @@
 
 The labeled items of a project engine are fit with a fresh :class:`core.model.probe.LinearProbe`
 whose out-of-fold probabilities (each item's from a fit without it) go to cleanlab's
-label-issue finder (``core.quality.label_issues``). Items whose current label a reviewer already
+label-issue finder (``core.quality.label_issues``), which flags only on strong evidence and
+flags nothing, with a warning, when the model is too weak for flags to mean much. Items whose current label a reviewer already
 gave or confirmed (an annotation with source ``review``) stay out of the queue. Keeping a
 label or relabeling writes a ``review`` annotation superseding the current one.
 
@@ -46,13 +47,20 @@ class LabelIssue:
     suggested: int  # class id, the out-of-fold argmax
     self_confidence: float  # out-of-fold probability of the given class
 
+    @property
+    def confidence(self) -> float:
+        """How sure the out-of-fold model is that the given label is wrong: 1 - self-confidence."""
+        return 1.0 - self.self_confidence
+
 
 @dataclass(frozen=True)
 class LabelIssueQueue:
     """The queue, most suspicious first, and the per-class confusion of every labeled item.
 
     ``confusion[i, j]`` counts labeled items given class ``class_ids[i]`` whose out-of-fold
-    prediction is ``class_ids[j]``.
+    prediction is ``class_ids[j]``. ``accuracy`` is the out-of-fold accuracy against the given
+    labels and ``chance`` that of always answering the most frequent one (NaN without a model);
+    ``warning`` says why nothing was flagged when the evidence cannot be strong (else None).
     """
 
     issues: list[LabelIssue]
@@ -60,12 +68,18 @@ class LabelIssueQueue:
     confusion: np.ndarray
     n_labeled: int
     n_flagged: int  # issues found, before leaving out the ones already reviewed
+    accuracy: float = float("nan")
+    chance: float = float("nan")
+    warning: str | None = None
+
+
+DEFAULT_CONFIG = LabelIssueConfig()  # the app's and the CLI's; tests of the pages may swap it
 
 
 def label_issue_queue(
-    engine: ProjectEngine, *, config: LabelIssueConfig = LabelIssueConfig(), n_folds: int = 5, random_state: int = 0
+    engine: ProjectEngine, *, config: LabelIssueConfig | None = None, n_folds: int = 5, random_state: int = 0
 ) -> LabelIssueQueue:
-    """Compute the review queue from the engine's current labels.
+    """Compute the review queue from the engine's current labels (``config`` default: ``DEFAULT_CONFIG``).
 
     Raises
     ------
@@ -74,12 +88,16 @@ def label_issue_queue(
     """
     if engine.multi_label:
         raise UserError("this is the single-label queue; a multi-label project has multi_label_issue_queue")
+    config = DEFAULT_CONFIG if config is None else config
     current = _current_labels(engine)
     items = np.asarray(sorted(current), np.int64)
     given = np.asarray([current[i].class_ids[0] for i in items.tolist()], np.int64)
     class_ids = np.unique(given)
     if len(items) < max(config.min_labels, 2) or len(class_ids) < 2:
-        return LabelIssueQueue([], class_ids.tolist(), np.zeros((len(class_ids),) * 2, np.int64), len(items), 0)
+        nothing = find_issues(np.searchsorted(class_ids, given), np.zeros((len(given), len(class_ids))), config=config)
+        return LabelIssueQueue(
+            [], class_ids.tolist(), np.zeros((len(class_ids),) * 2, np.int64), len(items), 0, warning=nothing.warning
+        )
     rows = np.asarray([engine.pool.row_of[i] for i in items.tolist()], np.int64)
     probe = LinearProbe(n_folds=n_folds, random_state=random_state).fit(engine.pool.embeddings[rows], given)
     columns = np.searchsorted(probe.classes_, given)
@@ -102,7 +120,16 @@ def label_issue_queue(
         )
         if current[int(items[p])].annotation_id not in reviewed
     ]
-    return LabelIssueQueue(issues, [int(c) for c in probe.classes_], found.confusion, len(items), len(found.positions))
+    return LabelIssueQueue(
+        issues,
+        [int(c) for c in probe.classes_],
+        found.confusion,
+        len(items),
+        len(found.positions),
+        found.accuracy,
+        found.chance,
+        found.warning,
+    )
 
 
 def _current_labels(engine: ProjectEngine) -> dict[int, CurrentLabel]:
