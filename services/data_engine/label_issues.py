@@ -14,8 +14,9 @@ classes in use, cleanlab's multi-label finder flags class sets, and a verdict is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +30,9 @@ from storage.labels.label_queries import CurrentLabel
 from storage.models import AnnotationSource
 
 if TYPE_CHECKING:
+    from core.features.extract import ExtractConfig
+    from services.config import Settings
+    from services.database import Database
     from services.engine.project_engine import ProjectEngine
 
 
@@ -302,3 +306,65 @@ def review_label_set(engine: ProjectEngine, issue: MultiLabelIssue, *, class_ids
     if not chosen:
         raise UserError("choose at least one class")
     return _record_review(engine, issue, chosen, reviewer)
+
+
+# ----- headless (the label-issues command) ------------------------------------------------
+
+CSV_COLUMNS = ("path", "given", "suggested", "confidence")
+
+
+def headless_label_issues(
+    db: Database,
+    settings: Settings,
+    *,
+    project: str,
+    extract: ExtractConfig | None = None,
+    wait_seconds: float = 0.0,
+    on_wait: Callable[[Path], None] | None = None,
+) -> tuple[LabelIssueQueue, dict[int, str]]:
+    """The single-label review queue of ``project`` outside the app, and its class names by id.
+
+    Images not embedded yet are embedded first (as ``select`` does). Reviews already given in
+    the app leave their items out, as on the page.
+
+    Raises
+    ------
+    UserError
+        An unknown project, no images, or a multi-label project.
+    """
+    from core.features.extract import ExtractConfig
+    from services.engine.lifecycle import build_engine
+    from services.features.embeddings import embed
+    from services.projects import get_project
+
+    found = get_project(db, project)
+    embedded = embed(
+        db,
+        settings,
+        project=project,
+        config=extract or ExtractConfig(),
+        wait_seconds=wait_seconds,
+        on_wait=on_wait,
+    )
+    engine = build_engine(db, settings, found.name, embedded.folder)
+    try:
+        if engine.multi_label:
+            raise UserError(
+                "label-issues reads single-label projects; review a multi-label one on the Label issues page"
+            )
+        return label_issue_queue(engine), {int(c): engine.classes[c].name for c in engine.classes}
+    finally:
+        engine.close()
+
+
+def issues_csv(queue: LabelIssueQueue, names: dict[int, str]) -> str:
+    """The queue as CSV text: one row per flag, most suspicious first (``CSV_COLUMNS``)."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for issue in queue.issues:
+        writer.writerow([issue.path, names[issue.given], names[issue.suggested], f"{issue.confidence:.4f}"])
+    return text.getvalue()
