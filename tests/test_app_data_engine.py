@@ -5,11 +5,12 @@ import json
 import pytest
 
 from core.quality.slices import SliceConfig
+from services.data_engine import label_issues as label_issue_service
 from services.data_engine.slices import create_slice, project_slices
 from services.labeling.classes import set_archived
 from storage.models import Annotation, AnnotationSource, Role
 from tests.app_helpers import open_page, shortcuts
-from tests.test_label_issues import label_all
+from tests.test_label_issues import MECHANICS, label_all
 from tests.test_slices import label_truly, retrain
 
 pytestmark = pytest.mark.slow
@@ -20,17 +21,25 @@ def planted_errors(engine):
     return {sorted(p for p in engine.pool.paths if p.startswith(f"{name}/"))[0] for name in ("airplane", "frog")}
 
 
-def test_label_issue_page_relabels_with_the_suggestion_from_the_keyboard(engine):
+@pytest.fixture
+def lifted_gates(monkeypatch):
+    """The sample project's 24 labels are below the default gates: lift them to test the review keys."""
+    monkeypatch.setattr(label_issue_service, "DEFAULT_CONFIG", MECHANICS)
+
+
+def test_label_issue_page_keeps_on_enter_and_relabels_on_l(engine, lifted_gates):
     label_all(engine, wrong_for=planted_errors(engine))
     app = open_page("pages/label_issues.py", role=Role.REVIEWER)
     keys = shortcuts(app)
-    assert keys["k"].startswith("Keep") and keys["enter"].startswith("Relabel as") and keys["s"] == "Skip"
+    assert keys["enter"].startswith("Keep") and keys["l"].startswith("Relabel as") and keys["s"] == "Skip"
+    assert "Enter keeps the given label" in app.caption[0].value and "Out-of-fold accuracy" in app.caption[0].value
+    assert "Confidence that the given label is wrong" in app.markdown[0].value
     heatmap = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]
     assert sum(map(sum, heatmap["z"])) == 24
     shown = app.text[0].value
     assert shown in planted_errors(engine)
 
-    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
+    next(b for b in app.button if b.proto.shortcut == "l").click().run()
     assert not app.exception
     item = engine.pool.item_ids[engine.pool.paths.index(shown)]
     label = engine.current_label(int(item))
@@ -38,15 +47,32 @@ def test_label_issue_page_relabels_with_the_suggestion_from_the_keyboard(engine)
     with engine.db.reading() as session:
         assert session.get(Annotation, label.annotation_id).source is AnnotationSource.REVIEW
 
+    # Enter on the next issue keeps its given label (a review annotation with the same class).
+    kept = app.text[0].value
+    item = int(engine.pool.item_ids[engine.pool.paths.index(kept)])
+    before = engine.current_label(item)
+    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
+    assert not app.exception
+    after = engine.current_label(item)
+    assert after.class_ids == before.class_ids and after.annotation_id != before.annotation_id
 
-def test_a_refused_relabel_keeps_its_issue_on_screen_with_the_reason(engine):
+
+def test_label_issue_page_flags_nothing_and_warns_when_the_evidence_is_weak(engine):
+    label_all(engine, wrong_for=planted_errors(engine))
+    app = open_page("pages/label_issues.py", role=Role.REVIEWER)
+    assert not app.exception and not app.text  # no issue on screen
+    assert any("No labels flagged" in w.value and "labels in every class" in w.value for w in app.warning)
+    assert "enter" not in shortcuts(app)
+
+
+def test_a_refused_relabel_keeps_its_issue_on_screen_with_the_reason(engine, lifted_gates):
     label_all(engine, wrong_for=planted_errors(engine))
     app = open_page("pages/label_issues.py", role=Role.REVIEWER)
     shown = app.text[0].value
     suggested = next(c for c in engine.active_classes() if c.name == shown.split("/")[0])
     set_archived(engine, suggested.id, True)  # an admin, meanwhile
 
-    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
+    next(b for b in app.button if b.proto.shortcut == "l").click().run()
 
     assert not app.exception and app.text[0].value == shown
     assert "archived" in app.warning[0].value

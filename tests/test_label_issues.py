@@ -32,26 +32,61 @@ def plant_errors(y, n_errors, n_classes, seed=1):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_planted_label_errors_are_most_of_the_top_of_the_queue(seed):
-    # Overlapping clusters (a clean model is ~90% right) with 10% of the labels flipped.
-    X, y = gaussian_clusters(spread=0.7, seed=seed)
+@pytest.mark.parametrize("spread, min_recall", [(0.35, 0.7), (0.7, 0.5)])
+def test_planted_label_errors_are_flagged_and_correct_labels_are_not(seed, spread, min_recall):
+    # Separated (a clean model ~95% right) and overlapping clusters (~90%) with 10% of the labels flipped.
+    X, y = gaussian_clusters(spread=spread, seed=seed)
     noisy, flipped = plant_errors(y, 60, 4, seed=seed + 10)
     probe = LinearProbe(n_folds=5).fit(X, noisy)
     issues = find_issues(noisy, probe.oof_proba_)
 
-    top = issues.positions[: len(flipped)]
-    precision = np.isin(top, flipped).mean()
+    precision = np.isin(issues.positions, flipped).mean()
     recall = np.isin(flipped, issues.positions).mean()
-    print(
-        f"seed {seed}: {len(issues.positions)} flagged, precision of the top {len(flipped)}: {precision:.2f}, "
-        f"recall {recall:.2f}"
-    )
-    assert len(top) == len(flipped) and precision >= 0.8
+    print(f"seed {seed}: {len(issues.positions)} flagged, precision {precision:.2f}, recall {recall:.2f}")
+    assert issues.warning is None and precision >= 0.9 and recall >= min_recall
     # The suggestion is the true class for the planted errors the queue caught.
     caught = np.isin(issues.positions, flipped)
     assert (issues.suggested[caught] == y[issues.positions[caught]]).mean() >= 0.9
-    # Ranked by self-confidence, lowest first.
+    # Ranked by self-confidence, lowest first; strong evidence only.
     assert np.all(np.diff(issues.self_confidence) >= -1e-12)
+    assert np.all(issues.confidence >= 1 - LabelIssueConfig().max_given_proba)
+    assert 0.7 < issues.accuracy < 1 and 0.25 <= issues.chance < 0.3 and issues.skill > 0.5
+
+
+def test_no_signal_gives_no_flags_and_says_why():
+    # Features unrelated to the labels: out-of-fold accuracy near chance.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 32)).astype(np.float32)
+    labels = rng.integers(0, 4, 400)
+    probe = LinearProbe(n_folds=5).fit(X, labels)
+    issues = find_issues(labels, probe.oof_proba_)
+    assert len(issues.positions) == 0 and "too weak" in issues.warning and issues.skill < 0.3
+    # Without the gate the same probabilities would give a queue of false alarms.
+    ungated = find_issues(labels, probe.oof_proba_, config=LabelIssueConfig(min_skill=-1.0))
+    assert ungated.warning is None
+
+
+def test_too_few_labels_per_class_give_no_flags_and_say_why():
+    X, y = gaussian_clusters(per_class=12, spread=0.35, seed=2)
+    noisy, _ = plant_errors(y, 4, 4, seed=3)
+    probe = LinearProbe(n_folds=5).fit(X, noisy)
+    issues = find_issues(noisy, probe.oof_proba_)
+    assert len(issues.positions) == 0 and "labels in every class" in issues.warning
+    assert len(find_issues(noisy, probe.oof_proba_, config=LabelIssueConfig(min_per_class=5)).positions) > 0
+
+
+def test_cleanlab_runs_without_a_process_pool(monkeypatch):
+    # A forked pool inside the server hung its shutdown: the single-label path must not start one.
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("cleanlab started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    X, y = gaussian_clusters(spread=0.35, seed=0)
+    noisy, _ = plant_errors(y, 60, 4, seed=10)
+    probe = LinearProbe(n_folds=5).fit(X, noisy)
+    assert len(find_issues(noisy, probe.oof_proba_).positions) > 0
 
 
 def test_confusion_counts_given_against_predicted_over_every_labeled_item():
@@ -67,12 +102,18 @@ def test_confusion_counts_given_against_predicted_over_every_labeled_item():
 def test_too_few_labels_or_one_class_give_an_empty_queue():
     proba = np.full((5, 2), 0.5)
     assert len(find_issues(np.zeros(5, int), proba).positions) == 0
+    assert "from 10 labels" in find_issues(np.zeros(5, int), proba).warning
     assert len(find_issues(np.array([0, 1, 0, 1, 0]), proba, config=LabelIssueConfig(min_labels=10)).positions) == 0
     with pytest.raises(ValueError, match="columns"):
         find_issues(np.array([0, 3]), np.full((2, 2), 0.5))
 
 
 # ----- through the service layer on the small sample project ----------------------------
+
+
+# The sample project (24 labels of weak 32-pixel features) is far below the default gates; the
+# tests of the queue's mechanics and of the pages lift them (and the probability bound).
+MECHANICS = LabelIssueConfig(min_per_class=1, min_skill=-1.0, max_given_proba=1.0)
 
 
 def label_all(engine, wrong_for=()):
@@ -92,8 +133,10 @@ def test_queue_on_the_sample_project_finds_planted_errors_and_reviews_supersede(
     wrong = {p for p in engine.pool.paths if p.split("/")[0] in ("airplane", "frog")}
     wrong = {sorted(p for p in wrong if p.startswith(c))[0] for c in ("airplane", "frog")}
     label_all(engine, wrong_for=wrong)
+    honest = label_issue_queue(engine)  # the default gates: no flags, and why
+    assert honest.issues == [] and "labels in every class" in honest.warning
 
-    queue = label_issue_queue(engine)
+    queue = label_issue_queue(engine, config=MECHANICS)
     assert queue.n_labeled == 24 and queue.confusion.sum() == 24
     flagged = [issue.path for issue in queue.issues]
     print("flagged:", flagged)
@@ -111,4 +154,4 @@ def test_queue_on_the_sample_project_finds_planted_errors_and_reviews_supersede(
     with pytest.raises(UserError, match="labeled again"):
         review_label(engine, first, class_id=first.given, reviewer="rev")
     # A reviewed item leaves the queue.
-    assert first.item_id not in {issue.item_id for issue in label_issue_queue(engine).issues}
+    assert first.item_id not in {issue.item_id for issue in label_issue_queue(engine, config=MECHANICS).issues}

@@ -1,7 +1,9 @@
 """Label issues: labels that out-of-fold probabilities say are probably wrong, one at a time.
 
-K keeps the given label, Enter relabels with the suggested class, S skips; either verdict is a
-``review`` annotation superseding the current one. Below: given against out-of-fold
+Enter keeps the given label (the safe default: a flag is a doubt, not a verdict), L relabels
+with the suggested class, S skips; either verdict is a ``review`` annotation superseding the
+current one. Each flag shows its confidence and the page the model's out-of-fold accuracy; when
+the model is too weak for flags to mean much, the page says so and flags nothing. Below: given against out-of-fold
 predicted class, for every labeled image. A multi-label project reviews class sets instead
 (app/multi_label_issues.py).
 """
@@ -55,13 +57,22 @@ if st.session_state.get(QUEUE, (None,))[0] != engine.project_id:
     _compute()
 _, queue, position = st.session_state[QUEUE]
 summary, refresh = st.columns([4, 1])
+accuracy = (
+    f" Out-of-fold accuracy {queue.accuracy:.0%} (always the most frequent class: {queue.chance:.0%})."
+    if queue.accuracy == queue.accuracy  # not NaN
+    else ""
+)
 summary.caption(
     f"{queue.n_flagged} of {queue.n_labeled} labels flagged by confident learning (cleanlab) on "
-    f"out-of-fold probabilities; {len(queue.issues)} not reviewed yet, most suspicious first."
+    f"out-of-fold probabilities, only where the model gives the given label at most 5%; "
+    f"{len(queue.issues)} not reviewed yet, most suspicious first.{accuracy}  \n"
+    "Enter keeps the given label, L relabels as the suggestion, S skips."
 )
 refresh.button("Recompute", on_click=_compute, icon=":material/refresh:")
 if message := st.session_state.pop("label_issue_message", None):
     st.warning(escape_markdown(message))
+if queue.warning:
+    st.warning(f"No labels flagged: {escape_markdown(queue.warning)}.", icon=":material/warning:")
 
 if position < len(queue.issues):
     issue = queue.issues[position]
@@ -73,13 +84,19 @@ if position < len(queue.issues):
         st.text(issue.path)
         st.markdown(
             f"Given label: **{escape_markdown(given)}** (out-of-fold probability {issue.self_confidence:.0%})  \n"
-            f"Suggested label: **{escape_markdown(suggested)}**"
+            f"Suggested label: **{escape_markdown(suggested)}**  \n"
+            f"Confidence that the given label is wrong: {issue.confidence:.0%}"
         )
-        st.button(f"Keep {escape_markdown(given)}", shortcut="K", on_click=_review, args=(issue, issue.given))
         st.button(
-            f"Relabel as {escape_markdown(suggested)}",
+            f"Keep {escape_markdown(given)}",
             shortcut="Enter",
             type="primary",
+            on_click=_review,
+            args=(issue, issue.given),
+        )
+        st.button(
+            f"Relabel as {escape_markdown(suggested)}",
+            shortcut="L",
             on_click=_review,
             args=(issue, issue.suggested),
             disabled=issue.suggested == issue.given,
@@ -97,7 +114,10 @@ if position < len(queue.issues):
                 args=(issue, other.id if other is not None else issue.given),
             )
 else:
-    st.success("No label issues left to review." if queue.issues else "No label issues found.")
+    if queue.issues:
+        st.success("No label issues left to review.")
+    elif not queue.warning:
+        st.success("No label issues found.")
 
 st.subheader("Given against out-of-fold predicted class")
 if queue.class_ids and queue.confusion.sum():

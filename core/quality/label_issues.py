@@ -1,8 +1,18 @@
 """Label issues: which given labels out-of-fold probabilities say are probably wrong.
 
-cleanlab's confident learning (``cleanlab.filter.find_label_issues``) flags the issues;
-they are ranked by self-confidence (the out-of-fold probability of the given label,
-lowest first) and each gets a suggested label, the out-of-fold argmax.
+cleanlab's confident learning (``cleanlab.filter.find_label_issues``) proposes the issues
+and a flag is kept only where the evidence is strong: the calibrated out-of-fold probability
+of the given label is at most ``max_given_proba``. Confident learning alone flags the model's
+own mistakes too: its noise estimate counts every confidently misclassified item, so with a
+60%-accurate probe it flagged ~25% of the labels when 10% were wrong (precision ~0.3 on
+bundled-backbone CIFAR-10, benchmarks/bench_label_issues.py). The flags are ranked by
+self-confidence (the out-of-fold probability of the given label, lowest first); each gets a
+suggested label, the out-of-fold argmax, and a confidence, one minus the self-confidence.
+
+No flags at all, and a warning, when the evidence cannot be strong: fewer than
+``min_per_class`` labels in some class, or out-of-fold accuracy too near chance (skill, the
+accuracy rescaled so that always answering the most frequent class is 0 and perfect is 1,
+below ``min_skill``). A queue of false alarms invites overwriting correct labels.
 
 Multi-label (:func:`find_multilabel_issues`): cleanlab's one-vs-rest reduction
 (``cleanlab.multilabel_classification``) on the out-of-fold sigmoid probabilities; the
@@ -33,10 +43,23 @@ class LabelIssueConfig:
     min_labels : int
         Fewer labeled items than this give no queue: out-of-fold probabilities of a
         handful of labels say little.
+    max_given_proba : float
+        A flag needs the calibrated out-of-fold probability of the given label at most this.
+        0.05 kept precision >= 0.6 from 300 CIFAR-10 labels (0.1: ~0.45; 0.02: ~0.8 at
+        recall ~0.45); it is a probability, so it means the same for any class count.
+    min_per_class : int
+        Every class in use needs this many labels for any flag: with 10 a class, a
+        10-class probe's out-of-fold argmax is wrong for half the items and the
+        flags were one in two false alarms (precision 0.3-0.5).
+    min_skill : float
+        Out-of-fold skill (0 chance, 1 perfect) needed for any flag.
     """
 
     filter_by: str = "prune_by_noise_rate"
     min_labels: int = 10
+    max_given_proba: float = 0.05
+    min_per_class: int = 20
+    min_skill: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,13 @@ class LabelIssues:
         Out-of-fold probability of the given label.
     confusion : ndarray of shape (K, K), int
         Counts over every labeled item: rows the given label, columns the out-of-fold argmax.
+    accuracy : float
+        Out-of-fold accuracy against the given labels (NaN without labels).
+    chance : float
+        Accuracy of always answering the most frequent given label (NaN without labels).
+    warning : str or None
+        Why there are no flags although there are labels: too few labels, too few per
+        class, or a model too near chance. None when the flags were looked for.
     """
 
     positions: np.ndarray
@@ -60,6 +90,26 @@ class LabelIssues:
     suggested: np.ndarray
     self_confidence: np.ndarray
     confusion: np.ndarray
+    accuracy: float = float("nan")
+    chance: float = float("nan")
+    warning: str | None = None
+
+    @property
+    def confidence(self):
+        """ndarray of shape (Q,): one minus the out-of-fold probability of the given label."""
+        return 1.0 - self.self_confidence
+
+    @property
+    def skill(self):
+        """Out-of-fold accuracy rescaled: 0 is chance, 1 is perfect (NaN when undefined)."""
+        return skill(self.accuracy, self.chance)
+
+
+def skill(accuracy, chance):
+    """``(accuracy - chance) / (1 - chance)``; NaN when chance is 1 or unknown."""
+    if not np.isfinite(chance) or chance >= 1:
+        return float("nan")
+    return float((accuracy - chance) / (1 - chance))
 
 
 def confusion_counts(given, predicted, n_classes):
@@ -94,24 +144,51 @@ def find_issues(labels, oof_proba, *, config=LabelIssueConfig()):
     suggested_all = oof_proba.argmax(axis=1) if n_classes else labels
     confusion = confusion_counts(labels, suggested_all, n_classes)
     empty = np.zeros(0, np.int64)
-    # cleanlab needs every column to be some item's label and at least two of them.
-    present = np.unique(labels)
-    if len(labels) < config.min_labels or len(present) < 2:
-        return LabelIssues(empty, empty, empty, np.zeros(0), confusion)
+    present, counts = np.unique(labels, return_counts=True)
+    accuracy = float(np.mean(suggested_all == labels)) if len(labels) else float("nan")
+    chance = float(counts.max() / len(labels)) if len(labels) else float("nan")
+    warning = _weak_evidence(len(labels), present, counts, skill(accuracy, chance), config)
+    if warning is not None or len(present) < 2:  # cleanlab needs at least two labels in use
+        return LabelIssues(empty, empty, empty, np.zeros(0), confusion, accuracy, chance, warning)
+    # cleanlab needs every column to be some item's label.
     proba = oof_proba[:, present]
     proba = proba / proba.sum(axis=1, keepdims=True).clip(1e-12)
     compact = np.searchsorted(present, labels)
-    positions = find_label_issues(
-        compact, proba, filter_by=config.filter_by, return_indices_ranked_by="self_confidence"
-    )
-    positions = np.asarray(positions, np.int64)
+    # n_jobs=1: no forked process pool inside the server (one hung its shutdown), and on
+    # these sizes the pool costs more than it gains.
+    proposed = find_label_issues(compact, proba, filter_by=config.filter_by, n_jobs=1)
+    self_confidence = oof_proba[np.arange(len(labels)), labels]
+    strong = proposed & (self_confidence <= config.max_given_proba) & (suggested_all != labels)
+    positions = np.flatnonzero(strong)
+    positions = positions[np.argsort(self_confidence[positions], kind="stable")]
     return LabelIssues(
         positions=positions,
         given=labels[positions],
         suggested=suggested_all[positions],
-        self_confidence=oof_proba[positions, labels[positions]],
+        self_confidence=self_confidence[positions],
         confusion=confusion,
+        accuracy=accuracy,
+        chance=chance,
     )
+
+
+def _weak_evidence(n_labels, present, counts, model_skill, config):
+    """Why flags would mean little, or None."""
+    if n_labels < config.min_labels:
+        return f"{n_labels} labels; label issues are looked for from {config.min_labels} labels"
+    if len(present) < 2:
+        return "one class labeled; label issues need two classes"
+    if counts.min() < config.min_per_class:
+        return (
+            f"a class has only {counts.min()} labels; label issues are looked for from "
+            f"{config.min_per_class} labels in every class, as fewer give mostly false alarms"
+        )
+    if not model_skill >= config.min_skill:
+        return (
+            f"the model is too weak for its flags to mean much (out-of-fold skill {model_skill:.2f}, "
+            f"0 is chance; flags need {config.min_skill:.2f}): more labels or a better backbone"
+        )
+    return None
 
 
 # ----- multi-label -----------------------------------------------------------------------

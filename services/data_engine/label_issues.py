@@ -2,7 +2,8 @@
 
 The labeled items of a project engine are fit with a fresh :class:`core.model.probe.LinearProbe`
 whose out-of-fold probabilities (each item's from a fit without it) go to cleanlab's
-label-issue finder (``core.quality.label_issues``). Items whose current label a reviewer already
+label-issue finder (``core.quality.label_issues``), which flags only on strong evidence and
+flags nothing, with a warning, when the model is too weak for flags to mean much. Items whose current label a reviewer already
 gave or confirmed (an annotation with source ``review``) stay out of the queue. Keeping a
 label or relabeling writes a ``review`` annotation superseding the current one.
 
@@ -13,8 +14,9 @@ classes in use, cleanlab's multi-label finder flags class sets, and a verdict is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +30,9 @@ from storage.labels.label_queries import CurrentLabel
 from storage.models import AnnotationSource
 
 if TYPE_CHECKING:
+    from core.features.extract import ExtractConfig
+    from services.config import Settings
+    from services.database import Database
     from services.engine.project_engine import ProjectEngine
 
 
@@ -46,13 +51,20 @@ class LabelIssue:
     suggested: int  # class id, the out-of-fold argmax
     self_confidence: float  # out-of-fold probability of the given class
 
+    @property
+    def confidence(self) -> float:
+        """How sure the out-of-fold model is that the given label is wrong: 1 - self-confidence."""
+        return 1.0 - self.self_confidence
+
 
 @dataclass(frozen=True)
 class LabelIssueQueue:
     """The queue, most suspicious first, and the per-class confusion of every labeled item.
 
     ``confusion[i, j]`` counts labeled items given class ``class_ids[i]`` whose out-of-fold
-    prediction is ``class_ids[j]``.
+    prediction is ``class_ids[j]``. ``accuracy`` is the out-of-fold accuracy against the given
+    labels and ``chance`` that of always answering the most frequent one (NaN without a model);
+    ``warning`` says why nothing was flagged when the evidence cannot be strong (else None).
     """
 
     issues: list[LabelIssue]
@@ -60,12 +72,18 @@ class LabelIssueQueue:
     confusion: np.ndarray
     n_labeled: int
     n_flagged: int  # issues found, before leaving out the ones already reviewed
+    accuracy: float = float("nan")
+    chance: float = float("nan")
+    warning: str | None = None
+
+
+DEFAULT_CONFIG = LabelIssueConfig()  # the app's and the CLI's; tests of the pages may swap it
 
 
 def label_issue_queue(
-    engine: ProjectEngine, *, config: LabelIssueConfig = LabelIssueConfig(), n_folds: int = 5, random_state: int = 0
+    engine: ProjectEngine, *, config: LabelIssueConfig | None = None, n_folds: int = 5, random_state: int = 0
 ) -> LabelIssueQueue:
-    """Compute the review queue from the engine's current labels.
+    """Compute the review queue from the engine's current labels (``config`` default: ``DEFAULT_CONFIG``).
 
     Raises
     ------
@@ -74,12 +92,16 @@ def label_issue_queue(
     """
     if engine.multi_label:
         raise UserError("this is the single-label queue; a multi-label project has multi_label_issue_queue")
+    config = DEFAULT_CONFIG if config is None else config
     current = _current_labels(engine)
     items = np.asarray(sorted(current), np.int64)
     given = np.asarray([current[i].class_ids[0] for i in items.tolist()], np.int64)
     class_ids = np.unique(given)
     if len(items) < max(config.min_labels, 2) or len(class_ids) < 2:
-        return LabelIssueQueue([], class_ids.tolist(), np.zeros((len(class_ids),) * 2, np.int64), len(items), 0)
+        nothing = find_issues(np.searchsorted(class_ids, given), np.zeros((len(given), len(class_ids))), config=config)
+        return LabelIssueQueue(
+            [], class_ids.tolist(), np.zeros((len(class_ids),) * 2, np.int64), len(items), 0, warning=nothing.warning
+        )
     rows = np.asarray([engine.pool.row_of[i] for i in items.tolist()], np.int64)
     probe = LinearProbe(n_folds=n_folds, random_state=random_state).fit(engine.pool.embeddings[rows], given)
     columns = np.searchsorted(probe.classes_, given)
@@ -102,7 +124,16 @@ def label_issue_queue(
         )
         if current[int(items[p])].annotation_id not in reviewed
     ]
-    return LabelIssueQueue(issues, [int(c) for c in probe.classes_], found.confusion, len(items), len(found.positions))
+    return LabelIssueQueue(
+        issues,
+        [int(c) for c in probe.classes_],
+        found.confusion,
+        len(items),
+        len(found.positions),
+        found.accuracy,
+        found.chance,
+        found.warning,
+    )
 
 
 def _current_labels(engine: ProjectEngine) -> dict[int, CurrentLabel]:
@@ -275,3 +306,65 @@ def review_label_set(engine: ProjectEngine, issue: MultiLabelIssue, *, class_ids
     if not chosen:
         raise UserError("choose at least one class")
     return _record_review(engine, issue, chosen, reviewer)
+
+
+# ----- headless (the label-issues command) ------------------------------------------------
+
+CSV_COLUMNS = ("path", "given", "suggested", "confidence")
+
+
+def headless_label_issues(
+    db: Database,
+    settings: Settings,
+    *,
+    project: str,
+    extract: ExtractConfig | None = None,
+    wait_seconds: float = 0.0,
+    on_wait: Callable[[Path], None] | None = None,
+) -> tuple[LabelIssueQueue, dict[int, str]]:
+    """The single-label review queue of ``project`` outside the app, and its class names by id.
+
+    Images not embedded yet are embedded first (as ``select`` does). Reviews already given in
+    the app leave their items out, as on the page.
+
+    Raises
+    ------
+    UserError
+        An unknown project, no images, or a multi-label project.
+    """
+    from core.features.extract import ExtractConfig
+    from services.engine.lifecycle import build_engine
+    from services.features.embeddings import embed
+    from services.projects import get_project
+
+    found = get_project(db, project)
+    embedded = embed(
+        db,
+        settings,
+        project=project,
+        config=extract or ExtractConfig(),
+        wait_seconds=wait_seconds,
+        on_wait=on_wait,
+    )
+    engine = build_engine(db, settings, found.name, embedded.folder)
+    try:
+        if engine.multi_label:
+            raise UserError(
+                "label-issues reads single-label projects; review a multi-label one on the Label issues page"
+            )
+        return label_issue_queue(engine), {int(c): engine.classes[c].name for c in engine.classes}
+    finally:
+        engine.close()
+
+
+def issues_csv(queue: LabelIssueQueue, names: dict[int, str]) -> str:
+    """The queue as CSV text: one row per flag, most suspicious first (``CSV_COLUMNS``)."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for issue in queue.issues:
+        writer.writerow([issue.path, names[issue.given], names[issue.suggested], f"{issue.confidence:.4f}"])
+    return text.getvalue()
