@@ -1,7 +1,8 @@
 """The Label issues page of a multi-label project: class sets that out-of-fold probabilities
 say are probably wrong, one image at a time.
 
-K keeps the given set, Enter accepts the suggested set, S skips, and keys 1–9 and 0 toggle
+Enter keeps the given set (the safe default: a flag is a doubt, not a verdict), L accepts the
+suggested set, S skips, and keys 1–9 and 0 toggle
 classes of a set that Ctrl+Enter saves; each verdict is a ``review`` annotation superseding
 the current one. Below: per class, its labels, the flagged images that doubt it and the
 out-of-fold precision and recall.
@@ -121,11 +122,10 @@ def _issue(engine: ProjectEngine, issue: MultiLabelIssue, position: int, total: 
         ]
         if lines:
             st.markdown("\n".join(lines))
-        st.button(f"Keep {given}", shortcut="K", on_click=review, args=(issue, issue.given))
+        st.button(f"Keep {given}", shortcut="Enter", type="primary", on_click=review, args=(issue, issue.given))
         st.button(
             f"Accept {suggested}",
-            shortcut="Enter",
-            type="primary",
+            shortcut="L",
             on_click=review,
             args=(issue, issue.suggested),
             disabled=issue.suggested == issue.given,

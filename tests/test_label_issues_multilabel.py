@@ -164,7 +164,7 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
     label_sets(engine, planted_set_errors(engine))
     app = open_page("pages/label_issues.py", role=Role.REVIEWER)
     keys = shortcuts(app)
-    assert keys["k"].startswith("Keep") and keys["enter"].startswith("Accept") and keys["s"] == "Skip"
+    assert keys["enter"].startswith("Keep") and keys["l"].startswith("Accept") and keys["s"] == "Skip"
     assert keys["ctrl+enter"] == "Save these classes" and tuple(keys[str(n)] for n in range(1, 5)) == CLASSES
     assert len(app.dataframe) == 1 and len(app.dataframe[0].value) == len(CLASSES)
     total = len(multi_label_issue_queue(engine).issues)
@@ -177,14 +177,14 @@ def test_page_keeps_accepts_and_saves_a_chosen_set_from_the_keyboard(engine):
         assert item not in reviewed  # a reviewed item never comes back
         return item, engine.current_label(item)
 
-    item, before = shown()  # K keeps the given set
-    next(b for b in app.button if b.proto.shortcut == "k").click().run()
+    item, before = shown()  # Enter keeps the given set
+    next(b for b in app.button if b.proto.shortcut == "enter").click().run()
     assert not app.exception
     assert_review(engine, item, before.class_ids, before.annotation_id)
     reviewed.append(item)
 
-    item, before = shown()  # Enter accepts the suggested set
-    accept = next(b for b in app.button if b.proto.shortcut == "enter")
+    item, before = shown()  # L accepts the suggested set
+    accept = next(b for b in app.button if b.proto.shortcut == "l")
     assert not accept.disabled
     suggested = next(i for i in multi_label_issue_queue(engine).issues if i.item_id == item).suggested
     assert suggested != before.class_ids
@@ -225,4 +225,4 @@ def test_page_says_how_many_labels_are_needed(engine):
     assert not app.exception
     message = app.info[0].value
     assert "at least 10 labeled images" in message and "has 5 labeled images" in message
-    assert not shortcuts(app).get("k")
+    assert not shortcuts(app).get("enter")
