@@ -10,7 +10,8 @@ import pytest
 
 from services.errors import UserError
 from services.labeling.session import LabelingSession
-from services.transfer.transfer import export_image_folder, import_csv, labeled_images, to_coco, to_csv, to_json
+from services.transfer.export import export_image_folder, labeled_images, to_coco, to_csv, to_json
+from services.transfer.imports import import_file
 from tests.app_helpers import open_page
 from tests.labeling_project import class_id, true_class
 
@@ -68,14 +69,22 @@ def test_csv_import_supersedes_current_labels_and_reports_unknown_paths(engine, 
     first = labeled[0]
     text = "path,labels\n" + f"{first.path},truck\n{labeled[1].path},{labeled[1].labels[0]}\nnot/there.jpg,cat\n"
     with pytest.raises(UserError, match="line 2: unknown class boat"):
-        import_csv(engine.db, "default", text.replace("truck", "boat"), create_classes=False)
+        import_file(
+            engine.db, "default", (text.replace("truck", "boat")).encode(), file_name="labels.csv", create_classes=False
+        )
 
-    report = import_csv(engine.db, "default", text, create_classes=False)
-    assert (report.imported, report.unchanged, report.unknown_paths) == (1, 1, ["not/there.jpg"])
+    report = import_file(engine.db, "default", (text).encode(), file_name="labels.csv", create_classes=False)
+    assert (report.imported, report.unchanged, [u.path for u in report.unknown]) == (1, 1, ["not/there.jpg"])
     after = {i.path: i for i in labeled_images(engine.db, "default")}
     assert after[first.path].labels == ["truck"] and after[first.path].source == "import"
 
-    report = import_csv(engine.db, "default", "path,labels\n" + f"{first.path},boat\n", create_classes=True)
+    report = import_file(
+        engine.db,
+        "default",
+        ("path,labels\n" + f"{first.path},boat\n").encode(),
+        file_name="labels.csv",
+        create_classes=True,
+    )
     assert report.created_classes == ["boat"]
 
 

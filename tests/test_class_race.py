@@ -13,7 +13,7 @@ from services.errors import UserError
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class, rename_class
 from services.projects import ensure_project, get_project
-from services.transfer.transfer import import_file
+from services.transfer.imports import import_file
 from storage import queries
 from storage.labels import label_queries
 from tests.images import write_image

@@ -17,7 +17,7 @@ from services.database import open_database
 from services.features.embeddings import embeddings_folder
 from services.projects import get_project
 from services.shared_settings import SELECTION, read_setting
-from services.transfer.transfer import labeled_images
+from services.transfer.export import labeled_images
 from storage.items import item_queries
 from storage.models import ModelVersion, Pick, Project, SelectionRun
 from tests.embedding_helpers import store_held_elsewhere

@@ -11,7 +11,8 @@ from app.cli import main
 from services.database import open_database
 from services.ingest.ingest import ingest
 from services.transfer import label_studio
-from services.transfer.transfer import import_file, labeled_images
+from services.transfer.export import labeled_images
+from services.transfer.imports import import_file
 from tests.labeling_project import SAMPLE_IMAGES
 
 # Item path -> the sample image copied there. 4850.jpg is in two folders, as in CIFAR-like trees.

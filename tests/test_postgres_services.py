@@ -9,7 +9,8 @@ from services.evaluation.dashboard import dashboard
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
 from services.projects import get_project, project_counts
-from services.transfer.transfer import import_csv, labeled_images
+from services.transfer.export import labeled_images
+from services.transfer.imports import import_file
 from storage.labels import label_queries
 from tests.images import write_image
 from tests.labels_by_name import NewLabel, record_annotation, record_annotations
@@ -80,10 +81,9 @@ def test_a_labeling_session_through_the_services(backend_db, backend_settings, i
         ("img3.png", ["cat"]),
         ("img4.png", ["dog"]),
     ]
-    imported = import_csv(
-        backend_db, "p", "path,labels\nimg5.png,bird\nimg2.png,dog\nnowhere.png,cat\n", create_classes=True
-    )
-    assert (imported.imported, imported.unchanged, imported.unknown_paths, imported.created_classes) == (
+    csv_text = "path,labels\nimg5.png,bird\nimg2.png,dog\nnowhere.png,cat\n"
+    imported = import_file(backend_db, "p", csv_text.encode(), file_name="labels.csv", create_classes=True)
+    assert (imported.imported, imported.unchanged, [u.path for u in imported.unknown], imported.created_classes) == (
         1,
         1,
         ["nowhere.png"],

@@ -23,7 +23,7 @@ from services.engine.model_store import load_latest_model, save_model_version
 from services.errors import UserError
 from services.features.item_images import ImageCache
 from services.projects import ensure_project
-from services.transfer.transfer import import_file
+from services.transfer.imports import import_file
 from tests.e2e_app import running_app
 from tests.images import write_image
 from tests.test_simclr import TINY, blob_images

@@ -25,13 +25,8 @@ from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class, rename_class
 from services.output_files import write_atomically
 from services.projects import get_project
-from services.transfer.transfer import (
-    export_image_folder,
-    import_file,
-    labeled_images,
-    to_coco,
-    to_csv,
-)
+from services.transfer.export import export_image_folder, labeled_images, to_coco, to_csv
+from services.transfer.imports import import_file
 from storage import queries
 from storage.items import item_queries
 from storage.labels import label_queries

@@ -14,7 +14,8 @@ from services.errors import UserError
 from services.ingest.ingest import ingest
 from services.labeling.classes import add_label_class
 from services.projects import get_project
-from services.transfer.transfer import import_file, labeled_images, to_coco, to_csv, to_label_studio
+from services.transfer.export import labeled_images, to_coco, to_csv, to_label_studio
+from services.transfer.imports import import_file
 from storage.items import item_queries
 from storage.labels import label_queries
 from storage.models import Annotation, Project

@@ -49,24 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.database import open_database
     from services.output_files import write_atomically
-    from services.transfer import transfer
+    from services.transfer import export
 
     project = args.project or settings.project
     with open_database(settings) as db:
-        images = transfer.labeled_images(db, project)
+        images = export.labeled_images(db, project)
         if args.format == "imagefolder":
-            written = transfer.export_image_folder(db, project, images, args.out, files=args.files)
+            written = export.export_image_folder(db, project, images, args.out, files=args.files)
             print(f"wrote {written} files of {len(images)} labeled images under {args.out}")
             return 0
         if args.format == "label-studio":
-            text = transfer.to_label_studio(db, project, images, image_prefix=args.image_prefix)
+            text = export.to_label_studio(db, project, images, image_prefix=args.image_prefix)
             config = args.out.with_suffix(".xml")
-            write_atomically(config, transfer.label_studio_config(db, project))
+            write_atomically(config, export.label_studio_config(db, project))
         else:
             text = {
-                "coco": lambda: transfer.to_coco(db, project, images),
-                "csv": lambda: transfer.to_csv(images),
-                "json": lambda: transfer.to_json(images),
+                "coco": lambda: export.to_coco(db, project, images),
+                "csv": lambda: export.to_csv(images),
+                "json": lambda: export.to_json(images),
             }[args.format]()
     write_atomically(args.out, text)
     print(f"wrote {len(images)} labeled images to {args.out}")

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.database import open_database
     from services.errors import UserError
-    from services.transfer.transfer import import_file
+    from services.transfer.imports import import_file
 
     try:
         data = args.file.read_bytes()

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from services.data_engine.label_issues import headless_label_issues, issues_csv  # imports torch
     from services.database import open_database
-    from services.transfer.transfer import write_atomically
+    from services.output_files import write_atomically
 
     settings = replace(settings, backbone=args.backbone or settings.backbone)  # None: the project's
     project = args.project or settings.project

@@ -10,9 +10,8 @@ from app.resources import database
 from app.safe_text import escape_markdown
 from app.user_state import annotator, chosen_project
 from services.errors import UserError
-from services.transfer.transfer import (
+from services.transfer.export import (
     export_image_folder,
-    import_file,
     label_studio_config,
     labeled_images,
     to_coco,
@@ -20,6 +19,7 @@ from services.transfer.transfer import (
     to_json,
     to_label_studio,
 )
+from services.transfer.imports import import_file
 from storage.models import Role
 
 require(Role.ADMIN)  # first: see app/auth.py

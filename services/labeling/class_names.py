@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from services.errors import UserError
 
 MAX_LENGTH = 200
-SEPARATOR = ";"  # between the class names of an image in CSV files (services.transfer.transfer)
+SEPARATOR = ";"  # between the class names of an image in CSV files (services.transfer.export)
 _JOINERS = frozenset("\u200c\u200d")  # zero-width (non-)joiners: part of some scripts and emoji
 _DIRECTION_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 

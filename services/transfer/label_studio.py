@@ -12,7 +12,7 @@ back untouched), never from another model's predictions.
 Images uploaded to Label Studio (rather than served from local-files or cloud storage) come
 back as ``/data/upload/<project id>/<8 hex digits>-<file name>``: Label Studio keeps only the
 original file name, behind a random prefix, so :func:`uploaded_file_name` recovers that name and
-the importer matches it against the items' file names (see ``services.transfer.transfer._path_resolver``).
+the importer matches it against the items' file names (see ``services.transfer.export._path_resolver``).
 """
 
 from __future__ import annotations
