@@ -6,6 +6,9 @@
 // textContent, never as HTML.
 
 const STATE = (window.__bananaKeys ??= { label: null, installed: false });
+// The open box outlives its element: a rerun may mount the pane's element anew while the user
+// types, and until then the keys are kept here, never passed on to the shortcuts.
+STATE.box ??= { mode: null, text: "", enter: false };
 
 const OUR_HOST = "banana-keys-host";
 
@@ -76,6 +79,14 @@ function onKeyDown(event) {
     label.handleKey(event);
     return;
   }
+  if (STATE.box.mode) {
+    stop(event); // between two elements of the pane: keep the keys for the next one
+    if (event.key === "Escape") STATE.box.mode = null;
+    else if (event.key === "Enter") STATE.box.enter = true;
+    else if (event.key === "Backspace") STATE.box.text = STATE.box.text.slice(0, -1);
+    else if (event.key.length === 1) STATE.box.text += event.key;
+    return;
+  }
   const active = deepActive();
   if (event.key === "Escape") {
     if (active && active !== document.body && active.getAttribute("data-testid") !== "stMain") {
@@ -137,7 +148,6 @@ function kbd(text) {
 class LabelKeys {
   constructor(root) {
     this.root = root;
-    this.mode = null;
     this.data = { classes: [], keymap: [] };
     this.shown = [];
     this.highlighted = 0;
@@ -178,7 +188,13 @@ class LabelKeys {
     this.list = element("ul", { role: "listbox", "aria-label": "Classes" });
     pickerPanel.append(this.filter, this.list, element("p", { class: "hint" }, "↑ ↓ choose · Enter labels · Esc closes"));
     this.picker.append(pickerPanel);
-    this.filter.addEventListener("input", () => this.renderList());
+    this.filter.addEventListener("input", () => {
+      STATE.box.text = this.filter.value;
+      this.renderList();
+    });
+    this.newInput.addEventListener("input", () => {
+      STATE.box.text = this.newInput.value;
+    });
 
     this.keyMap = element("div", { class: "overlay", hidden: "", role: "dialog", "aria-label": "Keys" });
     const keyPanel = element("div", { class: "panel", "data-testid": "banana-key-map-panel" });
@@ -195,6 +211,22 @@ class LabelKeys {
     root.append(bar, this.newBox, this.picker, this.keyMap);
   }
 
+  get mode() {
+    return STATE.box.mode;
+  }
+
+  set mode(mode) {
+    STATE.box.mode = mode;
+  }
+
+  /** Show the box that was open when the pane's element was replaced, with what was typed. */
+  restore() {
+    const { mode, text, enter } = STATE.box;
+    this.open(mode, text);
+    STATE.box.enter = false;
+    if (enter) this.handleKey(new KeyboardEvent("keydown", { key: "Enter" }));
+  }
+
   update(data, setTriggerValue) {
     this.data = data;
     this.setTriggerValue = setTriggerValue;
@@ -209,17 +241,19 @@ class LabelKeys {
     if (this.mode === "pick") this.renderList();
   }
 
-  open(mode) {
+  open(mode, text = "") {
     if (mode === "pick" && this.data.classes.length === 0) mode = "new";
     this.close(false);
     this.mode = mode;
     this.sent = false;
+    STATE.box.text = text;
+    STATE.box.enter = false;
     if (mode === "new") {
-      this.newInput.value = "";
+      this.newInput.value = text;
       this.newBox.hidden = false;
       this.newInput.focus();
     } else if (mode === "pick") {
-      this.filter.value = "";
+      this.filter.value = text;
       this.highlighted = 0;
       this.renderList();
       this.picker.hidden = false;
@@ -320,8 +354,16 @@ export default function (component) {
   }
   const labelKeys = root.labelKeys;
   labelKeys.update(data, setTriggerValue);
+  const fresh = STATE.label !== labelKeys;
   STATE.label = labelKeys;
+  if (fresh && STATE.box.mode && labelKeys.newBox.hidden && labelKeys.picker.hidden && labelKeys.keyMap.hidden) {
+    labelKeys.restore();
+  }
   return () => {
     if (STATE.label === labelKeys) STATE.label = null;
+    // Left the Label page (no new element within a few seconds): the open box goes with it.
+    setTimeout(() => {
+      if (!labelPane()) STATE.box.mode = null;
+    }, 3000);
   };
 }
