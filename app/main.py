@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.auth import current_account, sign_in_cookie_script, sign_out
+from app.keyboard import focus_keeper
 from app.own_password import own_password_form
 from app.resources import database, settings
 from app.safe_text import escape_markdown
@@ -36,7 +37,9 @@ PAGES_BY_ROLE = [
 
 def main() -> None:
     """One run of the app for one browser session."""
-    st.set_page_config(page_title="banana", layout="wide")
+    # An emoji favicon is drawn in the browser; a ":material/...:" page icon would be fetched from
+    # fonts.gstatic.com (every page's icon becomes the favicon unless this one is set).
+    st.set_page_config(page_title="banana", page_icon="🍌", layout="wide")
     account = current_account()
     cookie_script = sign_in_cookie_script()
     if cookie_script is not None:
@@ -64,6 +67,7 @@ def main() -> None:
         )
         own_password_form(account)
         st.button("Sign out", on_click=sign_out, icon=":material/logout:")
+        focus_keeper()
     navigation.run()
 
 

@@ -1,10 +1,12 @@
 """Label page: one image, large, answered from the keyboard.
 
 1-9 and 0 pick the first ten classes (multi-label: toggle them), Enter accepts the suggestion (multi-label:
-saves the toggled classes), S skips, U or Backspace undoes, N adds a class.
+saves the toggled classes), S skips, U or Backspace undoes, C picks any class from a filterable list,
+N adds a class, ? shows the keys (C, N, ?, Backspace: app/keyboard.py).
 """
 
 import math
+from functools import partial
 
 import streamlit as st
 
@@ -12,11 +14,13 @@ from app.auth import current_account, require
 from app.class_toggles import KEYED_CLASSES
 from app.engine_gate import ready_engine
 from app.feature_note import show_feature_warning
+from app.keyboard import event_value, label_keys
 from app.label_why import why_panel
 from app.safe_text import escape_markdown
 from app.user_state import labeling_session
 from services.engine.project_engine import Ask, ClassInfo
 from services.errors import UserError
+from services.labeling.class_names import checked_class_name
 from services.labeling.classes import add_class
 from services.labeling.session import ASK_IMAGE_SIDE, LabelingSession
 from services.teams.leases import is_overlap
@@ -47,20 +51,33 @@ def _toggle(item_id: int, class_id: int) -> None:
     chosen.symmetric_difference_update({class_id})
 
 
-def _open_new_class_form() -> None:
-    st.session_state["adding_class"] = True
-
-
-def _add_class_and_label(session: LabelingSession, item_id: int) -> None:
-    name = st.session_state.get("new_class_name", "")
+def _add_class_and_label(session: LabelingSession, item_id: int, name: str) -> None:
     engine = session.engine
     add_class(engine, name)
-    st.session_state["adding_class"] = False
-    new = next(c for c in engine.active_classes() if c.name == name.strip())
-    if engine.multi_label:
-        _toggle(item_id, new.id)
+    stored = checked_class_name(name)
+    new = next(c for c in engine.active_classes() if c.name == stored)
+    _use_class(session, item_id, new.id)
+
+
+def _use_class(session: LabelingSession, item_id: int, class_id: int) -> None:
+    if session.engine.multi_label:
+        _toggle(item_id, class_id)
     else:
-        session.label(item_id, [new.id])
+        session.label(item_id, [class_id])
+
+
+def _new_class_typed(session: LabelingSession, item_id: int) -> None:
+    """The name typed after N (app/keyboard.py), sent with Enter."""
+    name = event_value("new_class")
+    if isinstance(name, str):
+        _run(_add_class_and_label, session, item_id, name)
+
+
+def _class_picked(session: LabelingSession, item_id: int) -> None:
+    """The class chosen in the picker (C); one of the project's active classes, or a stale list."""
+    class_id = event_value("pick")
+    if isinstance(class_id, int) and any(c.id == class_id for c in session.engine.active_classes()):
+        _run(_use_class, session, item_id, class_id)
 
 
 def _button_text(label_class: ClassInfo, probability: float) -> str:
@@ -85,12 +102,7 @@ def _class_buttons(session: LabelingSession, ask: Ask, classes: list[ClassInfo],
             else (session.label, ask.item_id, [label_class.id]),
         )
     if len(classes) > KEYED_CLASSES:
-        more = st.selectbox("More classes", classes[KEYED_CLASSES:], format_func=lambda c: c.name, key="more_class")
-        st.button(
-            "Use this class",
-            on_click=_run,
-            args=(_toggle, ask.item_id, more.id) if multi_label else (session.label, ask.item_id, [more.id]),
-        )
+        st.caption(f"{len(classes) - KEYED_CLASSES} more classes: press **C** to choose any class.")
 
 
 def _action_buttons(session: LabelingSession, ask: Ask, classes: list[ClassInfo], top: int | None) -> None:
@@ -118,25 +130,14 @@ def _action_buttons(session: LabelingSession, ask: Ask, classes: list[ClassInfo]
         )
     with st.container(horizontal=True):
         st.button("Skip", shortcut="S", on_click=_run, args=(session.skip, ask.item_id))
-        st.button("Undo", shortcut="U", on_click=_run, args=(session.undo,), disabled=not session.history)
-        st.button(
-            "Undo",
-            key="undo-backspace",
-            shortcut="Backspace",
-            on_click=_run,
-            args=(session.undo,),
-            disabled=not session.history,
-            type="tertiary",
-        )
-        st.button("New class", shortcut="N", on_click=_open_new_class_form)
-    if st.session_state.get("adding_class"):
-        with st.form("new-class", clear_on_submit=True, border=False):
-            st.text_input("New class name", key="new_class_name", max_chars=200)
-            st.form_submit_button(
-                "Add the class and use it for this image",
-                on_click=_run,
-                args=(_add_class_and_label, session, ask.item_id),
-            )
+        # One Undo control: U is its shortcut, Backspace presses it too (app/keyboard.py).
+        st.button("Undo", key="undo", shortcut="U", on_click=_run, args=(session.undo,), disabled=not session.history)
+    label_keys(
+        classes,
+        multi_label=session.engine.multi_label,
+        on_new_class=partial(_new_class_typed, session, ask.item_id),
+        on_pick=partial(_class_picked, session, ask.item_id),
+    )
 
 
 def _suggestion(session: LabelingSession, ask: Ask) -> tuple[dict[int, float], int | None]:
@@ -161,7 +162,12 @@ def label_pane(session: LabelingSession) -> None:
     if ask is None:
         st.success("Every image of this project is labeled or skipped.", icon=":material/check_circle:")
         st.button(
-            "Undo the last label", shortcut="U", on_click=_run, args=(session.undo,), disabled=not session.history
+            "Undo the last label",
+            key="undo",
+            shortcut="U",
+            on_click=_run,
+            args=(session.undo,),
+            disabled=not session.history,
         )
         return
     engine = session.engine
@@ -181,7 +187,7 @@ def label_pane(session: LabelingSession) -> None:
             )
     with controls:
         if not classes:
-            st.info("No classes yet: press **N** and name the class this image shows.")
+            st.info("No classes yet: press **N**, type the name of the class this image shows and press Enter.")
         _class_buttons(session, ask, classes, probability)
         _action_buttons(session, ask, classes, top)
         serving = engine.serving
