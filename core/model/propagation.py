@@ -17,12 +17,12 @@ rows it pseudo-labels, and the pseudo-labels pull it towards the graph's mistake
 Which regime a project is in depends on its backbone, classes and budget, not on a label
 count that could be written down, so each fit measures it: held-out folds of the labels
 score the probe fit with each candidate weight (spreading from the training folds only),
-and the lowest held-out log-loss wins. Weight 0 (the probe on labels alone) is always a
-candidate. Log-loss after temperature scaling, averaged over a few fold splits, rather
-than accuracy: with 20 to 100 labels, held-out accuracy moves in steps of several points
-and picked the right weight little better than chance on CIFAR-10, while the log-loss
-uses how confident each held-out answer was and picked close to the best weight at every
-budget from 20 to 1,000 (``benchmarks/bench_propagation.py``).
+weight 0 (the probe on labels alone) always among them. The score is the held-out
+log-loss after temperature scaling, averaged over a few fold splits, rather than the
+accuracy: with 20 to 100 labels the held-out accuracy moves in steps of several points
+and picked the weight little better than chance on CIFAR-10. The choice is the largest
+weight within one standard error of the best (see :func:`_choose_weight`): the labels
+decide where they can tell, and the graph's prior where they cannot.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class PropagationConfig:
         The kNN search (exact up to ``index.exact_max`` rows, IVF above).
     pseudo_weights : tuple of float
         Candidate total weights of the pseudo-labels, relative to the labels' total (0:
-        the probe on labels alone). Cross-validation on the labels picks one per fit.
+        the probe on labels alone), ascending. Cross-validation on the labels picks one
+        per fit: the largest within one standard error of the lowest held-out log-loss.
     cv_folds, cv_repeats : int
         Folds of the labels for that choice (fewer when there are fewer labels), and how
         many different fold splits are averaged.
@@ -221,7 +222,8 @@ class SemiSupervisedProbe:
     the labels ``n`` in all; the pseudo-labels ``w n`` in all, equal per class, and within
     a class in proportion to the confidence ``1 - H(p) / log K`` (Iscen et al.). ``w`` is
     chosen from ``config.pseudo_weights`` by cross-validation on the labels (see the module
-    docstring), so the probe on labels alone (``w = 0``) wins when pseudo-labels do not help.
+    docstring), so the probe on labels alone (``w = 0``) wins when the labels show that
+    pseudo-labels do not help.
 
     Parameters
     ----------
@@ -240,11 +242,11 @@ class SemiSupervisedProbe:
     classes_ : ndarray of shape (K,)
     pseudo_weight_ : float
         The chosen ``w``.
-    cv_scores_ : dict of float to (float, float)
+    cv_scores_ : dict of float to (float, float, float)
         Per candidate weight, the held-out log-loss (after temperature scaling) and
-        accuracy of the labels, averaged over ``config.cv_repeats`` splits; the lowest
-        log-loss wins. Empty when there were too few labels to cross-validate
-        (``config.unvalidated_weight`` is used then).
+        accuracy of the labels, averaged over ``config.cv_repeats`` splits, and the
+        standard error of its loss difference to the best weight. Empty when there were
+        too few labels to cross-validate (``config.unvalidated_weight`` is used then).
     pseudo_rows_ : ndarray of shape (m,), int
         Pool rows used as pseudo-labels in the final fit (empty when ``w = 0``).
     pseudo_labels_ : ndarray of shape (m,)
@@ -284,11 +286,8 @@ class SemiSupervisedProbe:
             raise ValueError(f"spreading was fit on {getattr(spreading, 'n_samples_', 0)} rows, X has {len(X)}.")
         self.spreading_ = spreading
         rows, y = spreading._check_labels(rows, y)
-        self.cv_scores_ = self._cross_validate(X, rows, y, classes)
-        # Lowest held-out log-loss; ties go to the smaller weight (closer to the labels alone).
-        self.pseudo_weight_ = min(
-            self.cv_scores_, key=lambda w: (self.cv_scores_[w][0], w), default=self.config.unvalidated_weight
-        )
+        self.pseudo_weight_ = self.config.unvalidated_weight
+        self.cv_scores_ = self._cross_validate(X, rows, y, classes)  # sets pseudo_weight_ when it can
         pseudo_rows, pseudo_y, pseudo_sw = self._pseudo_labels(X, rows, y, classes, self.pseudo_weight_)
         self.probe_ = self._fit_probe(X, rows, y, pseudo_rows, pseudo_y, pseudo_sw, classes)
         self.pseudo_rows_, self.pseudo_labels_, self.n_pseudo_ = pseudo_rows, pseudo_y, len(pseudo_rows)
@@ -313,23 +312,26 @@ class SemiSupervisedProbe:
         return LinearProbe(**params)
 
     def _cross_validate(self, X, rows, y, classes):
-        """Held-out (log-loss, accuracy) per candidate weight, averaged over the repeats.
+        """(log-loss, accuracy, standard error) per candidate weight; sets ``pseudo_weight_``.
 
-        Returns {} when nothing can be measured (no fold has two classes to train on).
+        Each label's held-out loss is averaged over the repeats it was scored in. Returns {}
+        and leaves ``pseudo_weight_`` alone when nothing can be measured (no fold has two
+        classes to train on).
         """
         weights = sorted(set(self.config.pseudo_weights) | {0.0})
         if len(weights) == 1:
             return {}
         all_classes = self._classes(y, classes)
         candidates = np.setdiff1d(np.arange(len(X)), rows)
-        totals = {w: np.zeros(2) for w in weights}
-        repeats = 0
+        losses = np.zeros((len(weights), len(y)))
+        correct = np.zeros((len(weights), len(y)))
+        times = np.zeros(len(y))
         for repeat in range(self.config.cv_repeats):
             folds = _stratified_folds(y, self.config.cv_folds, seed=repeat)
             if folds is None:
                 return {}
             # A class missing from a fold's training labels gets logit -inf on its held-out rows.
-            logits = {w: np.full((len(y), len(all_classes)), -np.inf, np.float32) for w in weights}
+            logits = np.full((len(weights), len(y), len(all_classes)), -np.inf, np.float32)
             scored = np.zeros(len(y), bool)
             for fold in range(folds.max() + 1):
                 train, held = folds != fold, folds == fold
@@ -339,19 +341,26 @@ class SemiSupervisedProbe:
                 classes_, proba = self.spreading_.spread(rows[train], y[train], classes=classes)
                 # Each weight's fit starts from the last one's: same optimum (convex), fewer iterations.
                 probe = self._probe(warm_start=True)
-                for w in weights:
+                for i, w in enumerate(weights):
                     pseudo = _select_pseudo(classes_, proba, candidates, self.config.max_pseudo, w, train.sum())
                     probe = self._fit_probe(X, rows[train], y[train], *pseudo, classes, probe=probe)
                     columns = np.searchsorted(all_classes, probe.classes_)
-                    logits[w][np.ix_(np.flatnonzero(held), columns)] = probe.decision_function(X[rows[held]])
+                    logits[i][np.ix_(np.flatnonzero(held), columns)] = probe.decision_function(X[rows[held]])
                 scored |= held
             if not scored.any():
-                return {}
-            repeats += 1
+                continue
             targets = (all_classes[None, :] == y[scored, None]).astype(np.float32)
-            for w in weights:
-                totals[w] += _held_out_scores(logits[w][scored], targets)
-        return {w: tuple(float(v) for v in totals[w] / repeats) for w in weights}
+            for i in range(len(weights)):
+                loss, hit = _held_out_losses(logits[i][scored], targets)
+                losses[i, scored] += loss
+                correct[i, scored] += hit
+            times[scored] += 1
+        measured = times > 0
+        if not measured.any():
+            return {}
+        losses, correct = losses[:, measured] / times[measured], correct[:, measured] / times[measured]
+        self.pseudo_weight_, errors = _choose_weight(losses, np.asarray(weights))
+        return {w: (float(losses[i].mean()), float(correct[i].mean()), float(errors[i])) for i, w in enumerate(weights)}
 
     @staticmethod
     def _classes(y, classes):
@@ -400,20 +409,60 @@ def _select_pseudo(classes, proba, candidates, max_pseudo, weight, n_labels):
     return np.concatenate(picked), np.concatenate(labels), np.concatenate(sw).astype(np.float32)
 
 
-def _held_out_scores(logits, targets):
-    """Mean log-loss after temperature scaling, and accuracy, of held-out logits (M, K).
+def _held_out_losses(logits, targets):
+    """Log-loss after temperature scaling, and correctness, of each held-out row.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (M, K)
+    targets : ndarray of shape (M, K), one-hot
+
+    Returns
+    -------
+    loss : ndarray of shape (M,)
+        0 for rows whose class had no training label (logit -inf): they score the same
+        under every weight.
+    correct : ndarray of shape (M,), bool
 
     The temperature comes first so that a weight is not preferred for a sharper fit
-    rather than a better ranking. Rows whose class had no training label (logit -inf)
-    score the same under every weight and are left out of the log-loss.
+    rather than a better ranking.
     """
     temperature = _fit_temperature(logits, targets, multi_label=False)
     true_logit = np.where(targets > 0, logits, 0).sum(axis=1)
+    loss = np.zeros(len(logits))
     usable = np.isfinite(true_logit)
-    log_p = log_softmax(logits[usable].astype(np.float64) / temperature, axis=1)
-    loss = -float(np.mean(np.nan_to_num(log_p, neginf=0.0)[targets[usable] > 0])) if usable.any() else 0.0
-    accuracy = float(np.mean(logits.argmax(axis=1) == targets.argmax(axis=1)))
-    return np.array([loss, accuracy])
+    if usable.any():
+        log_p = log_softmax(logits[usable].astype(np.float64) / temperature, axis=1)
+        loss[usable] = -np.nan_to_num(log_p, neginf=0.0)[targets[usable] > 0]
+    return loss, logits.argmax(axis=1) == targets.argmax(axis=1)
+
+
+def _choose_weight(losses, weights):
+    """The largest weight whose mean held-out loss is within one standard error of the best.
+
+    Parameters
+    ----------
+    losses : ndarray of shape (n_weights, n)
+        Held-out loss of each label under each weight (``weights`` ascending).
+
+    Returns
+    -------
+    weight : float
+    standard_errors : ndarray of shape (n_weights,)
+        Of each weight's mean loss difference to the best, paired over the labels.
+
+    Breiman's one-standard-error rule, with the pseudo-labels as the regulariser: the
+    pseudo-labels pull the probe towards the graph's smoothness prior, so a larger weight
+    is the more regularised model, and the rule prefers it unless the labels show it
+    worse. With few labels the error is wide and the prior wins (where it helps most);
+    with many it is narrow and the weight follows the measured optimum down to 0.
+    """
+    means = losses.mean(axis=1)
+    best = int(np.argmin(means))
+    differences = losses - losses[best]
+    errors = differences.std(axis=1, ddof=1) / np.sqrt(losses.shape[1]) if losses.shape[1] > 1 else np.zeros(len(means))
+    eligible = np.flatnonzero(differences.mean(axis=1) <= errors)
+    return float(weights[eligible.max()]), errors
 
 
 def _balanced(y):
