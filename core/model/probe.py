@@ -107,7 +107,7 @@ class LinearProbe:
 
     # ----- fitting -------------------------------------------------------------------
 
-    def fit(self, X, y, *, classes=None, out_of_fold=True):
+    def fit(self, X, y, *, classes=None, out_of_fold=True, sample_weight=None):
         """Fit on labeled embeddings.
 
         Parameters
@@ -122,23 +122,28 @@ class LinearProbe:
             False skips the out-of-fold fits (``oof_proba_`` is None) whatever
             ``n_folds``, and keeps a warm start's ``temperature_``, so that the model can
             be served before :meth:`fit_out_of_fold` calibrates it.
+        sample_weight : ndarray of shape (n,) or None
+            Non-negative weight per row, multiplying the class weights (for instance
+            pseudo-labels that count less than labels; see
+            :class:`core.model.propagation.SemiSupervisedProbe`).
 
         Returns
         -------
         self
         """
         X = self._check_X(X)
+        sample_weight = self._check_sample_weight(sample_weight, len(X))
         with self._blas_limit():
             previous = self._previous_fit(X.shape[1])
             temperature = getattr(self, "temperature_", 1.0) if previous is not None else 1.0
             targets = self._targets(X, y, classes, previous)
             init = self._initial_params(X.shape[1], previous)
-            weights = self._sample_weights(targets)
+            weights = self._weighted(self._sample_weights(targets), sample_weight)
             self.coef_, self.intercept_, self.n_iter_ = self._fit_params(X, targets, weights, init)
             self.temperature_ = temperature if not out_of_fold else 1.0
             self.oof_proba_ = None
             if out_of_fold and self.n_folds:
-                self.oof_proba_ = self._out_of_fold(X, targets)
+                self.oof_proba_ = self._out_of_fold(X, targets, sample_weight)
         return self
 
     def fit_out_of_fold(self, X, y, *, classes=None):
@@ -152,6 +157,23 @@ class LinearProbe:
             targets = self._targets(X, y, classes, (self.classes_, self.coef_, self.intercept_))
             self.oof_proba_ = self._out_of_fold(X, targets) if self.n_folds else None
         return self
+
+    @staticmethod
+    def _check_sample_weight(sample_weight, n):
+        if sample_weight is None:
+            return None
+        sample_weight = np.asarray(sample_weight, dtype=np.float32)
+        if sample_weight.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},); got {sample_weight.shape}.")
+        if not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
+            raise ValueError("sample_weight must be finite and non-negative.")
+        return sample_weight
+
+    @staticmethod
+    def _weighted(weights, sample_weight):
+        if sample_weight is None:
+            return weights
+        return weights * (sample_weight[:, None] if weights.ndim == 2 else sample_weight)
 
     @staticmethod
     def _check_X(X):
@@ -294,7 +316,7 @@ class LinearProbe:
             offset += len(members)
         return folds, n_folds
 
-    def _out_of_fold(self, X, targets):
+    def _out_of_fold(self, X, targets, sample_weight=None):
         """Out-of-fold logits -> temperature -> calibrated ``oof_proba_``."""
         n = len(targets)
         # With a single label, "a model fit without it" has no labels: logits 0 (uniform, or 0.5 each).
@@ -306,9 +328,10 @@ class LinearProbe:
                 train, held = folds != fold, folds == fold
                 # Warm start from the full fit: the objective is convex and its optimal
                 # predictions are unique, so the start changes the speed, not the answer.
-                coef, intercept, _ = self._fit_params(
-                    X[train], targets[train], self._sample_weights(targets[train]), full
-                )
+                weights = self._sample_weights(targets[train])
+                if sample_weight is not None:
+                    weights = self._weighted(weights, sample_weight[train])
+                coef, intercept, _ = self._fit_params(X[train], targets[train], weights, full)
                 logits[held] = X[held] @ coef + intercept
         if self.calibrate and n >= 2:
             self.temperature_ = _fit_temperature(logits, targets, multi_label=self.multi_label)
