@@ -39,6 +39,20 @@ def test_every_strategy_reaches_each_budget_and_is_scored_on_the_test_set():
     assert all(r["runs"] == 2 for r in summary)
 
 
+@pytest.mark.slow
+def test_the_label_propagating_learner_scores_every_strategy_too():
+    rng = np.random.default_rng(1)
+    pool, oracle = clusters(300, rng)
+    test, test_labels = clusters(100, rng)
+    config = SimulationConfig(budgets=(4, 12), seeds=1, ours=("random",), peers=(), semi_supervised=True)
+    rows = run_simulation(pool, oracle, test, test_labels, config=config)
+    assert all(0 <= row["semi_accuracy"] <= 1 for row in rows)
+    # One label per class of well separated clusters: the pool's structure labels the rest.
+    assert next(row for row in rows if row["budget"] == 12)["semi_accuracy"] > 0.9
+    strategies = {r["strategy"] for r in summarize(rows)}
+    assert strategies == {"ours:random", "ours:random +propagation"}
+
+
 def test_unknown_strategy_is_named():
     rng = np.random.default_rng(0)
     pool, oracle = clusters(50, rng)

@@ -51,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--peers", type=_csv_names, default=_csv_names(PEERS), help=f"peer strategies (default {PEERS})"
     )
     parser.add_argument(
+        "--semi-supervised",
+        action="store_true",
+        help="also score every strategy with a learner that propagates labels over the pool's kNN graph "
+        "(rows '<strategy> +propagation'; slower)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help="output folder (default $BANANA_HOME/simulations/<FOLDER name>, "
@@ -66,7 +72,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from services.errors import UserError
     from services.evaluation.simulation import default_output, simulate
 
-    config = SimulationConfig(budgets=args.budgets, seeds=args.seeds, ours=args.ours, peers=args.peers)
+    config = SimulationConfig(
+        budgets=args.budgets, seeds=args.seeds, ours=args.ours, peers=args.peers, semi_supervised=args.semi_supervised
+    )
     bar = tqdm(unit="image", desc="embedding", disable=not sys.stderr.isatty())
 
     def progress(finished, total):

@@ -2,7 +2,10 @@
 
 Every strategy, ours and the peers, starts from no labels, asks in rounds up to each
 budget, has its asks answered with the true labels, and is scored by the same probe
-(:class:`core.model.probe.LinearProbe`) on the same held-out images.
+(:class:`core.model.probe.LinearProbe`) on the same held-out images. With
+``semi_supervised``, each is also scored by a learner that uses the unlabeled pool too
+(:class:`core.model.propagation.SemiSupervisedProbe`, its graph built once per pool): the
+selection alone, and the selection with a learner that propagates labels.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.model.probe import LinearProbe
+from core.model.propagation import LabelSpreading, SemiSupervisedProbe
 from core.selection.peers import PEERS, peer_pick
 from core.selection.selection import ALL_STRATEGIES, SelectionConfig, select
 
@@ -23,6 +27,7 @@ class SimulationConfig:
     seeds: int = 3
     ours: tuple[str, ...] = ("default", "margin", "typicality", "random")
     peers: tuple[str, ...] = PEERS
+    semi_supervised: bool = False  # also score with the label-propagating learner (slower)
 
 
 def evaluation_probe():
@@ -30,11 +35,12 @@ def evaluation_probe():
     return LinearProbe(n_folds=0, calibrate=False, warm_start=False)
 
 
-def run_strategy(strategy, pool, oracle, test, test_labels, *, budgets, seed, classes, log=None):
+def run_strategy(strategy, pool, oracle, test, test_labels, *, budgets, seed, classes, log=None, spreading=None):
     """One simulated session of one strategy; yields a result row per budget.
 
     ``strategy`` is ``"ours:NAME"`` (a :func:`core.selection.selection.select` strategy, without
-    audit asks) or ``"peer:NAME"`` (a :mod:`core.selection.peers` strategy).
+    audit asks) or ``"peer:NAME"`` (a :mod:`core.selection.peers` strategy). With ``spreading``
+    (a :class:`LabelSpreading` fit on ``pool``), rows also hold ``semi_accuracy``.
     """
     family, name = strategy.split(":", 1)
     rng = np.random.default_rng(seed)
@@ -70,6 +76,10 @@ def run_strategy(strategy, pool, oracle, test, test_labels, *, budgets, seed, cl
             accuracy=accuracy,
             seconds=round(time.perf_counter() - started, 3),
         )
+        if spreading is not None:
+            rows = np.unique(labeled)
+            semi = SemiSupervisedProbe(spreading=spreading).fit(pool, rows, oracle[rows], classes=classes)
+            row["semi_accuracy"] = float(np.mean(semi.predict(test) == test_labels))
         if log:
             log(row)
         yield row
@@ -92,6 +102,7 @@ def run_simulation(pool, oracle, test, test_labels, *, config=SimulationConfig()
         raise ValueError(f"unknown strategies {unknown}; ours: {ALL_STRATEGIES}, peers: {PEERS}")
     classes = np.unique(np.concatenate([oracle, test_labels]))
     strategies = [f"ours:{s}" for s in config.ours] + [f"peer:{p}" for p in config.peers]
+    spreading = LabelSpreading().fit(pool) if config.semi_supervised else None
     rows = []
     for seed in range(config.seeds):
         for strategy in strategies:
@@ -106,13 +117,15 @@ def run_simulation(pool, oracle, test, test_labels, *, config=SimulationConfig()
                     seed=seed,
                     classes=classes,
                     log=log,
+                    spreading=spreading,
                 )
             )
     return rows
 
 
 def summarize(rows):
-    """Mean and standard deviation of accuracy per strategy and budget.
+    """Mean and standard deviation of accuracy per strategy and budget; a strategy scored by the
+    label-propagating learner too also appears as ``"<strategy> +propagation"``.
 
     Returns
     -------
@@ -121,6 +134,8 @@ def summarize(rows):
     groups = {}
     for row in rows:
         groups.setdefault((row["strategy"], row["budget"]), []).append(row["accuracy"])
+        if "semi_accuracy" in row:
+            groups.setdefault((f"{row['strategy']} +propagation", row["budget"]), []).append(row["semi_accuracy"])
     return [
         dict(strategy=s, budget=b, mean=float(np.mean(v)), std=float(np.std(v)), runs=len(v))
         for (s, b), v in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
