@@ -72,6 +72,8 @@ def page(app_url) -> Iterator:
         sign_in(page, app_url, "ann")
         page.get_by_role("button", name="Skip").wait_for(timeout=FIRST_PAGE_MS)
         settle(page)
+        # The keyboard layer's element mounts after the buttons; keys before it would be lost.
+        page.wait_for_function("() => window.__bananaKeys && window.__bananaKeys.label", timeout=FIRST_PAGE_MS)
         yield page
         browser.close()
 
