@@ -54,9 +54,9 @@ def opinions(
     # class id None: the annotation names no class
     rows: list[tuple[int, int, str, AnnotationSource, int | None]] = []
     if item_ids is None:
-        rows.extend(session.execute(query).tuples())
+        rows.extend(session.execute(query))
     for chunk in in_chunks(item_ids or ()):
-        rows.extend(session.execute(query.where(Annotation.item_id.in_(chunk))).tuples())
+        rows.extend(session.execute(query.where(Annotation.item_id.in_(chunk))))
     return [
         Opinion(annotation_id, item_id, name, source, ids)
         for annotation_id, ((item_id, name, source), ids) in sorted(class_sets(rows).items())
