@@ -70,6 +70,22 @@ def small_project(tmp_path: Path):
         close_engines()
 
 
+def test_a_large_project_asks_after_a_first_share_is_embedded_and_the_rest_joins(tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "COLD_START_IMAGES", 5)
+    settings = ingested_sample_project(tmp_path, per_class=3)  # 12 images
+    with open_database(settings) as db:
+        first = ready_engine(db, settings)
+        try:
+            assert 0 < len(first.pool.item_ids) <= 5  # asking already, over a share of the folder
+            assert {true_class(path) for path in first.pool.paths} == set(CLASSES)  # every folder in it
+            label_truly(LabelingSession(first, "ann"), 2)
+            startup = grow_pool(db, settings, config=FAST)  # the page run after the start
+            assert wait_for(lambda: startup.growing is None and len(startup.engine.pool.item_ids) == 12)
+            assert len(startup.engine.labeled_items()) == 2  # every label kept
+        finally:
+            close_engines()
+
+
 def database_labels(db, engine):
     with db.reading() as session:
         return label_queries.current_labels(session, engine.project_id)

@@ -1,8 +1,10 @@
 """Start each project's engine once per process, in the background, with progress to show.
 
-The first start of a project embeds every image not embedded yet, then builds the engine.
-The app shows :class:`Startup` while that runs and labels once it is ``ready``. A project
-that does not exist yet fails with what to do: it is never filled with the sample images
+The first start of a project embeds up to ``COLD_START_IMAGES`` of the images not embedded yet
+(spread over the folders), builds the engine and starts asking; the rest join the pool in the
+background through :func:`grow_pool`, as images ingested later do. The app shows
+:class:`Startup` while that runs and labels once it is ``ready``. A project that does not
+exist yet fails with what to do: it is never filled with the sample images
 unasked, which would also pin its root to ``sample_data/`` (``make run`` ingests them into a
 new project when asked, see the Makefile).
 
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 APP_EXTRACT_CONFIG = ExtractConfig(num_workers=0)
 # While another writer (a CLI command, another page) fills the embeddings, the app waits this long.
 APP_STORE_WAIT_SECONDS = 600.0
+# A new project starts asking once this many of its images are embedded (spread over its folders:
+# enough for the cold-start picks); the rest join the pool in the background, as new images do.
+COLD_START_IMAGES = 300
 
 
 @dataclass
@@ -143,10 +148,13 @@ def _start(db: Database, settings: Settings, startup: Startup) -> None:
             config=APP_EXTRACT_CONFIG,
             on_progress=progress,
             wait_seconds=APP_STORE_WAIT_SECONDS,
+            at_most=COLD_START_IMAGES,
         )
         startup.phase = "loading"
         startup.engine = build_engine(db, settings, startup.project, report.folder)
-        startup.pool = pool
+        # Short by the images left out: the first grow_pool check embeds them and swaps the engine in.
+        startup.pool = (pool[0] - report.remaining, pool[1])
+        startup.next_check = 0.0
         startup.phase = "ready"
     except UserError as error:
         startup.error, startup.phase = str(error), "failed"

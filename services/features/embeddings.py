@@ -51,6 +51,8 @@ class EmbedReport:
     index_kind : str
         ``exact`` or ``ivf``.
     index_size : int
+    remaining : int
+        Images still to embed after a run limited by ``at_most``.
     """
 
     backbone: str
@@ -60,6 +62,7 @@ class EmbedReport:
     errors: list[str] = field(default_factory=list)
     index_kind: str = ""
     index_size: int = 0
+    remaining: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ def embed(
     on_progress: ProgressCallback | None = None,
     wait_seconds: float = 0.0,
     on_wait: Callable[[Path], None] | None = None,
+    at_most: int | None = None,
 ) -> EmbedReport:
     """Embed every ingested image of a project not embedded yet, then update the index.
 
@@ -121,6 +125,10 @@ def embed(
         this run then embeds only what is still missing.
     on_wait : callable, optional
         Called as ``on_wait(folder)`` once, when this run starts waiting.
+    at_most : int, optional
+        Embed no more than this many of the images still missing, spread evenly over them (every
+        k-th in path order, so that every class folder is represented); ``report.remaining`` says
+        how many are left. None: all of them.
 
     Returns
     -------
@@ -150,6 +158,13 @@ def embed(
                 if on_progress is not None:
                     on_progress(finished, total)
 
+            if at_most is not None:
+                done = set(store.ids[store.done_mask()].tolist())
+                missing = [(item_id, path) for item_id, path in items if item_id not in done]
+                stride = max(1, -(-len(missing) // max(at_most, 1)))  # ceiling division
+                chosen = missing[::stride][:at_most]
+                report.remaining = len(missing) - len(chosen)
+                items = chosen
             try:
                 result = extract_embeddings(
                     model,
